@@ -1,0 +1,79 @@
+"""Error types and the exit statuses they map to.
+
+Every failure a user can cause or meet is one of these; the CLI turns them into one
+line on stderr (or a JSON object with --json) and the exit status below. Nothing else
+decides exit statuses.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    OK = 0
+    ERROR = 1  # a service is unavailable, a run failed, an operation could not complete
+    BAD_INPUT = 2  # the user asked for something invalid or unknown; nothing was written
+    INTERRUPTED = 130
+
+
+class MaomaoError(Exception):
+    """Base of every expected failure: a one-line message and an optional hint."""
+
+    exit_status: ExitStatus = ExitStatus.ERROR
+    code: str = "error"
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class BadInput(MaomaoError):
+    """Invalid input: a name, image, URL, cron expression, option or config value."""
+
+    exit_status = ExitStatus.BAD_INPUT
+    code = "bad-input"
+
+
+class NotFound(BadInput):
+    """The input names something that does not exist (a tool, dataset, run...)."""
+
+    code = "not-found"
+
+
+class ConfigError(BadInput):
+    code = "config"
+
+
+class Unavailable(MaomaoError):
+    """A service maomao depends on (etcd, Docker, a git remote) cannot be reached."""
+
+    code = "unavailable"
+
+
+class RecordError(MaomaoError):
+    """A value in etcd does not parse (written by a newer or broken member)."""
+
+    code = "bad-record"
+
+
+class RunFailed(MaomaoError):
+    """A tool ran and did not succeed (non-zero exit, timeout, interrupted)."""
+
+    code = "run-failed"
+
+
+class GitError(MaomaoError):
+    """A dataset operation failed: clone, pull, commit, push, keys."""
+
+    code = "git"
+
+
+class ContainerError(MaomaoError):
+    """The container engine refused or failed an operation (pull, create, start)."""
+
+    code = "container"

@@ -1,0 +1,327 @@
+"""Settings: command-line flag > environment > config file > defaults.
+
+The file is TOML (read with tomllib). `MAOMAO_CONFIG` names it; without it,
+`$XDG_CONFIG_HOME/maomao/config.toml` is read when present. Unknown sections or keys
+are refused, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from . import validation
+from .errors import BadInput, ConfigError
+
+DEFAULT_ENDPOINT = "127.0.0.1:2379"
+
+
+def _data_home() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+
+
+def _config_home() -> Path:
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+
+
+@dataclass(frozen=True)
+class EtcdSettings:
+    endpoints: tuple[str, ...] = (DEFAULT_ENDPOINT,)
+    prefix: str = "/maomao"
+    timeout: float = 5.0
+    user: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    importdir: str = str(_data_home() / "maomao" / "data")
+    # Local etcd data, dataset keys, worker health: beside the importdir by default.
+    statedir: str | None = None
+
+    @property
+    def import_path(self) -> Path:
+        return Path(self.importdir).expanduser()
+
+    @property
+    def state_path(self) -> Path:
+        if self.statedir:
+            return Path(self.statedir).expanduser()
+        return self.import_path.parent / "state"
+
+
+@dataclass(frozen=True)
+class DockerSettings:
+    host: str | None = None  # None: DOCKER_HOST or the local socket
+    network: str = "bridge"
+    memory: str = "512m"
+    pids: int = 256
+    timeout: float = 3600.0
+    user: str | None = None
+    api_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    member: str | None = None  # None: the host name
+    labels: dict[str, str] = field(default_factory=dict)
+    max_parallel: int = 4
+    lease_ttl: int = 10
+    misfire_grace: float = 300.0
+    retries: int = 2
+    backoff: float = 5.0
+    backoff_max: float = 300.0
+    shutdown_grace: float = 30.0
+    runs_kept: int = 200  # run records kept per tool
+    firings_ttl: int = 86400  # firing claims expire after this many seconds
+
+
+@dataclass(frozen=True)
+class SpikeSettings:
+    method: Literal["robust", "seed"] = "robust"
+    sensitivity: float = 1.0
+    min_history: int = 8
+    window: int = 30
+    seed_threshold: float = 0.20
+    hook_command: str | None = None
+    webhook_url: str | None = None
+    hook_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class GitSettings:
+    timeout: float = 60.0
+    https_username: str | None = None
+    https_password: str | None = None
+    known_hosts: str | None = None
+    trust_new_hosts: bool = False
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str | None = None
+    max_body: int = 1_048_576
+
+
+@dataclass(frozen=True)
+class Settings:
+    etcd: EtcdSettings = field(default_factory=EtcdSettings)
+    data: DataSettings = field(default_factory=DataSettings)
+    docker: DockerSettings = field(default_factory=DockerSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    spikes: SpikeSettings = field(default_factory=SpikeSettings)
+    git: GitSettings = field(default_factory=GitSettings)
+    serve: ServeSettings = field(default_factory=ServeSettings)
+    source: str | None = None  # the config file read, if any
+
+    @property
+    def member(self) -> str:
+        return self.worker.member or default_member_name()
+
+
+SECRET_FIELDS = {"password", "https_password", "token"}
+
+
+def default_member_name() -> str:
+    """The host name, lowered and cut to a valid name."""
+    raw = socket.gethostname().lower()
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in raw).strip("._-")
+    return (cleaned or "member")[:63]
+
+
+def parse_endpoints(text: str) -> tuple[str, ...]:
+    endpoints: list[str] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        host_port = item.removeprefix("http://").removeprefix("https://")
+        host, sep, port = host_port.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise BadInput(
+                f"invalid etcd endpoint {item!r}: expected host:port, e.g. 127.0.0.1:2379"
+            )
+        endpoints.append(host_port)
+    if not endpoints:
+        raise BadInput("no etcd endpoint given: expected host:port[,host:port...]")
+    return tuple(endpoints)
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "etcd": EtcdSettings,
+    "data": DataSettings,
+    "docker": DockerSettings,
+    "worker": WorkerSettings,
+    "spikes": SpikeSettings,
+    "git": GitSettings,
+    "serve": ServeSettings,
+}
+
+
+def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
+    where = f"[{section}] {key}"
+    if section == "etcd" and key == "endpoints":
+        if isinstance(value, str):
+            return parse_endpoints(value)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return parse_endpoints(",".join(value))
+        raise ConfigError(f"{where} must be a list of host:port strings")
+    if section == "worker" and key == "labels":
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ConfigError(f'{where} must be a table of strings, e.g. {{ region = "eu" }}')
+        return validation.labels([f"{k}={v}" for k, v in value.items()], field=where)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false")
+        return value
+    if isinstance(default, int) and not isinstance(default, bool):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"{where} must be a whole number >= 0")
+        return value
+    if isinstance(default, float):
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"{where} must be a number >= 0")
+        return float(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string")
+    return value
+
+
+def _from_mapping(data: Mapping[str, Any], source: str) -> Settings:
+    settings = Settings(source=source)
+    for section, table in data.items():
+        if section not in _SECTIONS:
+            raise ConfigError(
+                f"{source}: unknown section [{section}]",
+                hint=f"known sections: {', '.join(_SECTIONS)}",
+            )
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: [{section}] must be a table")
+        current = getattr(settings, section)
+        known = {f.name for f in fields(current)}
+        updates: dict[str, Any] = {}
+        for key, value in table.items():
+            if key not in known:
+                raise ConfigError(
+                    f"{source}: unknown key {key!r} in [{section}]",
+                    hint=f"known keys: {', '.join(sorted(known))}",
+                )
+            updates[key] = _coerce(section, key, value, getattr(current, key))
+        settings = replace(settings, **{section: replace(current, **updates)})
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: Settings) -> None:
+    if not settings.etcd.prefix.startswith("/") or settings.etcd.prefix.rstrip("/") == "":
+        raise ConfigError(f"[etcd] prefix {settings.etcd.prefix!r} must start with '/' and name a folder, e.g. /maomao")
+    if settings.etcd.timeout <= 0:
+        raise ConfigError("[etcd] timeout must be greater than 0")
+    if settings.worker.member is not None:
+        validation.name(settings.worker.member, "[worker] member")
+    if settings.worker.max_parallel < 1:
+        raise ConfigError("[worker] max_parallel must be at least 1")
+    if settings.worker.lease_ttl < 2:
+        raise ConfigError("[worker] lease_ttl must be at least 2 seconds")
+    validation.memory(settings.docker.memory, "[docker] memory")
+    if settings.spikes.method not in ("robust", "seed"):
+        raise ConfigError("[spikes] method must be 'robust' or 'seed'")
+    if settings.spikes.sensitivity <= 0:
+        raise ConfigError("[spikes] sensitivity must be greater than 0")
+
+
+def config_path(explicit: str | None) -> Path | None:
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get("MAOMAO_CONFIG")
+    if env:
+        return Path(env).expanduser()
+    default = _config_home() / "maomao" / "config.toml"
+    return default if default.is_file() else None
+
+
+def load(
+    explicit_path: str | None = None,
+    *,
+    endpoints: str | None = None,
+    prefix: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read the effective settings; flags given here win over the environment."""
+    environ = os.environ if env is None else env
+    path = config_path(explicit_path)
+    if path is None:
+        settings = Settings()
+    else:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(
+                f"config file {path} does not exist",
+                hint="create it (see config.toml in the maomao repository) or unset MAOMAO_CONFIG",
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        settings = _from_mapping(data, str(path))
+
+    etcd = settings.etcd
+    env_endpoints = environ.get("MAOMAO_ETCD_ENDPOINTS")
+    if endpoints or env_endpoints:
+        etcd = replace(etcd, endpoints=parse_endpoints(endpoints or env_endpoints or ""))
+    if prefix or environ.get("MAOMAO_ETCD_PREFIX"):
+        etcd = replace(etcd, prefix=prefix or environ["MAOMAO_ETCD_PREFIX"])
+    for var, attr in (("MAOMAO_ETCD_USER", "user"), ("MAOMAO_ETCD_PASSWORD", "password")):
+        if environ.get(var):
+            etcd = replace(etcd, **{attr: environ[var]})
+    data_settings = settings.data
+    if environ.get("MAOMAO_IMPORTDIR"):
+        data_settings = replace(data_settings, importdir=environ["MAOMAO_IMPORTDIR"])
+    docker = settings.docker
+    if environ.get("MAOMAO_DOCKER_HOST"):
+        docker = replace(docker, host=environ["MAOMAO_DOCKER_HOST"])
+    worker = settings.worker
+    if environ.get("MAOMAO_MEMBER"):
+        worker = replace(worker, member=validation.name(environ["MAOMAO_MEMBER"], "MAOMAO_MEMBER"))
+    git = settings.git
+    if environ.get("MAOMAO_GIT_PASSWORD"):
+        git = replace(git, https_password=environ["MAOMAO_GIT_PASSWORD"])
+    serve = settings.serve
+    if environ.get("MAOMAO_SERVE_TOKEN"):
+        serve = replace(serve, token=environ["MAOMAO_SERVE_TOKEN"])
+    settings = replace(
+        settings, etcd=etcd, data=data_settings, docker=docker, worker=worker, git=git, serve=serve
+    )
+    _validate(settings)
+    return settings
+
+
+def as_dict(settings: Settings, *, mask: bool = True) -> dict[str, Any]:
+    """The effective settings as plain data, secrets masked."""
+    result: dict[str, Any] = {"source": settings.source}
+    for section in _SECTIONS:
+        table: dict[str, Any] = {}
+        current = getattr(settings, section)
+        for f in fields(current):
+            value = getattr(current, f.name)
+            if mask and f.name in SECRET_FIELDS and value:
+                value = "********"
+            if isinstance(value, tuple):
+                value = list(value)
+            table[f.name] = value
+        result[section] = table
+    result["data"]["statedir"] = str(settings.data.state_path)
+    result["worker"]["member"] = settings.member
+    return result

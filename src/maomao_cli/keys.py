@@ -1,0 +1,60 @@
+"""The etcd key layout, in one place (see docs/architecture.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "/maomao"
+
+    def _p(self, *parts: str) -> str:
+        return "/".join((self.prefix.rstrip("/"), *parts))
+
+    def tools(self) -> str:
+        return self._p("tools", "")
+
+    def tool(self, name: str) -> str:
+        return self._p("tools", name)
+
+    def datasets(self) -> str:
+        return self._p("datasets", "")
+
+    def dataset(self, name: str) -> str:
+        return self._p("datasets", name)
+
+    def schedules(self) -> str:
+        return self._p("schedules", "")
+
+    def schedule(self, name: str) -> str:
+        return self._p("schedules", name)
+
+    def firings(self, schedule: str | None = None) -> str:
+        return self._p("firings", schedule, "") if schedule else self._p("firings", "")
+
+    def firing(self, schedule: str, epoch: int, member: str | None = None) -> str:
+        # Mode "everywhere" claims per member: each live member runs each firing once.
+        tail = f"{epoch}" if member is None else f"{epoch}@{member}"
+        return self._p("firings", schedule, tail)
+
+    def runs(self) -> str:
+        return self._p("runs", "")
+
+    def run(self, run_id: str) -> str:
+        return self._p("runs", run_id)
+
+    def members(self) -> str:
+        return self._p("members", "")
+
+    def member(self, name: str) -> str:
+        return self._p("members", name)
+
+    def spikes(self, tool: str | None = None) -> str:
+        return self._p("spikes", tool, "") if tool else self._p("spikes", "")
+
+    def spike(self, tool: str, sortable: str) -> str:
+        return self._p("spikes", tool, sortable)
+
+    def leaf(self, key: str) -> str:
+        return key.rsplit("/", 1)[-1]

@@ -1,0 +1,202 @@
+"""The records maomao keeps in etcd: frozen, validated, JSON with a schema version.
+
+Decoding is tolerant in one direction only: unknown fields (from a newer member) are
+ignored, while a missing required field or a value of the wrong type raises
+RecordError, which callers report and skip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Self, TypeVar, get_args, get_origin
+
+from .errors import RecordError
+
+SCHEMA_VERSION = 1
+
+RunStatus = Literal["running", "succeeded", "failed", "timed-out", "lost", "skipped"]
+FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "timed-out", "lost", "skipped"})
+Mode = Literal["once", "everywhere"]
+Direction = Literal["up", "down"]
+
+
+def _check(value: Any, hint: Any) -> bool:
+    """A small runtime type check for JSON-decoded values against field annotations."""
+    origin = get_origin(hint)
+    if hint is Any:
+        return True
+    if origin is Literal:
+        return value in get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        return any(_check(value, arg) for arg in get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is dict:
+        key_t, val_t = get_args(hint)
+        return isinstance(value, dict) and all(
+            _check(k, key_t) and _check(v, val_t) for k, v in value.items()
+        )
+    if origin in (list, tuple):
+        args = get_args(hint)
+        item_t = args[0] if args else Any
+        return isinstance(value, list | tuple) and all(_check(v, item_t) for v in value)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
+class Record:
+    """Mixin for frozen dataclasses stored as JSON."""
+
+    kind: ClassVar[str] = "record"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload, no-any-return]
+
+    def to_json(self) -> bytes:
+        return json.dumps({"v": SCHEMA_VERSION, **self.to_dict()}, sort_keys=True).encode()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        hints = typing.get_type_hints(cls)
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name not in data:
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                    raise RecordError(f"{cls.kind} record lacks field {f.name!r}")
+                continue
+            value = data[f.name]
+            if not _check(value, hints[f.name]):
+                raise RecordError(f"{cls.kind} record has a bad value for {f.name!r}: {value!r}")
+            if get_origin(hints[f.name]) is tuple and isinstance(value, list):
+                value = tuple(value)
+            kwargs[f.name] = value
+        try:
+            return cls(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise RecordError(f"{cls.kind} record does not validate: {exc}") from None
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Self:
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise RecordError(f"{cls.kind} record is not JSON") from None
+        if not isinstance(data, dict):
+            raise RecordError(f"{cls.kind} record is not a JSON object")
+        return cls.from_dict(data)
+
+
+R = TypeVar("R", bound=Record)
+
+
+@dataclass(frozen=True)
+class Tool(Record):
+    kind: ClassVar[str] = "tool"
+    name: str
+    image: str
+    dataset: str | None = None
+    author: str | None = None
+    description: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    network: str | None = None  # None: the [docker] default
+    memory: str | None = None
+    pids: int | None = None
+    timeout: float | None = None  # seconds
+    user: str | None = None
+    data_subdir: str | None = None  # inside the dataset work tree
+    sensitivity: float | None = None  # spike detector override
+    created: float = 0.0
+    updated: float = 0.0
+
+
+@dataclass(frozen=True)
+class Dataset(Record):
+    kind: ClassVar[str] = "dataset"
+    name: str
+    url: str
+    branch: str | None = None
+    push: bool = False
+    depth: int | None = None
+    created: float = 0.0
+
+
+@dataclass(frozen=True)
+class Schedule(Record):
+    kind: ClassVar[str] = "schedule"
+    name: str
+    tool: str
+    cron: str
+    timezone: str = "UTC"
+    mode: Mode = "once"
+    paused: bool = False
+    on: dict[str, str] = field(default_factory=dict)  # member label selector
+    overlap: bool = False
+    retries: int | None = None  # None: the [worker] default
+    grace: float | None = None  # misfire grace window, seconds
+    created: float = 0.0
+
+
+@dataclass(frozen=True)
+class Run(Record):
+    kind: ClassVar[str] = "run"
+    id: str
+    tool: str
+    member: str
+    status: RunStatus
+    trigger: Literal["manual", "schedule", "retry", "catch-up"] = "manual"
+    schedule: str | None = None
+    fire_time: float | None = None
+    attempt: int = 1
+    image: str | None = None
+    image_digest: str | None = None
+    exit_code: int | None = None
+    started: float | None = None
+    finished: float | None = None
+    error: str | None = None
+    warning: str | None = None
+    log_tail: list[str] = field(default_factory=list)
+
+    @property
+    def duration(self) -> float | None:
+        if self.started is None or self.finished is None:
+            return None
+        return self.finished - self.started
+
+
+@dataclass(frozen=True)
+class Member(Record):
+    kind: ClassVar[str] = "member"
+    name: str
+    host: str
+    version: str
+    started: float
+    labels: dict[str, str] = field(default_factory=dict)
+    running: int = 0
+    pid: int = 0
+    heartbeat: float = 0.0
+
+
+@dataclass(frozen=True)
+class Spike(Record):
+    kind: ClassVar[str] = "spike"
+    tool: str
+    sortable: str
+    value: float
+    baseline: float
+    deviation: float
+    deviation_pct: float | None
+    score: float
+    direction: Direction
+    method: str = "robust"
+    run_id: str | None = None
+    member: str | None = None
+    found: float = 0.0

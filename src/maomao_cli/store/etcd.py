@@ -1,0 +1,287 @@
+"""The etcd adapter of the store port, over python3-etcd3 (gRPC).
+
+Every call is bounded by the configured timeout and every failure becomes one
+MaomaoError naming the endpoint: Unavailable when etcd cannot be reached,
+BadInput for refused credentials. Create this object after any fork(): gRPC
+channels do not survive one.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import etcd3
+import etcd3.exceptions
+import etcd3.watch
+import grpc
+from etcd3.client import Endpoint
+
+from ..config import EtcdSettings
+from ..errors import BadInput, MaomaoError, Unavailable
+from .base import Entry, Event, StoreStatus
+
+T = TypeVar("T")
+
+
+class _SixValues:
+    """python3-etcd3 0.13's watch thread calls `six.itervalues` without importing six,
+    so a broken watch stream never reaches its callbacks; give it the one function."""
+
+    @staticmethod
+    def itervalues(mapping: dict[Any, Any]) -> Iterator[Any]:
+        return iter(mapping.values())
+
+
+if not hasattr(etcd3.watch, "six"):
+    etcd3.watch.six = _SixValues  # type: ignore[attr-defined]
+
+HINT = (
+    "start a local etcd with `maomao etcd start`, or point MAOMAO_ETCD_ENDPOINTS "
+    "(or [etcd] endpoints in config.toml) at a running one"
+)
+# A failed endpoint is retried after this many seconds (python3-etcd3 defaults to 300,
+# which would keep a worker off a recovered single-member cluster for five minutes).
+ENDPOINT_RETRY = 1.0
+
+
+def _range_end(prefix: str) -> bytes:
+    raw = bytearray(prefix.encode())
+    for i in range(len(raw) - 1, -1, -1):
+        if raw[i] < 0xFF:
+            raw[i] += 1
+            return bytes(raw[: i + 1])
+    return b"\0"
+
+
+class EtcdLease:
+    def __init__(self, store: EtcdStore, lease: Any) -> None:
+        self._store = store
+        self._lease = lease
+
+    @property
+    def id(self) -> int:
+        return int(self._lease.id)
+
+    @property
+    def ttl(self) -> int:
+        return int(self._lease.ttl)
+
+    def refresh(self) -> bool:
+        responses = self._store._call(lambda c: list(c.refresh_lease(self._lease.id)))
+        return bool(responses) and all(r.TTL > 0 for r in responses)
+
+    def revoke(self) -> None:
+        self._store._call(lambda c: c.revoke_lease(self._lease.id))
+
+
+class EtcdWatch:
+    def __init__(self, store: EtcdStore, prefix: str, start_revision: int | None) -> None:
+        self._store = store
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._cancelled = threading.Event()
+        kwargs: dict[str, Any] = {"range_end": _range_end(prefix)}
+        if start_revision is not None:
+            kwargs["start_revision"] = start_revision
+        self._watch_id = store._call(
+            lambda c: c.add_watch_callback(prefix, self._queue.put, **kwargs)
+        )
+
+    def __iter__(self) -> Iterator[Event]:
+        while not self._cancelled.is_set():
+            response = self._queue.get()
+            if response is None or self._cancelled.is_set():
+                return
+            if isinstance(response, BaseException):
+                raise self._store._translate(response)
+            for event in response.events:
+                is_put = isinstance(event, etcd3.events.PutEvent)
+                yield Event(
+                    type="put" if is_put else "delete",
+                    key=event.key.decode(),
+                    value=bytes(event.value) if is_put else None,
+                    revision=int(event.mod_revision),
+                )
+
+    def cancel(self) -> None:
+        if self._cancelled.is_set():
+            return
+        self._cancelled.set()
+        self._queue.put(None)
+        try:
+            self._store._client.cancel_watch(self._watch_id)
+        except Exception:  # the connection may already be gone; nothing to cancel then
+            pass
+
+
+class EtcdStore:
+    def __init__(self, settings: EtcdSettings) -> None:
+        self._settings = settings
+        self._timeout = settings.timeout
+        creds = None
+        if settings.ca_file:
+            try:
+                creds = etcd3.MultiEndpointEtcd3Client.get_secure_creds(
+                    settings.ca_file, settings.key_file, settings.cert_file
+                )
+            except OSError as exc:
+                raise BadInput(
+                    f"cannot read etcd TLS file: {exc}",
+                    hint="check [etcd] ca_file, cert_file and key_file",
+                ) from None
+        endpoints = []
+        for netloc in settings.endpoints:
+            host, _, port = netloc.rpartition(":")
+            endpoints.append(
+                Endpoint(
+                    host.strip("[]"),
+                    int(port),
+                    secure=creds is not None,
+                    creds=creds,
+                    time_retry=ENDPOINT_RETRY,
+                )
+            )
+        try:
+            self._client = etcd3.MultiEndpointEtcd3Client(
+                endpoints=endpoints,
+                timeout=self._timeout,
+                user=settings.user,
+                password=settings.password,
+                failover=True,
+            )
+        except (grpc.RpcError, etcd3.exceptions.Etcd3Exception) as exc:
+            raise self._translate(exc) from None
+
+    @property
+    def endpoint(self) -> str:
+        return ",".join(self._settings.endpoints)
+
+    # One place turns gRPC and python3-etcd3 failures into maomao errors.
+    def _translate(self, exc: BaseException) -> MaomaoError:
+        where = self.endpoint
+        if isinstance(exc, MaomaoError):
+            return exc
+        code = exc.code() if isinstance(exc, grpc.RpcError) else None  # type: ignore[attr-defined]
+        details = exc.details() if isinstance(exc, grpc.RpcError) else ""  # type: ignore[attr-defined]
+        if code == grpc.StatusCode.INVALID_ARGUMENT and "password" in (details or ""):
+            return BadInput(
+                f"etcd at {where} refused the credentials: {details}",
+                hint="check [etcd] user and password (or MAOMAO_ETCD_USER / MAOMAO_ETCD_PASSWORD)",
+            )
+        if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            return BadInput(
+                f"etcd at {where} denied access: {details}",
+                hint="check the etcd user, password and role (it needs the maomao prefix)",
+            )
+        if isinstance(exc, etcd3.exceptions.ConnectionTimeoutError) or (
+            code == grpc.StatusCode.DEADLINE_EXCEEDED
+        ):
+            return Unavailable(
+                f"etcd at {where} did not answer within {self._timeout:g}s", hint=HINT
+            )
+        if isinstance(exc, etcd3.exceptions.RevisionCompactedError):
+            return Unavailable(f"etcd at {where}: watch revision was compacted")
+        reason = details or str(exc) or type(exc).__name__
+        return Unavailable(f"etcd at {where} is unreachable: {reason}", hint=HINT)
+
+    def _call(self, fn: Callable[[Any], T]) -> T:
+        try:
+            return fn(self._client)
+        except (grpc.RpcError, etcd3.exceptions.Etcd3Exception, ValueError) as exc:
+            raise self._translate(exc) from None
+
+    @staticmethod
+    def _entry(value: Any, meta: Any) -> Entry:
+        return Entry(
+            key=meta.key.decode(),
+            value=bytes(value),
+            mod_revision=int(meta.mod_revision),
+            create_revision=int(meta.create_revision),
+            lease=int(meta.lease_id),
+        )
+
+    def get(self, key: str) -> Entry | None:
+        value, meta = self._call(lambda c: c.get(key))
+        return None if meta is None else self._entry(value, meta)
+
+    def list(self, prefix: str) -> list[Entry]:
+        return self.list_with_revision(prefix)[0]
+
+    def list_with_revision(self, prefix: str) -> tuple[list[Entry], int]:
+        response = self._call(
+            lambda c: c.get_range_response(prefix, _range_end(prefix), sort_target="key")
+        )
+        entries = [
+            Entry(
+                key=kv.key.decode(),
+                value=bytes(kv.value),
+                mod_revision=int(kv.mod_revision),
+                create_revision=int(kv.create_revision),
+                lease=int(kv.lease),
+            )
+            for kv in response.kvs
+        ]
+        return entries, int(response.header.revision)
+
+    def count(self, prefix: str) -> int:
+        response = self._call(
+            lambda c: c.get_range_response(prefix, _range_end(prefix), count_only=True)
+        )
+        return int(response.count)
+
+    def put(self, key: str, value: bytes, *, lease: int | None = None) -> int:
+        response = self._call(lambda c: c.put(key, value, lease=lease))
+        return int(response.header.revision)
+
+    def create(self, key: str, value: bytes, *, lease: int | None = None) -> bool:
+        def txn(c: Any) -> bool:
+            ok, _ = c.transaction(
+                compare=[c.transactions.create(key) == 0],
+                success=[c.transactions.put(key, value, lease=lease)],
+                failure=[],
+            )
+            return bool(ok)
+
+        return self._call(txn)
+
+    def replace(self, key: str, value: bytes, *, mod_revision: int) -> bool:
+        def txn(c: Any) -> bool:
+            ok, _ = c.transaction(
+                compare=[c.transactions.mod(key) == mod_revision],
+                success=[c.transactions.put(key, value)],
+                failure=[],
+            )
+            return bool(ok)
+
+        return self._call(txn)
+
+    def delete(self, key: str) -> bool:
+        return bool(self._call(lambda c: c.delete(key)))
+
+    def delete_prefix(self, prefix: str) -> int:
+        return int(self._call(lambda c: c.delete_prefix(prefix)).deleted)
+
+    def grant_lease(self, ttl: int) -> EtcdLease:
+        return EtcdLease(self, self._call(lambda c: c.lease(ttl)))
+
+    def watch(self, prefix: str, *, start_revision: int | None = None) -> EtcdWatch:
+        return EtcdWatch(self, prefix, start_revision)
+
+    def status(self) -> StoreStatus:
+        status = self._call(lambda c: c.status())
+        return StoreStatus(
+            endpoint=self._client.endpoint_in_use.netloc,
+            version=str(status.version),
+            leader=int(status.leader.id) if status.leader else 0,
+            member_id=0,
+            raft_index=int(status.raft_index),
+            db_size=int(status.db_size),
+        )
+
+    def close(self) -> None:
+        try:
+            self._client.close()
+        except Exception:  # closing a broken channel is not worth reporting
+            pass

@@ -1,0 +1,97 @@
+"""Shared fixtures: one real etcd per session, an isolated key prefix per test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from servers import EtcdCluster
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def etcd() -> Iterator[EtcdCluster]:
+    cluster = EtcdCluster(1).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"/maomao-test/{uuid.uuid4().hex[:12]}"
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def lines(self) -> list[str]:
+        return self.out.splitlines()
+
+
+@dataclass
+class Env:
+    """A maomao configuration for one test: its own prefix, importdir and config file."""
+
+    vars: dict[str, str]
+    home: Path
+
+    def run(self, *args: str, timeout: float = 60, input: str | None = None) -> Result:
+        proc = subprocess.run(
+            [sys.executable, "-m", "maomao_cli", *args],
+            capture_output=True,
+            text=True,
+            env=self.vars,
+            timeout=timeout,
+            input=input,
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "maomao_cli", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=self.vars,
+        )
+
+
+def make_env(tmp_path: Path, endpoints: str, prefix: str, **extra: str) -> Env:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    config = tmp_path / "config.toml"
+    if not config.exists():
+        config.write_text(
+            f'[data]\nimportdir = "{tmp_path / "data"}"\n[docker]\nnetwork = "none"\n'
+        )
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("MAOMAO_", "DOCKER_", "XDG_"))
+    }
+    env.update(
+        HOME=str(home),
+        MAOMAO_CONFIG=str(config),
+        MAOMAO_ETCD_ENDPOINTS=endpoints,
+        MAOMAO_ETCD_PREFIX=prefix,
+        MAOMAO_MEMBER="member-a",
+        COLUMNS="200",
+        PYTHONPATH=str(ROOT / "src"),
+        **extra,
+    )
+    return Env(env, home)
+
+
+@pytest.fixture
+def env(tmp_path: Path, etcd: EtcdCluster, prefix: str) -> Env:
+    return make_env(tmp_path, etcd.endpoints, prefix)

@@ -1,0 +1,131 @@
+"""One contract for the store port, run against every adapter (memory and real etcd)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from maomao_cli.config import EtcdSettings
+from maomao_cli.errors import Unavailable
+from maomao_cli.store.base import Event, Store
+from maomao_cli.store.etcd import EtcdStore
+from maomao_cli.store.memory import MemoryStore
+from servers import EtcdCluster, free_port
+
+
+@pytest.fixture(params=["memory", "etcd"])
+def store(request: pytest.FixtureRequest, prefix: str) -> Iterator[Store]:
+    if request.param == "memory":
+        backend: Store = MemoryStore()
+    else:
+        cluster: EtcdCluster = request.getfixturevalue("etcd")
+        backend = EtcdStore(EtcdSettings(endpoints=tuple(cluster.endpoints.split(","))))
+    yield backend
+    backend.delete_prefix(prefix)
+    backend.close()
+
+
+def test_put_get_list_sorted(store: Store, prefix: str) -> None:
+    store.put(f"{prefix}/b", b"2")
+    store.put(f"{prefix}/a", b"1")
+    store.put(f"{prefix}x/c", b"outside")  # shares the string prefix, not the folder
+    entry = store.get(f"{prefix}/a")
+    assert entry is not None and entry.value == b"1"
+    assert [e.key for e in store.list(f"{prefix}/")] == [f"{prefix}/a", f"{prefix}/b"]
+    assert store.count(f"{prefix}/") == 2
+    assert store.get(f"{prefix}/missing") is None
+    store.delete_prefix(f"{prefix}x/")
+
+
+def test_create_only_if_absent(store: Store, prefix: str) -> None:
+    assert store.create(f"{prefix}/claim", b"first") is True
+    assert store.create(f"{prefix}/claim", b"second") is False
+    entry = store.get(f"{prefix}/claim")
+    assert entry is not None and entry.value == b"first"
+
+
+def test_create_races_have_one_winner(store: Store, prefix: str) -> None:
+    wins: list[int] = []
+
+    def claim(i: int) -> None:
+        if store.create(f"{prefix}/race", str(i).encode()):
+            wins.append(i)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1
+
+
+def test_replace_compares_revision(store: Store, prefix: str) -> None:
+    store.put(f"{prefix}/k", b"v1")
+    entry = store.get(f"{prefix}/k")
+    assert entry is not None
+    assert store.replace(f"{prefix}/k", b"v2", mod_revision=entry.mod_revision) is True
+    assert store.replace(f"{prefix}/k", b"v3", mod_revision=entry.mod_revision) is False
+    final = store.get(f"{prefix}/k")
+    assert final is not None and final.value == b"v2"
+
+
+def test_delete(store: Store, prefix: str) -> None:
+    store.put(f"{prefix}/k", b"v")
+    assert store.delete(f"{prefix}/k") is True
+    assert store.delete(f"{prefix}/k") is False
+    store.put(f"{prefix}/x/1", b"")
+    store.put(f"{prefix}/x/2", b"")
+    assert store.delete_prefix(f"{prefix}/x/") == 2
+
+
+def test_lease_revoke_removes_keys(store: Store, prefix: str) -> None:
+    lease = store.grant_lease(5)
+    store.put(f"{prefix}/leased", b"v", lease=lease.id)
+    assert store.get(f"{prefix}/leased") is not None
+    assert lease.refresh() is True
+    lease.revoke()
+    assert store.get(f"{prefix}/leased") is None
+
+
+def test_watch_sees_puts_and_deletes_in_order(store: Store, prefix: str) -> None:
+    _, revision = store.list_with_revision(f"{prefix}/")
+    watch = store.watch(f"{prefix}/", start_revision=revision + 1)
+    seen: list[Event] = []
+
+    def consume() -> None:
+        for event in watch:
+            seen.append(event)
+            if len(seen) == 3:
+                return
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    store.put(f"{prefix}/a", b"1")
+    store.put(f"{prefix}/a", b"2")
+    store.delete(f"{prefix}/a")
+    consumer.join(10)
+    watch.cancel()
+    assert [(e.type, e.value) for e in seen] == [("put", b"1"), ("put", b"2"), ("delete", None)]
+    assert seen[0].revision < seen[1].revision < seen[2].revision
+
+
+def test_watch_from_past_revision_replays(store: Store, prefix: str) -> None:
+    revision = store.put(f"{prefix}/early", b"x")
+    watch = store.watch(f"{prefix}/", start_revision=revision)
+    first = next(iter(watch))
+    watch.cancel()
+    assert (first.type, first.key) == ("put", f"{prefix}/early")
+
+
+def test_unreachable_etcd_fails_fast_with_endpoint() -> None:
+    port = free_port()
+    store = EtcdStore(EtcdSettings(endpoints=(f"127.0.0.1:{port}",), timeout=2))
+    started = time.monotonic()
+    with pytest.raises(Unavailable) as info:
+        store.get("/maomao/x")
+    assert f"127.0.0.1:{port}" in str(info.value)
+    assert time.monotonic() - started < 10  # bounded, generous: the timeout is 2 s
+    store.close()

@@ -76,9 +76,7 @@ def make_env(tmp_path: Path, endpoints: str, prefix: str, **extra: str) -> Env:
         config.write_text(
             f'[data]\nimportdir = "{tmp_path / "data"}"\n[docker]\nnetwork = "none"\n'
         )
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("MAOMAO_", "DOCKER_", "XDG_"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAOMAO_", "DOCKER_", "XDG_"))}
     env.update(
         HOME=str(home),
         MAOMAO_CONFIG=str(config),

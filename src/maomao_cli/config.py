@@ -223,7 +223,9 @@ def _from_mapping(data: Mapping[str, Any], source: str) -> Settings:
 
 def _validate(settings: Settings) -> None:
     if not settings.etcd.prefix.startswith("/") or settings.etcd.prefix.rstrip("/") == "":
-        raise ConfigError(f"[etcd] prefix {settings.etcd.prefix!r} must start with '/' and name a folder, e.g. /maomao")
+        raise ConfigError(
+            f"[etcd] prefix {settings.etcd.prefix!r} must start with '/' and name a folder, e.g. /maomao"
+        )
     if settings.etcd.timeout <= 0:
         raise ConfigError("[etcd] timeout must be greater than 0")
     if settings.worker.member is not None:
@@ -283,9 +285,10 @@ def load(
         etcd = replace(etcd, endpoints=parse_endpoints(endpoints or env_endpoints or ""))
     if prefix or environ.get("MAOMAO_ETCD_PREFIX"):
         etcd = replace(etcd, prefix=prefix or environ["MAOMAO_ETCD_PREFIX"])
-    for var, attr in (("MAOMAO_ETCD_USER", "user"), ("MAOMAO_ETCD_PASSWORD", "password")):
-        if environ.get(var):
-            etcd = replace(etcd, **{attr: environ[var]})
+    if environ.get("MAOMAO_ETCD_USER"):
+        etcd = replace(etcd, user=environ["MAOMAO_ETCD_USER"])
+    if environ.get("MAOMAO_ETCD_PASSWORD"):
+        etcd = replace(etcd, password=environ["MAOMAO_ETCD_PASSWORD"])
     data_settings = settings.data
     if environ.get("MAOMAO_IMPORTDIR"):
         data_settings = replace(data_settings, importdir=environ["MAOMAO_IMPORTDIR"])

@@ -155,3 +155,16 @@ def memory_bytes(value: str) -> int:
     match = _SIZE.fullmatch(memory(value))
     assert match is not None  # memory() validated it
     return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+
+
+_NETWORK = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
+
+
+def network(value: str) -> str:
+    """A Docker network name; `host` is refused because it would bypass isolation."""
+    if not _NETWORK.fullmatch(value) or value == "host":
+        raise BadInput(
+            f"invalid network {value!r}: "
+            "use bridge, none or the name of a Docker network (not host)"
+        )
+    return value

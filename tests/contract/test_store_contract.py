@@ -34,7 +34,7 @@ def test_put_get_list_sorted(store: Store, prefix: str) -> None:
     store.put(f"{prefix}x/c", b"outside")  # shares the string prefix, not the folder
     entry = store.get(f"{prefix}/a")
     assert entry is not None and entry.value == b"1"
-    assert [e.key for e in store.list(f"{prefix}/")] == [f"{prefix}/a", f"{prefix}/b"]
+    assert [e.key for e in store.scan(f"{prefix}/")] == [f"{prefix}/a", f"{prefix}/b"]
     assert store.count(f"{prefix}/") == 2
     assert store.get(f"{prefix}/missing") is None
     store.delete_prefix(f"{prefix}x/")
@@ -91,7 +91,7 @@ def test_lease_revoke_removes_keys(store: Store, prefix: str) -> None:
 
 
 def test_watch_sees_puts_and_deletes_in_order(store: Store, prefix: str) -> None:
-    _, revision = store.list_with_revision(f"{prefix}/")
+    _, revision = store.scan_with_revision(f"{prefix}/")
     watch = store.watch(f"{prefix}/", start_revision=revision + 1)
     seen: list[Event] = []
 

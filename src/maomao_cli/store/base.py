@@ -68,11 +68,11 @@ class Store(Protocol):
 
     def get(self, key: str) -> Entry | None: ...
 
-    def list(self, prefix: str) -> list[Entry]:
+    def scan(self, prefix: str) -> list[Entry]:
         """Entries under prefix, sorted by key."""
         ...
 
-    def list_with_revision(self, prefix: str) -> tuple[list[Entry], int]:
+    def scan_with_revision(self, prefix: str) -> tuple[list[Entry], int]:
         """Entries under prefix and the store revision they were read at (to watch from)."""
         ...
 

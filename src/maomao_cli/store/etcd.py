@@ -8,6 +8,7 @@ channels do not survive one.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -36,7 +37,7 @@ class _SixValues:
 
 
 if not hasattr(etcd3.watch, "six"):
-    etcd3.watch.six = _SixValues  # type: ignore[attr-defined]
+    etcd3.watch.six = _SixValues
 
 HINT = (
     "start a local etcd with `maomao etcd start`, or point MAOMAO_ETCD_ENDPOINTS "
@@ -110,10 +111,9 @@ class EtcdWatch:
             return
         self._cancelled.set()
         self._queue.put(None)
-        try:
+        # The connection may already be gone; there is nothing to cancel then.
+        with contextlib.suppress(Exception):
             self._store._client.cancel_watch(self._watch_id)
-        except Exception:  # the connection may already be gone; nothing to cancel then
-            pass
 
 
 class EtcdStore:
@@ -163,8 +163,8 @@ class EtcdStore:
         where = self.endpoint
         if isinstance(exc, MaomaoError):
             return exc
-        code = exc.code() if isinstance(exc, grpc.RpcError) else None  # type: ignore[attr-defined]
-        details = exc.details() if isinstance(exc, grpc.RpcError) else ""  # type: ignore[attr-defined]
+        code = exc.code() if isinstance(exc, grpc.RpcError) else None
+        details = exc.details() if isinstance(exc, grpc.RpcError) else ""
         if code == grpc.StatusCode.INVALID_ARGUMENT and "password" in (details or ""):
             return BadInput(
                 f"etcd at {where} refused the credentials: {details}",
@@ -206,10 +206,10 @@ class EtcdStore:
         value, meta = self._call(lambda c: c.get(key))
         return None if meta is None else self._entry(value, meta)
 
-    def list(self, prefix: str) -> list[Entry]:
-        return self.list_with_revision(prefix)[0]
+    def scan(self, prefix: str) -> list[Entry]:
+        return self.scan_with_revision(prefix)[0]
 
-    def list_with_revision(self, prefix: str) -> tuple[list[Entry], int]:
+    def scan_with_revision(self, prefix: str) -> tuple[list[Entry], int]:
         response = self._call(
             lambda c: c.get_range_response(prefix, _range_end(prefix), sort_target="key")
         )
@@ -281,7 +281,5 @@ class EtcdStore:
         )
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # closing a broken channel is not worth reporting
             self._client.close()
-        except Exception:  # closing a broken channel is not worth reporting
-            pass

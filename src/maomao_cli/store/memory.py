@@ -135,10 +135,10 @@ class MemoryStore:
             self._check()
             return self._data.get(key)
 
-    def list(self, prefix: str) -> list[Entry]:
-        return self.list_with_revision(prefix)[0]
+    def scan(self, prefix: str) -> list[Entry]:
+        return self.scan_with_revision(prefix)[0]
 
-    def list_with_revision(self, prefix: str) -> tuple[list[Entry], int]:
+    def scan_with_revision(self, prefix: str) -> tuple[list[Entry], int]:
         with self._lock:
             self._check()
             entries = sorted(
@@ -147,7 +147,7 @@ class MemoryStore:
             return entries, self._revision
 
     def count(self, prefix: str) -> int:
-        return len(self.list(prefix))
+        return len(self.scan(prefix))
 
     def put(self, key: str, value: bytes, *, lease: int | None = None) -> int:
         with self._lock:

@@ -1,0 +1,3 @@
+from maomao_cli.cli.app import main
+
+main()

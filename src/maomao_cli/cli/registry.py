@@ -1,0 +1,96 @@
+"""`maomao register`, `unregister`, `tools`."""
+
+from __future__ import annotations
+
+import typer
+
+from .. import validation
+from . import output
+from .state import ctx
+
+
+def register(
+    name: str = typer.Argument(..., help="Tool name: [a-z0-9][a-z0-9._-]{0,62}."),
+    image: str = typer.Argument(
+        ..., help="Docker image reference, e.g. ghcr.io/group/collector:1.2."
+    ),
+    dataset: str | None = typer.Option(
+        None, "--dataset", "-d", help="Dataset the tool writes into."
+    ),
+    author: str | None = typer.Option(None, "--author", help="Who maintains the tool."),
+    description: str | None = typer.Option(None, "--description", help="What the tool collects."),
+    env: list[str] = typer.Option(
+        [], "--env", "-e", help="Environment variable KEY=VALUE (repeatable)."
+    ),
+    network: str | None = typer.Option(
+        None, "--network", help="Container network: bridge (default) or none."
+    ),
+    memory: str | None = typer.Option(None, "--memory", help="Memory limit, e.g. 256m."),
+    pids: int | None = typer.Option(None, "--pids", help="Process limit."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", help="Run timeout in seconds (default 3600)."
+    ),
+    user: str | None = typer.Option(
+        None, "--user", help="User to run as inside the container, e.g. 1000:1000."
+    ),
+    data_subdir: str | None = typer.Option(
+        None, "--data-subdir", help="Folder inside the dataset to write into."
+    ),
+    sensitivity: float | None = typer.Option(
+        None, "--sensitivity", help="Spike detector sensitivity for this tool."
+    ),
+) -> None:
+    """Register a tool (a dockerized collector), or update it if it exists."""
+    if network is not None:
+        validation.network(network)
+    tool, created = ctx().registry.register_tool(
+        name,
+        image,
+        dataset=dataset,
+        author=author,
+        description=description,
+        env=validation.env_pairs(env) if env else None,
+        network=network,
+        memory=memory,
+        pids=pids,
+        timeout=timeout,
+        user=user,
+        data_subdir=data_subdir,
+        sensitivity=sensitivity,
+    )
+    verb = "registered" if created else "updated"
+    output.success(f"{verb} tool [bold]{tool.name}[/bold] → {tool.image}")
+
+
+def unregister(name: str = typer.Argument(..., help="Tool name.")) -> None:
+    """Remove a tool from the registry (its data and runs stay)."""
+    tool = ctx().registry.unregister_tool(name)
+    output.success(f"unregistered tool [bold]{tool.name}[/bold]")
+
+
+def tools(as_json: bool = typer.Option(False, "--json", help="Print a JSON array.")) -> None:
+    """List the registered tools."""
+    found = sorted(ctx().registry.tools(), key=lambda t: t.name)
+    if as_json:
+        output.print_json([t.to_dict() for t in found])
+        return
+    if not found:
+        output.note("no tools registered; add one with `maomao register NAME IMAGE`")
+        return
+    output.console().print(
+        output.table(
+            "Tools",
+            ["name", "image", "dataset", "author", "description", "updated"],
+            (
+                (
+                    t.name,
+                    t.image,
+                    t.dataset or "-",
+                    t.author or "-",
+                    t.description or "",
+                    output.when(t.updated),
+                )
+                for t in found
+            ),
+        )
+    )

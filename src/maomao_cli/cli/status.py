@@ -1,0 +1,79 @@
+"""`maomao status` and `maomao config`."""
+
+from __future__ import annotations
+
+import typer
+
+from .. import __version__
+from ..errors import MaomaoError
+from . import output
+from .state import ctx
+
+
+def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Is etcd reachable, which version, and what the collaboration holds."""
+    context = ctx()
+    keys = context.keys
+    try:
+        store = context.store
+        cluster = store.status()
+        data = {
+            "maomao": __version__,
+            "etcd": {"reachable": True, "endpoint": cluster.endpoint, "version": cluster.version},
+            "prefix": keys.prefix,
+            "tools": store.count(keys.tools()),
+            "datasets": store.count(keys.datasets()),
+            "schedules": store.count(keys.schedules()),
+            "members": store.count(keys.members()),
+            "runs": store.count(keys.runs()),
+        }
+    except MaomaoError as exc:
+        if as_json:
+            output.print_json(
+                {"maomao": __version__, "etcd": {"reachable": False, "error": exc.message}}
+            )
+        raise
+    if as_json:
+        output.print_json(data)
+        return
+    output.console().print(
+        f"[green]●[/green] etcd {cluster.version} reachable at {cluster.endpoint} (prefix {keys.prefix})"
+    )
+    output.console().print(
+        output.table(
+            None,
+            ["tools", "datasets", "schedules", "live members", "runs"],
+            [[data["tools"], data["datasets"], data["schedules"], data["members"], data["runs"]]],
+        )
+    )
+
+
+def show_config(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Print the effective settings (flags > environment > file > defaults), secrets masked."""
+    from ..config import as_dict
+
+    settings = as_dict(ctx().settings)
+    if as_json:
+        output.print_json(settings)
+        return
+    output.console().print(
+        f"[dim]# config file: {settings.pop('source') or '(none: defaults)'}[/dim]"
+    )
+    for section, table in settings.items():
+        output.console().print(f"\n[{section}]", markup=False, style="bold")
+        for key, value in table.items():
+            output.console().print(f"{key} = {_toml(value)}", markup=False)
+
+
+def _toml(value: object) -> str:
+    if value is None:
+        return "# unset"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    return str(value)

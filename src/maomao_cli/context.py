@@ -1,0 +1,59 @@
+"""Builds the services a command needs, lazily, from the effective settings.
+
+Commands ask for what they use (`ctx.registry`, `ctx.runs`...); nothing connects to
+etcd or Docker until then, so `maomao --help` and `maomao config` stay instant.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from .keys import Keys
+
+if TYPE_CHECKING:
+    from . import config
+    from .services.registry import Registry
+    from .store.base import Store
+
+
+class Context:
+    def __init__(
+        self,
+        config_path: str | None = None,
+        endpoints: str | None = None,
+        prefix: str | None = None,
+    ) -> None:
+        self._config_path = config_path
+        self._endpoints = endpoints
+        self._prefix = prefix
+        self._store: Store | None = None
+
+    @cached_property
+    def settings(self) -> config.Settings:
+        from . import config
+
+        return config.load(self._config_path, endpoints=self._endpoints, prefix=self._prefix)
+
+    @cached_property
+    def keys(self) -> Keys:
+        return Keys(self.settings.etcd.prefix)
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            from .store.etcd import EtcdStore  # grpc is heavy: only when etcd is needed
+
+            self._store = EtcdStore(self.settings.etcd)
+        return self._store
+
+    @cached_property
+    def registry(self) -> Registry:
+        from .services.registry import Registry
+
+        return Registry(self.store, self.keys)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None

@@ -1,0 +1,1 @@
+"""Core services: registry, runs, schedules, worker, spikes, datasets. No Typer, no Rich."""

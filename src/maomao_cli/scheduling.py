@@ -1,0 +1,144 @@
+"""Pure scheduling logic: cron parsing, next-fire times in a zone, catch-up and retries.
+
+No I/O and no clock of its own: every function takes the time it reasons about, so
+the tests drive it with tables and a fake clock.
+
+Cron expressions have 5 fields, or 6 with seconds FIRST (`*/5 * * * * *` = every
+5 seconds), as in Quartz and dkron. Times are evaluated on the schedule's local wall
+clock, then mapped to instants:
+- a wall time that does not exist (spring forward) fires at the same instant as the
+  first time after the gap, and instants that coincide are merged, so nothing doubles;
+- a wall time that happens twice (fall back) fires once, at its first occurrence.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .errors import BadInput
+
+SHORTHANDS = {
+    "hourly": "0 * * * *",
+    "daily": "0 0 * * *",
+    "weekly": "0 0 * * 0",
+}
+
+
+@lru_cache(maxsize=512)
+def zone(name: str) -> ZoneInfo:
+    try:
+        if not name or name.startswith(("/", ".")) or ".." in name:
+            raise ValueError(name)
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise BadInput(
+            f"invalid time zone {name!r}: expected an IANA name such as UTC, Europe/Zurich or America/New_York"
+        ) from None
+
+
+def _croniter() -> Any:
+    from croniter import croniter  # imported when scheduling, not at CLI start-up
+
+    return croniter
+
+
+def validate_cron(expr: str) -> str:
+    """Normalise whitespace and check the expression; BadInput naming the rule if wrong."""
+    normalized = " ".join(expr.split())
+    fields = normalized.split(" ") if normalized else []
+    rule = (
+        f"invalid cron expression {expr!r}: expected 5 fields (minute hour day month weekday) "
+        "or 6 with seconds first, e.g. '0 6 * * *' or '*/10 * * * * *'"
+    )
+    if len(fields) not in (5, 6) or any(c in normalized for c in "\x00\n\r\t"):
+        raise BadInput(rule)
+    croniter = _croniter()
+    try:
+        it = croniter(normalized, datetime(2026, 1, 1), second_at_beginning=len(fields) == 6)
+        it.get_next(datetime)
+    except Exception:  # croniter raises several unrelated types for bad input
+        raise BadInput(rule) from None
+    return normalized
+
+
+@dataclass
+class CronClock:
+    """Next-fire computation for one schedule; cheap to keep one per schedule."""
+
+    cron: str
+    timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        self.cron = validate_cron(self.cron)
+        self._zone = zone(self.timezone)
+        self._seconds = len(self.cron.split(" ")) == 6
+
+    def _to_epoch(self, naive: datetime) -> float:
+        return naive.replace(tzinfo=self._zone, fold=0).timestamp()
+
+    def next_after(self, after: float) -> float:
+        """The first fire instant strictly after `after` (epoch seconds)."""
+        local = datetime.fromtimestamp(after, self._zone).replace(tzinfo=None)
+        it = _croniter()(self.cron, local, second_at_beginning=self._seconds)
+        # In a repeated (fall-back) hour local time runs backwards: skip instants not after.
+        for _ in range(10_000):
+            candidate = self._to_epoch(it.get_next(datetime))
+            if candidate > after:
+                return candidate
+        raise BadInput(f"cron expression {self.cron!r} never fires after {after}")
+
+    def prev_at_or_before(self, at: float) -> float | None:
+        """The newest fire instant at or before `at`, or None if there is none."""
+        local = datetime.fromtimestamp(math.floor(at) + 1, self._zone).replace(tzinfo=None)
+        it = _croniter()(self.cron, local, second_at_beginning=self._seconds)
+        for _ in range(10_000):
+            try:
+                candidate = self._to_epoch(it.get_prev(datetime))
+            except Exception:  # croniter gives up far in the past
+                return None
+            if candidate <= at:
+                return candidate
+        return None
+
+    def upcoming(self, after: float, count: int) -> list[float]:
+        times: list[float] = []
+        current = after
+        for _ in range(count):
+            current = self.next_after(current)
+            times.append(current)
+        return times
+
+
+def catch_up_time(clock: CronClock, now: float, grace: float) -> float | None:
+    """The one missed fire time to run on start, if the newest missed firing is within
+    the grace window. Older missed firings coalesce into it."""
+    newest = clock.prev_at_or_before(now)
+    if newest is None or now - newest > grace:
+        return None
+    return newest
+
+
+def retry_delay(attempt: int, retries: int, backoff: float, backoff_max: float) -> float | None:
+    """Seconds to wait before the next attempt after `attempt` failed; None when exhausted.
+    Exponential: backoff, 2*backoff, 4*backoff... capped at backoff_max."""
+    if attempt > retries:
+        return None
+    return float(min(backoff * (2 ** (attempt - 1)), backoff_max))
+
+
+def resolve_cron(
+    *, cron: str | None, hourly: bool = False, daily: bool = False, weekly: bool = False
+) -> str:
+    chosen = [name for name, flag in (("hourly", hourly), ("daily", daily), ("weekly", weekly)) if flag]
+    if len(chosen) + (cron is not None) > 1:
+        raise BadInput("choose one of --hourly, --daily, --weekly or --cron")
+    if chosen:
+        return SHORTHANDS[chosen[0]]
+    if cron is None:
+        raise BadInput("no schedule given: use --hourly, --daily, --weekly or --cron EXPR")
+    return validate_cron(cron)

@@ -1,0 +1,1 @@
+"""Adapters behind small interfaces: etcd store, container runner, git."""

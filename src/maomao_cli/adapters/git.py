@@ -105,7 +105,9 @@ class RepoStatus:
 
 _PROGRESS_RE = re.compile(
     r"^(?:remote:\s*)?(?P<phase>[A-Za-z][A-Za-z ]*?):\s+"
-    r"(?:(?P<pct>\d+)%\s+\((?P<done>\d+)/(?P<total>\d+)\)|(?P<count>\d+)(?P<rest>.*))"
+    r"(?:(?P<pct>\d+)%\s+\((?P<done>\d+)/(?P<total>\d+)\)"
+    r"|(?P<done2>\d+)/(?P<total2>\d+)\b"  # dulwich's own "writing pack data: 3/5"
+    r"|(?P<count>\d+)(?P<rest>.*))"
 )
 
 
@@ -114,7 +116,8 @@ def parse_progress(line: str) -> tuple[str, int, int] | None:
 
     "Counting objects: 45% (9/20)" -> ("Counting objects", 9, 20);
     "Counting objects: 20, done." -> ("Counting objects", 20, 20);
-    "Counting objects: 12" -> ("Counting objects", 12, 0); anything else -> None.
+    "Counting objects: 12" -> ("Counting objects", 12, 0);
+    "writing pack data: 3/5" -> ("writing pack data", 3, 5); anything else -> None.
     """
     m = _PROGRESS_RE.match(line.strip())
     if m is None:
@@ -122,6 +125,8 @@ def parse_progress(line: str) -> tuple[str, int, int] | None:
     phase = m["phase"].strip()
     if m["done"] is not None:
         return phase, int(m["done"]), int(m["total"])
+    if m["done2"] is not None:
+        return phase, int(m["done2"]), int(m["total2"])
     count = int(m["count"])
     rest = m["rest"].strip()
     if rest.startswith(", done") or rest == "done.":
@@ -414,13 +419,15 @@ def _translated(op: str, remote: _Remote, auth: GitAuth, timeout: float) -> Iter
         )
         if remote.kind == "ssh":
             raise _ssh_error(op, remote, auth, text) from None
+        if _looks_missing(text):
+            raise GitError(f"{where}: no git repository at {remote.path}") from None
         raise GitError(f"{where}: {_one_line(text)}") from None
     except GitProtocolError as exc:
         text = str(exc)
         if remote.kind == "ssh":
             raise _ssh_error(op, remote, auth, text) from None
         low = text.lower()
-        if "404" in low or "not found" in low or "not a git repository" in low:
+        if "404" in low or _looks_missing(text):
             raise GitError(f"{where}: no git repository at {remote.path}") from None
         if "401" in low or "403" in low:
             raise GitError(
@@ -434,6 +441,15 @@ def _translated(op: str, remote: _Remote, auth: GitAuth, timeout: float) -> Iter
         if reason is None:
             raise
         raise GitError(f"{where}: {reason}") from None
+
+
+def _looks_missing(text: str) -> bool:
+    low = text.lower()
+    # git daemon: "no such repository" / "access denied or repository not exported".
+    return any(
+        s in low
+        for s in ("no such repository", "not exported", "not found", "not a git repository")
+    )
 
 
 def _urllib3_reason(exc: BaseException) -> str | None:

@@ -1,0 +1,388 @@
+"""The git adapter against real servers on loopback: file, git daemon, smart HTTP and sshd."""
+
+# The server fixtures are imported by name below, so test arguments shadow them.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import socket
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gitservers import (  # noqa: F401  (fixtures)
+    HTTP_PASSWORD,
+    HTTP_USER,
+    SeedRepo,
+    Sshd,
+    git,
+    git_daemon,
+    git_http,
+    git_root,
+    seed_repo,
+    sshd,
+)
+from maomao_cli.adapters import git as g
+from maomao_cli.errors import GitError
+
+HTTP_AUTH = g.GitAuth(https_username=HTTP_USER, https_password=HTTP_PASSWORD)
+PROTOCOLS = ["path", "file", "git", "http", "ssh"]
+TIMEOUT = 20.0
+
+
+def remote(seed: SeedRepo, protocol: str, request: pytest.FixtureRequest) -> tuple[str, g.GitAuth]:
+    """URL and credentials for one protocol (ssh starts sshd only when asked for)."""
+    if protocol == "ssh":
+        sshd: Sshd = request.getfixturevalue("sshd")
+        return sshd.url(seed.path), g.GitAuth(ssh_key=sshd.client_key, known_hosts=sshd.known_hosts)
+    if protocol == "http":
+        return seed.urls["http"], HTTP_AUTH
+    return seed.urls[protocol], g.GitAuth()
+
+
+def server_log(seed: SeedRepo) -> list[str]:
+    return git("log", "--format=%s", "main", cwd=seed.path).splitlines()
+
+
+def one_line(err: GitError) -> str:
+    assert "\n" not in err.message, err.message
+    return err.message
+
+
+# ---------------------------------------------------------------------------- round trip
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_clone_pull_commit_push_round_trip(
+    protocol: str, seed_repo: SeedRepo, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url, auth = remote(seed_repo, protocol, request)
+    work = tmp_path / "clone"
+    lines: list[str] = []
+    g.clone(url, work, branch="main", depth=None, auth=auth, timeout=TIMEOUT, progress=lines.append)
+    assert (work / "README.md").read_text() == "seed dataset\n"
+    assert (work / "data" / "control-2024-01-01.csv").read_text() == "1.0\n"
+    assert any(g.parse_progress(line) for line in lines), lines
+
+    # Someone else pushes with the git command line; our pull fast-forwards.
+    other = seed_repo.fresh_clone(tmp_path / "other")
+    (other / "theirs.txt").write_text("from git\n")
+    git("add", "-A", cwd=other)
+    git("commit", "-q", "-m", "theirs", cwd=other)
+    git("push", "-q", "origin", "main", cwd=other)
+    pulled = g.pull(work, branch="main", auth=auth, timeout=TIMEOUT, progress=None)
+    assert pulled.outcome == "fast-forward"
+    assert pulled.head == seed_repo.head()
+    assert (work / "theirs.txt").read_text() == "from git\n"
+
+    # A run writes a new file, changes one and deletes one; commit and push.
+    (work / "data" / "control-2024-01-02.csv").write_text("2.0\n")
+    (work / "README.md").write_text("seed dataset, updated\n")
+    (work / "theirs.txt").unlink()
+    assert sorted(g.status(work, branch="main").changed_files) == [
+        "README.md",
+        "data/control-2024-01-02.csv",
+        "theirs.txt",
+    ]
+    sha = g.commit_all(work, "tool dummy run r1", "member-a")
+    assert sha is not None
+    st = g.status(work, branch="main")
+    assert (st.ahead, st.changed_files) == (1, [])
+    g.push(work, branch="main", auth=auth, timeout=TIMEOUT, progress=None)
+    assert g.status(work, branch="main").ahead == 0
+
+    assert seed_repo.head() == sha
+    fresh = seed_repo.fresh_clone(tmp_path / "fresh")
+    assert (fresh / "data" / "control-2024-01-02.csv").read_text() == "2.0\n"
+    assert (fresh / "README.md").read_text() == "seed dataset, updated\n"
+    assert not (fresh / "theirs.txt").exists()
+    author = git("log", "-1", "--format=%an <%ae>|%s", cwd=fresh)
+    assert author == "member-a <member-a@maomao>|tool dummy run r1"
+
+
+def test_commit_all_nothing_changed_and_gitignore(seed_repo: SeedRepo, tmp_path: Path) -> None:
+    work = tmp_path / "clone"
+    g.clone(seed_repo.urls["file"], work, auth=g.GitAuth(), timeout=TIMEOUT)
+    assert g.commit_all(work, "nothing", "member-a") is None
+    (work / ".gitignore").write_text("*.tmp\n")
+    (work / "scratch.tmp").write_text("ignored\n")
+    sha = g.commit_all(work, "ignore temp files", "Member A <a@example.org>")
+    assert sha is not None
+    files = git("ls-tree", "-r", "--name-only", sha, cwd=work).splitlines()
+    assert ".gitignore" in files and "scratch.tmp" not in files
+    assert g.commit_all(work, "again", "member-a") is None
+
+
+# ---------------------------------------------------------------------------- two members
+
+
+@pytest.mark.parametrize("protocol", ["git", "http", "ssh"])
+def test_two_members_push_in_turn_merge_without_loss(
+    protocol: str, seed_repo: SeedRepo, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url, auth = remote(seed_repo, protocol, request)
+    a, b = tmp_path / "a", tmp_path / "b"
+    g.clone(url, a, auth=auth, timeout=TIMEOUT)
+    g.clone(url, b, auth=auth, timeout=TIMEOUT)
+
+    (a / "data" / "control-a.csv").write_text("1\n")
+    sha_a = g.commit_all(a, "run by a", "member-a")
+    assert g.pull(a, auth=auth, timeout=TIMEOUT).outcome == "up-to-date"
+    g.push(a, auth=auth, timeout=TIMEOUT)
+
+    (b / "data" / "control-b.csv").write_text("2\n")
+    sha_b = g.commit_all(b, "run by b", "member-b")
+    with pytest.raises(GitError) as rejected:  # b is behind: a plain push must not clobber a
+        g.push(b, auth=auth, timeout=TIMEOUT)
+    assert "pull first" in (rejected.value.hint or "")
+    assert g.status(b).last_push_error == rejected.value.message
+    merged = g.pull(b, auth=auth, timeout=TIMEOUT, author="member-b")
+    assert merged.outcome == "merged"
+    g.push(b, auth=auth, timeout=TIMEOUT)
+    assert g.status(b).last_push_error is None
+
+    assert g.pull(a, auth=auth, timeout=TIMEOUT).outcome == "fast-forward"
+    assert (a / "data" / "control-b.csv").read_text() == "2\n"
+    fresh = seed_repo.fresh_clone(tmp_path / "fresh")
+    assert (fresh / "data" / "control-a.csv").read_text() == "1\n"
+    assert (fresh / "data" / "control-b.csv").read_text() == "2\n"
+    history = git("rev-list", "main", cwd=fresh).splitlines()
+    assert sha_a in history and sha_b in history and seed_repo.seed in history
+    parents = git("log", "-1", "--format=%P", cwd=fresh).split()
+    assert set(parents) == {sha_a, sha_b}
+
+
+def test_real_conflict_keeps_both_local_commits(seed_repo: SeedRepo, tmp_path: Path) -> None:
+    url, auth = seed_repo.urls["git"], g.GitAuth()
+    a, b = tmp_path / "a", tmp_path / "b"
+    g.clone(url, a, auth=auth, timeout=TIMEOUT)
+    g.clone(url, b, auth=auth, timeout=TIMEOUT)
+    (a / "README.md").write_text("a's version\n")
+    sha_a = g.commit_all(a, "a edits readme", "member-a")
+    g.push(a, auth=auth, timeout=TIMEOUT)
+
+    (b / "README.md").write_text("b's version\n")
+    (b / "data" / "control-b.csv").write_text("2\n")
+    sha_b = g.commit_all(b, "b edits readme", "member-b")
+    result = g.pull(b, auth=auth, timeout=TIMEOUT)
+
+    assert result.conflict and result.conflicts == ("README.md",)
+    assert (result.head, result.remote) == (sha_b, sha_a)
+    # Nothing local moved: b's commit is HEAD, its files are in the work tree, clean.
+    assert git("rev-parse", "HEAD", cwd=b) == sha_b
+    assert (b / "README.md").read_text() == "b's version\n"
+    assert (b / "data" / "control-b.csv").read_text() == "2\n"
+    st = g.status(b)
+    assert (st.ahead, st.behind, st.changed_files) == (1, 1, [])
+    with pytest.raises(GitError):
+        g.push(b, auth=auth, timeout=TIMEOUT)
+    assert g.status(b).last_push_error is not None
+    # The remote still holds a's commit, and b's commit is still in b's history.
+    assert seed_repo.head() == sha_a
+    assert sha_b in git("rev-list", "HEAD", cwd=b)
+
+
+# ---------------------------------------------------------------------------- failures
+
+
+@pytest.fixture
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # nothing listens there once closed
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A server that accepts connections and never says a word."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(sock.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield int(sock.getsockname()[1])
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    sock.close()
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["git://127.0.0.1:{port}/x.git", "http://127.0.0.1:{port}/x.git", "ssh://u@127.0.0.1:{port}/x"],
+)
+def test_closed_port_fails_with_one_line(template: str, closed_port: int, tmp_path: Path) -> None:
+    url = template.format(port=closed_port)
+    dest = tmp_path / "dest"
+    with pytest.raises(GitError) as err:
+        g.clone(url, dest, auth=g.GitAuth(known_hosts=tmp_path / "kh"), timeout=5)
+    line = one_line(err.value)
+    assert url in line and "refused" in line
+    assert not dest.exists()
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["git://127.0.0.1:{port}/x.git", "http://127.0.0.1:{port}/x.git", "ssh://u@127.0.0.1:{port}/x"],
+)
+def test_silent_server_times_out(template: str, silent_port: int, tmp_path: Path) -> None:
+    url = template.format(port=silent_port)
+    dest = tmp_path / "dest"
+    dest.mkdir()  # an existing empty directory is kept, and left empty
+    with pytest.raises(GitError) as err:
+        g.clone(url, dest, auth=g.GitAuth(known_hosts=tmp_path / "kh"), timeout=1)
+    line = one_line(err.value)
+    assert url in line and "timed out" in line
+    assert dest.is_dir() and list(dest.iterdir()) == []
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_wrong_path_fails_with_one_line(
+    protocol: str, seed_repo: SeedRepo, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url, auth = remote(seed_repo, protocol, request)
+    url = url.replace(seed_repo.name, "no-such-repo.git")
+    dest = tmp_path / "dest"
+    with pytest.raises(GitError) as err:
+        g.clone(url, dest, auth=auth, timeout=TIMEOUT)
+    line = one_line(err.value)
+    assert "no-such-repo.git" in line
+    assert "no git repository" in line, line
+    assert not dest.exists()
+
+
+def test_unknown_ssh_host_key_refused_with_hint(
+    seed_repo: SeedRepo, sshd: Sshd, tmp_path: Path
+) -> None:
+    known_hosts = tmp_path / "known_hosts"
+    auth = g.GitAuth(ssh_key=sshd.client_key, known_hosts=known_hosts)
+    url = sshd.url(seed_repo.path)
+    with pytest.raises(GitError) as err:
+        g.clone(url, tmp_path / "dest", auth=auth, timeout=TIMEOUT)
+    assert "unknown SSH host key" in one_line(err.value) and url in err.value.message
+    assert f"ssh-keyscan -p {sshd.port} 127.0.0.1 >> {known_hosts}" in (err.value.hint or "")
+    assert not (tmp_path / "dest").exists()
+
+    # Trust on first use only when configured: then the key is recorded.
+    trusting = g.GitAuth(ssh_key=sshd.client_key, known_hosts=known_hosts, trust_new_hosts=True)
+    g.clone(url, tmp_path / "dest", auth=trusting, timeout=TIMEOUT)
+    assert (tmp_path / "dest" / "README.md").exists()
+    host_key = (sshd.home / "ssh_host_ed25519_key.pub").read_text().split()[1]
+    assert host_key in known_hosts.read_text()
+
+
+def test_ssh_wrong_key_is_an_auth_failure(seed_repo: SeedRepo, sshd: Sshd, tmp_path: Path) -> None:
+    other_key = tmp_path / "keys" / "other"
+    g.generate_ssh_key(other_key, "not-authorized")
+    auth = g.GitAuth(ssh_key=other_key, known_hosts=sshd.known_hosts)
+    with pytest.raises(GitError) as err:
+        g.clone(sshd.url(seed_repo.path), tmp_path / "dest", auth=auth, timeout=TIMEOUT)
+    assert "authentication failed" in one_line(err.value)
+
+
+def test_http_wrong_password_is_an_auth_failure_and_not_shown(
+    seed_repo: SeedRepo, tmp_path: Path
+) -> None:
+    auth = g.GitAuth(https_username=HTTP_USER, https_password="wrong-password-123")
+    with pytest.raises(GitError) as err:
+        g.clone(seed_repo.urls["http"], tmp_path / "dest", auth=auth, timeout=TIMEOUT)
+    assert "authentication failed" in one_line(err.value)
+    assert "wrong-password-123" not in err.value.message + (err.value.hint or "")
+    assert "wrong-password-123" not in repr(auth)
+
+
+def test_http_credentials_in_url_are_not_stored(seed_repo: SeedRepo, tmp_path: Path) -> None:
+    url = seed_repo.urls["http"].replace("http://", f"http://{HTTP_USER}:{HTTP_PASSWORD}@")
+    g.clone(url, tmp_path / "dest", auth=g.GitAuth(), timeout=TIMEOUT)
+    assert HTTP_PASSWORD not in (tmp_path / "dest" / ".git" / "config").read_text()
+
+
+def test_clone_refuses_non_empty_destination(seed_repo: SeedRepo, tmp_path: Path) -> None:
+    (tmp_path / "dest").mkdir()
+    (tmp_path / "dest" / "keep.txt").write_text("mine\n")
+    with pytest.raises(GitError) as err:
+        g.clone(seed_repo.urls["file"], tmp_path / "dest", auth=g.GitAuth(), timeout=TIMEOUT)
+    assert "not empty" in one_line(err.value)
+    assert (tmp_path / "dest" / "keep.txt").read_text() == "mine\n"
+
+
+# ---------------------------------------------------------------------------- depth
+
+
+@pytest.mark.parametrize("protocol", ["file", "git", "http"])
+def test_depth_limited_clone_then_pull(
+    protocol: str, seed_repo: SeedRepo, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url, auth = remote(seed_repo, protocol, request)
+    upstream = seed_repo.fresh_clone(tmp_path / "upstream")
+    for i in range(3):
+        (upstream / f"f{i}.txt").write_text(f"{i}\n")
+        git("add", "-A", cwd=upstream)
+        git("commit", "-q", "-m", f"c{i}", cwd=upstream)
+    git("push", "-q", "origin", "main", cwd=upstream)
+
+    work = tmp_path / "shallow"
+    g.clone(url, work, depth=1, auth=auth, timeout=TIMEOUT)
+    assert (work / ".git" / "shallow").exists()
+    assert git("rev-list", "--count", "HEAD", cwd=work) == "1"
+    assert (work / "f2.txt").read_text() == "2\n"
+
+    (upstream / "f3.txt").write_text("3\n")
+    git("add", "-A", cwd=upstream)
+    git("commit", "-q", "-m", "c3", cwd=upstream)
+    git("push", "-q", "origin", "main", cwd=upstream)
+    assert g.pull(work, auth=auth, timeout=TIMEOUT).outcome == "fast-forward"
+    assert (work / "f3.txt").read_text() == "3\n"
+
+
+# ---------------------------------------------------------------------------- keys, progress
+
+
+def test_generate_ssh_key_once_owner_only(tmp_path: Path) -> None:
+    key = tmp_path / "state" / "keys" / "dataset-x"
+    public = g.generate_ssh_key(key, "maomao dataset x")
+    assert public.startswith("ssh-ed25519 ") and public.endswith(" maomao dataset x")
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert stat.S_IMODE(key.parent.stat().st_mode) == 0o700
+    private = key.read_bytes()
+    assert g.generate_ssh_key(key, "another comment") == public
+    assert key.read_bytes() == private
+    assert [p.name for p in key.parent.iterdir() if p.name.startswith(".keygen")] == []
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("Counting objects: 45% (9/20)", ("Counting objects", 9, 20)),
+        ("remote: Counting objects: 100% (20/20), done.", ("Counting objects", 20, 20)),
+        (
+            "Receiving objects:  50% (500/1000), 1.20 MiB | 2.40 MiB/s",
+            ("Receiving objects", 500, 1000),
+        ),
+        ("Compressing objects: 100% (3/3), done.", ("Compressing objects", 3, 3)),
+        ("Enumerating objects: 11, done.", ("Enumerating objects", 11, 11)),
+        ("counting objects: 5, done.", ("counting objects", 5, 5)),
+        ("Counting objects: 12", ("Counting objects", 12, 0)),
+        ("writing pack data: 0/5", ("writing pack data", 0, 5)),
+        ("Total 20 (delta 3), reused 0 (delta 0), pack-reused 0", None),
+        ("", None),
+        ("error: something broke", None),
+    ],
+)
+def test_parse_progress(line: str, expected: tuple[str, int, int] | None) -> None:
+    assert g.parse_progress(line) == expected

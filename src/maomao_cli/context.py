@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from .keys import Keys
 
 if TYPE_CHECKING:
+    from .services.schedules import ScheduleService
+    from .services.worker import Worker
     from . import config
     from .services.registry import Registry
     from .store.base import Store
@@ -52,6 +54,28 @@ class Context:
         from .services.registry import Registry
 
         return Registry(self.store, self.keys)
+
+    @cached_property
+    def schedules(self) -> ScheduleService:
+        from .services.schedules import ScheduleService
+
+        return ScheduleService(self.store, self.keys, self.registry)
+
+    def make_worker(
+        self, *, labels: dict[str, str] | None = None, max_parallel: int | None = None
+    ) -> Worker:
+        """The worker builds its own etcd clients (it reconnects), after any fork."""
+        from .services.worker import Worker
+        from .store.etcd import EtcdStore
+
+        settings = self.settings
+        return Worker(
+            settings,
+            store_factory=lambda: EtcdStore(settings.etcd),
+            make_runs=self.make_run_service,
+            labels=labels,
+            max_parallel=max_parallel,
+        )
 
     def close(self) -> None:
         if self._store is not None:

@@ -38,6 +38,13 @@ class Keys:
         tail = f"{epoch}" if member is None else f"{epoch}@{member}"
         return self._p("firings", schedule, tail)
 
+    def active(self, schedule: str, member: str | None = None) -> str:
+        # Lives on the running member's lease: it marks a run in progress for overlap checks.
+        return self._p("active", schedule if member is None else f"{schedule}@{member}")
+
+    def retry_claim(self, schedule: str, epoch: int, attempt: int, member: str | None = None) -> str:
+        return self.firing(schedule, epoch, member) + f".r{attempt}"
+
     def runs(self) -> str:
         return self._p("runs", "")
 

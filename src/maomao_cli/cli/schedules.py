@@ -1,12 +1,162 @@
-"""`maomao schedule ...` (being built)."""
+"""`maomao schedule ...`, and the schedule branch of `maomao run NAME --daily`."""
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
+from typing import Any
+
 import typer
+
+from . import output
+from .state import ctx
 
 app = typer.Typer(help="Schedules: list, show, pause, resume, rm.", no_args_is_help=True)
 
 
+def _local(epoch: float | None, zone_name: str) -> str:
+    if epoch is None:
+        return "-"
+    from ..scheduling import zone
+
+    return datetime.fromtimestamp(epoch, zone(zone_name)).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def create_schedule(
+    tool: str,
+    *,
+    cron: str | None,
+    hourly: bool,
+    daily: bool,
+    weekly: bool,
+    timezone: str,
+    everywhere: bool,
+    on: str | None,
+    name: str | None,
+    overlap: bool,
+    retries: int | None,
+) -> None:
+    """Store a schedule and print its next three fire times in its zone."""
+    from .. import validation
+    from ..scheduling import resolve_cron
+
+    expression = resolve_cron(cron=cron, hourly=hourly, daily=daily, weekly=weekly)
+    selector = validation.labels(on, "--on") if on else None
+    context = ctx()
+    schedule, created = context.schedules.create(
+        tool,
+        expression,
+        timezone=timezone,
+        mode="everywhere" if everywhere else "once",
+        on=selector,
+        name=name,
+        overlap=overlap,
+        retries=retries,
+    )
+    upcoming = context.schedules.upcoming(schedule, time.time(), 3)
+    verb = "scheduled" if created else "rescheduled"
+    where = "on every member" if schedule.mode == "everywhere" else "once per firing"
+    output.success(
+        f"{verb} [bold]{schedule.tool}[/bold] as [bold]{schedule.name}[/bold]: "
+        f"{schedule.cron} ({schedule.timezone}), {where}"
+    )
+    for epoch in upcoming:
+        output.console().print(f"  next: {_local(epoch, schedule.timezone)}")
+    output.note("a running `maomao worker` picks it up at once; start one if none runs")
+
+
+def _last_runs() -> dict[str, Any]:
+    """The newest run of each schedule."""
+    latest: dict[str, Any] = {}
+    runs = getattr(ctx(), "runs", None)
+    if runs is None:
+        return latest
+    for run in runs.list():
+        if run.schedule and run.schedule not in latest:
+            latest[run.schedule] = run
+    return latest
+
+
 @app.command("list")
-def list_() -> None:
-    """List schedules."""
+def list_(as_json: bool = typer.Option(False, "--json", help="Print a JSON array.")) -> None:
+    """List schedules with their next fire time and last run."""
+    context = ctx()
+    schedules = sorted(context.schedules.all(), key=lambda s: s.name)
+    last = _last_runs()
+    now = time.time()
+    rows = []
+    for s in schedules:
+        next_fire = None if s.paused else context.schedules.upcoming(s, now, 1)[0]
+        run = last.get(s.name)
+        rows.append((s, next_fire, run))
+    if as_json:
+        output.print_json(
+            [
+                {
+                    **s.to_dict(),
+                    "next_fire": output.iso(nf),
+                    "last_run": run.id if run else None,
+                    "last_status": run.status if run else None,
+                }
+                for s, nf, run in rows
+            ]
+        )
+        return
+    if not rows:
+        output.note("no schedules; create one with `maomao run TOOL --daily`")
+        return
+    output.console().print(
+        output.table(
+            "Schedules",
+            ["name", "tool", "cron", "zone", "mode", "next fire", "last run", "paused"],
+            (
+                (
+                    s.name,
+                    s.tool,
+                    s.cron,
+                    s.timezone,
+                    s.mode + (f" on {','.join(f'{k}={v}' for k, v in s.on.items())}" if s.on else ""),
+                    _local(nf, s.timezone),
+                    f"{run.status} ({output.when(run.started)})" if run else "-",
+                    "yes" if s.paused else "no",
+                )
+                for s, nf, run in rows
+            ),
+        )
+    )
+
+
+@app.command("show")
+def show(name: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
+    """Show one schedule and its next fire times."""
+    context = ctx()
+    schedule = context.schedules.get(name)
+    upcoming = [] if schedule.paused else context.schedules.upcoming(schedule, time.time(), 5)
+    if as_json:
+        output.print_json({**schedule.to_dict(), "next_fires": [output.iso(t) for t in upcoming]})
+        return
+    for key, value in schedule.to_dict().items():
+        output.console().print(f"{key}: {value}", markup=False)
+    for epoch in upcoming:
+        output.console().print(f"next: {_local(epoch, schedule.timezone)}", markup=False)
+
+
+@app.command("pause")
+def pause(name: str = typer.Argument(...)) -> None:
+    """Pause a schedule (workers stop firing it)."""
+    ctx().schedules.set_paused(name, True)
+    output.success(f"paused schedule [bold]{name}[/bold]")
+
+
+@app.command("resume")
+def resume(name: str = typer.Argument(...)) -> None:
+    """Resume a paused schedule."""
+    ctx().schedules.set_paused(name, False)
+    output.success(f"resumed schedule [bold]{name}[/bold]")
+
+
+@app.command("rm")
+def rm(name: str = typer.Argument(...)) -> None:
+    """Remove a schedule (its runs stay)."""
+    ctx().schedules.remove(name)
+    output.success(f"removed schedule [bold]{name}[/bold]")

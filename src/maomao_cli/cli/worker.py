@@ -1,15 +1,111 @@
-"""`maomao worker`, `members` (being built)."""
+"""`maomao worker` and `maomao members`."""
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+
+import typer
+
 from . import output
+from .state import ctx
 
 
-def worker() -> None:
-    """Run the worker: claim and run due firings, detect spikes."""
-    output.fail(1, "not available yet")
+def _setup_worker_logging() -> None:
+    import logging
+
+    logger = logging.getLogger("maomao")
+    for old in list(logger.handlers):
+        logger.removeHandler(old)
+    handler: logging.Handler
+    if sys.stderr.isatty():
+        from rich.logging import RichHandler
+
+        handler = RichHandler(
+            console=output.err_console(), show_path=False, markup=False, log_time_format="%H:%M:%S"
+        )
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        # Plain, one line per event: for journald, files and pipes.
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+        )
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
-def members() -> None:
-    """List live members."""
-    output.fail(1, "not available yet")
+def worker(
+    labels: str | None = typer.Option(None, "--labels", help="Member labels k=v,k2=v2 (schedules can target them with --on)."),
+    max_parallel: int | None = typer.Option(None, "--max-parallel", min=1, help="Runs at once on this member."),
+    check: bool = typer.Option(False, "--check", help="Exit 0 if this host's worker is alive, 1 otherwise."),
+) -> None:
+    """Run the worker: follow schedules, claim due firings, run tools, detect spikes."""
+    from .. import validation
+
+    context = ctx()
+    settings = context.settings
+    if check:
+        from ..services.worker import check_health
+
+        alive, message = check_health(
+            context.store, context.keys, settings.member, settings.worker.lease_ttl, time.time()
+        )
+        if not alive:
+            output.fail(1, message)
+        output.console().print(message)
+        return
+    member_labels = validation.labels(labels) if labels else None
+    _setup_worker_logging()
+    worker_service = context.make_worker(labels=member_labels, max_parallel=max_parallel)
+
+    stop = threading.Event()
+    signals_seen = 0
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        if signals_seen == 1:
+            output.note(f"{signal.Signals(signum).name}: finishing running runs (again to stop them now)")
+            stop.set()
+        else:
+            worker_service.hurry()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    worker_service.run(stop)
+
+
+def members(as_json: bool = typer.Option(False, "--json", help="Print a JSON array.")) -> None:
+    """List the live members (workers) of the collaboration."""
+    from ..services.members import live_members
+
+    context = ctx()
+    found = live_members(context.store, context.keys)
+    if as_json:
+        output.print_json([m.to_dict() for m in found])
+        return
+    if not found:
+        output.note("no live members; start one with `maomao worker`")
+        return
+    output.console().print(
+        output.table(
+            "Members",
+            ["member", "host", "labels", "version", "started", "running"],
+            (
+                (
+                    m.name,
+                    m.host,
+                    ",".join(f"{k}={v}" for k, v in m.labels.items()) or "-",
+                    m.version,
+                    output.when(m.started),
+                    m.running,
+                )
+                for m in found
+            ),
+        )
+    )

@@ -1,0 +1,97 @@
+"""A store wrapper that never loses a run record while etcd is unreachable.
+
+Run records are last-writer-wins puts: when one fails because etcd is down, it is
+kept in order and written when the worker reconnects (`flush`). Reads and every
+other operation pass through and fail as usual, so claims are never faked.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+
+from ..errors import Unavailable
+from ..store.base import Entry, Lease, Store, StoreStatus, Watch
+
+log = logging.getLogger("maomao.worker")
+
+
+class Outbox:
+    def __init__(self, target: Store) -> None:
+        self.target = target
+        self._pending: OrderedDict[str, tuple[bytes, int | None]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # Everything but put goes straight to the current store.
+    @property
+    def endpoint(self) -> str:
+        return self.target.endpoint
+
+    def get(self, key: str) -> Entry | None:
+        return self.target.get(key)
+
+    def scan(self, prefix: str) -> list[Entry]:
+        return self.target.scan(prefix)
+
+    def scan_with_revision(self, prefix: str) -> tuple[list[Entry], int]:
+        return self.target.scan_with_revision(prefix)
+
+    def count(self, prefix: str) -> int:
+        return self.target.count(prefix)
+
+    def create(self, key: str, value: bytes, *, lease: int | None = None) -> bool:
+        return self.target.create(key, value, lease=lease)
+
+    def replace(self, key: str, value: bytes, *, mod_revision: int) -> bool:
+        return self.target.replace(key, value, mod_revision=mod_revision)
+
+    def delete(self, key: str) -> bool:
+        return self.target.delete(key)
+
+    def delete_prefix(self, prefix: str) -> int:
+        return self.target.delete_prefix(prefix)
+
+    def grant_lease(self, ttl: int) -> Lease:
+        return self.target.grant_lease(ttl)
+
+    def watch(self, prefix: str, *, start_revision: int | None = None) -> Watch:
+        return self.target.watch(prefix, start_revision=start_revision)
+
+    def status(self) -> StoreStatus:
+        return self.target.status()
+
+    def close(self) -> None:
+        self.target.close()
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def put(self, key: str, value: bytes, *, lease: int | None = None) -> int:
+        with self._lock:
+            if key in self._pending:  # keep order: a newer write replaces the queued one
+                self._pending.pop(key)
+                self._pending[key] = (value, lease)
+                return 0
+        try:
+            return self.target.put(key, value, lease=lease)
+        except Unavailable:
+            with self._lock:
+                self._pending[key] = (value, lease)
+            return 0
+
+    def flush(self) -> int:
+        """Write what was kept; returns how many records were written."""
+        written = 0
+        while True:
+            with self._lock:
+                if not self._pending:
+                    return written
+                key, (value, lease) = next(iter(self._pending.items()))
+            self.target.put(key, value, lease=lease)
+            with self._lock:
+                if self._pending.get(key) == (value, lease):
+                    self._pending.pop(key)
+            written += 1

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from servers import EtcdCluster
+from servers import DockerDaemon, EtcdCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,3 +93,41 @@ def make_env(tmp_path: Path, endpoints: str, prefix: str, **extra: str) -> Env:
 @pytest.fixture
 def env(tmp_path: Path, etcd: EtcdCluster, prefix: str) -> Env:
     return make_env(tmp_path, etcd.endpoints, prefix)
+
+
+DUMMY_IMAGE = "maomao/dummy-tool:test"
+
+
+@pytest.fixture(scope="session")
+def docker() -> Iterator[DockerDaemon]:
+    """A private dockerd with the example tool built into it as DUMMY_IMAGE; everything it
+    holds (containers, images) goes with its data root at the end."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "maomao_dummy_build", ROOT / "examples" / "dummy-tool" / "build.py"
+    )
+    assert spec is not None and spec.loader is not None
+    dummy_build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dummy_build)
+
+    daemon = DockerDaemon().start()
+    try:
+        dummy_build.build(DUMMY_IMAGE, host=daemon.host, quiet=True)
+        yield daemon
+    finally:
+        import docker as docker_py
+
+        client = docker_py.APIClient(base_url=daemon.host, timeout=30)
+        for container in client.containers(all=True):
+            client.remove_container(container["Id"], force=True)
+        for image in client.images():
+            client.remove_image(image["Id"], force=True)
+        client.close()
+        daemon.stop()
+
+
+@pytest.fixture
+def docker_env(tmp_path: Path, etcd: EtcdCluster, prefix: str, docker: DockerDaemon) -> Env:
+    """Like `env`, with MAOMAO_DOCKER_HOST pointing at the private dockerd."""
+    return make_env(tmp_path, etcd.endpoints, prefix, MAOMAO_DOCKER_HOST=docker.host)

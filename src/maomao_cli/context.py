@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING
 from .keys import Keys
 
 if TYPE_CHECKING:
+    from . import config
+    from .adapters.docker_runner import DockerRunner
+    from .services.registry import Registry
+    from .services.runs import RunService
     from .services.schedules import ScheduleService
     from .services.worker import Worker
-    from . import config
-    from .services.registry import Registry
     from .store.base import Store
 
 
@@ -77,7 +79,26 @@ class Context:
             max_parallel=max_parallel,
         )
 
+    @cached_property
+    def runner(self) -> DockerRunner:
+        from .adapters.docker_runner import DockerRunner  # docker-py: only when a run needs it
+
+        return DockerRunner(self.settings.docker)
+
+    def make_run_service(self, store: Store) -> RunService:
+        """A run service on the given store (the worker passes its own); after-run hooks
+        (spike check, dataset commit) are registered here, once for every caller."""
+        from .services.runs import RunService
+
+        return RunService(store, self.keys, self.settings, self.runner, self.settings.member)
+
+    @cached_property
+    def runs(self) -> RunService:
+        return self.make_run_service(self.store)
+
     def close(self) -> None:
+        if "runner" in self.__dict__:
+            self.runner.close()
         if self._store is not None:
             self._store.close()
             self._store = None

@@ -1,22 +1,234 @@
-"""`maomao run`, `runs`, `logs` (being built)."""
+"""`maomao run`, `runs`, `logs`."""
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
 import typer
 
+from ..errors import ExitStatus, RunFailed
 from . import output
+from .state import ctx
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from ..adapters.containers import PullProgress
+    from ..models import Run
 
 
 def run(name: str = typer.Argument(..., help="Tool name.")) -> None:
     """Run a tool now, or schedule it with --daily/--weekly/--hourly/--cron."""
-    output.fail(1, "not available yet")
+    run_now(name)
 
 
-def runs() -> None:
+def run_now(name: str) -> None:
+    """Run the tool in a container now, streaming its output; exit 0 only on success."""
+    context = ctx()
+    tool = context.registry.get_tool(name)
+    cancel = threading.Event()
+    pull_display = PullDisplay()
+    started = time.monotonic()
+    with _sigint_sets(cancel):
+        try:
+            record = context.runs.execute(
+                tool,
+                on_output=_Printer(pull_display),
+                cancel=cancel,
+                progress=pull_display,
+            )
+        finally:
+            pull_display.close()
+    summary = _summary(record, time.monotonic() - started)
+    if cancel.is_set():
+        output.fail(
+            ExitStatus.INTERRUPTED,
+            f"interrupted: {summary}; the container was stopped and removed",
+        )
+    if record.status != "succeeded":
+        raise RunFailed(summary + (f": {record.error}" if record.error else ""))
+    output.success(summary)
+    if record.warning:
+        output.note(f"warning: {record.warning}")
+
+
+def _summary(record: Run, elapsed: float) -> str:
+    exit_part = f"exit {record.exit_code}" if record.exit_code is not None else "no exit code"
+    took = record.duration if record.duration is not None else elapsed
+    return (
+        f"{record.tool} {record.status} ({exit_part}) in {output.duration(took)}, run {record.id}"
+    )
+
+
+@contextmanager
+def _sigint_sets(cancel: threading.Event) -> Iterator[None]:
+    """Ctrl-C asks the run to stop (the container is stopped, removed and recorded);
+    a second Ctrl-C gives up waiting."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        output.note("stopping the container (Ctrl-C again to give up waiting)...")
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class _Printer:
+    """Prints container output as it comes (from the runner's log thread)."""
+
+    def __init__(self, pull_display: PullDisplay) -> None:
+        self.pull_display = pull_display
+
+    def __call__(self, line: str) -> None:
+        self.pull_display.close()
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
+class PullDisplay:
+    """A Rich progress bar per layer while an image is pulled; nothing when it is present."""
+
+    def __init__(self) -> None:
+        self._progress: Progress | None = None
+        self._tasks: dict[str, TaskID] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, event: PullProgress) -> None:
+        with self._lock:
+            if event.complete:
+                self._close()
+                return
+            if self._progress is None:
+                from rich.progress import (
+                    BarColumn,
+                    DownloadColumn,
+                    Progress,
+                    TextColumn,
+                )
+
+                self._progress = Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    DownloadColumn(),
+                    console=output.err_console(),
+                    transient=True,
+                )
+                self._progress.start()
+                output.note(f"pulling {event.image}...")
+            if event.layer is None:
+                return
+            task = self._tasks.get(event.layer)
+            description = f"{event.layer} {event.status.lower()}"
+            if task is None:
+                task = self._progress.add_task(description, total=event.total)
+                self._tasks[event.layer] = task
+            self._progress.update(
+                task, description=description, completed=event.current or 0, total=event.total
+            )
+
+    def _close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+            self._tasks.clear()
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+
+def _as_json(record: Run) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "tool": record.tool,
+        "status": record.status,
+        "exit_code": record.exit_code,
+        "member": record.member,
+        "started": output.iso(record.started),
+        "finished": output.iso(record.finished),
+        "duration": record.duration,
+        "trigger": record.trigger,
+        "schedule": record.schedule,
+        "fire_time": output.iso(record.fire_time),
+        "attempt": record.attempt,
+        "image": record.image,
+        "image_digest": record.image_digest,
+        "error": record.error,
+        "warning": record.warning,
+    }
+
+
+_STATUS_STYLE = {
+    "succeeded": "green",
+    "failed": "red",
+    "timed-out": "red",
+    "lost": "yellow",
+    "running": "cyan",
+    "skipped": "dim",
+}
+
+
+def runs(
+    tool: str | None = typer.Option(None, "--tool", "-t", help="Only the runs of this tool."),
+    limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="At most this many."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON array."),
+) -> None:
     """List run records, newest first."""
-    output.fail(1, "not available yet")
+    if tool is not None:
+        from .. import validation
+
+        validation.name(tool, "tool name")
+    found = ctx().runs.list(tool, limit)
+    if as_json:
+        output.print_json([_as_json(r) for r in found])
+        return
+    if not found:
+        output.note("no runs recorded" + (f" for tool {tool}" if tool else ""))
+        return
+    from rich.markup import escape
+
+    output.console().print(
+        output.table(
+            "Runs",
+            ["id", "tool", "status", "exit", "member", "trigger", "started", "duration", "error"],
+            (
+                (
+                    r.id,
+                    r.tool,
+                    f"[{_STATUS_STYLE.get(r.status, '')}]{r.status}[/]",
+                    "-" if r.exit_code is None else str(r.exit_code),
+                    r.member,
+                    r.trigger if r.schedule is None else f"{r.trigger} ({r.schedule})",
+                    output.when(r.started),
+                    output.duration(r.duration),
+                    escape(r.error or ""),
+                )
+                for r in found
+            ),
+        )
+    )
 
 
-def logs(run_id: str = typer.Argument(...)) -> None:
+def logs(run_id: str = typer.Argument(..., help="Run id, from `maomao runs`.")) -> None:
     """Print the stored output tail of a run."""
-    output.fail(1, "not available yet")
+    record = ctx().runs.get(run_id)
+    if not record.log_tail:
+        output.note(f"run {record.id} recorded no output")
+        return
+    for line in record.log_tail:
+        sys.stdout.write(line + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,204 @@
+"""The container port: what the run service needs from a container engine.
+
+DockerRunner (adapters/docker_runner.py) is the real implementation. NullRunner and
+ScriptedRunner are in-process stand-ins for benchmarks and unit tests: they never touch
+Docker, so tests of the worker and of the run service stay fast and deterministic.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from ..errors import ContainerError
+
+ContainerStatus = Literal["succeeded", "failed", "timed-out", "interrupted"]
+MOUNT_POINT = "/usr/src/app/data"
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """One container to run: the image, the tool's data directory and the limits."""
+
+    image: str
+    name: str
+    env: dict[str, str]
+    data_dir: Path
+    mount_point: str = MOUNT_POINT
+    labels: dict[str, str] = field(default_factory=dict)
+    network: str = "none"
+    memory: str = "512m"
+    pids: int = 256
+    timeout: float = 3600.0
+    user: str | None = None
+
+
+@dataclass(frozen=True)
+class ContainerResult:
+    exit_code: int | None
+    status: ContainerStatus
+    image_digest: str | None = None
+    log_tail: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PullProgress:
+    """One step of an image pull. `layer` is None for messages about the whole image;
+    `complete` is True once, at the end of a pull, so a display can close."""
+
+    image: str
+    status: str
+    layer: str | None = None
+    current: int | None = None
+    total: int | None = None
+    complete: bool = False
+
+
+class ContainerRunner(Protocol):
+    def ensure_image(
+        self, image: str, progress: Callable[[PullProgress], None] | None = None
+    ) -> str:
+        """The image's digest, pulling it first when it is absent. Raises ContainerError
+        (one line) when it cannot be found or pulled, Unavailable when the engine is down."""
+        ...
+
+    def run(
+        self,
+        spec: ContainerSpec,
+        *,
+        on_output: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ContainerResult:
+        """Run to completion and always remove the container. Past spec.timeout the
+        container is stopped (timed-out); when cancel is set it is stopped (interrupted).
+        on_output gets each output line as it comes, from another thread."""
+        ...
+
+    def remove_containers(self, labels: dict[str, str]) -> int:
+        """Force-remove every container carrying all these labels; returns how many."""
+        ...
+
+    def ping(self) -> None:
+        """Raise Unavailable, within a few seconds, naming the engine, when it is down."""
+        ...
+
+
+NULL_DIGEST = "sha256:" + "0" * 64
+
+
+class NullRunner:
+    """Runs nothing and succeeds at once: for benchmarks of everything but Docker."""
+
+    def ensure_image(
+        self, image: str, progress: Callable[[PullProgress], None] | None = None
+    ) -> str:
+        return NULL_DIGEST
+
+    def run(
+        self,
+        spec: ContainerSpec,
+        *,
+        on_output: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ContainerResult:
+        return ContainerResult(0, "succeeded", NULL_DIGEST, [], None)
+
+    def remove_containers(self, labels: dict[str, str]) -> int:
+        return 0
+
+    def ping(self) -> None:
+        return None
+
+
+class ScriptedRunner:
+    """A runner for unit tests: returns the given results in order (then `default`),
+    records every spec, can write files into the data directory, print lines, refuse an
+    image, and block each run until `release()` (or until its cancel event is set).
+
+        runner = ScriptedRunner([ContainerResult(3, "failed", error="exited with code 3")])
+        runner = ScriptedRunner(block=True); ...; runner.started.wait(); runner.release()
+    """
+
+    def __init__(
+        self,
+        results: Iterable[ContainerResult] = (),
+        *,
+        default: ContainerResult | None = None,
+        block: bool = False,
+        output: Iterable[str] = (),
+        files: dict[str, str] | None = None,
+        image_error: str | None = None,
+        digest: str = NULL_DIGEST,
+        log_lines: int = 50,
+    ) -> None:
+        self._results: deque[ContainerResult] = deque(results)
+        self.default = default or ContainerResult(0, "succeeded", digest, [], None)
+        self.output = list(output)
+        self.files = dict(files or {})
+        self.image_error = image_error
+        self.digest = digest
+        self.log_lines = log_lines
+        self.specs: list[ContainerSpec] = []
+        self.images: list[str] = []
+        self.started = threading.Event()  # set when a run begins
+        self._released = threading.Event()
+        if not block:
+            self._released.set()
+        self._lock = threading.Lock()
+        self.running = 0
+        self.max_running = 0
+
+    def release(self) -> None:
+        """Let blocked runs (and every later one) finish."""
+        self._released.set()
+
+    def ensure_image(
+        self, image: str, progress: Callable[[PullProgress], None] | None = None
+    ) -> str:
+        self.images.append(image)
+        if self.image_error is not None:
+            raise ContainerError(self.image_error)
+        return self.digest
+
+    def run(
+        self,
+        spec: ContainerSpec,
+        *,
+        on_output: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ContainerResult:
+        with self._lock:
+            self.specs.append(spec)
+            self.running += 1
+            self.max_running = max(self.max_running, self.running)
+            result = self._results.popleft() if self._results else self.default
+        self.started.set()
+        try:
+            for relative, content in self.files.items():
+                target = spec.data_dir / relative.format(n=len(self.specs))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(content)
+            for line in self.output:
+                if on_output is not None:
+                    on_output(line)
+            while not self._released.wait(0.01):
+                if cancel is not None and cancel.is_set():
+                    return ContainerResult(None, "interrupted", self.digest, [], "interrupted")
+            tail = list(self.output[-self.log_lines :]) if self.output else list(result.log_tail)
+            return ContainerResult(
+                result.exit_code, result.status, result.image_digest, tail, result.error
+            )
+        finally:
+            with self._lock:
+                self.running -= 1
+
+    def remove_containers(self, labels: dict[str, str]) -> int:
+        return 0
+
+    def ping(self) -> None:
+        return None

@@ -1,0 +1,362 @@
+"""The container port on the Docker Engine API (docker-py). Only this module imports docker.
+
+Threads: every thread that calls the runner gets its own API client (thread-local,
+created on first use, and created again after a fork), because a requests session is
+not guaranteed thread-safe; each run also opens one streaming client for its logs, in
+the thread that reads them, with no read timeout (a quiet tool must not cut the stream).
+Every other call uses [docker] api_timeout, so an unreachable engine fails in seconds.
+
+Every container runs with the same safe defaults: not privileged, every capability
+dropped, no-new-privileges, memory and process limits, the tool's network, an optional
+user, and exactly one bind mount: the tool's data directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from ..config import DockerSettings
+from ..errors import ContainerError, Unavailable
+from .containers import ContainerResult, ContainerSpec, ContainerStatus, PullProgress
+
+if TYPE_CHECKING:
+    import docker
+
+log = logging.getLogger("maomao.docker")
+
+LINE_LIMIT = 2000  # characters kept of one output line in the stored tail
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _explain(exc: Exception) -> str:
+    explanation = getattr(exc, "explanation", None)
+    return _one_line(explanation or exc)
+
+
+class DockerRunner:
+    def __init__(
+        self,
+        settings: DockerSettings,
+        *,
+        log_lines: int = 50,
+        stop_grace: int = 3,
+        poll_interval: float = 0.1,
+    ) -> None:
+        self.settings = settings
+        self.log_lines = log_lines
+        self.stop_grace = stop_grace  # SIGTERM, then SIGKILL after this many seconds
+        self.poll_interval = poll_interval  # how soon a cancel or a timeout is noticed
+        self._local = threading.local()
+        self._clients: list[Any] = []
+        self._lock = threading.Lock()
+
+    # Clients ---------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return self.settings.host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        from docker.utils import kwargs_from_env
+
+        # DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH, as the docker CLI reads them.
+        kwargs: dict[str, Any] = kwargs_from_env()
+        if self.settings.host:
+            kwargs["base_url"] = self.settings.host
+        kwargs.setdefault("base_url", self.host)
+        return kwargs
+
+    def _unavailable(self, exc: Exception) -> Unavailable:
+        return Unavailable(
+            f"cannot reach Docker at {self.host}: {_explain(exc)}",
+            hint="is dockerd running? set [docker] host or MAOMAO_DOCKER_HOST",
+        )
+
+    def _api(self) -> docker.APIClient:
+        pid = os.getpid()
+        client = getattr(self._local, "client", None)
+        if client is None or self._local.pid != pid:
+            import docker
+
+            try:
+                client = docker.APIClient(
+                    timeout=self.settings.api_timeout, **self._client_kwargs()
+                )
+            except docker.errors.DockerException as exc:
+                raise self._unavailable(exc) from None
+            self._local.client = client
+            self._local.pid = pid
+            with self._lock:
+                self._clients.append(client)
+        return client
+
+    def _stream_client(self, version: str) -> docker.APIClient:
+        import docker
+
+        return docker.APIClient(timeout=None, version=version, **self._client_kwargs())
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            with contextlib.suppress(Exception):  # closing is best effort
+                client.close()
+
+    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+        """Map transport errors to Unavailable and API refusals to ContainerError."""
+        import docker
+        import requests
+
+        try:
+            return fn()
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            raise self._unavailable(exc) from None
+        except docker.errors.APIError as exc:
+            raise ContainerError(f"{what}: {_explain(exc)}") from None
+        except docker.errors.DockerException as exc:
+            raise self._unavailable(exc) from None
+
+    # The port --------------------------------------------------------------
+
+    def ping(self) -> None:
+        self._call("ping", lambda: self._api().ping())
+
+    def ensure_image(
+        self, image: str, progress: Callable[[PullProgress], None] | None = None
+    ) -> str:
+        api = self._api()
+        try:
+            info = self._call(f"cannot inspect image {image}", lambda: api.inspect_image(image))
+        except ContainerError:
+            info = None
+        if info is None:
+            self._pull(api, image, progress)
+            info = self._call(f"cannot inspect image {image}", lambda: api.inspect_image(image))
+        digests = info.get("RepoDigests") or []
+        # A pulled image has a registry digest anyone can pull again; a local build only an id.
+        return str(digests[0] if digests else info["Id"])
+
+    def _pull(
+        self, api: docker.APIClient, image: str, progress: Callable[[PullProgress], None] | None
+    ) -> None:
+        from docker.utils import parse_repository_tag
+
+        repository, tag = parse_repository_tag(image)
+        # Without a tag docker-py would pull every tag of the repository.
+        tag = tag or "latest"
+
+        def pull() -> None:
+            events: Iterator[dict[str, Any]] = api.pull(
+                repository, tag=tag, stream=True, decode=True
+            )
+            for event in events:
+                if "error" in event:
+                    raise ContainerError(
+                        f"cannot pull image {image}: {_one_line(event['error'])}",
+                        hint="check the name, the registry login (docker login) and the network",
+                    )
+                if progress is not None:
+                    detail = event.get("progressDetail") or {}
+                    progress(
+                        PullProgress(
+                            image=image,
+                            status=str(event.get("status", "")),
+                            layer=event.get("id"),
+                            current=detail.get("current"),
+                            total=detail.get("total"),
+                        )
+                    )
+
+        try:
+            self._call(f"cannot pull image {image}", pull)
+        except ContainerError as exc:
+            if exc.hint is None:
+                exc.hint = "check the name, the registry login (docker login) and the network"
+            raise
+        finally:
+            if progress is not None:
+                progress(PullProgress(image=image, status="done", complete=True))
+
+    def remove_containers(self, labels: dict[str, str]) -> int:
+        api = self._api()
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        found = self._call(
+            "cannot list containers", lambda: api.containers(all=True, filters=filters)
+        )
+        for container in found:
+            self._remove(api, container["Id"])
+        return len(found)
+
+    def _remove(self, api: docker.APIClient, container_id: str) -> None:
+        try:
+            self._call(
+                "cannot remove container", lambda: api.remove_container(container_id, force=True)
+            )
+        except ContainerError as exc:
+            if "No such container" not in exc.message and "already in progress" not in exc.message:
+                log.warning("%s", exc)
+        except Unavailable as exc:
+            log.warning("container %s left behind: %s", container_id[:12], exc)
+
+    def host_config(self, api: docker.APIClient, spec: ContainerSpec) -> dict[str, Any]:
+        config: dict[str, Any] = api.create_host_config(
+            binds={str(spec.data_dir): {"bind": spec.mount_point, "mode": "rw"}},
+            privileged=False,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            mem_limit=spec.memory,
+            pids_limit=spec.pids,
+            network_mode=spec.network,
+        )
+        return config
+
+    def run(
+        self,
+        spec: ContainerSpec,
+        *,
+        on_output: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ContainerResult:
+        api = self._api()
+        try:
+            created = self._call(
+                f"cannot create a container of {spec.image}",
+                lambda: api.create_container(
+                    spec.image,
+                    name=spec.name,
+                    environment=dict(spec.env),
+                    labels=dict(spec.labels),
+                    user=spec.user or "",
+                    host_config=self.host_config(api, spec),
+                    detach=True,
+                ),
+            )
+        except ContainerError as exc:
+            return ContainerResult(None, "failed", None, [], exc.message)
+        container_id = str(created["Id"])
+        try:
+            return self._supervise(api, container_id, spec, on_output, cancel)
+        finally:
+            self._remove(api, container_id)
+
+    def _supervise(
+        self,
+        api: docker.APIClient,
+        container_id: str,
+        spec: ContainerSpec,
+        on_output: Callable[[str], None] | None,
+        cancel: threading.Event | None,
+    ) -> ContainerResult:
+        tail: deque[str] = deque(maxlen=self.log_lines)
+        try:
+            self._call(f"cannot start {spec.image}", lambda: api.start(container_id))
+        except ContainerError as exc:
+            return ContainerResult(None, "failed", None, [], exc.message)
+        stream_done = threading.Event()
+        stream_failed: list[BaseException] = []
+        reader = threading.Thread(
+            target=self._read_logs,
+            args=(api.api_version, container_id, tail, on_output, stream_done, stream_failed),
+            name=f"maomao-logs-{spec.name}",
+            daemon=True,
+        )
+        reader.start()
+        deadline = time.monotonic() + spec.timeout
+        stopped: ContainerStatus | None = None
+        polling = False  # set when the log stream broke while the container still runs
+        while True:
+            step = min(self.poll_interval, max(deadline - time.monotonic(), 0.0))
+            if polling:
+                time.sleep(max(step, 0.0))
+                if not self._running(api, container_id):
+                    break
+            elif stream_done.wait(step):
+                # The log stream ends when the container exits: no polling of the engine.
+                if not stream_failed or not self._running(api, container_id):
+                    break
+                polling = True
+            if cancel is not None and cancel.is_set():
+                stopped = "interrupted"
+                break
+            if time.monotonic() >= deadline:
+                stopped = "timed-out"
+                break
+        if stopped is not None:
+            self._call(
+                "cannot stop the container",
+                lambda: api.stop(container_id, timeout=int(self.stop_grace)),
+            )
+        waited = self._call("cannot wait for the container", lambda: api.wait(container_id))
+        reader.join(timeout=5)
+        info = self._call(
+            "cannot inspect the container", lambda: api.inspect_container(container_id)
+        )
+        state = info.get("State") or {}
+        exit_code = waited.get("StatusCode", state.get("ExitCode"))
+        digest = info.get("Image")
+        lines = list(tail)
+        if stopped == "interrupted":
+            return ContainerResult(exit_code, "interrupted", digest, lines, "interrupted")
+        if stopped == "timed-out":
+            error = f"stopped after its timeout of {spec.timeout:g}s"
+            return ContainerResult(exit_code, "timed-out", digest, lines, error)
+        if exit_code == 0:
+            return ContainerResult(0, "succeeded", digest, lines, None)
+        error = f"exited with code {exit_code}"
+        if state.get("OOMKilled"):
+            error += f" (killed: out of memory, limit {spec.memory})"
+        return ContainerResult(exit_code, "failed", digest, lines, error)
+
+    def _running(self, api: docker.APIClient, container_id: str) -> bool:
+        info = self._call(
+            "cannot inspect the container", lambda: api.inspect_container(container_id)
+        )
+        return bool((info.get("State") or {}).get("Running"))
+
+    def _read_logs(
+        self,
+        version: str,
+        container_id: str,
+        tail: deque[str],
+        on_output: Callable[[str], None] | None,
+        done: threading.Event,
+        failed: list[BaseException],
+    ) -> None:
+        def emit(raw: bytes) -> None:
+            line = raw.decode("utf-8", errors="replace").rstrip("\r")
+            tail.append(line[:LINE_LIMIT])
+            if on_output is not None:
+                try:
+                    on_output(line)
+                except Exception:  # a broken display must not lose the run
+                    log.exception("output callback failed")
+
+        client = None
+        try:
+            client = self._stream_client(version)
+            pending = b""
+            for chunk in client.logs(
+                container_id, stream=True, follow=True, stdout=True, stderr=True
+            ):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    emit(raw)
+            if pending:
+                emit(pending)
+        except BaseException as exc:
+            failed.append(exc)
+        finally:
+            if client is not None:
+                client.close()
+            done.set()

@@ -1,0 +1,243 @@
+"""Runs: execute a tool in a container, record it in etcd, call the after-run hooks.
+
+The record is written `running` before anything else, so every member sees a run in
+progress, and written again with the outcome whatever happens (a failed pull, an
+engine refusal, Ctrl-C). After a successful run the hooks run in order (the spike check,
+the dataset commit); a hook that raises is logged and noted on the record, never turns
+the run into a failure. Old records of the tool beyond [worker] runs_kept are pruned.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ..adapters.containers import ContainerResult, ContainerRunner, ContainerSpec, PullProgress
+from ..config import Settings
+from ..errors import BadInput, ContainerError, NotFound, Unavailable
+from ..keys import Keys
+from ..models import FINAL_STATUSES, Run, Tool
+from ..store.base import Store
+from .records import decode, load
+
+log = logging.getLogger("maomao.runs")
+
+AfterRunHook = Callable[[Tool, Run, Path], Run | None]
+DataDirResolver = Callable[[Tool], Path]
+
+_RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,127}")
+
+
+class RunService:
+    def __init__(
+        self,
+        store: Store,
+        keys: Keys,
+        settings: Settings,
+        runner: ContainerRunner,
+        member: str,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.keys = keys
+        self.settings = settings
+        self.runner = runner
+        self.member = member
+        self.clock = clock
+        self._hooks: list[AfterRunHook] = []
+        self._resolver: DataDirResolver | None = None
+
+    # Extension points ------------------------------------------------------
+
+    def add_hook(self, hook: AfterRunHook) -> None:
+        """Call hook(tool, run, data_dir) after each successful run, in the order added.
+        A hook may return an updated Run (e.g. with a warning), which is saved."""
+        self._hooks.append(hook)
+
+    def set_data_dir_resolver(self, resolver: DataDirResolver | None) -> None:
+        """Let another service choose a tool's data directory (a dataset work tree)."""
+        self._resolver = resolver
+
+    def data_dir_for(self, tool: Tool) -> Path:
+        if self._resolver is not None:
+            chosen = self._resolver(tool)
+            if not chosen.is_absolute():
+                raise BadInput(f"data directory {chosen} of tool {tool.name!r} is not absolute")
+            return chosen
+        importdir = self.settings.data.import_path.resolve()
+        path = (importdir / tool.name).resolve()
+        # Names are validated already; this guards against a record written by hand.
+        if importdir not in path.parents:
+            raise BadInput(f"data directory of tool {tool.name!r} leaves {importdir}")
+        return path
+
+    # Records ---------------------------------------------------------------
+
+    def new_run_id(self) -> str:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.clock()))
+        return f"{stamp}-{secrets.token_hex(3)}"
+
+    def save(self, run: Run) -> None:
+        self.store.put(self.keys.run(run.id), run.to_json())
+
+    def get(self, run_id: str) -> Run:
+        if not _RUN_ID.fullmatch(run_id):
+            raise BadInput(f"invalid run id {run_id!r}", hint="see `maomao runs`")
+        run = load(self.store, self.keys.run(run_id), Run)
+        if run is None:
+            raise NotFound(f"no run with id {run_id!r}", hint="see `maomao runs`")
+        return run
+
+    def list(self, tool: str | None = None, limit: int | None = None) -> list[Run]:
+        """Run records, newest first (by start time, then id)."""
+        runs = [
+            run
+            for run in (decode(Run, entry) for entry in self.store.scan(self.keys.runs()))
+            if run is not None and (tool is None or run.tool == tool)
+        ]
+        runs.sort(key=lambda r: (r.started or 0.0, r.id), reverse=True)
+        return runs if limit is None else runs[: max(limit, 0)]
+
+    def prune(self, tool: str, keep: int | None = None) -> int:
+        """Delete the finished records of tool beyond the newest `keep`; returns how many."""
+        keep = self.settings.worker.runs_kept if keep is None else keep
+        removed = 0
+        for old in self.list(tool)[keep:]:
+            if old.status in FINAL_STATUSES and self.store.delete(self.keys.run(old.id)):
+                removed += 1
+        return removed
+
+    # Execution -------------------------------------------------------------
+
+    def execute(
+        self,
+        tool: Tool,
+        *,
+        trigger: str = "manual",
+        schedule: str | None = None,
+        fire_time: float | None = None,
+        attempt: int = 1,
+        on_output: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
+        progress: Callable[[PullProgress], None] | None = None,
+    ) -> Run:
+        """Run tool now and return its final record (never raises for a failed run;
+        raises Unavailable only when the store itself cannot be written)."""
+        run = Run(
+            id=self.new_run_id(),
+            tool=tool.name,
+            member=self.member,
+            status="running",
+            trigger=trigger,  # type: ignore[arg-type]
+            schedule=schedule,
+            fire_time=fire_time,
+            attempt=attempt,
+            image=tool.image,
+            started=self.clock(),
+        )
+        self.save(run)
+        try:
+            run = self._execute(run, tool, on_output, cancel, progress)
+        except BaseException as exc:
+            # Ctrl-C or a bug: the record must not stay `running` forever.
+            error = "interrupted" if isinstance(exc, KeyboardInterrupt) else _one_line(exc)
+            self._save_quietly(replace(run, status="failed", finished=self.clock(), error=error))
+            raise
+        self.save(run)
+        if run.status == "succeeded":
+            run = self._call_hooks(tool, run)
+        try:
+            self.prune(tool.name)
+        except Unavailable as exc:
+            log.warning("could not prune old runs of %s: %s", tool.name, exc)
+        return run
+
+    def _execute(
+        self,
+        run: Run,
+        tool: Tool,
+        on_output: Callable[[str], None] | None,
+        cancel: threading.Event | None,
+        progress: Callable[[PullProgress], None] | None,
+    ) -> Run:
+        def failed(error: str, **changes: Any) -> Run:
+            return replace(run, status="failed", finished=self.clock(), error=error, **changes)
+
+        try:
+            digest = self.runner.ensure_image(tool.image, progress)
+        except (ContainerError, Unavailable) as exc:
+            return failed(exc.message)
+        run = replace(run, image_digest=digest)
+        if cancel is not None and cancel.is_set():
+            return failed("interrupted")
+        try:
+            data_dir = self.data_dir_for(tool)
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except (OSError, BadInput) as exc:
+            return failed(f"cannot prepare the data directory: {_one_line(exc)}")
+        spec = self.spec_for(tool, run, data_dir)
+        try:
+            result = self.runner.run(spec, on_output=on_output, cancel=cancel)
+        except (ContainerError, Unavailable) as exc:
+            return failed(exc.message)
+        return self._finish(run, result, data_dir)
+
+    def spec_for(self, tool: Tool, run: Run, data_dir: Path) -> ContainerSpec:
+        docker = self.settings.docker
+        return ContainerSpec(
+            image=tool.image,
+            name=f"maomao-{tool.name}-{run.id}",
+            env=dict(tool.env),
+            data_dir=data_dir,
+            labels={"maomao.tool": tool.name, "maomao.run": run.id, "maomao.member": self.member},
+            network=tool.network or docker.network,
+            memory=tool.memory or docker.memory,
+            pids=tool.pids or docker.pids,
+            timeout=tool.timeout or docker.timeout,
+            user=tool.user or docker.user,
+        )
+
+    def _finish(self, run: Run, result: ContainerResult, data_dir: Path) -> Run:
+        status = "failed" if result.status == "interrupted" else result.status
+        return replace(
+            run,
+            status=status,
+            exit_code=result.exit_code,
+            finished=self.clock(),
+            error=result.error,
+            log_tail=list(result.log_tail),
+            image_digest=run.image_digest or result.image_digest,
+        )
+
+    def _call_hooks(self, tool: Tool, run: Run) -> Run:
+        data_dir = self.data_dir_for(tool)
+        for hook in self._hooks:
+            name = getattr(hook, "__qualname__", None) or type(hook).__name__
+            try:
+                updated = hook(tool, run, data_dir)
+            except Exception as exc:
+                log.warning("after-run hook %s failed for run %s: %s", name, run.id, exc)
+                note = f"after-run hook {name} failed: {_one_line(exc)}"
+                updated = replace(run, warning=f"{run.warning}; {note}" if run.warning else note)
+            if updated is not None and updated != run:
+                run = updated
+                self._save_quietly(run)
+        return run
+
+    def _save_quietly(self, run: Run) -> None:
+        try:
+            self.save(run)
+        except Unavailable as exc:
+            log.warning("could not record run %s: %s", run.id, exc)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

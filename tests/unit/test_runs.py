@@ -1,0 +1,250 @@
+"""RunService with a ScriptedRunner and the in-memory store: records, hooks, retention."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from maomao_cli.adapters.containers import ContainerResult, ScriptedRunner
+from maomao_cli.config import DataSettings, DockerSettings, Settings, WorkerSettings
+from maomao_cli.errors import BadInput, NotFound
+from maomao_cli.keys import Keys
+from maomao_cli.models import Run, Tool
+from maomao_cli.services.runs import RunService
+from maomao_cli.store.memory import MemoryStore
+
+TOOL = Tool(name="dummy", image="maomao/dummy-tool:test", env={"A": "1"})
+
+
+class Clock:
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        self.now += 1.0  # every reading is a second later: ids and order are distinct
+        return self.now
+
+
+def make_service(
+    tmp_path: Path, runner: ScriptedRunner, *, runs_kept: int = 200, **docker: object
+) -> RunService:
+    settings = Settings(
+        data=DataSettings(importdir=str(tmp_path / "data")),
+        docker=DockerSettings(network="none", **docker),  # type: ignore[arg-type]
+        worker=WorkerSettings(runs_kept=runs_kept),
+    )
+    return RunService(MemoryStore(), Keys("/t"), settings, runner, "member-a", clock=Clock())
+
+
+def test_successful_run_is_recorded_with_digest_times_and_tail(tmp_path: Path) -> None:
+    runner = ScriptedRunner(output=["hello", "world"], digest="sha256:abc")
+    service = make_service(tmp_path, runner)
+    seen: list[str] = []
+
+    run = service.execute(TOOL, on_output=seen.append)
+
+    assert run.status == "succeeded"
+    assert run.exit_code == 0
+    assert run.image_digest == "sha256:abc"
+    assert run.log_tail == ["hello", "world"]
+    assert seen == ["hello", "world"]
+    assert run.started is not None and run.finished is not None and run.finished > run.started
+    assert service.get(run.id) == run
+    assert (tmp_path / "data" / "dummy").is_dir()
+
+
+def test_record_is_running_while_the_container_runs(tmp_path: Path) -> None:
+    runner = ScriptedRunner(block=True)
+    service = make_service(tmp_path, runner)
+    result: list[Run] = []
+    thread = threading.Thread(target=lambda: result.append(service.execute(TOOL)))
+    thread.start()
+    assert runner.started.wait(10)
+
+    [during] = service.list()
+
+    runner.release()
+    thread.join(10)
+    assert during.status == "running"
+    assert during.finished is None
+    assert service.get(during.id).status == "succeeded"
+
+
+def test_spec_carries_limits_labels_env_and_the_data_dir(tmp_path: Path) -> None:
+    runner = ScriptedRunner()
+    service = make_service(tmp_path, runner, memory="128m", pids=64, timeout=30.0)
+    tool = replace(TOOL, pids=10, user="1000:1000")
+
+    run = service.execute(tool)
+
+    [spec] = runner.specs
+    assert spec.image == tool.image
+    assert spec.env == {"A": "1"}
+    assert spec.data_dir == (tmp_path / "data" / "dummy").resolve()
+    assert spec.mount_point == "/usr/src/app/data"
+    assert spec.labels == {
+        "maomao.tool": "dummy",
+        "maomao.run": run.id,
+        "maomao.member": "member-a",
+    }
+    assert (spec.network, spec.memory, spec.pids, spec.timeout, spec.user) == (
+        "none", "128m", 10, 30.0, "1000:1000",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("result", "status", "exit_code", "error"),
+    [
+        (ContainerResult(3, "failed", error="exited with code 3"), "failed", 3, "exited with code 3"),
+        (ContainerResult(137, "timed-out", error="stopped after its timeout"), "timed-out", 137,
+         "stopped after its timeout"),
+        (ContainerResult(None, "interrupted", error="interrupted"), "failed", None, "interrupted"),
+    ],
+)  # fmt: skip
+def test_unsuccessful_outcomes_are_recorded(
+    tmp_path: Path, result: ContainerResult, status: str, exit_code: int | None, error: str
+) -> None:
+    service = make_service(tmp_path, ScriptedRunner([result]))
+
+    run = service.execute(TOOL)
+
+    assert (run.status, run.exit_code, run.error) == (status, exit_code, error)
+    assert service.get(run.id) == run
+
+
+def test_pull_failure_is_a_failed_record_saying_why(tmp_path: Path) -> None:
+    runner = ScriptedRunner(image_error="cannot pull image x: not found")
+    service = make_service(tmp_path, runner)
+
+    run = service.execute(TOOL)
+
+    assert run.status == "failed"
+    assert run.error == "cannot pull image x: not found"
+    assert runner.specs == []  # nothing was started
+    assert service.get(run.id).status == "failed"
+
+
+def test_cancel_is_recorded_as_interrupted(tmp_path: Path) -> None:
+    runner = ScriptedRunner(block=True)
+    service = make_service(tmp_path, runner)
+    cancel = threading.Event()
+    result: list[Run] = []
+    thread = threading.Thread(target=lambda: result.append(service.execute(TOOL, cancel=cancel)))
+    thread.start()
+    assert runner.started.wait(10)
+
+    cancel.set()
+    thread.join(10)
+
+    assert result[0].status == "failed"
+    assert result[0].error == "interrupted"
+
+
+def test_hooks_run_in_order_after_success_and_may_update_the_run(tmp_path: Path) -> None:
+    service = make_service(tmp_path, ScriptedRunner())
+    calls: list[tuple[str, str, Path]] = []
+
+    def first(tool: Tool, run: Run, data_dir: Path) -> Run | None:
+        calls.append(("first", run.status, data_dir))
+        return None
+
+    def second(tool: Tool, run: Run, data_dir: Path) -> Run | None:
+        calls.append(("second", run.status, data_dir))
+        return replace(run, warning="spike found")
+
+    service.add_hook(first)
+    service.add_hook(second)
+
+    run = service.execute(TOOL)
+
+    data_dir = (tmp_path / "data" / "dummy").resolve()
+    assert calls == [("first", "succeeded", data_dir), ("second", "succeeded", data_dir)]
+    assert run.warning == "spike found"
+    assert service.get(run.id).warning == "spike found"
+
+
+def test_a_failing_hook_never_fails_the_run(tmp_path: Path) -> None:
+    service = make_service(tmp_path, ScriptedRunner())
+    after: list[str] = []
+
+    def broken(tool: Tool, run: Run, data_dir: Path) -> Run | None:
+        raise RuntimeError("detector exploded")
+
+    service.add_hook(broken)
+    service.add_hook(lambda tool, run, data_dir: after.append(run.id) and None)
+
+    run = service.execute(TOOL)
+
+    assert run.status == "succeeded"
+    assert run.warning is not None and "detector exploded" in run.warning
+    assert after == [run.id]  # later hooks still run
+
+
+def test_hooks_are_not_called_after_a_failure(tmp_path: Path) -> None:
+    service = make_service(tmp_path, ScriptedRunner([ContainerResult(1, "failed")]))
+    calls: list[str] = []
+    service.add_hook(lambda tool, run, data_dir: calls.append(run.id) and None)
+
+    service.execute(TOOL)
+
+    assert calls == []
+
+
+def test_retention_keeps_the_newest_records_of_each_tool(tmp_path: Path) -> None:
+    service = make_service(tmp_path, ScriptedRunner(), runs_kept=2)
+    other = replace(TOOL, name="other")
+    other_run = service.execute(other)
+    ids = [service.execute(TOOL).id for _ in range(4)]
+
+    kept = service.list("dummy")
+
+    assert [r.id for r in kept] == [ids[3], ids[2]]
+    assert [r.id for r in service.list("other")] == [other_run.id]
+
+
+def test_list_is_newest_first_with_a_limit(tmp_path: Path) -> None:
+    service = make_service(tmp_path, ScriptedRunner())
+    ids = [service.execute(TOOL).id for _ in range(3)]
+
+    assert [r.id for r in service.list()] == ids[::-1]
+    assert [r.id for r in service.list(limit=2)] == ids[:0:-1]
+
+
+def test_run_ids_sort_by_time_and_are_valid_key_leaves(tmp_path: Path) -> None:
+    service = make_service(tmp_path, ScriptedRunner())
+
+    ids = [service.new_run_id() for _ in range(5)]
+
+    assert ids == sorted(ids)
+    assert all("/" not in i and len(i) == len("20270115T080001Z-ab12cd") for i in ids)
+
+
+def test_get_unknown_or_invalid_run_id(tmp_path: Path) -> None:
+    service = make_service(tmp_path, ScriptedRunner())
+
+    with pytest.raises(NotFound):
+        service.get("20270115T080001Z-ab12cd")
+    with pytest.raises(BadInput):
+        service.get("../tools/x")
+
+
+def test_data_dir_resolver_is_used_for_linked_tools(tmp_path: Path) -> None:
+    runner = ScriptedRunner(files={"control-{n}.csv": "100\n"})
+    service = make_service(tmp_path, runner)
+    work_tree = tmp_path / "datasets" / "ds" / "dummy"
+    service.set_data_dir_resolver(lambda tool: work_tree)
+
+    service.execute(TOOL)
+
+    assert runner.specs[0].data_dir == work_tree
+    assert (work_tree / "control-1.csv").read_text() == "100\n"
+
+
+def test_data_dir_never_leaves_the_importdir(tmp_path: Path) -> None:
+    service = make_service(tmp_path, ScriptedRunner())
+
+    with pytest.raises(BadInput):
+        service.data_dir_for(replace(TOOL, name=".."))

@@ -39,6 +39,9 @@ class EtcdSettings:
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
+    # A file listing endpoints, one host:port a line (`maomao etcd init/join` keep
+    # <statedir>/cluster/endpoints current); used when no endpoints flag or variable is set.
+    endpoints_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -228,6 +231,12 @@ def _validate(settings: Settings) -> None:
         )
     if settings.etcd.timeout <= 0:
         raise ConfigError("[etcd] timeout must be greater than 0")
+    if (settings.etcd.user is None) != (settings.etcd.password is None):
+        # python3-etcd3 refuses one without the other with a bare Exception.
+        raise ConfigError(
+            "[etcd] user and password go together: set both or neither",
+            hint="[etcd] user / password in config.toml, or MAOMAO_ETCD_USER / MAOMAO_ETCD_PASSWORD",
+        )
     if settings.worker.member is not None:
         validation.name(settings.worker.member, "[worker] member")
     if settings.worker.max_parallel < 1:
@@ -241,13 +250,27 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("[spikes] sensitivity must be greater than 0")
 
 
-def config_path(explicit: str | None) -> Path | None:
+def _read_endpoints_file(name: str) -> tuple[str, ...]:
+    path = Path(name).expanduser()
+    try:
+        lines = path.read_text(encoding="utf-8").split()
+    except OSError as exc:
+        raise ConfigError(
+            f"[etcd] endpoints_file {path}: {exc.strerror or exc}",
+            hint="`maomao etcd init` or `maomao etcd join` writes it",
+        ) from None
+    return parse_endpoints(",".join(lines))
+
+
+def config_path(explicit: str | None, env: Mapping[str, str] | None = None) -> Path | None:
+    environ = os.environ if env is None else env
     if explicit:
         return Path(explicit).expanduser()
-    env = os.environ.get("MAOMAO_CONFIG")
-    if env:
-        return Path(env).expanduser()
-    default = _config_home() / "maomao" / "config.toml"
+    named = environ.get("MAOMAO_CONFIG")
+    if named:
+        return Path(named).expanduser()
+    config_home = environ.get("XDG_CONFIG_HOME")
+    default = (Path(config_home) if config_home else _config_home()) / "maomao" / "config.toml"
     return default if default.is_file() else None
 
 
@@ -260,7 +283,7 @@ def load(
 ) -> Settings:
     """Read the effective settings; flags given here win over the environment."""
     environ = os.environ if env is None else env
-    path = config_path(explicit_path)
+    path = config_path(explicit_path, environ)
     if path is None:
         settings = Settings()
     else:
@@ -283,6 +306,8 @@ def load(
     env_endpoints = environ.get("MAOMAO_ETCD_ENDPOINTS")
     if endpoints or env_endpoints:
         etcd = replace(etcd, endpoints=parse_endpoints(endpoints or env_endpoints or ""))
+    elif etcd.endpoints_file:
+        etcd = replace(etcd, endpoints=_read_endpoints_file(etcd.endpoints_file))
     if prefix or environ.get("MAOMAO_ETCD_PREFIX"):
         etcd = replace(etcd, prefix=prefix or environ["MAOMAO_ETCD_PREFIX"])
     if environ.get("MAOMAO_ETCD_USER"):

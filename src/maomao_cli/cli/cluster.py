@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import typer
 
 from . import output
 from .state import ctx
 
-app = typer.Typer(help="Run a local etcd, and inspect the cluster.", no_args_is_help=True)
+app = typer.Typer(
+    help="Run a local etcd; found, join, leave and inspect the collaboration's cluster.",
+    no_args_is_help=True,
+)
 
 
 @app.command("start")
 def start() -> None:
-    """Start a local single-node etcd in the background (data kept under the state dir)."""
-    from ..services import localetcd
+    """Start this machine's etcd: its cluster member if it has one, else a local
+    single-node etcd (data kept under the state dir)."""
+    from ..services import cluster, localetcd
 
-    local, started = localetcd.start(ctx().settings)
+    settings = ctx().settings
+    if cluster.has_member(settings):
+        member, pid, started = cluster.start_member(settings)
+        verb = "started" if started else "already running"
+        output.success(f"cluster member {member.name} {verb} on {member.endpoint} (pid {pid})")
+        return
+    local, started = localetcd.start(settings)
     if started:
         output.success(
             f"etcd started on {local.endpoint} (pid {local.pid}, data in {local.data_dir})"
@@ -26,48 +39,261 @@ def start() -> None:
 
 @app.command("stop")
 def stop() -> None:
-    """Stop the local etcd started with `maomao etcd start` (its data stays)."""
-    from ..services import localetcd
+    """Stop this machine's etcd (its data and its membership stay)."""
+    from ..services import cluster, localetcd
 
-    stopped = localetcd.stop(ctx().settings)
+    settings = ctx().settings
+    if cluster.has_member(settings):
+        member, pid = cluster.stop_member(settings)
+        if pid is None:
+            output.note(f"cluster member {member.name} is not running here")
+        else:
+            output.success(
+                f"cluster member {member.name} stopped (pid {pid}); "
+                "`maomao etcd start` brings it back"
+            )
+        return
+    stopped = localetcd.stop(settings)
     if stopped is None:
         output.note("no local etcd is running")
     else:
         output.success(f"etcd stopped (pid {stopped.pid}); data kept in {stopped.data_dir}")
 
 
+def _print_worker_config(snippet: str, endpoints_file: Path) -> None:
+    output.console().print(
+        f"Workers on this machine: put this in config.toml ({endpoints_file} lists every member):",
+        markup=False,
+    )
+    output.console().print(snippet, markup=False)
+
+
+@app.command("init")
+def init(
+    listen: str = typer.Option(
+        ..., "--listen", help="This machine's IP address the other members reach."
+    ),
+    client_port: int = typer.Option(2379, "--client-port", min=1, max=65535, help="Client port."),
+    peer_port: int = typer.Option(2380, "--peer-port", min=1, max=65535, help="Peer port."),
+    name: str | None = typer.Option(
+        None, "--name", help="Member name (default: [worker] member or the host name)."
+    ),
+    ca_cert: Path | None = typer.Option(
+        None, "--ca-cert", help="Use this CA certificate (default: create a CA)."
+    ),
+    ca_key: Path | None = typer.Option(None, "--ca-key", help="The key of --ca-cert."),
+    no_tls: bool = typer.Option(
+        False, "--no-tls", help="Plain HTTP between members and clients (trusted networks only)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Found a collaboration: start a one-member etcd cluster that others can join."""
+    from ..services import cluster
+
+    founded = cluster.init(
+        ctx().settings,
+        listen=listen,
+        client_port=client_port,
+        peer_port=peer_port,
+        name=name,
+        ca_cert=ca_cert,
+        ca_key=ca_key,
+        tls=not no_tls,
+    )
+    member = founded.member
+    if as_json:
+        output.print_json(
+            {
+                "name": member.name,
+                "member_id": f"{member.member_id:x}",
+                "endpoint": member.endpoint,
+                "peer_url": member.peer_url,
+                "pid": founded.pid,
+                "tls": member.tls,
+                "created_ca": founded.created_ca,
+                "token_file": str(founded.token_file),
+                "endpoints_file": str(founded.endpoints_file),
+                "config": founded.config_snippet(),
+            }
+        )
+        return
+    output.success(
+        f"cluster founded: member {member.name} ({member.member_id:x}) on {member.endpoint}, "
+        f"pid {founded.pid}" + (", new CA created" if founded.created_ca else "")
+    )
+    output.console().print(
+        f"To join, copy {founded.token_file} (secret: it holds the CA key) to the new machine "
+        f"and run there:\n  maomao etcd join {member.endpoint} --token join-token.json",
+        markup=False,
+    )
+    _print_worker_config(founded.config_snippet(), founded.endpoints_file)
+
+
+@app.command("join")
+def join(
+    endpoint: str = typer.Argument(..., help="A member's client endpoint host:port."),
+    token: Path | None = typer.Option(
+        None, "--token", help="The join token written by `maomao etcd init`."
+    ),
+    ca_cert: Path | None = typer.Option(
+        None, "--ca-cert", help="The collaboration's CA certificate (instead of --token)."
+    ),
+    ca_key: Path | None = typer.Option(None, "--ca-key", help="The key of --ca-cert."),
+    listen: str | None = typer.Option(
+        None, "--listen", help="This machine's IP (default: the address that reaches ENDPOINT)."
+    ),
+    client_port: int = typer.Option(2379, "--client-port", min=1, max=65535, help="Client port."),
+    peer_port: int = typer.Option(2380, "--peer-port", min=1, max=65535, help="Peer port."),
+    name: str | None = typer.Option(
+        None, "--name", help="Member name (default: [worker] member or the host name)."
+    ),
+    no_tls: bool = typer.Option(False, "--no-tls", help="The cluster runs without TLS."),
+    force: bool = typer.Option(
+        False, "--force", help="Join even when the cluster could not tolerate a failure meanwhile."
+    ),
+    wait: float = typer.Option(120.0, "--wait", min=1, help="Seconds to wait for catching up."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Join the cluster at ENDPOINT: add this machine as a learner, start its etcd,
+    wait until it has caught up, promote it to a voting member."""
+    from ..services import cluster
+
+    joined = cluster.join(
+        ctx().settings,
+        endpoint,
+        token=token,
+        ca_cert=ca_cert,
+        ca_key=ca_key,
+        listen=listen,
+        client_port=client_port,
+        peer_port=peer_port,
+        name=name,
+        tls=not no_tls,
+        force=force,
+        wait=wait,
+        progress=output.note,
+    )
+    member = joined.member
+    snippet = cluster.worker_config(joined.paths, member)
+    if as_json:
+        output.print_json(
+            {
+                "name": member.name,
+                "member_id": f"{member.member_id:x}",
+                "endpoint": member.endpoint,
+                "pid": joined.pid,
+                "members": joined.members,
+                "endpoints_file": str(joined.endpoints_file),
+                "config": snippet,
+            }
+        )
+        return
+    output.success(
+        f"joined as voting member {member.name} ({member.member_id:x}) on {member.endpoint}; "
+        f"members: {', '.join(joined.members)}"
+    )
+    _print_worker_config(snippet, joined.endpoints_file)
+
+
+@app.command("leave")
+def leave(
+    force: bool = typer.Option(
+        False, "--force", help="Leave even when the cluster would lose its quorum."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Remove this machine's member from the cluster and stop its etcd."""
+    from ..services import cluster
+
+    left = cluster.leave(ctx().settings, force=force)
+    if as_json:
+        output.print_json(
+            {
+                "name": left.name,
+                "member_id": f"{left.member_id:x}",
+                "remaining": left.remaining,
+                "stopped_pid": left.stopped_pid,
+            }
+        )
+        return
+    output.success(
+        f"member {left.name} left the cluster; remaining: {', '.join(left.remaining) or 'none'}"
+    )
+
+
+def _size(size: int | None) -> str:
+    return "" if size is None else f"{size / 1024:.0f} KiB"
+
+
 @app.command("status")
 def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Show the local etcd process and the cluster it serves."""
-    from ..services import localetcd
+    """Show the cluster: members, leader, health, versions, raft index, fault tolerance."""
+    from ..services import cluster, localetcd
 
-    context = ctx()
-    local = localetcd.inspect(context.settings)
-    cluster = context.store.status()
+    settings = ctx().settings
+    view = cluster.status(settings)
+    if view.this_member is None:
+        local = localetcd.inspect(settings)
+        local_info: dict[str, Any] = {
+            "running": local.running,
+            "pid": local.pid,
+            "data_dir": str(local.data_dir),
+        }
+    else:
+        paths = cluster.ClusterPaths.of(settings)
+        local_info = {
+            "running": view.local_pid is not None,
+            "pid": view.local_pid,
+            "data_dir": str(paths.data),
+            "member": view.this_member,
+        }
+    first = next((m for m in view.members if m.reachable), None)
     data = {
-        "local": {"running": local.running, "pid": local.pid, "data_dir": str(local.data_dir)},
-        "endpoint": cluster.endpoint,
-        "version": cluster.version,
-        "leader": f"{cluster.leader:x}",
-        "raft_index": cluster.raft_index,
-        "db_size": cluster.db_size,
+        "local": local_info,
+        "endpoint": (first.client_urls[0] if first and first.client_urls else None),
+        "version": first.version if first else None,
+        "raft_index": first.raft_index if first else None,
+        "db_size": first.db_size if first else None,
+        **view.as_dict(),
     }
     if as_json:
         output.print_json(data)
         return
-    output.console().print(
-        output.table(
-            "etcd",
-            ["endpoint", "version", "leader", "raft index", "db size", "local process"],
+    rows = []
+    for m in view.members:
+        role = "learner" if m.is_learner else ("leader" if m.is_leader else "voter")
+        health = "healthy" if m.healthy else (m.problem or "unhealthy")
+        name = m.name or "(not started)"
+        if m.name and m.name == view.this_member:
+            name += " (here)"
+        rows.append(
             [
-                [
-                    cluster.endpoint,
-                    cluster.version,
-                    data["leader"],
-                    cluster.raft_index,
-                    f"{cluster.db_size / 1024:.0f} KiB",
-                    f"pid {local.pid}" if local.running else "not started here",
-                ]
-            ],
+                name,
+                f"{m.id:x}",
+                role,
+                health,
+                ", ".join(m.client_urls),
+                m.version or "",
+                m.raft_index if m.raft_index is not None else "",
+                _size(m.db_size),
+            ]
+        )
+    console = output.console()
+    console.print(
+        output.table(
+            "etcd members",
+            ["name", "id", "role", "health", "client URLs", "version", "raft index", "db size"],
+            rows,
         )
     )
+    if view.fault_tolerance < 0:
+        summary = (
+            f"[red]quorum lost[/red]: {view.healthy_voters} of {view.voters} voting members "
+            f"healthy, {view.quorum} needed"
+        )
+    else:
+        summary = (
+            f"{view.healthy_voters} of {view.voters} voting members healthy; quorum {view.quorum}; "
+            f"fault tolerance {view.fault_tolerance}"
+        )
+    console.print(summary)

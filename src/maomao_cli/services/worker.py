@@ -38,6 +38,7 @@ log = logging.getLogger("maomao.worker")
 # Firing claims live on a lease granted afresh every CLAIM_LEASE_ROTATION seconds and
 # never refreshed, so every claim expires [firings_ttl] seconds after it was made.
 CLAIM_LEASE_ROTATION = 3600.0
+CLAIM_THREADS = 16
 
 
 class RunExecutor(Protocol):
@@ -112,6 +113,8 @@ class Worker:
         self._make_runs = make_runs
         self.runs: RunExecutor | None = None
         self._pool = ThreadPoolExecutor(self.max_parallel, thread_name_prefix="maomao-run")
+        self._claims = ThreadPoolExecutor(CLAIM_THREADS, thread_name_prefix="maomao-claim")
+        self.ready = threading.Event()
         self._cond = threading.Condition()
         self._heap: list[_Due] = []
         self._seq = itertools.count()
@@ -124,6 +127,7 @@ class Worker:
         self._member_lease: Lease | None = None
         self._claim_lease: Lease | None = None
         self._claim_lease_at = 0.0
+        self._lease_lock = threading.Lock()
         self._watches: list[Watch] = []
         self._started = clock()
         self._live_members: set[str] = set()
@@ -298,11 +302,12 @@ class Worker:
     # Firing ----------------------------------------------------------------
 
     def _claim_lease_id(self) -> int:
-        now = self.clock()
-        if self._claim_lease is None or now - self._claim_lease_at > CLAIM_LEASE_ROTATION:
-            self._claim_lease = self.store.grant_lease(self.settings.worker.firings_ttl)
-            self._claim_lease_at = now
-        return self._claim_lease.id
+        with self._lease_lock:
+            now = self.clock()
+            if self._claim_lease is None or now - self._claim_lease_at > CLAIM_LEASE_ROTATION:
+                self._claim_lease = self.store.grant_lease(self.settings.worker.firings_ttl)
+                self._claim_lease_at = now
+            return self._claim_lease.id
 
     def _next_due(self) -> _Due | None:
         """Pop the next entry that is due and still current (caller holds the condition)."""
@@ -393,7 +398,6 @@ class Worker:
     def _execute(self, schedule: Schedule, due: _Due, cancel: threading.Event, token: str) -> None:
         assert self.runs is not None
         try:
-            self._put_member_quietly()
             tool = self._tool(schedule.tool)
             if tool is None:
                 return
@@ -422,7 +426,6 @@ class Worker:
                     self.store.delete(self.keys.active(schedule.name, member))
                 except Unavailable:
                     pass  # it lives on our lease; it goes when we reconnect with a new one
-            self._put_member_quietly()
 
     def _tool(self, name: str) -> Tool | None:
         try:
@@ -505,6 +508,7 @@ class Worker:
         keepalive.start()
         log.info("worker %s up: %d schedule(s), max %d parallel run(s)", self.member,
                  len(self._schedules), self.max_parallel)
+        self.ready.set()
         while not stop.is_set():
             if self._disconnected.is_set():
                 self._reconnect(stop)
@@ -514,16 +518,22 @@ class Worker:
                 if due is None:
                     self._cond.wait(self._wait_time())
                     continue
-            try:
-                self._fire(due)
-            except Unavailable:
-                # Keep the firing: it is claimed (or found claimed) after reconnecting.
-                with self._cond:
-                    self._push(due)
-                self._lost_connection()
-            except MaomaoError as exc:
-                log.warning("firing %s failed: %s", due.schedule, exc)
+            # Claims go out in parallel: many schedules often share one fire second.
+            self._claims.submit(self._fire_safely, due)
         self.shutdown()
+
+    def _fire_safely(self, due: _Due) -> None:
+        try:
+            self._fire(due)
+        except Unavailable:
+            # Keep the firing: it is claimed (or found claimed) after reconnecting.
+            with self._cond:
+                self._push(due)
+            self._lost_connection()
+        except MaomaoError as exc:
+            log.warning("firing %s failed: %s", due.schedule, exc)
+        except Exception:  # a claim thread must never take the worker down
+            log.exception("firing %s crashed", due.schedule)
 
     def _reconnect(self, stop: threading.Event) -> None:
         log.warning("etcd unreachable at %s; running containers go on; retrying", self.settings.etcd.endpoints)
@@ -568,6 +578,7 @@ class Worker:
             deadline = time.monotonic() + 30
             while self._running and time.monotonic() < deadline:
                 self._cond.wait(0.2)
+        self._claims.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=False, cancel_futures=True)
         for watch in self._watches:
             watch.cancel()

@@ -83,7 +83,7 @@ class ScheduleService:
             )
         return schedule
 
-    def list(self) -> list[Schedule]:
+    def all(self) -> list[Schedule]:
         return load_all(self.store, self.keys.schedules(), Schedule)
 
     def set_paused(self, name: str, paused: bool) -> Schedule:

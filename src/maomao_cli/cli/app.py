@@ -10,6 +10,7 @@ from .. import __version__
 from ..context import Context
 from ..errors import ExitStatus, MaomaoError
 from . import cluster, datasets, output, registry, runs, schedules, spikes, state, status, worker
+from . import serve as serve_cmd
 from ._compat import UsageError
 
 app = typer.Typer(
@@ -69,6 +70,7 @@ app.add_typer(datasets.app, name="dataset")
 app.add_typer(cluster.app, name="etcd")
 app.command("status")(status.status)
 app.command("config")(status.show_config)
+app.command("serve")(serve_cmd.serve)
 
 
 def _setup_logging() -> None:

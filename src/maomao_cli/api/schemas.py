@@ -1,0 +1,134 @@
+"""Request and response bodies. Records (Tool, Run...) are the models' own dataclasses,
+so the OpenAPI document always matches what etcd holds; only bodies live here.
+
+Request bodies are strict (no "1" for 1, no 1 for true): a wrong type is refused with
+422 instead of being guessed. The 2019 bodies ignore unknown fields, as the 2019 servers
+did; the v1 bodies refuse them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..models import Dataset, Schedule, Tool
+
+
+class _Legacy(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    hint: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+Frequency = Literal["hourly", "daily", "weekly"]
+
+
+# 2019 -------------------------------------------------------------------------
+
+
+class LegacyRegister(_Legacy):
+    name: str
+    url: str = Field(description="The Docker image of the tool (the 2019 name of the field).")
+
+
+class LegacyRun(_Legacy):
+    name: str
+    dataset: str | None = Field(
+        None, description="Checked against the tool's dataset when the tool has one."
+    )
+    cron: bool = False
+    frequency: Frequency | None = None
+
+
+class LegacyDataset(_Legacy):
+    name: str
+    url: str
+
+
+class LegacyRetrieve(_Legacy):
+    name: str
+
+
+class LegacyToolOut(BaseModel):
+    status: Literal["registered", "updated"]
+    tool: Tool
+
+
+class LegacyDatasetOut(BaseModel):
+    status: Literal["registered", "updated"]
+    dataset: Dataset
+
+
+# v1 ---------------------------------------------------------------------------
+
+
+class ToolCreate(_Strict):
+    name: str
+    image: str
+    dataset: str | None = None
+    author: str | None = None
+    description: str | None = None
+    env: dict[str, str] | None = None
+    network: str | None = None
+    memory: str | None = None
+    pids: int | None = None
+    timeout: float | None = None
+    user: str | None = None
+    data_subdir: str | None = None
+    sensitivity: float | None = None
+
+
+class DatasetCreate(_Strict):
+    name: str
+    url: str
+    branch: str | None = None
+    push: bool = False
+    depth: int | None = None
+
+
+class ScheduleCreate(_Strict):
+    tool: str
+    cron: str | None = Field(None, description="5 or 6 cron fields; or give `every`.")
+    every: Frequency | None = None
+    timezone: str = "UTC"
+    mode: Literal["once", "everywhere"] = "once"
+    on: dict[str, str] | None = Field(None, description="Member label selector.")
+    name: str | None = Field(None, description="Schedule name (default: the tool name).")
+    overlap: bool = False
+    retries: int | None = None
+    grace: float | None = None
+
+
+class RunCreate(_Strict):
+    tool: str
+
+
+class RunAccepted(BaseModel):
+    run_id: str
+    tool: str
+    status: Literal["running"] = "running"
+    url: str
+
+
+@dataclass(frozen=True)
+class ScheduleOut(Schedule):
+    next_fires: tuple[str, ...] = ()  # ISO 8601 in the schedule's zone; empty when paused
+
+
+class ScheduleResult(BaseModel):
+    status: Literal["scheduled", "rescheduled"]
+    schedule: ScheduleOut

@@ -1,0 +1,78 @@
+"""`maomao serve`: the 2019 HTTP API and the typed v1 API over the same services."""
+
+from __future__ import annotations
+
+import typer
+
+from . import output
+from .state import ctx
+
+
+def serve(
+    host: str | None = typer.Option(
+        None, "--host", help="Address to bind (default [serve] host, 127.0.0.1)."
+    ),
+    port: int | None = typer.Option(
+        None, "--port", "-p", min=0, max=65535, help="Port (default [serve] port, 8080)."
+    ),
+) -> None:
+    """Serve the HTTP API (the 2019 routes and /v1/) until interrupted.
+
+    Any address other than loopback needs a token ([serve] token or MAOMAO_SERVE_TOKEN);
+    with a token set, every request must send `Authorization: Bearer <token>`.
+    """
+    import socket
+
+    from ..errors import BadInput, Unavailable
+
+    context = ctx()
+    settings = context.settings.serve
+    bind_host = host if host is not None else settings.host
+    bind_port = port if port is not None else settings.port
+
+    from ..api.guard import is_loopback
+
+    if not is_loopback(bind_host) and not settings.token:
+        raise BadInput(
+            f"binding {bind_host} (not loopback) needs a token",
+            hint="set [serve] token or MAOMAO_SERVE_TOKEN, or bind 127.0.0.1",
+        )
+    if settings.max_body < 1:
+        raise BadInput("[serve] max_body must be at least 1 byte")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            bind_host, bind_port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        raise Unavailable(
+            f"cannot listen on {bind_host}:{bind_port}: {exc.strerror or exc}"
+        ) from None
+
+    import uvicorn  # the web stack loads only for `maomao serve`
+
+    from ..api.app import create_app
+    from ..api.guard import BearerToken, BodyLimit
+
+    context.registry  # noqa: B018 - build the shared store before request threads race for it
+    app = BodyLimit(create_app(context), settings.max_body)
+    guarded = BearerToken(app, settings.token) if settings.token else app
+    shown = f"[{bind_host}]" if ":" in bind_host else bind_host
+    actual_port = sock.getsockname()[1]
+    output.err_console().print(
+        f"maomao serve: http://{shown}:{actual_port}"
+        + (" (bearer token required)" if settings.token else ""),
+        markup=False,
+        highlight=False,
+    )
+    config = uvicorn.Config(
+        guarded,
+        log_level="warning",
+        server_header=False,
+        timeout_graceful_shutdown=5,  # event streams never end by themselves
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])

@@ -856,7 +856,7 @@ def leave(settings: Settings, *, force: bool = False) -> Left:
             admin.endpoints = [e for e in admin.endpoints if e != member.endpoint] or [
                 member.endpoint
             ]
-            members = admin.remove_member(me.id)
+            members = _remove_when_ready(admin, me.id)
     stopped = _kill(paths)
     # A removed member's data can never rejoin; a later join starts afresh.
     shutil.rmtree(paths.data, ignore_errors=True)
@@ -865,6 +865,19 @@ def leave(settings: Settings, *, force: bool = False) -> Left:
     # The worker here may stay a client of the cluster through the remaining members.
     _write_endpoints(paths, [e for m in remaining for e in _netlocs(m.client_urls)])
     return Left(member.name, member.member_id, [m.name for m in remaining], stopped)
+
+
+def _remove_when_ready(admin: EtcdAdmin, member_id: int, wait: float = 20.0) -> list[Any]:
+    """etcd refuses a removal ("unhealthy cluster") until the members that would remain
+    have been connected for a few seconds, e.g. right after one restarted."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return admin.remove_member(member_id)
+        except MaomaoError as exc:
+            if "unhealthy cluster" not in exc.message or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.5)
 
 
 def start_member(settings: Settings, wait: float = 30.0) -> tuple[MemberConfig, int, bool]:

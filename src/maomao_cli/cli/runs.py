@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ..errors import ExitStatus, RunFailed
+from ..errors import BadInput, ExitStatus, RunFailed
 from . import output
 from .state import ctx
 
@@ -23,8 +23,53 @@ if TYPE_CHECKING:
     from ..models import Run
 
 
-def run(name: str = typer.Argument(..., help="Tool name.")) -> None:
+def run(
+    name: str = typer.Argument(..., help="Tool name."),
+    hourly: bool = typer.Option(False, "--hourly", help="Schedule: every hour at minute 0."),
+    daily: bool = typer.Option(False, "--daily", help="Schedule: every day at 00:00."),
+    weekly: bool = typer.Option(False, "--weekly", help="Schedule: every Sunday at 00:00."),
+    cron: str | None = typer.Option(
+        None, "--cron", help="Schedule: cron expression, 5 fields or 6 with seconds first."
+    ),
+    tz: str = typer.Option("UTC", "--tz", help="Time zone of the schedule (IANA name)."),
+    everywhere: bool = typer.Option(
+        False, "--everywhere", help="Run each firing on every member, not once."
+    ),
+    on: str | None = typer.Option(None, "--on", help="Only members with these labels: k=v,k2=v2."),
+    schedule_name: str | None = typer.Option(
+        None, "--name", help="Schedule name (default: the tool name)."
+    ),
+    overlap: bool = typer.Option(
+        False, "--allow-overlap", help="Let a firing start while the previous run still runs."
+    ),
+    retries: int | None = typer.Option(
+        None, "--retries", min=0, help="Retries after a failure (default from config)."
+    ),
+) -> None:
     """Run a tool now, or schedule it with --daily/--weekly/--hourly/--cron."""
+    scheduling = hourly or daily or weekly or cron is not None
+    if scheduling:
+        from .schedules import create_schedule
+
+        create_schedule(
+            name,
+            cron=cron,
+            hourly=hourly,
+            daily=daily,
+            weekly=weekly,
+            timezone=tz,
+            everywhere=everywhere,
+            on=on,
+            name=schedule_name,
+            overlap=overlap,
+            retries=retries,
+        )
+        return
+    if everywhere or on or schedule_name or tz != "UTC" or overlap or retries is not None:
+        raise BadInput(
+            "--tz, --everywhere, --on, --name, --allow-overlap and --retries need a schedule",
+            hint="add --hourly, --daily, --weekly or --cron EXPR",
+        )
     run_now(name)
 
 

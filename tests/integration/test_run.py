@@ -203,3 +203,17 @@ def test_old_records_are_pruned_beyond_runs_kept(
     assert len(list((tmp_path / "data" / "kept").glob("control-*.csv"))) == 3
     logs = [env.run("logs", r["id"]).out for r in records]
     assert "run 3 starting" in logs[0] and "run 2 starting" in logs[1]  # newest first
+
+
+def test_unreachable_docker_is_one_line_and_a_failed_record(env: Env, tmp_path: Path) -> None:
+    env.vars["MAOMAO_DOCKER_HOST"] = f"unix://{tmp_path}/no-such-docker.sock"
+    env.run("register", "dummy", DUMMY_IMAGE)
+
+    result = env.run("run", "dummy")
+
+    assert result.code == 1
+    assert len(result.err.strip().splitlines()) == 1
+    assert "cannot reach Docker at unix://" in result.err
+    [record] = runs_json(env, "--tool", "dummy")
+    assert record["status"] == "failed"
+    assert "cannot reach Docker" in record["error"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import threading
 import time
 from collections import deque
@@ -78,9 +79,21 @@ class DockerRunner:
 
     def _unavailable(self, exc: Exception) -> Unavailable:
         return Unavailable(
-            f"cannot reach Docker at {self.host}: {_explain(exc)}",
+            f"cannot reach Docker at {self.host}: {self._reason(exc)}",
             hint="is dockerd running? set [docker] host or MAOMAO_DOCKER_HOST",
         )
+
+    def _reason(self, exc: Exception) -> str:
+        """The heart of a transport error, not urllib3's nested reprs."""
+        text = str(exc)
+        errno = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
+        if errno:
+            return errno.group(1).strip().lower()
+        if "FileNotFoundError" in text:
+            return "no such socket"
+        if "timed out" in text.lower() or "timeout" in type(exc).__name__.lower():
+            return f"no answer within {self.settings.api_timeout:g}s"
+        return _explain(exc)[:300]
 
     def _api(self) -> docker.APIClient:
         pid = os.getpid()

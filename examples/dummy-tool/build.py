@@ -28,6 +28,8 @@ def find_busybox(explicit: str | None = None) -> Path:
     for candidate in (explicit, "/bin/busybox", "/usr/bin/busybox", shutil.which("busybox")):
         if candidate and Path(candidate).is_file():
             path = Path(candidate)
+            if shutil.which("file") is None:
+                return path  # cannot check; a dynamic busybox fails at the first run
             kind = subprocess.run(["file", "-L", str(path)], capture_output=True, text=True)
             if kind.returncode == 0 and "dynamically linked" in kind.stdout:
                 raise SystemExit(f"{path} is dynamically linked: install busybox-static")

@@ -14,9 +14,9 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
@@ -33,6 +33,7 @@ from ..services.records import load, load_all
 from ..store.base import Store
 from . import events
 from .schemas import (
+    NAME_DOC,
     DatasetCreate,
     ErrorBody,
     LegacyDataset,
@@ -50,6 +51,9 @@ from .schemas import (
 )
 
 log = logging.getLogger("maomao.serve")
+
+PathName = Annotated[str, Path(json_schema_extra=NAME_DOC)]
+QueryName = Annotated[str | None, Query(json_schema_extra=NAME_DOC)]
 
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text}
@@ -324,7 +328,7 @@ def _v1_routes(ctx: Context, launcher: RunLauncher) -> APIRouter:
         return sorted(ctx.registry.tools(), key=lambda t: t.name)
 
     @router.get("/tools/{name}", response_model=Tool, tags=["tools"])
-    def tool(name: str) -> Tool:
+    def tool(name: PathName) -> Tool:
         return ctx.registry.get_tool(name)
 
     @router.post("/tools", response_model=Tool, status_code=201, tags=["tools"])
@@ -342,7 +346,7 @@ def _v1_routes(ctx: Context, launcher: RunLauncher) -> APIRouter:
         return created
 
     @router.delete("/tools/{name}", response_model=Tool, tags=["tools"])
-    def delete_tool(name: str) -> Tool:
+    def delete_tool(name: PathName) -> Tool:
         return ctx.registry.unregister_tool(name)
 
     # Datasets
@@ -351,7 +355,7 @@ def _v1_routes(ctx: Context, launcher: RunLauncher) -> APIRouter:
         return sorted(ctx.registry.datasets(), key=lambda d: d.name)
 
     @router.get("/datasets/{name}", response_model=Dataset, tags=["datasets"])
-    def dataset(name: str) -> Dataset:
+    def dataset(name: PathName) -> Dataset:
         return ctx.registry.get_dataset(name)
 
     @router.post("/datasets", response_model=Dataset, status_code=201, tags=["datasets"])
@@ -368,7 +372,7 @@ def _v1_routes(ctx: Context, launcher: RunLauncher) -> APIRouter:
         return [_schedule_out(ctx, s, 1) for s in found]
 
     @router.get("/schedules/{name}", response_model=ScheduleOut, tags=["schedules"])
-    def schedule(name: str) -> ScheduleOut:
+    def schedule(name: PathName) -> ScheduleOut:
         return _schedule_out(ctx, ctx.schedules.get(name), 5)
 
     @router.post("/schedules", response_model=ScheduleResult, status_code=201, tags=["schedules"])
@@ -399,14 +403,12 @@ def _v1_routes(ctx: Context, launcher: RunLauncher) -> APIRouter:
         )
 
     @router.delete("/schedules/{name}", response_model=Schedule, tags=["schedules"])
-    def delete_schedule(name: str) -> Schedule:
+    def delete_schedule(name: PathName) -> Schedule:
         return ctx.schedules.remove(name)
 
     # Runs
     @router.get("/runs", response_model=list[Run], tags=["runs"])
-    def runs(
-        tool: str | None = None, limit: int | None = Query(None, ge=1, le=10_000)
-    ) -> list[Run]:
+    def runs(tool: QueryName = None, limit: int | None = Query(None, ge=1, le=10_000)) -> list[Run]:
         """Run records, newest first."""
         if tool is not None:
             validation.name(tool, "tool name")
@@ -425,13 +427,13 @@ def _v1_routes(ctx: Context, launcher: RunLauncher) -> APIRouter:
     # Spikes
     @router.get("/spikes", response_model=list[Spike], tags=["spikes"])
     def spikes(
-        tool: str | None = None, limit: int | None = Query(None, ge=1, le=10_000)
+        tool: QueryName = None, limit: int | None = Query(None, ge=1, le=10_000)
     ) -> list[Spike]:
         """Stored spikes, oldest first; `limit` keeps the newest."""
         return list_spikes(ctx.store, ctx.keys, tool, limit)
 
     @router.get("/spikes/{tool}/{sortable}", response_model=Spike, tags=["spikes"])
-    def spike(tool: str, sortable: str) -> Spike:
+    def spike(tool: PathName, sortable: str) -> Spike:
         return get_spike(ctx.store, ctx.keys, tool, sortable)
 
     # Members
@@ -440,7 +442,7 @@ def _v1_routes(ctx: Context, launcher: RunLauncher) -> APIRouter:
         return live_members(ctx.store, ctx.keys)
 
     @router.get("/members/{name}", response_model=Member, tags=["members"])
-    def member(name: str) -> Member:
+    def member(name: PathName) -> Member:
         validation.name(name, "member name")
         for found in live_members(ctx.store, ctx.keys):
             if found.name == name:

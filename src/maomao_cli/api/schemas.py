@@ -9,11 +9,17 @@ did; the v1 bodies refuse them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..models import Dataset, Schedule, Tool
+from ..validation import NAME_RULE
+
+# The name rule is documented in the schema (so clients and fuzzers see it) but checked
+# by the services, like every other rule, so HTTP and CLI refuse with the same message.
+NAME_DOC: dict[str, Any] = {"pattern": f"^{NAME_RULE}$"}
+Name = Annotated[str, Field(json_schema_extra=NAME_DOC)]
 
 
 class _Legacy(BaseModel):
@@ -41,12 +47,12 @@ Frequency = Literal["hourly", "daily", "weekly"]
 
 
 class LegacyRegister(_Legacy):
-    name: str
+    name: Name
     url: str = Field(description="The Docker image of the tool (the 2019 name of the field).")
 
 
 class LegacyRun(_Legacy):
-    name: str
+    name: Name
     dataset: str | None = Field(
         None, description="Checked against the tool's dataset when the tool has one."
     )
@@ -55,12 +61,12 @@ class LegacyRun(_Legacy):
 
 
 class LegacyDataset(_Legacy):
-    name: str
+    name: Name
     url: str
 
 
 class LegacyRetrieve(_Legacy):
-    name: str
+    name: Name
 
 
 class LegacyToolOut(BaseModel):
@@ -77,9 +83,9 @@ class LegacyDatasetOut(BaseModel):
 
 
 class ToolCreate(_Strict):
-    name: str
+    name: Name
     image: str
-    dataset: str | None = None
+    dataset: Name | None = None
     author: str | None = None
     description: str | None = None
     env: dict[str, str] | None = None
@@ -93,7 +99,7 @@ class ToolCreate(_Strict):
 
 
 class DatasetCreate(_Strict):
-    name: str
+    name: Name
     url: str
     branch: str | None = None
     push: bool = False
@@ -101,7 +107,7 @@ class DatasetCreate(_Strict):
 
 
 class ScheduleCreate(_Strict):
-    tool: str
+    tool: Name
     cron: str | None = Field(None, description="5 or 6 cron fields; or give `every`.")
     every: Frequency | None = None
     timezone: str = "UTC"
@@ -114,7 +120,7 @@ class ScheduleCreate(_Strict):
 
 
 class RunCreate(_Strict):
-    tool: str
+    tool: Name
 
 
 class RunAccepted(BaseModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -220,3 +222,35 @@ def test_as_dict_names_every_section() -> None:
     assert set(shown) == {"source", "etcd", "data", "docker", "worker", "spikes", "git", "serve"}
     assert shown["data"]["statedir"]  # resolved, never None
     assert shown["worker"]["member"]
+
+
+REPO_CONFIG = Path(__file__).resolve().parents[2] / "config.toml"
+
+
+def test_repository_config_loads_and_holds_the_defaults(tmp_path: Path) -> None:
+    shown = config.as_dict(config.load(str(REPO_CONFIG), env={}))
+    defaults = config.as_dict(config.load(env={"XDG_CONFIG_HOME": str(tmp_path)}))
+    for section in ("etcd", "docker", "worker", "spikes", "git", "serve"):
+        assert shown[section] == defaults[section], section
+    assert Path(shown["data"]["importdir"]).expanduser().name == "data"
+
+
+def test_repository_config_names_every_key() -> None:
+    text = REPO_CONFIG.read_text()
+    sections = re.split(r"^\[(\w+)\]$", text, flags=re.MULTILINE)
+    documented = {
+        name: set(re.findall(r"^#? ?(\w+) = ", body, flags=re.MULTILINE))
+        for name, body in zip(sections[1::2], sections[2::2], strict=True)
+    }
+    settings = Settings()
+    for section in documented.keys() | {
+        "etcd",
+        "data",
+        "docker",
+        "worker",
+        "spikes",
+        "git",
+        "serve",
+    }:
+        known = {f.name for f in fields(getattr(settings, section))}
+        assert documented.get(section) == known, section

@@ -55,12 +55,12 @@ def show_config(as_json: bool = typer.Option(False, "--json", help="Print JSON."
     for section, table in settings.items():
         output.console().print(f"\n[{section}]", markup=False, style="bold")
         for key, value in table.items():
-            output.console().print(f"{key} = {_toml(value)}", markup=False)
+            # TOML has no null: an unset key is shown commented out, as in config.toml.
+            line = f"# {key} = (unset)" if value is None else f"{key} = {_toml(value)}"
+            output.console().print(line, markup=False)
 
 
 def _toml(value: object) -> str:
-    if value is None:
-        return "# unset"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
@@ -68,5 +68,7 @@ def _toml(value: object) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     if isinstance(value, dict):
+        if not value:
+            return "{}"
         return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
     return str(value)

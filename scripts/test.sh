@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The test command: a virtual environment with the project and its test extras, the
+# linters and the type checker, then pytest (which starts its own etcd and dockerd).
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not docker" -x`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '==> %s\n' "$*"; }
+
+if [ ! -x .venv/bin/python ]; then
+  say "creating the virtual environment .venv (python3 -m venv)"
+  python3 -m venv .venv
+fi
+say "installing maomao with its test extras (pip install -e '.[test]')"
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[test]'
+
+say "ruff check src tests"
+.venv/bin/ruff check src tests
+say "ruff format --check src tests"
+.venv/bin/ruff format --check src tests
+say "mypy src (strict)"
+.venv/bin/mypy src
+say "pytest $*"
+exec .venv/bin/pytest "$@"

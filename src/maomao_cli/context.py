@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from .keys import Keys
 
 if TYPE_CHECKING:
+    from .services.spikes import SpikeService
     from . import config
     from .adapters.docker_runner import DockerRunner
     from .services.registry import Registry
@@ -90,7 +91,18 @@ class Context:
         (spike check, dataset commit) are registered here, once for every caller."""
         from .services.runs import RunService
 
-        return RunService(store, self.keys, self.settings, self.runner, self.settings.member)
+        from .services.spikes import SpikeService
+
+        runs = RunService(store, self.keys, self.settings, self.runner, self.settings.member)
+        spikes = SpikeService(store, self.keys, self.settings, self.settings.member)
+        runs.add_hook(spikes.check_after_run)
+        return runs
+
+    @cached_property
+    def spikes(self) -> SpikeService:
+        from .services.spikes import SpikeService
+
+        return SpikeService(self.store, self.keys, self.settings, self.settings.member)
 
     @cached_property
     def runs(self) -> RunService:

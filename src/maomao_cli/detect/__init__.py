@@ -1,0 +1,1 @@
+"""Spike detection: reading series (series.py, no scipy) and the detector (detector.py)."""

@@ -1,0 +1,172 @@
+"""Spikes: detect after each run, store once in etcd, list, recompute, follow, notify.
+
+Listing and following read etcd only; scipy is imported by the detector module alone,
+when something is detected.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..config import Settings
+from ..errors import BadInput, RecordError
+from ..keys import Keys
+from ..models import Run, Spike, Tool
+from ..store.base import Store
+from .records import load_all
+
+if TYPE_CHECKING:
+    from ..detect.detector import Detection, DetectorParams
+
+log = logging.getLogger("maomao.spikes")
+
+
+@dataclass(frozen=True)
+class Recomputed:
+    found: list[Spike]
+    new: list[str]  # sortables found now but not stored
+    gone: list[str]  # stored but not found now
+
+
+class SpikeService:
+    def __init__(self, store: Store, keys: Keys, settings: Settings, member: str) -> None:
+        self.store = store
+        self.keys = keys
+        self.settings = settings
+        self.member = member
+
+    def params(self, tool: Tool | None = None, *, method: str | None = None,
+               sensitivity: float | None = None, seed_threshold: float | None = None) -> DetectorParams:
+        from ..detect.detector import DetectorParams
+
+        cfg = self.settings.spikes
+        chosen = sensitivity or (tool.sensitivity if tool and tool.sensitivity else None) or cfg.sensitivity
+        try:
+            return DetectorParams(
+                method=(method or cfg.method),  # type: ignore[arg-type]
+                sensitivity=chosen,
+                window=cfg.window,
+                min_history=cfg.min_history,
+                seed_threshold=seed_threshold or cfg.seed_threshold,
+            )
+        except ValueError as exc:
+            raise BadInput(f"invalid detector setting: {exc}") from None
+
+    def _spike(self, tool: str, d: Detection, params: DetectorParams, run_id: str | None) -> Spike:
+        return Spike(
+            tool=tool, sortable=d.sortable, value=d.value, baseline=d.baseline,
+            deviation=d.deviation, deviation_pct=d.deviation_pct, score=d.score,
+            direction=d.direction, method=params.method, run_id=run_id,
+            member=self.member, found=time.time(),
+        )
+
+    # After a run -------------------------------------------------------------
+
+    def check_after_run(self, tool: Tool, run: Run, data_dir: Path) -> Run | None:
+        """The after-run hook: if the newest control point is a spike, store it once."""
+        from ..detect.detector import detect_latest
+        from ..detect.series import SeriesError, read_control_dir
+
+        try:
+            series = read_control_dir(data_dir)
+        except SeriesError as exc:
+            log.warning("spike check for %s skipped: %s", tool.name, exc)
+            return None
+        for name, reason in series.skipped[-1:]:
+            log.warning("spike check for %s: skipped %s (%s)", tool.name, name, reason)
+        params = self.params(tool)
+        latest = detect_latest(series.points, params)
+        if latest is None:
+            return None
+        spike = self._spike(tool.name, latest, params, run.id)
+        if self.store.create(self.keys.spike(tool.name, spike.sortable), spike.to_json()):
+            log.info("spike found in %s at %s: %s %.4g (baseline %.4g, score %.1f)",
+                     tool.name, spike.sortable, spike.direction, spike.value, spike.baseline, spike.score)
+            self.notify(spike)
+        return None
+
+    def notify(self, spike: Spike) -> None:
+        """Run the configured hooks in the background, bounded by a timeout, never blocking."""
+        cfg = self.settings.spikes
+        if not cfg.hook_command and not cfg.webhook_url:
+            return
+        payload = json.dumps(spike.to_dict()).encode()
+
+        def deliver() -> None:
+            if cfg.hook_command:
+                try:
+                    subprocess.run(cfg.hook_command, shell=True, input=payload,
+                                   timeout=cfg.hook_timeout, check=True, capture_output=True)
+                except (subprocess.SubprocessError, OSError) as exc:
+                    log.warning("spike hook command failed: %s", str(exc).splitlines()[0][:200])
+            if cfg.webhook_url:
+                request = urllib.request.Request(cfg.webhook_url, data=payload, method="POST",
+                                                 headers={"Content-Type": "application/json"})
+                try:
+                    with urllib.request.urlopen(request, timeout=cfg.hook_timeout):  # noqa: S310
+                        pass
+                except (OSError, ValueError) as exc:
+                    log.warning("spike webhook %s failed: %s", cfg.webhook_url, exc)
+
+        threading.Thread(target=deliver, name="spike-hook", daemon=True).start()
+
+    # Reading -----------------------------------------------------------------
+
+    def stored(self, tool: str | None = None, since: str | None = None) -> list[Spike]:
+        prefix = self.keys.spikes(tool) if tool else self.keys.spikes()
+        spikes = load_all(self.store, prefix, Spike)
+        if since:
+            spikes = [s for s in spikes if s.sortable >= since]
+        return sorted(spikes, key=lambda s: (s.sortable, s.tool), reverse=True)
+
+    def recompute(self, tool: Tool, data_dir: Path, params: DetectorParams) -> tuple[Recomputed, list[tuple[str, str]]]:
+        from ..detect.detector import detect
+        from ..detect.series import SeriesError, read_control_dir
+
+        try:
+            series = read_control_dir(data_dir)
+        except SeriesError as exc:
+            raise BadInput(str(exc)) from None
+        found = [self._spike(tool.name, d, params, None) for d in detect(series.points, params)]
+        stored = {s.sortable for s in self.stored(tool.name)}
+        now = {s.sortable for s in found}
+        result = Recomputed(sorted(found, key=lambda s: s.sortable, reverse=True),
+                            sorted(now - stored), sorted(stored - now))
+        return result, series.skipped
+
+    def follow(self, tool: str | None = None) -> Iterator[Spike]:
+        """New spikes as they are stored (an etcd watch), until interrupted."""
+        prefix = self.keys.spikes(tool) if tool else self.keys.spikes()
+        _, revision = self.store.scan_with_revision(prefix)
+        watch = self.store.watch(prefix, start_revision=revision + 1)
+        try:
+            for event in watch:
+                if event.type != "put" or event.value is None:
+                    continue
+                try:
+                    yield Spike.from_json(event.value)
+                except RecordError as exc:
+                    log.warning("skipping %s: %s", event.key, exc)
+        finally:
+            watch.cancel()
+
+
+def detect_points(path: Path, *, is_dir: bool, params: DetectorParams) -> tuple[list[Detection], list[tuple[str, str]], list[str]]:
+    """Detect over a CSV file (timestamp,value) or a folder of control files."""
+    from ..detect.detector import detect
+    from ..detect.series import SeriesError, read_control_dir, read_csv_series
+
+    try:
+        series = read_control_dir(path) if is_dir else read_csv_series(path)
+    except SeriesError as exc:
+        raise BadInput(str(exc)) from None
+    return detect(series.points, params), series.skipped, [p.sortable for p in series.points]

@@ -91,7 +91,7 @@ class WorkerSettings:
 class SpikeSettings:
     method: Literal["robust", "seed"] = "robust"
     sensitivity: float = 1.0
-    min_history: int = 8
+    min_history: int = 4
     window: int = 30
     seed_threshold: float = 0.20
     hook_command: str | None = None

@@ -41,7 +41,7 @@ class DetectorParams:
     method: Literal["robust", "seed"] = "robust"
     sensitivity: float = 1.0  # higher finds more: the z threshold is 5 / sensitivity
     window: int = 31
-    min_history: int = 8
+    min_history: int = 4
     seed_threshold: float = 0.20
 
     def __post_init__(self) -> None:

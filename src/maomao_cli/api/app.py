@@ -29,7 +29,7 @@ from ..keys import Keys
 from ..models import Dataset, Member, Run, Schedule, Spike, Tool
 from ..scheduling import resolve_cron, zone
 from ..services.members import live_members
-from ..services.records import load, load_all
+from ..services.records import load
 from ..store.base import Store
 from . import events
 from .schemas import (
@@ -136,17 +136,6 @@ def _schedule_out(ctx: Context, schedule: Schedule, count: int) -> ScheduleOut:
     return ScheduleOut(
         **schedule.to_dict(), next_fires=tuple(_iso(t, schedule.timezone) for t in fires)
     )
-
-
-def list_spikes(
-    store: Store, keys: Keys, tool: str | None = None, limit: int | None = None
-) -> list[Spike]:
-    """Stored spikes, oldest first (the newest `limit` when given). Until a spike service
-    exists, read them straight from the store."""
-    if tool is not None:
-        validation.name(tool, "tool name")
-    found = sorted(load_all(store, keys.spikes(tool), Spike), key=lambda s: (s.sortable, s.tool))
-    return found if limit is None else found[-limit:]
 
 
 def get_spike(store: Store, keys: Keys, tool: str, sortable: str) -> Spike:
@@ -427,10 +416,15 @@ def _v1_routes(ctx: Context, launcher: RunLauncher) -> APIRouter:
     # Spikes
     @router.get("/spikes", response_model=list[Spike], tags=["spikes"])
     def spikes(
-        tool: QueryName = None, limit: int | None = Query(None, ge=1, le=10_000)
+        tool: QueryName = None,
+        since: str | None = Query(None, description="Only spikes whose sortable >= this."),
+        limit: int | None = Query(None, ge=1, le=10_000),
     ) -> list[Spike]:
-        """Stored spikes, oldest first; `limit` keeps the newest."""
-        return list_spikes(ctx.store, ctx.keys, tool, limit)
+        """Stored spikes, newest first, like `maomao spikes --json`."""
+        if tool is not None:
+            validation.name(tool, "tool name")
+        found = ctx.spikes.stored(tool, since)
+        return found if limit is None else found[:limit]
 
     @router.get("/spikes/{tool}/{sortable}", response_model=Spike, tags=["spikes"])
     def spike(tool: PathName, sortable: str) -> Spike:

@@ -17,13 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from servers import EtcdCluster  # noqa: E402
-
-from maomao_cli.config import EtcdSettings, Settings, WorkerSettings  # noqa: E402
-from maomao_cli.keys import Keys  # noqa: E402
-from maomao_cli.models import Run, Schedule, Tool  # noqa: E402
-from maomao_cli.services.worker import Worker  # noqa: E402
-from maomao_cli.store.etcd import EtcdStore  # noqa: E402
+from maomao_cli.config import EtcdSettings, Settings, WorkerSettings
+from maomao_cli.keys import Keys
+from maomao_cli.models import Run, Schedule, Tool
+from maomao_cli.services.worker import Worker
+from maomao_cli.store.etcd import EtcdStore
+from servers import EtcdCluster
 
 
 class CountingStore(EtcdStore):
@@ -65,8 +64,15 @@ class NoopRuns:
 
     def execute(self, tool: Tool, **kwargs: object) -> Run:
         self.done += 1
-        return Run(id=self.new_run_id(), tool=tool.name, member="bench", status="succeeded",
-                   started=time.time(), finished=time.time(), exit_code=0)
+        return Run(
+            id=self.new_run_id(),
+            tool=tool.name,
+            member="bench",
+            status="succeeded",
+            started=time.time(),
+            finished=time.time(),
+            exit_code=0,
+        )
 
 
 def cpu_seconds() -> float:
@@ -134,8 +140,12 @@ def main() -> None:
 
         # Idle: the same number of schedules that do not fire for a year.
         for i in range(args.schedules):
-            setup.put(keys.schedule(f"s{i}"), Schedule(name=f"s{i}", tool="t", cron="0 0 1 1 *").to_json())
-        worker = Worker(settings, store_factory=lambda: EtcdStore(settings.etcd), make_runs=make_runs)  # type: ignore[arg-type]
+            setup.put(
+                keys.schedule(f"s{i}"), Schedule(name=f"s{i}", tool="t", cron="0 0 1 1 *").to_json()
+            )
+        worker = Worker(
+            settings, store_factory=lambda: EtcdStore(settings.etcd), make_runs=make_runs
+        )  # type: ignore[arg-type]
         stop = threading.Event()
         thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
         thread.start()
@@ -155,7 +165,9 @@ def main() -> None:
         print(f"firing lag p50: {p50:.1f} ms, p99: {p99:.1f} ms (goal p99 < 100 ms)")
         print(f"claims per second: {won / elapsed:.0f}")
         print(f"etcd calls per firing on the claim path: {calls / max(won, 1):.2f} (goal <= 2)")
-        print(f"claim time per firing / etcd round trip: {(statistics.median(lags) if lags else 0) / round_trip:.2f}")
+        print(
+            f"claim time per firing / etcd round trip: {(statistics.median(lags) if lags else 0) / round_trip:.2f}"
+        )
         print(f"worker max RSS: {rss_mb:.0f} MB (goal < 150 MB; includes this bench process)")
         print(f"idle CPU: {idle_cpu * 100:.2f} % of one core (goal < 2 %)")
     finally:

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 from .keys import Keys
 
 if TYPE_CHECKING:
-    from .services.spikes import SpikeService
     from . import config
     from .adapters.docker_runner import DockerRunner
     from .services.registry import Registry
     from .services.runs import RunService
     from .services.schedules import ScheduleService
+    from .services.spikes import SpikeService
     from .services.worker import Worker
     from .store.base import Store
 
@@ -90,7 +90,6 @@ class Context:
         """A run service on the given store (the worker passes its own); after-run hooks
         (spike check, dataset commit) are registered here, once for every caller."""
         from .services.runs import RunService
-
         from .services.spikes import SpikeService
 
         runs = RunService(store, self.keys, self.settings, self.runner, self.settings.member)

@@ -42,7 +42,9 @@ class Keys:
         # Lives on the running member's lease: it marks a run in progress for overlap checks.
         return self._p("active", schedule if member is None else f"{schedule}@{member}")
 
-    def retry_claim(self, schedule: str, epoch: int, attempt: int, member: str | None = None) -> str:
+    def retry_claim(
+        self, schedule: str, epoch: int, attempt: int, member: str | None = None
+    ) -> str:
         return self.firing(schedule, epoch, member) + f".r{attempt}"
 
     def runs(self) -> str:

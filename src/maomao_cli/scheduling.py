@@ -134,7 +134,9 @@ def retry_delay(attempt: int, retries: int, backoff: float, backoff_max: float) 
 def resolve_cron(
     *, cron: str | None, hourly: bool = False, daily: bool = False, weekly: bool = False
 ) -> str:
-    chosen = [name for name, flag in (("hourly", hourly), ("daily", daily), ("weekly", weekly)) if flag]
+    chosen = [
+        name for name, flag in (("hourly", hourly), ("daily", daily), ("weekly", weekly)) if flag
+    ]
     if len(chosen) + (cron is not None) > 1:
         raise BadInput("choose one of --hourly, --daily, --weekly or --cron")
     if chosen:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -22,17 +23,57 @@ def local(zone: str, epoch: float) -> str:
 @pytest.mark.parametrize(
     ("cron", "zone", "start", "expected"),
     [
-        ("0 0 * * *", "UTC", (2026, 1, 1, 12), ["2026-01-02 00:00:00+0000", "2026-01-03 00:00:00+0000"]),
-        ("0 6 * * 1", "UTC", (2026, 11, 28), ["2026-11-30 06:00:00+0000", "2026-12-07 06:00:00+0000"]),
-        ("*/20 * * * * *", "UTC", (2026, 1, 1, 0, 0, 5), ["2026-01-01 00:00:20+0000", "2026-01-01 00:00:40+0000"]),
-        ("0 9 * * *", "America/New_York", (2026, 6, 1), ["2026-06-01 09:00:00-0400", "2026-06-02 09:00:00-0400"]),
+        (
+            "0 0 * * *",
+            "UTC",
+            (2026, 1, 1, 12),
+            ["2026-01-02 00:00:00+0000", "2026-01-03 00:00:00+0000"],
+        ),
+        (
+            "0 6 * * 1",
+            "UTC",
+            (2026, 11, 28),
+            ["2026-11-30 06:00:00+0000", "2026-12-07 06:00:00+0000"],
+        ),
+        (
+            "*/20 * * * * *",
+            "UTC",
+            (2026, 1, 1, 0, 0, 5),
+            ["2026-01-01 00:00:20+0000", "2026-01-01 00:00:40+0000"],
+        ),
+        (
+            "0 9 * * *",
+            "America/New_York",
+            (2026, 6, 1),
+            ["2026-06-01 09:00:00-0400", "2026-06-02 09:00:00-0400"],
+        ),
         # Europe/Zurich springs forward on 2026-03-29 at 02:00 -> 03:00: 02:30 does not exist
-        ("30 2 * * *", "Europe/Zurich", (2026, 3, 28, 12), ["2026-03-29 03:30:00+0200", "2026-03-30 02:30:00+0200"]),
+        (
+            "30 2 * * *",
+            "Europe/Zurich",
+            (2026, 3, 28, 12),
+            ["2026-03-29 03:30:00+0200", "2026-03-30 02:30:00+0200"],
+        ),
         # and falls back on 2026-10-25 at 03:00 -> 02:00: 02:30 happens twice, fires once
-        ("30 2 * * *", "Europe/Zurich", (2026, 10, 24, 12), ["2026-10-25 02:30:00+0200", "2026-10-26 02:30:00+0100"]),
+        (
+            "30 2 * * *",
+            "Europe/Zurich",
+            (2026, 10, 24, 12),
+            ["2026-10-25 02:30:00+0200", "2026-10-26 02:30:00+0100"],
+        ),
         # New York: 2026-03-08 02:00 -> 03:00 and 2026-11-01 02:00 -> 01:00
-        ("30 2 * * *", "America/New_York", (2026, 3, 7, 12), ["2026-03-08 03:30:00-0400", "2026-03-09 02:30:00-0400"]),
-        ("30 1 * * *", "America/New_York", (2026, 10, 31, 12), ["2026-11-01 01:30:00-0400", "2026-11-02 01:30:00-0500"]),
+        (
+            "30 2 * * *",
+            "America/New_York",
+            (2026, 3, 7, 12),
+            ["2026-03-08 03:30:00-0400", "2026-03-09 02:30:00-0400"],
+        ),
+        (
+            "30 1 * * *",
+            "America/New_York",
+            (2026, 10, 31, 12),
+            ["2026-11-01 01:30:00-0400", "2026-11-02 01:30:00-0500"],
+        ),
     ],
 )
 def test_next_fire_times(cron: str, zone: str, start: tuple[int, ...], expected: list[str]) -> None:
@@ -65,7 +106,7 @@ def test_dst_days_neither_skip_nor_double_wall_times(
     assert fires == sorted(set(fires)), "an instant fired twice"
     walls = [local(zone, f)[:16] for f in fires]
     assert len(walls) == len(set(w[11:16] + w[:10] for w in walls)), "a wall time fired twice"
-    gaps = [b - a for a, b in zip(fires, fires[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(fires)]
     # At most one 15-minute step may stretch, across the one repeated hour.
     assert all(g == 900 for g in gaps if g != 4500) and gaps.count(4500) <= 1
 
@@ -101,7 +142,8 @@ def test_retry_delay(attempt: int, retries: int, expected: float | None) -> None
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "* * * *", "61 * * * *", "* * * * * * *", "a b c d e", "*/0 * * * *", "0 0 31 2 * extra"]
+    "bad",
+    ["", "* * * *", "61 * * * *", "* * * * * * *", "a b c d e", "*/0 * * * *", "0 0 31 2 * extra"],
 )
 def test_bad_cron_is_refused(bad: str) -> None:
     with pytest.raises(BadInput, match="cron"):

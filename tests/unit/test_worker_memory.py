@@ -26,8 +26,15 @@ FIRE = float(int(time.time()))
 class FakeRuns:
     """Records every execution; writes run records like the real service does."""
 
-    def __init__(self, store: Store, member: str, log: list[tuple[str, float, str, int]],
-                 lock: threading.Lock, fail_first: bool = False, hold: float = 0.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        member: str,
+        log: list[tuple[str, float, str, int]],
+        lock: threading.Lock,
+        fail_first: bool = False,
+        hold: float = 0.0,
+    ) -> None:
         self.store = store
         self.member = member
         self.log = log
@@ -42,20 +49,39 @@ class FakeRuns:
     def save(self, run: Run) -> None:
         self.store.put(self.keys.run(run.id), run.to_json())
 
-    def execute(self, tool: Tool, *, trigger: str = "manual", schedule: str | None = None,
-                fire_time: float | None = None, attempt: int = 1,
-                cancel: threading.Event | None = None) -> Run:
-        run = Run(id=self.new_run_id(), tool=tool.name, member=self.member, status="running",
-                  trigger=trigger, schedule=schedule, fire_time=fire_time, attempt=attempt,  # type: ignore[arg-type]
-                  started=time.time())
+    def execute(
+        self,
+        tool: Tool,
+        *,
+        trigger: str = "manual",
+        schedule: str | None = None,
+        fire_time: float | None = None,
+        attempt: int = 1,
+        cancel: threading.Event | None = None,
+    ) -> Run:
+        run = Run(
+            id=self.new_run_id(),
+            tool=tool.name,
+            member=self.member,
+            status="running",
+            trigger=trigger,
+            schedule=schedule,
+            fire_time=fire_time,
+            attempt=attempt,  # type: ignore[arg-type]
+            started=time.time(),
+        )
         self.save(run)
         with self.lock:
             self.log.append((schedule or "", fire_time or 0.0, self.member, attempt))
         if self.hold:
             (cancel or threading.Event()).wait(self.hold)
         failed = self.fail_first and attempt == 1
-        final = replace(run, status="failed" if failed else "succeeded",
-                        exit_code=1 if failed else 0, finished=time.time())
+        final = replace(
+            run,
+            status="failed" if failed else "succeeded",
+            exit_code=1 if failed else 0,
+            finished=time.time(),
+        )
         self.save(final)
         return final
 
@@ -73,8 +99,13 @@ def store() -> Iterator[MemoryStore]:
     yield backend
 
 
-def start_workers(store: MemoryStore, names: list[str], log: list[tuple[str, float, str, int]],
-                  cfg: Settings | None = None, **fake: object) -> list[tuple[Worker, threading.Event, threading.Thread]]:
+def start_workers(
+    store: MemoryStore,
+    names: list[str],
+    log: list[tuple[str, float, str, int]],
+    cfg: Settings | None = None,
+    **fake: object,
+) -> list[tuple[Worker, threading.Event, threading.Thread]]:
     lock = threading.Lock()
     started = []
     for name in names:
@@ -166,8 +197,16 @@ def test_overlap_forbidden_records_skipped(store: MemoryStore) -> None:
 def test_runs_of_a_dead_member_are_marked_lost_and_retried(store: MemoryStore) -> None:
     keys = Keys(PREFIX)
     put_schedule(store, cron="0 0 1 1 *", retries=2)
-    orphan = Run(id="orphan", tool="t", member="ghost", status="running", trigger="schedule",
-                 schedule="s", fire_time=1_700_000_000.0, started=time.time() - 5)
+    orphan = Run(
+        id="orphan",
+        tool="t",
+        member="ghost",
+        status="running",
+        trigger="schedule",
+        schedule="s",
+        fire_time=1_700_000_000.0,
+        started=time.time() - 5,
+    )
     store.put(keys.run("orphan"), orphan.to_json())
     log: list[tuple[str, float, str, int]] = []
     workers = start_workers(store, ["a", "b"], log)

@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 BLOCKS = " ▁▂▃▄▅▆▇█"
 
 
-def terminal_chart(points: Sequence[Point], marks: Mapping[str, str], *, title: str, width: int = 100) -> Text:
+def terminal_chart(
+    points: Sequence[Point], marks: Mapping[str, str], *, title: str, width: int = 100
+) -> Text:
     """A sparkline of the newest `width` points, spikes in colour, plus a marker row."""
     from rich.text import Text
 
@@ -32,9 +34,13 @@ def terminal_chart(points: Sequence[Point], marks: Mapping[str, str], *, title: 
         text.append(block, style=style)
     text.append("\n")
     for p in shown:
-        text.append({"up": "▲", "down": "▼"}.get(marks.get(p.sortable, ""), " "),
-                    style="red" if marks.get(p.sortable) == "up" else "blue")
-    text.append(f"\nmin {low:.6g}  max {high:.6g}  from {shown[0].sortable} to {shown[-1].sortable}")
+        text.append(
+            {"up": "▲", "down": "▼"}.get(marks.get(p.sortable, ""), " "),
+            style="red" if marks.get(p.sortable) == "up" else "blue",
+        )
+    text.append(
+        f"\nmin {low:.6g}  max {high:.6g}  from {shown[0].sortable} to {shown[-1].sortable}"
+    )
     return text
 
 
@@ -51,7 +57,14 @@ def write_png(points: Sequence[Point], marks: Mapping[str, str], path: Path, *, 
     ax.plot(xs, [p.value for p in points], color="tab:green", linewidth=1)
     for direction, colour, marker in (("up", "tab:red", "^"), ("down", "tab:blue", "v")):
         idx = [i for i, p in enumerate(points) if marks.get(p.sortable) == direction]
-        ax.scatter(idx, [points[i].value for i in idx], color=colour, marker=marker, zorder=3, label=f"spike {direction}")
+        ax.scatter(
+            idx,
+            [points[i].value for i in idx],
+            color=colour,
+            marker=marker,
+            zorder=3,
+            label=f"spike {direction}",
+        )
     ax.set_title(title)
     ax.set_xlabel("run")
     ax.legend(loc="best")

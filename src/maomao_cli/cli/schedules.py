@@ -115,7 +115,8 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print a JSON array
                     s.tool,
                     s.cron,
                     s.timezone,
-                    s.mode + (f" on {','.join(f'{k}={v}' for k, v in s.on.items())}" if s.on else ""),
+                    s.mode
+                    + (f" on {','.join(f'{k}={v}' for k, v in s.on.items())}" if s.on else ""),
                     _local(nf, s.timezone),
                     f"{run.status} ({output.when(run.started)})" if run else "-",
                     "yes" if s.paused else "no",

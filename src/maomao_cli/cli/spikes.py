@@ -21,8 +21,17 @@ def _pct(value: float | None) -> str:
 
 def _row(s: Spike) -> list[Any]:
     arrow = "[red]▲ up[/red]" if s.direction == "up" else "[blue]▼ down[/blue]"
-    return [s.tool, s.sortable, f"{s.value:.6g}", f"{s.baseline:.6g}", _pct(s.deviation_pct),
-            f"{s.score:.1f}", arrow, s.member or "-", s.run_id or "-"]
+    return [
+        s.tool,
+        s.sortable,
+        f"{s.value:.6g}",
+        f"{s.baseline:.6g}",
+        _pct(s.deviation_pct),
+        f"{s.score:.1f}",
+        arrow,
+        s.member or "-",
+        s.run_id or "-",
+    ]
 
 
 COLUMNS = ["tool", "time", "value", "baseline", "deviation", "score", "direction", "member", "run"]
@@ -31,17 +40,37 @@ COLUMNS = ["tool", "time", "value", "baseline", "deviation", "score", "direction
 def spikes(
     tool: str | None = typer.Option(None, "--tool", "-t", help="The tool whose spikes to show."),
     all_tools: bool = typer.Option(False, "--all", help="Every tool's spikes."),
-    since: str | None = typer.Option(None, "--since", help="Only spikes at or after this time (ISO, e.g. 2026-11-01)."),
+    since: str | None = typer.Option(
+        None, "--since", help="Only spikes at or after this time (ISO, e.g. 2026-11-01)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array."),
-    follow: bool = typer.Option(False, "--follow", "-f", help="Print each new spike as it is stored."),
-    recompute: bool = typer.Option(False, "--recompute", help="Run the detector over the tool's local history."),
-    csv_file: Path | None = typer.Option(None, "--csv", help="Detect in a CSV with columns timestamp,value."),
-    directory: Path | None = typer.Option(None, "--dir", help="Detect in a folder of control-*.csv files."),
-    method: str | None = typer.Option(None, "--method", help="robust (default) or seed (the 2019 rule)."),
-    sensitivity: float | None = typer.Option(None, "--sensitivity", help="Higher finds more spikes."),
-    threshold: float | None = typer.Option(None, "--threshold", help="Relative gain for --method seed, e.g. 0.06."),
-    chart: bool = typer.Option(False, "--chart", help="Draw the series with spikes marked in the terminal."),
-    plot: Path | None = typer.Option(None, "--plot", help="Write a PNG chart (needs matplotlib: pip install 'maomao-cli[plot]')."),
+    follow: bool = typer.Option(
+        False, "--follow", "-f", help="Print each new spike as it is stored."
+    ),
+    recompute: bool = typer.Option(
+        False, "--recompute", help="Run the detector over the tool's local history."
+    ),
+    csv_file: Path | None = typer.Option(
+        None, "--csv", help="Detect in a CSV with columns timestamp,value."
+    ),
+    directory: Path | None = typer.Option(
+        None, "--dir", help="Detect in a folder of control-*.csv files."
+    ),
+    method: str | None = typer.Option(
+        None, "--method", help="robust (default) or seed (the 2019 rule)."
+    ),
+    sensitivity: float | None = typer.Option(
+        None, "--sensitivity", help="Higher finds more spikes."
+    ),
+    threshold: float | None = typer.Option(
+        None, "--threshold", help="Relative gain for --method seed, e.g. 0.06."
+    ),
+    chart: bool = typer.Option(
+        False, "--chart", help="Draw the series with spikes marked in the terminal."
+    ),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Write a PNG chart (needs matplotlib: pip install 'maomao-cli[plot]')."
+    ),
 ) -> None:
     """Spikes in a tool's control metric: list what workers found, follow, or detect anew."""
     if method is not None and method not in ("robust", "seed"):
@@ -50,7 +79,9 @@ def spikes(
         _detect_path(csv_file, directory, method, sensitivity, threshold, as_json)
         return
     if tool is None and not all_tools and not follow:
-        raise BadInput("name a tool with --tool NAME, or use --all, --follow, --csv FILE or --dir DIR")
+        raise BadInput(
+            "name a tool with --tool NAME, or use --all, --follow, --csv FILE or --dir DIR"
+        )
     context = ctx()
     if tool is not None:
         context.registry.get_tool(tool) if recompute or chart or plot else None
@@ -91,42 +122,66 @@ def _follow(tool: str | None, as_json: bool) -> None:
         return
 
 
-def _recompute(tool_name: str, method: str | None, sensitivity: float | None, threshold: float | None,
-               as_json: bool, chart: bool, plot: Path | None, *, show_table: bool) -> None:
+def _recompute(
+    tool_name: str,
+    method: str | None,
+    sensitivity: float | None,
+    threshold: float | None,
+    as_json: bool,
+    chart: bool,
+    plot: Path | None,
+    *,
+    show_table: bool,
+) -> None:
     context = ctx()
     tool = context.registry.get_tool(tool_name)
-    params = context.spikes.params(tool, method=method, sensitivity=sensitivity, seed_threshold=threshold)
+    params = context.spikes.params(
+        tool, method=method, sensitivity=sensitivity, seed_threshold=threshold
+    )
     data_dir = context.runs.data_dir_for(tool)
     result, skipped = context.spikes.recompute(tool, data_dir, params)
     for name, reason in skipped:
         output.note(f"skipped {name}: {reason}")
     if chart or plot:
         from ..detect.series import read_control_dir
-
         from .charts import terminal_chart, write_png
 
         points = read_control_dir(data_dir).points
         marks = {s.sortable: s.direction for s in result.found}
         if chart:
-            output.console().print(terminal_chart(points, marks, title=f"{tool.name} control metric"))
+            output.console().print(
+                terminal_chart(points, marks, title=f"{tool.name} control metric")
+            )
         if plot:
             write_png(points, marks, plot, title=f"{tool.name} control metric")
             output.success(f"wrote {plot}")
         if not show_table:
             return
     if as_json:
-        output.print_json({"found": [s.to_dict() for s in result.found], "new": result.new, "gone": result.gone})
+        output.print_json(
+            {"found": [s.to_dict() for s in result.found], "new": result.new, "gone": result.gone}
+        )
         return
-    output.console().print(output.table(f"Recomputed ({params.method})", COLUMNS, (_row(s) for s in result.found)))
+    output.console().print(
+        output.table(f"Recomputed ({params.method})", COLUMNS, (_row(s) for s in result.found))
+    )
     if result.new or result.gone:
-        output.note(f"differences from what is stored: {len(result.new)} new {result.new[:5]}, "
-                    f"{len(result.gone)} no longer found {result.gone[:5]}")
+        output.note(
+            f"differences from what is stored: {len(result.new)} new {result.new[:5]}, "
+            f"{len(result.gone)} no longer found {result.gone[:5]}"
+        )
     else:
         output.note("same as what is stored")
 
 
-def _detect_path(csv_file: Path | None, directory: Path | None, method: str | None,
-                 sensitivity: float | None, threshold: float | None, as_json: bool) -> None:
+def _detect_path(
+    csv_file: Path | None,
+    directory: Path | None,
+    method: str | None,
+    sensitivity: float | None,
+    threshold: float | None,
+    as_json: bool,
+) -> None:
     from ..config import SpikeSettings
     from ..detect.detector import DetectorParams
     from ..services.spikes import detect_points
@@ -135,9 +190,13 @@ def _detect_path(csv_file: Path | None, directory: Path | None, method: str | No
         raise BadInput("give --csv or --dir, not both")
     cfg = SpikeSettings()
     try:
-        params = DetectorParams(method=(method or cfg.method), sensitivity=sensitivity or cfg.sensitivity,  # type: ignore[arg-type]
-                                window=cfg.window, min_history=cfg.min_history,
-                                seed_threshold=threshold or cfg.seed_threshold)
+        params = DetectorParams(
+            method=(method or cfg.method),
+            sensitivity=sensitivity or cfg.sensitivity,  # type: ignore[arg-type]
+            window=cfg.window,
+            min_history=cfg.min_history,
+            seed_threshold=threshold or cfg.seed_threshold,
+        )
     except ValueError as exc:
         raise BadInput(f"invalid detector setting: {exc}") from None
     path = csv_file if csv_file is not None else directory
@@ -146,8 +205,16 @@ def _detect_path(csv_file: Path | None, directory: Path | None, method: str | No
     for name, reason in skipped[:20]:
         output.note(f"skipped {name}: {reason}")
     rows: list[dict[str, Any]] = [
-        {"index": d.index, "timestamp": d.sortable, "value": d.value, "baseline": d.baseline,
-         "deviation": d.deviation, "deviation_pct": d.deviation_pct, "direction": d.direction, "score": d.score}
+        {
+            "index": d.index,
+            "timestamp": d.sortable,
+            "value": d.value,
+            "baseline": d.baseline,
+            "deviation": d.deviation,
+            "deviation_pct": d.deviation_pct,
+            "direction": d.direction,
+            "score": d.score,
+        }
         for d in found
     ]
     if as_json:
@@ -157,7 +224,20 @@ def _detect_path(csv_file: Path | None, directory: Path | None, method: str | No
         output.note("no spikes found")
         return
     output.console().print(
-        output.table("Spikes", ["index", "timestamp", "value", "baseline", "deviation", "score", "direction"],
-                     ([r["index"], r["timestamp"], f"{r['value']:.6g}", f"{r['baseline']:.6g}",
-                       _pct(r["deviation_pct"]), f"{r['score']:.1f}", r["direction"]] for r in rows))
+        output.table(
+            "Spikes",
+            ["index", "timestamp", "value", "baseline", "deviation", "score", "direction"],
+            (
+                [
+                    r["index"],
+                    r["timestamp"],
+                    f"{r['value']:.6g}",
+                    f"{r['baseline']:.6g}",
+                    _pct(r["deviation_pct"]),
+                    f"{r['score']:.1f}",
+                    r["direction"],
+                ]
+                for r in rows
+            ),
+        )
     )

@@ -40,9 +40,15 @@ def _setup_worker_logging() -> None:
 
 
 def worker(
-    labels: str | None = typer.Option(None, "--labels", help="Member labels k=v,k2=v2 (schedules can target them with --on)."),
-    max_parallel: int | None = typer.Option(None, "--max-parallel", min=1, help="Runs at once on this member."),
-    check: bool = typer.Option(False, "--check", help="Exit 0 if this host's worker is alive, 1 otherwise."),
+    labels: str | None = typer.Option(
+        None, "--labels", help="Member labels k=v,k2=v2 (schedules can target them with --on)."
+    ),
+    max_parallel: int | None = typer.Option(
+        None, "--max-parallel", min=1, help="Runs at once on this member."
+    ),
+    check: bool = typer.Option(
+        False, "--check", help="Exit 0 if this host's worker is alive, 1 otherwise."
+    ),
 ) -> None:
     """Run the worker: follow schedules, claim due firings, run tools, detect spikes."""
     from .. import validation
@@ -70,7 +76,9 @@ def worker(
         nonlocal signals_seen
         signals_seen += 1
         if signals_seen == 1:
-            output.note(f"{signal.Signals(signum).name}: finishing running runs (again to stop them now)")
+            output.note(
+                f"{signal.Signals(signum).name}: finishing running runs (again to stop them now)"
+            )
             stop.set()
         else:
             worker_service.hurry()

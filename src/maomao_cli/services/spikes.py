@@ -44,12 +44,22 @@ class SpikeService:
         self.settings = settings
         self.member = member
 
-    def params(self, tool: Tool | None = None, *, method: str | None = None,
-               sensitivity: float | None = None, seed_threshold: float | None = None) -> DetectorParams:
+    def params(
+        self,
+        tool: Tool | None = None,
+        *,
+        method: str | None = None,
+        sensitivity: float | None = None,
+        seed_threshold: float | None = None,
+    ) -> DetectorParams:
         from ..detect.detector import DetectorParams
 
         cfg = self.settings.spikes
-        chosen = sensitivity or (tool.sensitivity if tool and tool.sensitivity else None) or cfg.sensitivity
+        chosen = (
+            sensitivity
+            or (tool.sensitivity if tool and tool.sensitivity else None)
+            or cfg.sensitivity
+        )
         try:
             return DetectorParams(
                 method=(method or cfg.method),  # type: ignore[arg-type]
@@ -63,10 +73,18 @@ class SpikeService:
 
     def _spike(self, tool: str, d: Detection, params: DetectorParams, run_id: str | None) -> Spike:
         return Spike(
-            tool=tool, sortable=d.sortable, value=d.value, baseline=d.baseline,
-            deviation=d.deviation, deviation_pct=d.deviation_pct, score=d.score,
-            direction=d.direction, method=params.method, run_id=run_id,
-            member=self.member, found=time.time(),
+            tool=tool,
+            sortable=d.sortable,
+            value=d.value,
+            baseline=d.baseline,
+            deviation=d.deviation,
+            deviation_pct=d.deviation_pct,
+            score=d.score,
+            direction=d.direction,
+            method=params.method,
+            run_id=run_id,
+            member=self.member,
+            found=time.time(),
         )
 
     # After a run -------------------------------------------------------------
@@ -89,8 +107,15 @@ class SpikeService:
             return None
         spike = self._spike(tool.name, latest, params, run.id)
         if self.store.create(self.keys.spike(tool.name, spike.sortable), spike.to_json()):
-            log.info("spike found in %s at %s: %s %.4g (baseline %.4g, score %.1f)",
-                     tool.name, spike.sortable, spike.direction, spike.value, spike.baseline, spike.score)
+            log.info(
+                "spike found in %s at %s: %s %.4g (baseline %.4g, score %.1f)",
+                tool.name,
+                spike.sortable,
+                spike.direction,
+                spike.value,
+                spike.baseline,
+                spike.score,
+            )
             self.notify(spike)
         return None
 
@@ -104,15 +129,25 @@ class SpikeService:
         def deliver() -> None:
             if cfg.hook_command:
                 try:
-                    subprocess.run(cfg.hook_command, shell=True, input=payload,
-                                   timeout=cfg.hook_timeout, check=True, capture_output=True)
+                    subprocess.run(
+                        cfg.hook_command,
+                        shell=True,
+                        input=payload,
+                        timeout=cfg.hook_timeout,
+                        check=True,
+                        capture_output=True,
+                    )
                 except (subprocess.SubprocessError, OSError) as exc:
                     log.warning("spike hook command failed: %s", str(exc).splitlines()[0][:200])
             if cfg.webhook_url:
-                request = urllib.request.Request(cfg.webhook_url, data=payload, method="POST",
-                                                 headers={"Content-Type": "application/json"})
+                request = urllib.request.Request(
+                    cfg.webhook_url,
+                    data=payload,
+                    method="POST",
+                    headers={"Content-Type": "application/json"},
+                )
                 try:
-                    with urllib.request.urlopen(request, timeout=cfg.hook_timeout):  # noqa: S310
+                    with urllib.request.urlopen(request, timeout=cfg.hook_timeout):
                         pass
                 except (OSError, ValueError) as exc:
                     log.warning("spike webhook %s failed: %s", cfg.webhook_url, exc)
@@ -128,7 +163,9 @@ class SpikeService:
             spikes = [s for s in spikes if s.sortable >= since]
         return sorted(spikes, key=lambda s: (s.sortable, s.tool), reverse=True)
 
-    def recompute(self, tool: Tool, data_dir: Path, params: DetectorParams) -> tuple[Recomputed, list[tuple[str, str]]]:
+    def recompute(
+        self, tool: Tool, data_dir: Path, params: DetectorParams
+    ) -> tuple[Recomputed, list[tuple[str, str]]]:
         from ..detect.detector import detect
         from ..detect.series import SeriesError, read_control_dir
 
@@ -139,8 +176,11 @@ class SpikeService:
         found = [self._spike(tool.name, d, params, None) for d in detect(series.points, params)]
         stored = {s.sortable for s in self.stored(tool.name)}
         now = {s.sortable for s in found}
-        result = Recomputed(sorted(found, key=lambda s: s.sortable, reverse=True),
-                            sorted(now - stored), sorted(stored - now))
+        result = Recomputed(
+            sorted(found, key=lambda s: s.sortable, reverse=True),
+            sorted(now - stored),
+            sorted(stored - now),
+        )
         return result, series.skipped
 
     def follow(self, tool: str | None = None) -> Iterator[Spike]:
@@ -160,7 +200,9 @@ class SpikeService:
             watch.cancel()
 
 
-def detect_points(path: Path, *, is_dir: bool, params: DetectorParams) -> tuple[list[Detection], list[tuple[str, str]], list[str]]:
+def detect_points(
+    path: Path, *, is_dir: bool, params: DetectorParams
+) -> tuple[list[Detection], list[tuple[str, str]], list[str]]:
     """Detect over a CSV file (timestamp,value) or a folder of control files."""
     from ..detect.detector import detect
     from ..detect.series import SeriesError, read_control_dir, read_csv_series

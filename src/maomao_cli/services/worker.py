@@ -10,6 +10,7 @@ update state and wake it up.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import json
@@ -190,7 +191,9 @@ class Worker:
         lease = self._member_lease
         if lease is None:
             return
-        self.store.put(self.keys.member(self.member), self._member_record().to_json(), lease=lease.id)
+        self.store.put(
+            self.keys.member(self.member), self._member_record().to_json(), lease=lease.id
+        )
 
     def _keepalive_loop(self) -> None:
         interval = max(self.settings.worker.lease_ttl / 3, 0.5)
@@ -251,7 +254,9 @@ class Worker:
         grace = schedule.grace if schedule.grace is not None else self.settings.worker.misfire_grace
         missed = catch_up_time(clock, now, grace) if catch_up else None
         if missed is not None and missed < now:
-            self._push(_Due(now, next(self._seq), schedule.name, missed, generation, trigger="catch-up"))
+            self._push(
+                _Due(now, next(self._seq), schedule.name, missed, generation, trigger="catch-up")
+            )
         fire = clock.next_after(now)
         self._push(_Due(fire, next(self._seq), schedule.name, fire, generation))
 
@@ -289,8 +294,13 @@ class Worker:
                 current = self._schedules.get(name)
                 if current is None or current.schedule != schedule:
                     self._track(schedule, self.clock(), catch_up=False)
-                    log.info("schedule %s: %s (%s)%s", name, schedule.cron, schedule.timezone,
-                             " paused" if schedule.paused else "")
+                    log.info(
+                        "schedule %s: %s (%s)%s",
+                        name,
+                        schedule.cron,
+                        schedule.timezone,
+                        " paused" if schedule.paused else "",
+                    )
             self._cond.notify_all()
 
     def _on_member_event(self, key: str, value: bytes | None) -> None:
@@ -352,14 +362,20 @@ class Worker:
         self.stats.claims_won += 1
         grace = schedule.grace if schedule.grace is not None else self.settings.worker.misfire_grace
         if self.clock() - due.fire_time > max(grace, 1.0) and due.trigger != "retry":
-            self._record_skipped(schedule, due, f"missed: ran {self.clock() - due.fire_time:.0f}s late, beyond the grace window")
+            self._record_skipped(
+                schedule,
+                due,
+                f"missed: ran {self.clock() - due.fire_time:.0f}s late, beyond the grace window",
+            )
             return
         if not schedule.overlap:
             active_key = self.keys.active(schedule.name, member)
             holder = json.dumps({"member": self.member, "fire_time": due.fire_time}).encode()
             lease = self._member_lease.id if self._member_lease else None
             if not self.store.create(active_key, holder, lease=lease):
-                self._record_skipped(schedule, due, "previous run still running (overlap forbidden)")
+                self._record_skipped(
+                    schedule, due, "previous run still running (overlap forbidden)"
+                )
                 return
         self._start_run(schedule, due)
 
@@ -392,8 +408,12 @@ class Worker:
         with self._cond:  # registered before submitting: a quick run must find itself
             self._running[token] = (cancel, schedule.name)
         self._pool.submit(self._execute, schedule, due, cancel, token)
-        log.info("claimed %s @ %s%s", schedule.name, _hms(due.fire_time),
-                 f" ({due.trigger}, attempt {due.attempt})" if due.trigger != "schedule" else "")
+        log.info(
+            "claimed %s @ %s%s",
+            schedule.name,
+            _hms(due.fire_time),
+            f" ({due.trigger}, attempt {due.attempt})" if due.trigger != "schedule" else "",
+        )
 
     def _execute(self, schedule: Schedule, due: _Due, cancel: threading.Event, token: str) -> None:
         assert self.runs is not None
@@ -409,9 +429,14 @@ class Worker:
                 attempt=due.attempt,
                 cancel=cancel,
             )
-            log.info("finished %s @ %s: %s%s in %s", schedule.name, _hms(due.fire_time), run.status,
-                     f" (exit {run.exit_code})" if run.exit_code not in (None, 0) else "",
-                     f"{run.duration:.1f}s" if run.duration is not None else "-")
+            log.info(
+                "finished %s @ %s: %s%s in %s",
+                schedule.name,
+                _hms(due.fire_time),
+                run.status,
+                f" (exit {run.exit_code})" if run.exit_code not in (None, 0) else "",
+                f"{run.duration:.1f}s" if run.duration is not None else "-",
+            )
             if run.status in ("failed", "timed-out") and not cancel.is_set():
                 self._plan_retry(schedule, due)
         except Exception:  # a run thread must never take the worker down
@@ -422,10 +447,9 @@ class Worker:
                 self._cond.notify_all()
             if not schedule.overlap:
                 member = self.member if schedule.mode == "everywhere" else None
-                try:
+                # On failure it still lives on our lease: it goes when we reconnect.
+                with contextlib.suppress(Unavailable):
                     self.store.delete(self.keys.active(schedule.name, member))
-                except Unavailable:
-                    pass  # it lives on our lease; it goes when we reconnect with a new one
 
     def _tool(self, name: str) -> Tool | None:
         try:
@@ -436,19 +460,41 @@ class Worker:
 
     def _plan_retry(self, schedule: Schedule, due: _Due) -> None:
         retries = schedule.retries if schedule.retries is not None else self.settings.worker.retries
-        delay = retry_delay(due.attempt, retries, self.settings.worker.backoff, self.settings.worker.backoff_max)
+        delay = retry_delay(
+            due.attempt, retries, self.settings.worker.backoff, self.settings.worker.backoff_max
+        )
         if delay is None:
-            log.info("giving up on %s @ %s after %d attempt(s)", schedule.name, _hms(due.fire_time), due.attempt)
+            log.info(
+                "giving up on %s @ %s after %d attempt(s)",
+                schedule.name,
+                _hms(due.fire_time),
+                due.attempt,
+            )
             return
         with self._cond:
             tracked = self._schedules.get(schedule.name)
             if tracked is None:
                 return
-            self._push(_Due(self.clock() + delay, next(self._seq), schedule.name, due.fire_time,
-                            tracked.generation, attempt=due.attempt + 1, trigger="retry"))
+            self._push(
+                _Due(
+                    self.clock() + delay,
+                    next(self._seq),
+                    schedule.name,
+                    due.fire_time,
+                    tracked.generation,
+                    attempt=due.attempt + 1,
+                    trigger="retry",
+                )
+            )
             self._cond.notify_all()
-        log.info("retrying %s @ %s in %.0fs (attempt %d of %d)", schedule.name, _hms(due.fire_time),
-                 delay, due.attempt + 1, retries + 1)
+        log.info(
+            "retrying %s @ %s in %.0fs (attempt %d of %d)",
+            schedule.name,
+            _hms(due.fire_time),
+            delay,
+            due.attempt + 1,
+            retries + 1,
+        )
 
     def _put_member_quietly(self) -> None:
         try:
@@ -483,8 +529,12 @@ class Worker:
                 t.startswith(f"{run.schedule}@{run.fire_time}#") for t in mine
             ):
                 continue
-            lost = replace(run, status="lost", finished=self.clock(),
-                           error=f"member {run.member} stopped before the run finished")
+            lost = replace(
+                run,
+                status="lost",
+                finished=self.clock(),
+                error=f"member {run.member} stopped before the run finished",
+            )
             if not self.store.replace(entry.key, lost.to_json(), mod_revision=entry.mod_revision):
                 continue  # another worker handled it
             log.warning("run %s of %s on %s marked lost", run.id, run.tool, run.member)
@@ -495,8 +545,17 @@ class Worker:
                         retries = tracked.schedule.retries
                         limit = retries if retries is not None else self.settings.worker.retries
                         if run.attempt <= limit:
-                            self._push(_Due(self.clock(), next(self._seq), run.schedule, run.fire_time,
-                                            tracked.generation, attempt=run.attempt + 1, trigger="retry"))
+                            self._push(
+                                _Due(
+                                    self.clock(),
+                                    next(self._seq),
+                                    run.schedule,
+                                    run.fire_time,
+                                    tracked.generation,
+                                    attempt=run.attempt + 1,
+                                    trigger="retry",
+                                )
+                            )
                             self._cond.notify_all()
 
     # Main loop -------------------------------------------------------------
@@ -506,8 +565,12 @@ class Worker:
         self.connect(first=True)
         keepalive = threading.Thread(target=self._keepalive_loop, name="keepalive", daemon=True)
         keepalive.start()
-        log.info("worker %s up: %d schedule(s), max %d parallel run(s)", self.member,
-                 len(self._schedules), self.max_parallel)
+        log.info(
+            "worker %s up: %d schedule(s), max %d parallel run(s)",
+            self.member,
+            len(self._schedules),
+            self.max_parallel,
+        )
         self.ready.set()
         while not stop.is_set():
             if self._disconnected.is_set():
@@ -536,7 +599,10 @@ class Worker:
             log.exception("firing %s crashed", due.schedule)
 
     def _reconnect(self, stop: threading.Event) -> None:
-        log.warning("etcd unreachable at %s; running containers go on; retrying", self.settings.etcd.endpoints)
+        log.warning(
+            "etcd unreachable at %s; running containers go on; retrying",
+            self.settings.etcd.endpoints,
+        )
         delay = 0.5
         while not stop.is_set():
             try:
@@ -612,7 +678,9 @@ def _hms(epoch: float) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(epoch))
 
 
-def check_health(store: Store, keys: Keys, member: str, lease_ttl: int, now: float) -> tuple[bool, str]:
+def check_health(
+    store: Store, keys: Keys, member: str, lease_ttl: int, now: float
+) -> tuple[bool, str]:
     """For `maomao worker --check`: is this host's worker registered and alive?"""
     record = load(store, keys.member(member), Member)
     if record is None:

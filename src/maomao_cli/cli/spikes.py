@@ -191,8 +191,8 @@ def _detect_path(
     cfg = SpikeSettings()
     try:
         params = DetectorParams(
-            method=(method or cfg.method),
-            sensitivity=sensitivity or cfg.sensitivity,  # type: ignore[arg-type]
+            method=(method or cfg.method),  # type: ignore[arg-type]
+            sensitivity=sensitivity or cfg.sensitivity,
             window=cfg.window,
             min_history=cfg.min_history,
             seed_threshold=threshold or cfg.seed_threshold,

@@ -1,21 +1,36 @@
-"""The spike detector: causal, robust, both directions, find_peaks at its core.
+"""The spike detector: causal, robust, both directions, scipy.signal.find_peaks at its core.
 
-For each point i (after `min_history` points) the baseline is the median of the
-`window` points before it and the scale their MAD (x1.4826, with a floor so a constant
-history never divides by zero). z_i = (x_i - baseline) / scale. A point is a spike when
-|z_i| >= threshold AND it also jumps from the point just before it (|x_i - x_{i-1}|
->= threshold/2 scales, same direction): so a level shift is flagged once, at its first
-point, and its plateau is not.
+Method "robust", for each point i of the finite values x:
 
-Causality: everything about point i comes from points 0..i, so detecting over the
-whole series equals asking `detect_latest` on every prefix. scipy.signal.find_peaks
-runs on the scores interleaved with zeros, which isolates every point: its prominence
-and width depend on that point alone, never on a later one.
+- baseline_i: the median of the `window` points before i (fewer at the start).
+- residual_k = |x_k - baseline_k|: how far each point was from its own causal baseline.
+- scale_i: 1.4826 x the median of the residuals of the `window` points before i. This is
+  a documented approximation of the rolling MAD (the exact MAD subtracts baseline_i from
+  every point of the window, which needs a sort per window); both estimate the noise
+  sigma on a steady series. When that median is 0 (a quantised or mostly constant
+  history) the mean residual x 1.2533 stands in, and a floor of 1e-6 x |baseline| (and
+  1e-12) keeps a constant history from dividing by zero.
+- z_i = (x_i - baseline_i) / scale_i, the robust score. |z_i| is `Detection.score`.
 
-Speed: the rolling median is scipy.ndimage.median_filter; the rolling MAD is
-approximated by the median of |x_j - baseline_j| over the same window (each point's
-deviation from its own causal baseline), which needs one more filter instead of a
-per-window sort.
+find_peaks then runs on an array where every point i is an isolated block
+[0, a_i, |z_i|, 0], with a_i = min(|z_{i-1}|, |z_i|) when z_{i-1} has the same sign as
+z_i, else 0. Blocks never touch (zeros between them, and wlen bounds the search), so a
+verdict never depends on a later point. In a block:
+
+- prominence = |z_i|: the spike criterion is prominence >= BASE_THRESHOLD / sensitivity.
+- width at half prominence <= 1.5 samples exactly when a_i <= |z_i| / 2: the point rose
+  sharply from its predecessor. So a level shift is flagged at its first point; the
+  following points on the new level are as far from the old baseline but no longer
+  rise, and they stay quiet while the baseline catches up (about window / 2 points).
+
+No verdict before `min_history` finite points. Non-finite values are skipped.
+
+Method "seed": the 2019 rule, kept for comparison: flag x_i when it exceeds the mean m of
+the two finite points before it by a relative gain (x_i - m) / m > seed_threshold /
+sensitivity (m > 0; the rule is undefined otherwise). Up only, as in 2019.
+
+numpy and scipy are imported when something is detected, not when this module is: the
+CLI validates DetectorParams without paying for them.
 """
 
 from __future__ import annotations
@@ -23,145 +38,301 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
-
-import numpy as np
-from numpy.typing import NDArray
-from scipy.ndimage import median_filter
-from scipy.signal import find_peaks
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, Literal
 
 from .series import Point
 
-MAD_SCALE = 1.4826
-BASE_THRESHOLD = 5.0  # robust z at sensitivity 1
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    FloatArray = NDArray[np.float64]
+    IndexArray = NDArray[np.intp]
+
+# |z| a spike needs at sensitivity 1; tuned with bench/spike_quality.py over several seeds.
+BASE_THRESHOLD = 4.0
+MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution x this = its sigma
+MEAN_AD_TO_SIGMA = 1.2533  # mean absolute deviation of a normal x this = its sigma
+SCALE_FLOOR_RELATIVE = 1e-6
+SCALE_FLOOR_ABSOLUTE = 1e-12
+# Width at half prominence of a block [0, a, p, 0] is 1 + a/p for a <= p/2, above 1.5 beyond.
+MAX_SPIKE_WIDTH = 1.5
+BLOCK = 4  # samples per point in the isolated array: 0, a_i, |z_i|, 0
+PEAK_OFFSET = 2  # where |z_i| sits in its block
+MAX_WINDOW = 10_000  # the first `window` points are handled one by one
 
 
 @dataclass(frozen=True)
 class DetectorParams:
+    """How to detect. `sensitivity` divides the threshold of either method: for "robust"
+    the |z| a spike needs (BASE_THRESHOLD / sensitivity), for "seed" the relative gain
+    (seed_threshold / sensitivity). Higher sensitivity, more spikes."""
+
     method: Literal["robust", "seed"] = "robust"
-    sensitivity: float = 1.0  # higher finds more: the z threshold is 5 / sensitivity
-    window: int = 31
-    min_history: int = 4
+    sensitivity: float = 1.0
+    window: int = 30
+    min_history: int = 8
     seed_threshold: float = 0.20
 
     def __post_init__(self) -> None:
         if self.method not in ("robust", "seed"):
-            raise ValueError(f"method {self.method!r}: expected robust or seed")
-        if not (self.sensitivity > 0 and math.isfinite(self.sensitivity)):
-            raise ValueError(f"sensitivity {self.sensitivity!r}: must be a number above 0")
-        if self.window < 3:
-            raise ValueError(f"window {self.window}: must be at least 3")
-        if self.min_history < 2:
-            raise ValueError(f"min_history {self.min_history}: must be at least 2")
-        if not self.seed_threshold > 0:
-            raise ValueError(f"seed_threshold {self.seed_threshold!r}: must be above 0")
+            raise ValueError(f"method must be 'robust' or 'seed', got {self.method!r}")
+        if not _is_number(self.sensitivity) or not self.sensitivity > 0:
+            raise ValueError(
+                f"sensitivity must be a finite number above 0, got {self.sensitivity!r}"
+            )
+        if not _is_int(self.window) or not 3 <= self.window <= MAX_WINDOW:
+            raise ValueError(
+                f"window must be a whole number from 3 to {MAX_WINDOW}, got {self.window!r}"
+            )
+        if not _is_int(self.min_history) or not 3 <= self.min_history <= MAX_WINDOW:
+            raise ValueError(
+                f"min_history must be a whole number from 3 to {MAX_WINDOW}, "
+                f"got {self.min_history!r}"
+            )
+        if not _is_number(self.seed_threshold) or not self.seed_threshold > 0:
+            raise ValueError(
+                f"seed_threshold must be a finite number above 0, got {self.seed_threshold!r}"
+            )
 
     @property
     def threshold(self) -> float:
-        return BASE_THRESHOLD / self.sensitivity
+        """The score a spike needs: |z| for robust, the relative gain for seed."""
+        base = BASE_THRESHOLD if self.method == "robust" else self.seed_threshold
+        return base / self.sensitivity
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
 class Detection:
-    index: int
+    index: int  # position in the points given to detect (non-finite points included)
     sortable: str
     value: float
-    baseline: float
-    deviation: float
-    deviation_pct: float | None
-    score: float
+    baseline: float  # robust: the causal median; seed: the mean of the two points before
+    deviation: float  # value - baseline
+    deviation_pct: float | None  # 100 x deviation / |baseline|; None when baseline is 0
+    score: float  # robust: |z|; seed: the relative gain
     direction: Literal["up", "down"]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _causal_median(x: NDArray[np.float64], window: int) -> NDArray[np.float64]:
-    """m[i] = median(x[max(0, i - window) : i]) for i >= 1; m[0] = nan."""
-    n = len(x)
-    m = np.full(n, np.nan)
-    half = window // 2
-    odd = 2 * half + 1
-    if n > odd:
-        centered = median_filter(x, size=odd, mode="nearest")
-        # The centred median at c covers x[c-half : c+half+1]; the window before i is
-        # centred at c = i - 1 - half.
-        m[odd:] = centered[half : n - half - 1]
-    for i in range(1, min(n, odd + 1)):
-        m[i] = np.median(x[max(0, i - odd) : i])
-    return m
+@dataclass(frozen=True)
+class _Verdicts:
+    """Spikes among `values`: positions, with the baseline and score of each."""
 
-
-def _robust(values: NDArray[np.float64], params: DetectorParams) -> list[tuple[int, float, float, float]]:
-    """(index, baseline, scale, z) of spikes in a series of finite values."""
-    n = len(values)
-    if n <= params.min_history:
-        return []
-    baseline = _causal_median(values, params.window)
-    deviation = np.abs(values - baseline)
-    deviation[0] = 0.0
-    mad = _causal_median(deviation, params.window) * MAD_SCALE
-    floor = np.maximum(np.abs(baseline) * 1e-3, 1e-9)
-    scale = np.fmax(mad, floor)
-    z = (values - baseline) / scale
-    jump = np.zeros(n)
-    jump[1:] = (values[1:] - values[:-1]) / scale[1:]
-    threshold = params.threshold
-    candidate = (np.abs(z) >= threshold) & (np.abs(jump) >= threshold / 2) & (np.sign(jump) == np.sign(z))
-    candidate[: params.min_history] = False
-    score = np.where(candidate, np.abs(z), 0.0)
-    isolated = np.zeros(2 * n + 1)
-    isolated[1::2] = score
-    peaks, _ = find_peaks(isolated, height=threshold, prominence=threshold, width=(None, 2))
-    indices = (peaks - 1) // 2
-    return [(int(i), float(baseline[i]), float(scale[i]), float(z[i])) for i in indices]
-
-
-def _seed(values: NDArray[np.float64], params: DetectorParams) -> list[tuple[int, float, float, float]]:
-    """The 2019 rule: the newest value above the mean of the two before by a relative gain."""
-    found = []
-    for i in range(2, len(values)):
-        mean = (values[i - 1] + values[i - 2]) / 2
-        if mean != 0 and (values[i] - mean) / abs(mean) > params.seed_threshold:
-            found.append((i, float(mean), abs(float(mean)), float((values[i] - mean) / abs(mean))))
-    return found
+    positions: IndexArray
+    baselines: FloatArray
+    scores: FloatArray
 
 
 def detect(points: Sequence[Point], params: DetectorParams = DetectorParams()) -> list[Detection]:
-    finite = [(i, p) for i, p in enumerate(points) if math.isfinite(p.value)]
-    if len(finite) < 3:
+    """Every spike of the series, in order. Causal: equals detect_latest on each prefix."""
+    import numpy as np
+
+    if len(points) < 2:
         return []
-    values = np.fromiter((p.value for _, p in finite), dtype=np.float64, count=len(finite))
-    raw = _seed(values, params) if params.method == "seed" else _robust(values, params)
-    detections = []
-    for j, baseline, _scale, z in raw:
-        index, point = finite[j]
-        deviation = point.value - baseline
-        detections.append(
-            Detection(
-                index=index,
-                sortable=point.sortable,
-                value=point.value,
-                baseline=baseline,
-                deviation=deviation,
-                deviation_pct=None if baseline == 0 else 100.0 * deviation / abs(baseline),
-                score=abs(z),
-                direction="up" if deviation > 0 else "down",
-            )
-        )
-    return detections
+    values = np.fromiter(map(attrgetter("value"), points), dtype=np.float64, count=len(points))
+    finite = np.flatnonzero(np.isfinite(values))
+    verdicts = _judge(values[finite], params, first_judged=0)
+    return [
+        _detection(points, int(finite[p]), float(b), float(s))
+        for p, b, s in zip(verdicts.positions, verdicts.baselines, verdicts.scores, strict=True)
+    ]
 
 
-def detect_latest(points: Sequence[Point], params: DetectorParams = DetectorParams()) -> Detection | None:
-    """Is the newest point a spike? Looks only at the tail the verdict depends on."""
-    if not points:
+def detect_latest(
+    points: Sequence[Point], params: DetectorParams = DetectorParams()
+) -> Detection | None:
+    """Is the newest point a spike? Reads only the tail its verdict depends on."""
+    import numpy as np
+
+    if len(points) < 2 or not math.isfinite(points[-1].value):
         return None
-    tail_start = max(0, len(points) - 4 * params.window - 1) if params.method == "robust" else max(0, len(points) - 3)
-    # The causal median needs `window` previous points; min_history counts from the start.
-    if tail_start < params.min_history + 2 * params.window:
-        tail_start = 0
-    found = detect(points[tail_start:], params) if tail_start else detect(points, params)
-    if found and found[-1].index + tail_start == len(points) - 1:
-        last = found[-1]
-        return Detection(**{**last.to_dict(), "index": len(points) - 1})
-    return None
+    needed = _history_needed(params)
+    # Walk back over just enough finite points (non-finite ones do not count).
+    tail: list[float] = []
+    finite_seen = 0
+    start = len(points)
+    while start > 0 and finite_seen < needed:
+        start -= 1
+        value = points[start].value
+        if math.isfinite(value):
+            tail.append(value)
+            finite_seen += 1
+    tail.reverse()
+    newest = len(tail) - 1
+    before = 0
+    if newest < params.min_history:
+        # min_history counts from the true start: count the finite points before the tail.
+        before = sum(1 for p in points[:start] if math.isfinite(p.value))
+    verdicts = _judge(
+        np.asarray(tail, dtype=np.float64), params, first_judged=max(newest, 0), offset=before
+    )
+    if len(verdicts.positions) == 0 or verdicts.positions[-1] != newest:
+        return None
+    return _detection(
+        points, len(points) - 1, float(verdicts.baselines[-1]), float(verdicts.scores[-1])
+    )
+
+
+def _history_needed(params: DetectorParams) -> int:
+    """Finite points a verdict on the newest reads, itself included."""
+    if params.method == "seed":
+        return 3
+    # z_{i-1} needs the residuals of the window before i-1, each needing its own window.
+    return 2 * params.window + 2
+
+
+def _detection(points: Sequence[Point], index: int, baseline: float, score: float) -> Detection:
+    point = points[index]
+    deviation = point.value - baseline
+    return Detection(
+        index=index,
+        sortable=point.sortable,
+        value=point.value,
+        baseline=baseline,
+        deviation=deviation,
+        deviation_pct=None if baseline == 0 else 100.0 * deviation / abs(baseline),
+        score=score,
+        direction="up" if deviation > 0 else "down",
+    )
+
+
+def _judge(
+    values: FloatArray, params: DetectorParams, *, first_judged: int, offset: int = 0
+) -> _Verdicts:
+    """Spikes among finite `values` at positions >= first_judged.
+
+    `offset` is how many finite points came before `values` (when judging a tail), so
+    that min_history counts from the true start of the series.
+    """
+    first = max(first_judged, params.min_history - offset if params.method == "robust" else 2)
+    if params.method == "seed":
+        return _seed(values, params.threshold, first)
+    return _robust(values, params, first)
+
+
+def _seed(values: FloatArray, threshold: float, first: int) -> _Verdicts:
+    import numpy as np
+
+    first = max(first, 2)
+    if len(values) <= first:
+        return _no_verdicts()
+    mean = (values[first - 1 : -1] + values[first - 2 : -2]) / 2
+    current = values[first:]
+    positive = mean > 0
+    gain = np.divide(current - mean, mean, out=np.zeros_like(mean), where=positive)
+    hits = np.flatnonzero(positive & (gain > threshold))
+    return _Verdicts(hits + first, mean[hits], gain[hits])
+
+
+def _robust(values: FloatArray, params: DetectorParams, first: int) -> _Verdicts:
+    import numpy as np
+    from scipy.signal import find_peaks
+
+    if len(values) <= first or len(values) < 3:
+        return _no_verdicts()
+    baseline, z = robust_scores(values, params.window)
+    magnitude = np.abs(z)
+    previous = np.zeros_like(z)
+    previous[1:] = np.where(np.sign(z[:-1]) == np.sign(z[1:]), magnitude[:-1], 0.0)
+    magnitude[:first] = 0.0  # never a peak: no verdict before min_history
+    shoulder = np.minimum(previous, magnitude)
+    isolated = np.zeros(BLOCK * len(values))
+    isolated[1::BLOCK] = shoulder
+    isolated[PEAK_OFFSET::BLOCK] = magnitude
+    threshold = params.threshold
+    peaks, _ = find_peaks(
+        isolated,
+        height=threshold,  # equal to the prominence here; filters cheaply first
+        prominence=threshold,
+        width=(None, MAX_SPIKE_WIDTH),
+        rel_height=0.5,
+        wlen=BLOCK + 1,  # the block and its zeros: prominence never looks further
+    )
+    # A plateau (a_i == |z_i|) is reported at its first sample, but its width is 2.
+    positions = (peaks[peaks % BLOCK == PEAK_OFFSET] // BLOCK).astype(np.intp)
+    return _Verdicts(positions, baseline[positions], magnitude[positions])
+
+
+def _no_verdicts() -> _Verdicts:
+    import numpy as np
+
+    return _Verdicts(np.zeros(0, dtype=np.intp), np.zeros(0), np.zeros(0))
+
+
+def robust_scores(values: FloatArray, window: int) -> tuple[FloatArray, FloatArray]:
+    """(baseline, z) of finite `values`, causal: entry i reads values[:i] and values[i].
+
+    baseline[0] is nan; z[0] and z[1] are 0 (no history, no scale yet).
+    """
+    import numpy as np
+
+    n = len(values)
+    baseline = np.full(n, np.nan)
+    z = np.zeros(n)
+    if n < 2:
+        return baseline, z
+    baseline[1:] = trailing_median(values[:-1], window)
+    residual = np.abs(values[1:] - baseline[1:])  # residual[k - 1] belongs to point k
+    if n < 3:
+        return baseline, z
+    # scale[i] for i >= 2 reads the residuals of points max(1, i - window) .. i - 1.
+    spread = trailing_median(residual[:-1], window)
+    scale = MAD_TO_SIGMA * spread
+    flat = np.flatnonzero(spread == 0)
+    if len(flat):
+        # Quantised history: more than half the residuals are 0. Fall back on their mean,
+        # computed per window so the value never depends on points outside it.
+        scale[flat] = MEAN_AD_TO_SIGMA * _window_means(residual, flat, window)
+    floor = np.maximum(SCALE_FLOOR_RELATIVE * np.abs(baseline[2:]), SCALE_FLOOR_ABSOLUTE)
+    z[2:] = (values[2:] - baseline[2:]) / np.maximum(scale, floor)
+    return baseline, z
+
+
+def _window_means(values: FloatArray, ends: IndexArray, window: int) -> FloatArray:
+    """The mean of values[max(0, j - window + 1) : j + 1] for each j in `ends`."""
+    import numpy as np
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    means = np.empty(len(ends))
+    partial = ends < window - 1
+    for k in np.flatnonzero(partial).tolist():
+        means[k] = values[: ends[k] + 1].mean()
+    full = ~partial
+    if full.any():
+        # Each row is summed on its own, in the same order wherever it sits in the series.
+        rows = sliding_window_view(values, window)[ends[full] - window + 1]
+        means[full] = rows.mean(axis=1)
+    return means
+
+
+def trailing_median(values: FloatArray, window: int) -> FloatArray:
+    """m[j] = the median of values[max(0, j - window + 1) : j + 1].
+
+    For an even count the upper of the two middle values (what median_filter returns),
+    so the first, shorter windows agree with the full ones.
+    """
+    import numpy as np
+    from scipy.ndimage import median_filter
+
+    n = len(values)
+    out = np.empty(n)
+    head = min(n, window - 1)
+    for j in range(head):
+        out[j] = np.partition(values[: j + 1], (j + 1) // 2)[(j + 1) // 2]
+    if n >= window:
+        # origin shifts the window to end at j instead of being centred on it.
+        full = median_filter(values, size=window, origin=(window - 1) // 2, mode="nearest")
+        out[head:] = full[head:]
+    return out

@@ -1,23 +1,32 @@
-"""Reading control series without scipy or numpy: `maomao spikes` listing never pays for them.
+"""Reading control series in plain Python: listing spikes never pays for scipy or numpy.
 
 A tool writes `control-<sortable>.csv` per run, holding one number; the sortable part
-(an ISO date or time) orders the series. Files that do not parse are reported by name
-and skipped; they never stop detection.
+(an ISO date or time) orders the series. A file that does not parse is skipped and
+reported by name: one broken run never stops detection over the others.
+
+A series can also come from one CSV file with a header and the columns timestamp,value.
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import itertools
 import math
-import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
-CONTROL_FILE = re.compile(r"control-(.+)\.csv")
+CONTROL_PREFIX = "control-"
+CONTROL_SUFFIX = ".csv"
+# A control file holds one number; anything bigger is not one and is not read whole.
+MAX_CONTROL_BYTES = 64 * 1024
+TIMESTAMP_COLUMN = "timestamp"
+VALUE_COLUMN = "value"
 
 
 class SeriesError(ValueError):
-    """A series that cannot be read at all (missing folder, CSV without its columns)."""
+    """A series that cannot be read at all: a missing folder, a CSV without its columns."""
 
 
 @dataclass(frozen=True)
@@ -26,82 +35,163 @@ class Point:
     value: float
 
 
-@dataclass
+@dataclass(frozen=True)
 class SeriesRead:
     points: list[Point] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file or row, reason)
+    # (file name, or "<file>:<line>" for a CSV row; the reason it was skipped)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _number(text: str) -> float | None:
+def _finite_number(text: str) -> tuple[float | None, str]:
+    """The number in `text`, or None and the reason it is not a usable one."""
+    cell = text.strip().strip('"').strip()
+    if not cell:
+        return None, "empty value"
     try:
-        value = float(text.strip())
+        value = float(cell)
     except ValueError:
-        return None
-    return value if math.isfinite(value) else None
+        return None, f"not a number: {_shorten(cell)!r}"
+    if not math.isfinite(value):
+        return None, f"not a finite number: {_shorten(cell)!r}"
+    return value, ""
 
 
-def parse_control_text(text: str) -> float | None:
-    """The one number of a control file; a header line and blank lines are tolerated."""
-    lines = [line.strip().strip(",") for line in text.replace("\r", "\n").split("\n") if line.strip()]
+def _shorten(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def parse_control_text(text: str) -> tuple[float | None, str]:
+    """The one number of a control file, or None and why not.
+
+    Tolerated: blank lines, surrounding whitespace, CRLF, and one header line above the
+    number (a header that is itself a number would make two numbers: rejected).
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
-        return None
-    value = _number(lines[-1].split(",")[-1])
-    if value is None or len(lines) > 2:
-        return None
-    if len(lines) == 2 and _number(lines[0].split(",")[-1]) is not None:
-        return None  # two numbers: not a control file
-    return value
+        return None, "empty file"
+    if len(lines) > 2:
+        return None, f"expected one number, found {len(lines)} lines"
+    value, reason = _finite_number(lines[-1])
+    if value is None:
+        return None, reason
+    if len(lines) == 2 and _finite_number(lines[0])[0] is not None:
+        return None, "expected one number, found two"
+    return value, ""
 
 
 def read_control_dir(directory: Path) -> SeriesRead:
+    """The control series of a data directory, ordered by the sortable part of the names."""
+    if not directory.exists():
+        raise SeriesError(f"no data directory at {directory}")
     if not directory.is_dir():
-        raise SeriesError(f"no data folder at {directory}: the tool has not run here yet")
-    result = SeriesRead()
-    files = []
+        raise SeriesError(f"{directory} is not a directory")
+    named: list[tuple[str, Path]] = []
     for path in directory.iterdir():
-        match = CONTROL_FILE.fullmatch(path.name)
-        if match and path.is_file():
-            files.append((match.group(1), path))
-    for sortable, path in sorted(files):
-        try:
-            value = parse_control_text(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            result.skipped.append((path.name, f"unreadable: {exc}"))
-            continue
+        name = path.name
+        if name.startswith(CONTROL_PREFIX) and name.endswith(CONTROL_SUFFIX):
+            sortable = name[len(CONTROL_PREFIX) : -len(CONTROL_SUFFIX)]
+            if sortable and path.is_file():
+                named.append((sortable, path))
+    named.sort()
+    points: list[Point] = []
+    skipped: list[tuple[str, str]] = []
+    for sortable, path in named:
+        value, reason = _read_control_file(path)
         if value is None:
-            result.skipped.append((path.name, "does not hold one finite number"))
-            continue
-        result.points.append(Point(sortable, value))
-    return result
+            skipped.append((path.name, reason))
+        else:
+            points.append(Point(sortable, value))
+    return SeriesRead(points, skipped)
+
+
+def _read_control_file(path: Path) -> tuple[float | None, str]:
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_CONTROL_BYTES + 1)
+    except OSError as exc:
+        return None, f"unreadable: {exc.strerror or exc}"
+    if len(raw) > MAX_CONTROL_BYTES:
+        return None, f"larger than {MAX_CONTROL_BYTES} bytes"
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text"
+    return parse_control_text(text)
 
 
 def read_csv_series(path: Path) -> SeriesRead:
-    """A CSV with a header and columns timestamp,value (any order, other columns ignored)."""
+    """A series from a CSV with a header holding the columns timestamp and value.
+
+    Header names are case-insensitive, the columns may come in any order and other
+    columns are ignored. Timestamps (ISO 8601, or `YYYY-MM-DD HH:MM:SS`) are kept as
+    written; rows are taken in file order, and sorted by time only when the file is not.
+    Rows whose value or timestamp does not parse are skipped and reported by line.
+    """
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = path.read_bytes().decode("utf-8-sig")
     except FileNotFoundError:
         raise SeriesError(f"no such file: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SeriesError(f"cannot read {path}: {exc}") from None
-    rows = csv.reader(text.splitlines())
-    header = next(rows, None)
-    if header is None:
-        raise SeriesError(f"{path} is empty: expected a header with timestamp,value")
-    names = [h.strip().lower() for h in header]
-    missing = [c for c in ("timestamp", "value") if c not in names]
-    if missing:
-        raise SeriesError(f"{path} has no {' and no '.join(missing)} column: expected a header with timestamp,value")
-    ts_col, value_col = names.index("timestamp"), names.index("value")
-    result = SeriesRead()
-    for number, row in enumerate(rows):
-        if not row or all(not cell.strip() for cell in row):
-            continue
-        if len(row) <= max(ts_col, value_col):
-            result.skipped.append((f"row {number}", "too few columns"))
-            continue
-        value = _number(row[value_col])
-        if value is None:
-            result.skipped.append((f"row {number}", f"value {row[value_col]!r} is not a finite number"))
-            continue
-        result.points.append(Point(row[ts_col], value))
-    return result
+    except IsADirectoryError:
+        raise SeriesError(f"{path} is a directory, expected a CSV file") from None
+    except OSError as exc:
+        raise SeriesError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise SeriesError(f"{path} is not UTF-8 text") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        while header is not None and not any(cell.strip() for cell in header):
+            header = next(reader, None)
+        if header is None:
+            raise SeriesError(f"{path} is empty: expected a header with timestamp,value")
+        names = [cell.strip().strip('"').strip().lower() for cell in header]
+        columns = {}
+        for wanted in (TIMESTAMP_COLUMN, VALUE_COLUMN):
+            if wanted not in names:
+                raise SeriesError(
+                    f"{path} has no {wanted!r} column (header: {_shorten(','.join(header), 60)})"
+                )
+            if names.count(wanted) > 1:
+                raise SeriesError(f"{path} has the column {wanted!r} more than once")
+            columns[wanted] = names.index(wanted)
+        timestamp_col, value_col = columns[TIMESTAMP_COLUMN], columns[VALUE_COLUMN]
+        width = max(timestamp_col, value_col) + 1
+        points: list[Point] = []
+        times: list[datetime] = []
+        skipped: list[tuple[str, str]] = []
+        for row in reader:
+            where = f"{path.name}:{reader.line_num}"
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) < width:
+                skipped.append((where, f"expected at least {width} columns, found {len(row)}"))
+                continue
+            stamp = row[timestamp_col].strip()
+            try:
+                # Parsed only to check it and to order the rows; the text is kept.
+                when = datetime.fromisoformat(stamp)
+            except ValueError:
+                skipped.append((where, f"not a timestamp: {_shorten(stamp)!r}"))
+                continue
+            value, reason = _finite_number(row[value_col])
+            if value is None:
+                skipped.append((where, reason))
+                continue
+            points.append(Point(stamp, value))
+            times.append(when)
+    except csv.Error as exc:
+        raise SeriesError(f"{path} line {reader.line_num}: not valid CSV ({exc})") from None
+    return SeriesRead(_in_time_order(path, points, times), skipped)
+
+
+def _in_time_order(path: Path, points: list[Point], times: list[datetime]) -> list[Point]:
+    """The points in time order: file order when it already is (the usual case)."""
+    try:
+        if all(a <= b for a, b in itertools.pairwise(times)):
+            return points
+        order = sorted(range(len(points)), key=times.__getitem__)
+    except TypeError:
+        raise SeriesError(
+            f"{path} mixes timestamps with and without a time zone: they cannot be ordered"
+        ) from None
+    return [points[i] for i in order]

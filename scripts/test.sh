@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 
 say() { printf '==> %s\n' "$*"; }
 
+# shellcheck source=scripts/system-packages.sh
+source scripts/system-packages.sh
+
 if [ ! -x .venv/bin/python ]; then
   say "creating the virtual environment .venv (python3 -m venv)"
   python3 -m venv .venv

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests need when they are missing (sourced by
+# scripts/test.sh; as root, or it says what to install).
+# command -> Debian package that provides it
+declare -A wanted=(
+  [etcd]=etcd-server
+  [etcdctl]=etcd-client
+  [dockerd]=docker.io
+  [git]=git
+  [sshd]=openssh-server
+  [ssh]=openssh-client
+  [ip]=iproute2
+)
+missing=()
+for command in "${!wanted[@]}"; do
+  # sshd lives in /usr/sbin, which a non-login shell may not have on PATH.
+  if ! command -v "$command" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$command" ]; then
+    missing+=("${wanted[$command]}")
+  fi
+done
+# The test containers run the static busybox; python3 -m venv needs ensurepip.
+[ -x /bin/busybox ] || missing+=(busybox-static)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "error: missing packages: ${missing[*]} (hint: run as root, or: sudo apt-get install -y ${missing[*]})" >&2
+    exit 1
+  fi
+  say "installing missing packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update
+  apt-get install -y --no-install-recommends "${missing[@]}"
+else
+  say "all system packages present"
+fi
+

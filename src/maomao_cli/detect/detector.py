@@ -150,6 +150,20 @@ def detect(points: Sequence[Point], params: DetectorParams = DetectorParams()) -
     ]
 
 
+def spike_positions(values: FloatArray, params: DetectorParams = DetectorParams()) -> IndexArray:
+    """The positions of the spikes in an array of values (non-finite ones skipped).
+
+    The vectorised core of `detect`, for callers that hold a numpy array already.
+    """
+    import numpy as np
+
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.flatnonzero(np.isfinite(values))
+    if len(finite) == len(values):
+        return _judge(values, params, first_judged=0).positions
+    return finite[_judge(values[finite], params, first_judged=0).positions]
+
+
 def detect_latest(
     points: Sequence[Point], params: DetectorParams = DetectorParams()
 ) -> Detection | None:
@@ -243,15 +257,19 @@ def _robust(values: FloatArray, params: DetectorParams, first: int) -> _Verdicts
     if len(values) <= first or len(values) < 3:
         return _no_verdicts()
     baseline, z = robust_scores(values, params.window)
-    magnitude = np.abs(z)
-    previous = np.zeros_like(z)
-    previous[1:] = np.where(np.sign(z[:-1]) == np.sign(z[1:]), magnitude[:-1], 0.0)
-    magnitude[:first] = 0.0  # never a peak: no verdict before min_history
-    shoulder = np.minimum(previous, magnitude)
-    isolated = np.zeros(BLOCK * len(values))
+    threshold = params.threshold
+    # Only points whose |z| reaches the threshold can pass find_peaks' height test; the
+    # others never get a block, which keeps the 4-samples-per-point array off the hot path.
+    candidates = np.flatnonzero(np.abs(z[first:]) >= threshold) + first
+    if len(candidates) == 0:
+        return _no_verdicts()
+    magnitude = np.abs(z[candidates])
+    before = z[candidates - 1]  # first >= 1: min_history is at least 3
+    same_direction = np.sign(before) == np.sign(z[candidates])
+    shoulder = np.where(same_direction, np.minimum(np.abs(before), magnitude), 0.0)
+    isolated = np.zeros(BLOCK * len(candidates))
     isolated[1::BLOCK] = shoulder
     isolated[PEAK_OFFSET::BLOCK] = magnitude
-    threshold = params.threshold
     peaks, _ = find_peaks(
         isolated,
         height=threshold,  # equal to the prominence here; filters cheaply first
@@ -261,8 +279,9 @@ def _robust(values: FloatArray, params: DetectorParams, first: int) -> _Verdicts
         wlen=BLOCK + 1,  # the block and its zeros: prominence never looks further
     )
     # A plateau (a_i == |z_i|) is reported at its first sample, but its width is 2.
-    positions = (peaks[peaks % BLOCK == PEAK_OFFSET] // BLOCK).astype(np.intp)
-    return _Verdicts(positions, baseline[positions], magnitude[positions])
+    chosen = peaks[peaks % BLOCK == PEAK_OFFSET] // BLOCK
+    positions = candidates[chosen].astype(np.intp)
+    return _Verdicts(positions, baseline[positions], magnitude[chosen])
 
 
 def _no_verdicts() -> _Verdicts:
@@ -284,19 +303,23 @@ def robust_scores(values: FloatArray, window: int) -> tuple[FloatArray, FloatArr
     if n < 2:
         return baseline, z
     baseline[1:] = trailing_median(values[:-1], window)
-    residual = np.abs(values[1:] - baseline[1:])  # residual[k - 1] belongs to point k
     if n < 3:
         return baseline, z
+    deviation = values[1:] - baseline[1:]  # deviation[k - 1] belongs to point k
+    residual = np.abs(deviation)
     # scale[i] for i >= 2 reads the residuals of points max(1, i - window) .. i - 1.
     spread = trailing_median(residual[:-1], window)
-    scale = MAD_TO_SIGMA * spread
-    flat = np.flatnonzero(spread == 0)
+    scale = np.multiply(spread, MAD_TO_SIGMA, out=spread)
+    flat = np.flatnonzero(scale == 0)
     if len(flat):
         # Quantised history: more than half the residuals are 0. Fall back on their mean,
         # computed per window so the value never depends on points outside it.
         scale[flat] = MEAN_AD_TO_SIGMA * _window_means(residual, flat, window)
-    floor = np.maximum(SCALE_FLOOR_RELATIVE * np.abs(baseline[2:]), SCALE_FLOOR_ABSOLUTE)
-    z[2:] = (values[2:] - baseline[2:]) / np.maximum(scale, floor)
+    floor = np.abs(baseline[2:])
+    floor *= SCALE_FLOOR_RELATIVE
+    np.maximum(floor, SCALE_FLOOR_ABSOLUTE, out=floor)
+    np.maximum(scale, floor, out=scale)
+    np.divide(deviation[1:], scale, out=z[2:])
     return baseline, z
 
 

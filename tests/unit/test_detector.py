@@ -54,7 +54,7 @@ def test_nothing_to_flag(values: list[float]) -> None:
 
 
 def test_no_verdict_before_minimum_history() -> None:
-    values = [100.0, 100.5, 99.5, 500.0] + noisy(20)
+    values = [100.0, 100.5, 99.5, 500.0, *noisy(20)]
     assert detect(series(values), DetectorParams(min_history=8)) == []
 
 
@@ -84,7 +84,9 @@ def test_sensitivity_moves_the_threshold() -> None:
     ],
 )
 def test_seed_rule(values: list[float], threshold: float, expected: list[int]) -> None:
-    found = detect(series([float(v) for v in values]), DetectorParams(method="seed", seed_threshold=threshold))
+    found = detect(
+        series([float(v) for v in values]), DetectorParams(method="seed", seed_threshold=threshold)
+    )
     assert [d.index for d in found] == expected
 
 

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..config import Settings
 from ..errors import BadInput, MaomaoError, NotFound, Unavailable
@@ -729,7 +729,7 @@ def join(
         progress(f"adding {member_name} ({member.peer_url}) as a learner")
         added_id = 0
         try:
-            added, after = admin.add_member([member.peer_url], learner=True)
+            added, after = _when_healthy(lambda: admin.add_member([member.peer_url], learner=True))
             added_id = added.id
             member = _replace(
                 member,
@@ -784,7 +784,8 @@ def _catch_up_and_promote(
             return
         except MaomaoError as exc:
             # etcd says the learner is not ready while it still lags behind the leader.
-            if "not in sync" not in exc.message and "not ready" not in exc.message:
+            # ... and "unhealthy cluster" for a few seconds after the last member change.
+            if not any(m in exc.message for m in ("not in sync", "not ready", "unhealthy cluster")):
                 raise
             last_error = exc.message
         if time.monotonic() >= deadline:
@@ -867,17 +868,24 @@ def leave(settings: Settings, *, force: bool = False) -> Left:
     return Left(member.name, member.member_id, [m.name for m in remaining], stopped)
 
 
-def _remove_when_ready(admin: EtcdAdmin, member_id: int, wait: float = 20.0) -> list[Any]:
-    """etcd refuses a removal ("unhealthy cluster") until the members that would remain
-    have been connected for a few seconds, e.g. right after one restarted."""
+T = TypeVar("T")
+
+
+def _when_healthy(change: Callable[[], T], wait: float = 20.0) -> T:
+    """etcd refuses a membership change ("unhealthy cluster") until the members have been
+    connected for a few seconds, e.g. right after one joined or restarted."""
     deadline = time.monotonic() + wait
     while True:
         try:
-            return admin.remove_member(member_id)
+            return change()
         except MaomaoError as exc:
             if "unhealthy cluster" not in exc.message or time.monotonic() >= deadline:
                 raise
         time.sleep(0.5)
+
+
+def _remove_when_ready(admin: EtcdAdmin, member_id: int, wait: float = 20.0) -> list[Any]:
+    return _when_healthy(lambda: admin.remove_member(member_id), wait)
 
 
 def start_member(settings: Settings, wait: float = 30.0) -> tuple[MemberConfig, int, bool]:

@@ -7,11 +7,12 @@ Method "robust", for each point i of the finite values x:
   steps |x_k - x_(k-1)| (median x 1.4826 / sqrt(2)). Why steps and not the MAD around
   the baseline: a level shift adds one large step but half a window of large residuals,
   so a residual MAD stays inflated for 1 to 1.5 windows after every shift and the
-  detector goes blind (recall 0.72 against 0.91 in bench/spike_quality.py). It is also
-  exact, one median filter, where a rolling MAD needs a sort per window. When more
-  than half the steps are 0 (a quantised or mostly constant history) their mean stands
-  in, and a floor of 1e-6 x |baseline| (at least 1e-12) keeps a constant history from
-  dividing by zero: a constant series has no spikes, a change after it is one.
+  detector goes blind (recall 0.72 against 0.91 in bench/spike_quality.py, both at
+  threshold 4). It is also exact with one median filter, where a rolling MAD needs a
+  sort per window. When more than half the steps are 0 (a quantised or mostly constant
+  history) their mean stands in, never below the smallest nonzero step (the metric's
+  resolution); and a floor of 1e-6 x |baseline| (at least 1e-12) keeps a constant
+  history from dividing by zero: a constant series has no spikes, a change after it is.
 - z_i = (x_i - baseline_i) / scale_i, the robust score. |z_i| is `Detection.score`.
 
 find_peaks then runs on an array where every point i is an isolated block

@@ -269,7 +269,7 @@ def _robust(values: FloatArray, params: DetectorParams, first: int) -> _Verdicts
     if len(candidates) == 0:
         return _no_verdicts()
     magnitude = np.abs(z[candidates])
-    before = z[candidates - 1]  # first >= 1: min_history is at least 3
+    before = z[candidates - 1]  # first >= 2: a verdict always has history
     same_direction = np.sign(before) == np.sign(z[candidates])
     shoulder = np.where(same_direction, np.minimum(np.abs(before), magnitude), 0.0)
     isolated = np.zeros(BLOCK * len(candidates))

@@ -129,3 +129,49 @@ def test_unreachable_etcd_fails_fast_with_endpoint() -> None:
     assert f"127.0.0.1:{port}" in str(info.value)
     assert time.monotonic() - started < 10  # bounded, generous: the timeout is 2 s
     store.close()
+
+
+def test_claim_outcomes(store: Store, prefix: str) -> None:
+    from maomao_cli.store.base import Claim
+
+    first = Claim(f"{prefix}/f/1", b"me", guard=f"{prefix}/active", guard_value=b"run")
+    assert store.claim([first]) == ["won"]
+    assert store.claim([first]) == ["won"], "the same claim again (a lost answer) is still ours"
+    assert store.claim([Claim(f"{prefix}/f/1", b"other")]) == ["taken"]
+    # The next firing is free but the guard (the previous run) is still held.
+    second = Claim(f"{prefix}/f/2", b"me", guard=f"{prefix}/active")
+    assert store.claim([second]) == ["busy"]
+    assert store.get(f"{prefix}/f/2") is None, "a busy claim writes nothing"
+    store.delete(f"{prefix}/active")
+    assert store.claim([second]) == ["won"]
+    guard = store.get(f"{prefix}/active")
+    assert guard is not None
+
+
+def test_claim_batch_has_one_winner_per_key(store: Store, prefix: str) -> None:
+    from maomao_cli.store.base import Claim
+
+    keys = [f"{prefix}/batch/{i}" for i in range(50)]
+    outcomes: list[list[object]] = []
+
+    def contender(name: str) -> None:
+        outcomes.append(list(store.claim([Claim(k, name.encode()) for k in keys])))
+
+    threads = [threading.Thread(target=contender, args=(f"w{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for index in range(len(keys)):
+        column = [o[index] for o in outcomes]
+        assert column.count("won") == 1 and column.count("taken") == 2
+
+
+def test_claim_reports_outage_per_claim() -> None:
+    from maomao_cli.store.base import Claim
+
+    port = free_port()
+    store = EtcdStore(EtcdSettings(endpoints=(f"127.0.0.1:{port}",), timeout=2))
+    outcomes = store.claim([Claim("/x/1", b"v"), Claim("/x/2", b"v")])
+    assert len(outcomes) == 2 and all(isinstance(o, Unavailable) for o in outcomes)
+    store.close()

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 
-from ..errors import Unavailable
-from ..store.base import Entry, Lease, Store, StoreStatus, Watch
+from ..errors import MaomaoError, Unavailable
+from ..store.base import Claim, ClaimOutcome, Entry, Lease, Store, StoreStatus, Watch
 
 log = logging.getLogger("maomao.worker")
 
@@ -42,6 +43,9 @@ class Outbox:
 
     def create(self, key: str, value: bytes, *, lease: int | None = None) -> bool:
         return self.target.create(key, value, lease=lease)
+
+    def claim(self, claims: Sequence[Claim]) -> list[ClaimOutcome | MaomaoError]:
+        return self.target.claim(claims)
 
     def replace(self, key: str, value: bytes, *, mod_revision: int) -> bool:
         return self.target.replace(key, value, mod_revision=mod_revision)

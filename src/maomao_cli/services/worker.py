@@ -19,6 +19,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -30,7 +31,7 @@ from ..errors import MaomaoError, NotFound, RecordError, Unavailable
 from ..keys import Keys
 from ..models import Member, Run, Schedule, Tool
 from ..scheduling import CronClock, catch_up_time, retry_delay
-from ..store.base import Lease, Store, Watch
+from ..store.base import Claim, Lease, Store, Watch
 from .outbox import Outbox
 from .records import decode, load
 
@@ -39,7 +40,6 @@ log = logging.getLogger("maomao.worker")
 # Firing claims live on a lease granted afresh every CLAIM_LEASE_ROTATION seconds and
 # never refreshed, so every claim expires [firings_ttl] seconds after it was made.
 CLAIM_LEASE_ROTATION = 3600.0
-CLAIM_THREADS = 16
 
 
 class RunExecutor(Protocol):
@@ -72,6 +72,7 @@ class _Due:
     generation: int = field(compare=False)  # stale entries are dropped when a schedule changes
     attempt: int = field(compare=False, default=1)
     trigger: str = field(compare=False, default="schedule")
+    nonce: str = field(compare=False, default_factory=lambda: uuid.uuid4().hex[:12])
 
 
 @dataclass
@@ -114,7 +115,8 @@ class Worker:
         self._make_runs = make_runs
         self.runs: RunExecutor | None = None
         self._pool = ThreadPoolExecutor(self.max_parallel, thread_name_prefix="maomao-run")
-        self._claims = ThreadPoolExecutor(CLAIM_THREADS, thread_name_prefix="maomao-claim")
+        # Bookkeeping off the scheduler loop: skipped-run records.
+        self._books = ThreadPoolExecutor(1, thread_name_prefix="maomao-books")
         self.ready = threading.Event()
         self._cond = threading.Condition()
         self._heap: list[_Due] = []
@@ -337,47 +339,71 @@ class Worker:
             return 1.0
         return max(0.0, min(self._heap[0].due - self.clock(), 1.0))
 
-    def _fire(self, due: _Due) -> None:
+    def _prepare(self, due: _Due) -> tuple[_Due, Schedule, Claim, bool] | None:
+        """Plan one due entry: queue the schedule's next firing, and build the claim if
+        this member should take part (not paused, labels match)."""
         tracked = self._schedules[due.schedule]
         schedule = tracked.schedule
         if due.trigger == "schedule":
             with self._cond:  # the next regular firing, whatever happens to this one
                 fire = tracked.clock.next_after(due.fire_time)
                 self._push(_Due(fire, next(self._seq), schedule.name, fire, tracked.generation))
-        if schedule.paused:
-            return
-        if not all(self.labels.get(k) == v for k, v in schedule.on.items()):
-            return
+        if schedule.paused or not all(self.labels.get(k) == v for k, v in schedule.on.items()):
+            return None
         epoch = int(due.fire_time)
         member = self.member if schedule.mode == "everywhere" else None
-        claim_key = (
+        key = (
             self.keys.firing(schedule.name, epoch, member)
             if due.attempt == 1
             else self.keys.retry_claim(schedule.name, epoch, due.attempt, member)
         )
-        claim = json.dumps({"member": self.member, "at": self.clock(), "trigger": due.trigger})
-        if not self.store.create(claim_key, claim.encode(), lease=self._claim_lease_id()):
-            self.stats.claims_lost += 1
-            return
-        self.stats.claims_won += 1
+        # The same value on a retried claim: a claim whose answer was lost is still ours.
+        value = json.dumps({"member": self.member, "nonce": due.nonce, "trigger": due.trigger})
         grace = schedule.grace if schedule.grace is not None else self.settings.worker.misfire_grace
-        if self.clock() - due.fire_time > max(grace, 1.0) and due.trigger != "retry":
-            self._record_skipped(
-                schedule,
-                due,
-                f"missed: ran {self.clock() - due.fire_time:.0f}s late, beyond the grace window",
-            )
+        late = self.clock() - due.fire_time > max(grace, 1.0) and due.trigger != "retry"
+        guarded = not schedule.overlap and not late
+        claim = Claim(
+            key,
+            value.encode(),
+            lease=self._claim_lease_id(),
+            # Overlap guard: created with the claim only if the previous run is over.
+            guard=self.keys.active(schedule.name, member) if guarded else None,
+            guard_value=json.dumps({"member": self.member, "fire_time": due.fire_time}).encode(),
+            guard_lease=self._member_lease.id if self._member_lease else None,
+        )
+        return due, schedule, claim, late
+
+    def _fire_batch(self, dues: list[_Due]) -> None:
+        """Claim every due firing at once (one transaction each, sent together), then act
+        on each outcome."""
+        planned = [p for p in (self._prepare(due) for due in dues) if p is not None]
+        if not planned:
             return
-        if not schedule.overlap:
-            active_key = self.keys.active(schedule.name, member)
-            holder = json.dumps({"member": self.member, "fire_time": due.fire_time}).encode()
-            lease = self._member_lease.id if self._member_lease else None
-            if not self.store.create(active_key, holder, lease=lease):
-                self._record_skipped(
-                    schedule, due, "previous run still running (overlap forbidden)"
+        outcomes = self.store.claim([claim for _, _, claim, _ in planned])
+        lost_connection = False
+        for (due, schedule, _, late), outcome in zip(planned, outcomes, strict=True):
+            if isinstance(outcome, MaomaoError):
+                # Unknown outcome: keep the firing and claim it again after reconnecting.
+                with self._cond:
+                    self._push(due)
+                lost_connection = True
+            elif outcome == "taken":
+                self.stats.claims_lost += 1
+            elif outcome == "busy":
+                self.stats.claims_won += 1
+                reason = "previous run still running (overlap forbidden)"
+                self._books.submit(self._record_skipped, schedule, due, reason)
+            elif late:
+                self.stats.claims_won += 1
+                reason = (
+                    f"missed: ran {self.clock() - due.fire_time:.0f}s late, beyond the grace window"
                 )
-                return
-        self._start_run(schedule, due)
+                self._books.submit(self._record_skipped, schedule, due, reason)
+            else:
+                self.stats.claims_won += 1
+                self._start_run(schedule, due)
+        if lost_connection:
+            self._lost_connection()
 
     def _record_skipped(self, schedule: Schedule, due: _Due, reason: str) -> None:
         assert self.runs is not None
@@ -577,26 +603,23 @@ class Worker:
                 self._reconnect(stop)
                 continue
             with self._cond:
-                due = self._next_due()
-                if due is None:
+                dues = []
+                while (due := self._next_due()) is not None:
+                    dues.append(due)
+                if not dues:
                     self._cond.wait(self._wait_time())
                     continue
-            # Claims go out in parallel: many schedules often share one fire second.
-            self._claims.submit(self._fire_safely, due)
+            try:
+                self._fire_batch(dues)
+            except Unavailable:
+                # Nothing was claimed (the claim lease could not be granted): keep them all.
+                with self._cond:
+                    for due in dues:
+                        self._push(due)
+                self._lost_connection()
+            except Exception:  # the scheduler loop must never die
+                log.exception("firing %d due firing(s) crashed", len(dues))
         self.shutdown()
-
-    def _fire_safely(self, due: _Due) -> None:
-        try:
-            self._fire(due)
-        except Unavailable:
-            # Keep the firing: it is claimed (or found claimed) after reconnecting.
-            with self._cond:
-                self._push(due)
-            self._lost_connection()
-        except MaomaoError as exc:
-            log.warning("firing %s failed: %s", due.schedule, exc)
-        except Exception:  # a claim thread must never take the worker down
-            log.exception("firing %s crashed", due.schedule)
 
     def _reconnect(self, stop: threading.Event) -> None:
         log.warning(
@@ -644,7 +667,7 @@ class Worker:
             deadline = time.monotonic() + 30
             while self._running and time.monotonic() < deadline:
                 self._cond.wait(0.2)
-        self._claims.shutdown(wait=True, cancel_futures=True)
+        self._books.shutdown(wait=True)
         self._pool.shutdown(wait=False, cancel_futures=True)
         for watch in self._watches:
             watch.cancel()

@@ -7,9 +7,11 @@ MemoryStore, for pure tests and benchmarks.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
+
+from ..errors import MaomaoError
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,25 @@ class Event:
     key: str
     value: bytes | None
     revision: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Create `key` only if absent; with a guard, also create `guard` (only if absent) in
+    the same transaction. Claiming again with the same value counts as won, so a claim
+    whose answer was lost in a network failure can be retried safely."""
+
+    key: str
+    value: bytes
+    lease: int | None = None
+    guard: str | None = None
+    guard_value: bytes = b""
+    guard_lease: int | None = None
+
+
+# won: this claim created the key; taken: someone else holds the key;
+# busy: the key was free but the guard is held (e.g. the previous run still runs).
+ClaimOutcome = Literal["won", "taken", "busy"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +105,11 @@ class Store(Protocol):
 
     def create(self, key: str, value: bytes, *, lease: int | None = None) -> bool:
         """Write key only if it is absent, in one transaction; True if this call created it."""
+        ...
+
+    def claim(self, claims: Sequence[Claim]) -> list[ClaimOutcome | MaomaoError]:
+        """One transaction per claim, all sent at once; per claim its outcome, or the
+        error that left its outcome unknown (retry it after reconnecting)."""
         ...
 
     def replace(self, key: str, value: bytes, *, mod_revision: int) -> bool:

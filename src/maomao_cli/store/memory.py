@@ -9,11 +9,11 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from ..errors import Unavailable
-from .base import Entry, Event, StoreStatus
+from ..errors import MaomaoError, Unavailable
+from .base import Claim, ClaimOutcome, Entry, Event, StoreStatus
 
 
 @dataclass
@@ -161,6 +161,27 @@ class MemoryStore:
                 return False
             self._put_locked(key, value, lease)
             return True
+
+    def claim(self, claims: Sequence[Claim]) -> list[ClaimOutcome | MaomaoError]:
+        outcomes: list[ClaimOutcome | MaomaoError] = []
+        for claim in claims:
+            with self._lock:
+                try:
+                    self._check()
+                except MaomaoError as exc:
+                    outcomes.append(exc)
+                    continue
+                held = self._data.get(claim.key)
+                if held is not None:
+                    outcomes.append("won" if held.value == claim.value else "taken")
+                elif claim.guard is not None and claim.guard in self._data:
+                    outcomes.append("busy")
+                else:
+                    self._put_locked(claim.key, claim.value, claim.lease)
+                    if claim.guard is not None:
+                        self._put_locked(claim.guard, claim.guard_value, claim.guard_lease)
+                    outcomes.append("won")
+        return outcomes
 
     def replace(self, key: str, value: bytes, *, mod_revision: int) -> bool:
         with self._lock:

@@ -99,8 +99,10 @@ class SpikeService:
         except SeriesError as exc:
             log.warning("spike check for %s skipped: %s", tool.name, exc)
             return None
-        for name, reason in series.skipped[-1:]:
-            log.warning("spike check for %s: skipped %s (%s)", tool.name, name, reason)
+        newest = f"control-{series.points[-1].sortable}.csv" if series.points else ""
+        for name, reason in series.skipped:
+            if name > newest:  # only this run's broken file: older ones were reported already
+                log.warning("spike check for %s: skipped %s (%s)", tool.name, name, reason)
         params = self.params(tool)
         latest = detect_latest(series.points, params)
         if latest is None:

@@ -139,11 +139,16 @@ def test_claim_outcomes(store: Store, prefix: str) -> None:
     assert store.claim([first]) == ["won"], "the same claim again (a lost answer) is still ours"
     assert store.claim([Claim(f"{prefix}/f/1", b"other")]) == ["taken"]
     # The next firing is free but the guard (the previous run) is still held.
-    second = Claim(f"{prefix}/f/2", b"me", guard=f"{prefix}/active")
+    second = Claim(f"{prefix}/f/2", b"me", guard=f"{prefix}/active", busy_value=b"me-busy")
     assert store.claim([second]) == ["busy"]
-    assert store.get(f"{prefix}/f/2") is None, "a busy claim writes nothing"
+    held = store.get(f"{prefix}/f/2")
+    assert held is not None and held.value == b"me-busy", "a busy claim still takes the key"
+    assert store.claim([second]) == ["busy"], "a retried busy claim stays busy"
+    other = Claim(f"{prefix}/f/2", b"other", guard=f"{prefix}/active", busy_value=b"o-busy")
+    assert store.claim([other]) == ["taken"], "only one member records the skip"
     store.delete(f"{prefix}/active")
-    assert store.claim([second]) == ["won"]
+    third = Claim(f"{prefix}/f/3", b"me", guard=f"{prefix}/active", busy_value=b"me-busy")
+    assert store.claim([third]) == ["won"]
     guard = store.get(f"{prefix}/active")
     assert guard is not None
 

@@ -369,6 +369,9 @@ class Worker:
             # Overlap guard: created with the claim only if the previous run is over.
             guard=self.keys.active(schedule.name, member) if guarded else None,
             guard_value=json.dumps({"member": self.member, "fire_time": due.fire_time}).encode(),
+            busy_value=json.dumps(
+                {"member": self.member, "nonce": due.nonce, "skipped": "overlap"}
+            ).encode(),
             guard_lease=self._member_lease.id if self._member_lease else None,
         )
         return due, schedule, claim, late

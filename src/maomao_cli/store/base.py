@@ -43,10 +43,13 @@ class Claim:
     guard: str | None = None
     guard_value: bytes = b""
     guard_lease: int | None = None
+    # Written to `key` instead of `value` when the guard is held, so the claim is still
+    # taken once (the winner records the skip) and a retry can tell it was busy.
+    busy_value: bytes = b""
 
 
 # won: this claim created the key; taken: someone else holds the key;
-# busy: the key was free but the guard is held (e.g. the previous run still runs).
+# busy: this claim took the key but the guard is held (e.g. the previous run still runs).
 ClaimOutcome = Literal["won", "taken", "busy"]
 
 

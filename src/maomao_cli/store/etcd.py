@@ -260,10 +260,16 @@ class EtcdStore:
                 if claim.guard is not None:
                     compare.append(t.create(claim.guard) == 0)
                     success.append(t.put(claim.guard, claim.guard_value, lease=claim.guard_lease))
+                # Otherwise: take the key anyway if it is free (guard busy), else read it.
+                take_busy = t.txn(
+                    compare=[t.create(claim.key) == 0],
+                    success=[t.put(claim.key, claim.busy_value, lease=claim.lease)],
+                    failure=[t.get(claim.key)],
+                )
                 request = etcdrpc.TxnRequest(
                     compare=[cmp.build_message() for cmp in compare],
                     success=c._ops_to_requests(success),
-                    failure=c._ops_to_requests([t.get(claim.key)]),
+                    failure=c._ops_to_requests([take_busy] if claim.guard else [t.get(claim.key)]),
                 )
                 futures.append(
                     c.kvstub.Txn.future(
@@ -285,11 +291,20 @@ class EtcdStore:
             if response.succeeded:
                 outcomes.append("won")
                 continue
-            kvs = response.responses[0].response_range.kvs
-            if kvs:
-                outcomes.append("won" if bytes(kvs[0].value) == claim.value else "taken")
-            else:
+            first = response.responses[0]
+            if claim.guard is not None:
+                nested = first.response_txn
+                if nested.succeeded:
+                    outcomes.append("busy")
+                    continue
+                first = nested.responses[0]
+            held = bytes(first.response_range.kvs[0].value) if first.response_range.kvs else b""
+            if held == claim.value:
+                outcomes.append("won")
+            elif claim.guard is not None and held == claim.busy_value:
                 outcomes.append("busy")
+            else:
+                outcomes.append("taken")
         return outcomes
 
     def replace(self, key: str, value: bytes, *, mod_revision: int) -> bool:

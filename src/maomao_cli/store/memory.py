@@ -65,6 +65,14 @@ class MemoryWatch:
         self.queue.put(None)
 
 
+def _held_outcome(value: bytes, claim: Claim) -> ClaimOutcome:
+    if value == claim.value:
+        return "won"
+    if claim.guard is not None and value == claim.busy_value:
+        return "busy"
+    return "taken"
+
+
 class MemoryStore:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -173,8 +181,9 @@ class MemoryStore:
                     continue
                 held = self._data.get(claim.key)
                 if held is not None:
-                    outcomes.append("won" if held.value == claim.value else "taken")
+                    outcomes.append(_held_outcome(held.value, claim))
                 elif claim.guard is not None and claim.guard in self._data:
+                    self._put_locked(claim.key, claim.busy_value, claim.lease)
                     outcomes.append("busy")
                 else:
                     self._put_locked(claim.key, claim.value, claim.lease)

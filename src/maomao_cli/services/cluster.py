@@ -21,7 +21,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..config import Settings
 from ..errors import BadInput, MaomaoError, NotFound, Unavailable
+from ..processes import pid_alive, terminate
 
 if TYPE_CHECKING:
     from ..adapters.etcdadmin import EtcdAdmin, Tls
@@ -394,18 +394,12 @@ def _settings_tls(settings: Settings) -> Tls | None:
 # ---------------------------------------------------------------- the etcd process
 
 
-def _alive(pid: int) -> bool:
-    from .localetcd import _alive as alive
-
-    return alive(pid)
-
-
 def member_pid(paths: ClusterPaths) -> int | None:
     try:
         pid = int(paths.pid.read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if _alive(pid) else None
+    return pid if pid_alive(pid, b"etcd") else None
 
 
 def _etcd_argv(paths: ClusterPaths, member: MemberConfig) -> list[str]:
@@ -480,12 +474,7 @@ def _kill(paths: ClusterPaths, wait: float = 15.0) -> int | None:
     if pid is None:
         paths.pid.unlink(missing_ok=True)
         return None
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.1)
-    if _alive(pid):
-        os.kill(pid, signal.SIGKILL)
+    terminate(pid, b"etcd", wait)
     paths.pid.unlink(missing_ok=True)
     return pid
 

@@ -6,9 +6,7 @@ beside it. It listens on the first configured endpoint, which must be loopback.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -17,6 +15,7 @@ from pathlib import Path
 
 from ..config import Settings
 from ..errors import BadInput, MaomaoError, Unavailable
+from ..processes import pid_alive, terminate
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
@@ -39,21 +38,6 @@ def _paths(settings: Settings) -> tuple[Path, Path, Path]:
     return root / "data", root / "etcd.pid", root / "etcd.log"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie or a recycled pid is not our etcd.
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return True
-    return b"etcd" in cmdline
-
-
 def _port_open(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
         sock.settimeout(0.3)
@@ -67,7 +51,7 @@ def inspect(settings: Settings) -> LocalEtcd:
         pid = int(pid_file.read_text().strip())
     except (OSError, ValueError):
         pid = None
-    if pid is not None and not _alive(pid):
+    if pid is not None and not pid_alive(pid, b"etcd"):
         pid = None
     return LocalEtcd(settings.etcd.endpoints[0], data_dir, pid_file, log_file, pid)
 
@@ -148,11 +132,6 @@ def stop(settings: Settings, *, wait: float = 15.0) -> LocalEtcd | None:
     current = inspect(settings)
     if current.pid is None:
         return None
-    os.kill(current.pid, signal.SIGTERM)
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline and _alive(current.pid):
-        time.sleep(0.1)
-    if _alive(current.pid):
-        os.kill(current.pid, signal.SIGKILL)
+    terminate(current.pid, b"etcd", wait)
     current.pid_file.unlink(missing_ok=True)
     return current

@@ -30,6 +30,7 @@ from ..config import Settings
 from ..errors import MaomaoError, NotFound, RecordError, Unavailable
 from ..keys import Keys
 from ..models import Member, Run, Schedule, Tool
+from ..processes import pid_alive
 from ..scheduling import CronClock, catch_up_time, retry_delay
 from ..store.base import Claim, Lease, Store, Watch
 from .outbox import Outbox
@@ -165,7 +166,7 @@ class Worker:
         existing = load(self.store, self.keys.member(self.member), Member)
         host = socket.gethostname()
         if existing is not None and existing.pid != os.getpid():
-            same_host_dead = existing.host == host and not _pid_alive(existing.pid)
+            same_host_dead = existing.host == host and not pid_alive(existing.pid, b"maomao")
             if not same_host_dead:
                 raise MaomaoError(
                     f"member {self.member!r} is already running (host {existing.host}, pid {existing.pid})",
@@ -253,7 +254,7 @@ class Worker:
             return
         generation = next(self._generation)
         self._schedules[schedule.name] = _Tracked(schedule, clock, generation)
-        grace = schedule.grace if schedule.grace is not None else self.settings.worker.misfire_grace
+        grace = self._grace(schedule)
         missed = catch_up_time(clock, now, grace) if catch_up else None
         if missed is not None and missed < now:
             self._push(
@@ -359,7 +360,7 @@ class Worker:
         )
         # The same value on a retried claim: a claim whose answer was lost is still ours.
         value = json.dumps({"member": self.member, "nonce": due.nonce, "trigger": due.trigger})
-        grace = schedule.grace if schedule.grace is not None else self.settings.worker.misfire_grace
+        grace = self._grace(schedule)
         late = self.clock() - due.fire_time > max(grace, 1.0) and due.trigger != "retry"
         guarded = not schedule.overlap and not late
         claim = Claim(
@@ -487,8 +488,34 @@ class Worker:
             log.warning("%s", exc)
             return None
 
+    def _grace(self, schedule: Schedule) -> float:
+        return schedule.grace if schedule.grace is not None else self.settings.worker.misfire_grace
+
+    def _retries(self, schedule: Schedule) -> int:
+        return schedule.retries if schedule.retries is not None else self.settings.worker.retries
+
+    def _queue_retry(self, name: str, fire_time: float, attempt: int, delay: float) -> bool:
+        """Queue attempt `attempt` of a firing; False if the schedule is gone."""
+        with self._cond:
+            tracked = self._schedules.get(name)
+            if tracked is None:
+                return False
+            self._push(
+                _Due(
+                    self.clock() + delay,
+                    next(self._seq),
+                    name,
+                    fire_time,
+                    tracked.generation,
+                    attempt=attempt,
+                    trigger="retry",
+                )
+            )
+            self._cond.notify_all()
+            return True
+
     def _plan_retry(self, schedule: Schedule, due: _Due) -> None:
-        retries = schedule.retries if schedule.retries is not None else self.settings.worker.retries
+        retries = self._retries(schedule)
         delay = retry_delay(
             due.attempt, retries, self.settings.worker.backoff, self.settings.worker.backoff_max
         )
@@ -500,22 +527,8 @@ class Worker:
                 due.attempt,
             )
             return
-        with self._cond:
-            tracked = self._schedules.get(schedule.name)
-            if tracked is None:
-                return
-            self._push(
-                _Due(
-                    self.clock() + delay,
-                    next(self._seq),
-                    schedule.name,
-                    due.fire_time,
-                    tracked.generation,
-                    attempt=due.attempt + 1,
-                    trigger="retry",
-                )
-            )
-            self._cond.notify_all()
+        if not self._queue_retry(schedule.name, due.fire_time, due.attempt + 1, delay):
+            return
         log.info(
             "retrying %s @ %s in %.0fs (attempt %d of %d)",
             schedule.name,
@@ -544,8 +557,6 @@ class Worker:
         A compare-and-swap on the run record makes exactly one live worker the retrier."""
         assert self.runs is not None
         live = {self.keys.leaf(e.key) for e in self.store.scan(self.keys.members())}
-        with self._cond:
-            mine = {token for token in self._running}
         for entry in self.store.scan(self.keys.runs()):
             run = decode(Run, entry)
             if run is None or run.status != "running":
@@ -554,10 +565,6 @@ class Worker:
                 continue
             if run.member == self.member and (run.started or 0) >= self._started:
                 continue  # ours, from this process
-            if run.member == self.member and any(
-                t.startswith(f"{run.schedule}@{run.fire_time}#") for t in mine
-            ):
-                continue
             lost = replace(
                 run,
                 status="lost",
@@ -568,24 +575,9 @@ class Worker:
                 continue  # another worker handled it
             log.warning("run %s of %s on %s marked lost", run.id, run.tool, run.member)
             if run.schedule is not None and run.fire_time is not None:
-                with self._cond:
-                    tracked = self._schedules.get(run.schedule)
-                    if tracked is not None:
-                        retries = tracked.schedule.retries
-                        limit = retries if retries is not None else self.settings.worker.retries
-                        if run.attempt <= limit:
-                            self._push(
-                                _Due(
-                                    self.clock(),
-                                    next(self._seq),
-                                    run.schedule,
-                                    run.fire_time,
-                                    tracked.generation,
-                                    attempt=run.attempt + 1,
-                                    trigger="retry",
-                                )
-                            )
-                            self._cond.notify_all()
+                tracked = self._schedules.get(run.schedule)
+                if tracked is not None and run.attempt <= self._retries(tracked.schedule):
+                    self._queue_retry(run.schedule, run.fire_time, run.attempt + 1, 0.0)
 
     # Main loop -------------------------------------------------------------
 
@@ -690,16 +682,6 @@ def _missing_tool(name: str) -> Tool:
     raise NotFound(f"schedule refers to tool {name!r}, which is not registered; skipping")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _hms(epoch: float) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(epoch))
 
@@ -711,7 +693,7 @@ def check_health(
     record = load(store, keys.member(member), Member)
     if record is None:
         return False, f"no live worker named {member!r}"
-    if record.host == socket.gethostname() and not _pid_alive(record.pid):
+    if record.host == socket.gethostname() and not pid_alive(record.pid, b"maomao"):
         return False, f"worker {member!r} (pid {record.pid}) is not running"
     if now - record.heartbeat > 3 * lease_ttl:
         return False, f"worker {member!r} has not reported for {now - record.heartbeat:.0f}s"

@@ -259,3 +259,16 @@ def test_whole_series_equals_point_by_point(values: list[float], params: Detecto
     whole = detect(points, params)
     fed = [detect_latest(points[: i + 1], params) for i in range(len(points))]
     assert whole == [d for d in fed if d is not None]
+
+
+def test_young_series_rarely_raise_false_alarms() -> None:
+    # A scale from a handful of points is noisy; the short-history penalty keeps young
+    # pure-noise series quiet while a real fifth-run spike still stands out.
+    rng = random.Random(5)
+    params = DetectorParams(min_history=4)
+    noisy_alarms = sum(
+        bool(detect(series([100 + rng.gauss(0, 2) for _ in range(40)]), params)) for _ in range(400)
+    )
+    assert noisy_alarms <= 0.05 * 400
+    fifth = series([100.0, 101.0, 99.0, 100.5, 1000.0])
+    assert [d.index for d in detect(fifth, params)] == [4]

@@ -227,6 +227,9 @@ def _detection(points: Sequence[Point], index: int, baseline: float, score: floa
     )
 
 
+SHORT_HISTORY_PENALTY = 8.0  # z is divided by 1 + 8 (1/n - 1/window) for n < window points
+
+
 def _judge(
     values: FloatArray, params: DetectorParams, *, first_judged: int, offset: int = 0
 ) -> _Verdicts:
@@ -238,7 +241,7 @@ def _judge(
     first = max(first_judged, params.min_history - offset if params.method == "robust" else 2)
     if params.method == "seed":
         return _seed(values, params.threshold, first)
-    return _robust(values, params, first)
+    return _robust(values, params, first, offset)
 
 
 def _seed(values: FloatArray, threshold: float, first: int) -> _Verdicts:
@@ -255,13 +258,20 @@ def _seed(values: FloatArray, threshold: float, first: int) -> _Verdicts:
     return _Verdicts(hits + first, mean[hits], gain[hits])
 
 
-def _robust(values: FloatArray, params: DetectorParams, first: int) -> _Verdicts:
+def _robust(values: FloatArray, params: DetectorParams, first: int, offset: int = 0) -> _Verdicts:
     import numpy as np
     from scipy.signal import find_peaks
 
     if len(values) <= first or len(values) < 3:
         return _no_verdicts()
     baseline, z = robust_scores(values, params.window)
+    # A scale estimated from few points is itself noisy: while the history is shorter
+    # than the window, deflate z so that young series do not raise false alarms.
+    young = max(0, min(len(values), params.window - offset))
+    if young:
+        history = np.maximum(np.arange(young, dtype=np.float64) + offset, 1.0)
+        z = z.copy()
+        z[:young] /= 1.0 + SHORT_HISTORY_PENALTY * (1.0 / history - 1.0 / params.window)
     threshold = params.threshold
     # Only points whose |z| reaches the threshold can pass find_peaks' height test; the
     # others never get a block, which keeps the 4-samples-per-point array off the hot path.

@@ -576,8 +576,22 @@ class Worker:
             log.warning("run %s of %s on %s marked lost", run.id, run.tool, run.member)
             if run.schedule is not None and run.fire_time is not None:
                 tracked = self._schedules.get(run.schedule)
+                if tracked is not None and not tracked.schedule.overlap:
+                    self._release_lost_guard(tracked.schedule, run)
                 if tracked is not None and run.attempt <= self._retries(tracked.schedule):
                     self._queue_retry(run.schedule, run.fire_time, run.attempt + 1, 0.0)
+
+    def _release_lost_guard(self, schedule: Schedule, run: Run) -> None:
+        """A lost run's overlap guard lives on its dead member's lease for up to a lease TTL
+        more: release it now, or its retry and the next firings are skipped as overlapping."""
+        member = run.member if schedule.mode == "everywhere" else None
+        key = self.keys.active(schedule.name, member)
+        entry = self.store.get(key)
+        if entry is None:
+            return
+        held = json.loads(entry.value)
+        if held.get("member") == run.member and held.get("fire_time") == run.fire_time:
+            self.store.delete(key)
 
     # Main loop -------------------------------------------------------------
 

@@ -78,6 +78,9 @@ class Context:
             make_runs=self.make_run_service,
             labels=labels,
             max_parallel=max_parallel,
+            remove_leftovers=lambda member: self.runner.remove_containers(
+                {"maomao.member": member}
+            ),
         )
 
     @cached_property

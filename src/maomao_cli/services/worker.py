@@ -103,8 +103,11 @@ class Worker:
         labels: dict[str, str] | None = None,
         max_parallel: int | None = None,
         clock: Callable[[], float] = time.time,
+        remove_leftovers: Callable[[str], int] | None = None,
     ) -> None:
         self.settings = settings
+        # Removes the containers labelled with a member (those of a killed process).
+        self._remove_leftovers = remove_leftovers
         self.keys = Keys(settings.etcd.prefix)
         self.member = member or settings.member
         self.labels = labels if labels is not None else dict(settings.worker.labels)
@@ -155,6 +158,8 @@ class Worker:
         else:
             self._outbox.target = store
         self._register_member()
+        if first:
+            self._remove_leftover_containers()
         self._claim_lease = None
         self._load_schedules(first=first)
         flushed = self._outbox.flush()
@@ -177,6 +182,21 @@ class Worker:
         lease = self.store.grant_lease(self.settings.worker.lease_ttl)
         self._member_lease = lease
         self._put_member()
+
+    def _remove_leftover_containers(self) -> None:
+        """Containers of this member left by a killed process of it: nobody waits for
+        them (their runs are marked lost and retried), so they go before we run anything."""
+        if self._remove_leftovers is None:
+            return
+        try:
+            removed = self._remove_leftovers(self.member)
+        except MaomaoError as exc:
+            log.warning("could not remove containers left by a previous worker: %s", exc)
+            return
+        if removed:
+            log.warning(
+                "removed %d container(s) left by a previous worker %s", removed, self.member
+            )
 
     def _member_record(self) -> Member:
         return Member(

@@ -1,0 +1,58 @@
+"""The fault suite's judge on hand-made records: it must catch what it claims to catch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .checks import judge, settled
+
+pytestmark = [pytest.mark.faults]
+
+S = "every-second"
+
+
+def rec(fire: int, status: str, attempt: int = 1, error: str | None = None) -> dict[str, Any]:
+    return {
+        "schedule": S,
+        "fire_time": fire,
+        "status": status,
+        "attempt": attempt,
+        "error": error,
+        "member": "w1",
+    }
+
+
+@pytest.mark.parametrize(
+    ("records", "expected"),
+    [
+        # (duplicates, unexplained, missing)
+        ([rec(1, "succeeded"), rec(2, "succeeded")], (0, 0, 0)),
+        ([rec(1, "succeeded"), rec(1, "succeeded", 2), rec(2, "succeeded")], (1, 0, 0)),
+        ([rec(1, "succeeded"), rec(1, "failed", 1, "x"), rec(2, "succeeded")], (1, 0, 0)),
+        ([rec(1, "succeeded")], (0, 0, 1)),
+        ([rec(1, "lost", 1, "gone"), rec(1, "succeeded", 2), rec(2, "succeeded")], (0, 0, 0)),
+        # lost and never retried: a miss nobody explains
+        ([rec(1, "lost", 1, "gone"), rec(2, "succeeded")], (0, 1, 0)),
+        # failed until the attempts ran out: explained
+        (
+            [*(rec(1, "failed", a, "disk full") for a in (1, 2, 3, 4)), rec(2, "succeeded")],
+            (0, 0, 0),
+        ),
+        ([rec(1, "skipped", 1, "overlap"), rec(2, "succeeded")], (0, 0, 0)),
+        ([rec(1, "skipped"), rec(2, "succeeded")], (0, 1, 0)),  # no reason given
+    ],
+)
+def test_judge(records: list[dict[str, Any]], expected: tuple[int, int, int]) -> None:
+    verdict = judge("t", records, S, (1, 2), retries=3)
+    assert (verdict.duplicates, verdict.unexplained, verdict.missing) == expected
+    assert verdict.firings == 2
+
+
+def test_settled_waits_for_running_records_and_pending_retries() -> None:
+    assert not settled([rec(1, "running")], S, (1, 1), 3)
+    assert not settled([rec(1, "failed", 1, "x")], S, (1, 1), 3)
+    assert not settled([], S, (1, 1), 3)
+    assert settled([rec(1, "failed", 1, "x"), rec(1, "succeeded", 2)], S, (1, 1), 3)
+    assert settled([rec(1, "failed", 4, "x")], S, (1, 1), 3)

@@ -6,6 +6,7 @@ etcd or Docker until then, so `maomao --help` and `maomao config` stay instant.
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,8 @@ from .keys import Keys
 if TYPE_CHECKING:
     from . import config
     from .adapters.docker_runner import DockerRunner
+    from .adapters.etcdendpoints import EndpointBook
+    from .services.datasets import DatasetService
     from .services.registry import Registry
     from .services.runs import RunService
     from .services.schedules import ScheduleService
@@ -72,15 +75,35 @@ class Context:
         from .store.etcd import EtcdStore
 
         settings = self.settings
+        book: EndpointBook | None = None
+        if self._endpoints_from_file(settings):
+            # A cluster member's list (`maomao etcd init/join`): kept current from the
+            # cluster itself, so members that joined later are known too.
+            from .adapters.etcdendpoints import EndpointBook
+
+            book = EndpointBook(settings.etcd, endpoints_file=settings.etcd.endpoints_file)
+
+        def store_factory() -> Store:
+            return EtcdStore(book.settings() if book is not None else settings.etcd)
+
         return Worker(
             settings,
-            store_factory=lambda: EtcdStore(settings.etcd),
+            store_factory=store_factory,
+            refresh_endpoints=book.refresh if book is not None else None,
             make_runs=self.make_run_service,
             labels=labels,
             max_parallel=max_parallel,
             remove_leftovers=lambda member: self.runner.remove_containers(
                 {"maomao.member": member}
             ),
+        )
+
+    def _endpoints_from_file(self, settings: config.Settings) -> bool:
+        """Did the endpoints come from [etcd] endpoints_file (no flag, no variable)?"""
+        return bool(
+            settings.etcd.endpoints_file
+            and not self._endpoints
+            and not os.environ.get("MAOMAO_ETCD_ENDPOINTS")
         )
 
     @cached_property
@@ -98,7 +121,21 @@ class Context:
         runs = RunService(store, self.keys, self.settings, self.runner, self.settings.member)
         spikes = SpikeService(store, self.keys, self.settings, self.settings.member)
         runs.add_hook(spikes.check_after_run)
+        datasets = self.make_dataset_service(store)
+        runs.set_data_dir_resolver(datasets.data_dir)
+        runs.add_hook(datasets.after_run)
         return runs
+
+    def make_dataset_service(self, store: Store) -> DatasetService:
+        from .services.datasets import DatasetService
+        from .services.registry import Registry
+
+        registry = self.registry if store is self._store else Registry(store, self.keys)
+        return DatasetService(self.settings, registry, self.settings.member)
+
+    @cached_property
+    def datasets(self) -> DatasetService:
+        return self.make_dataset_service(self.store)
 
     @cached_property
     def spikes(self) -> SpikeService:

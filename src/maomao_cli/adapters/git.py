@@ -848,6 +848,16 @@ def _push(
     repo.refs[_tracking_ref(name)] = local
 
 
+def record_push_error(repo_dir: Path, message: str) -> None:
+    """Remember why local commits were not pushed (e.g. a pull conflict), for `status`,
+    until a push succeeds."""
+    repo = _open(Path(repo_dir))
+    try:
+        _push_error_path(repo).write_text(" ".join(message.split()) + "\n")
+    finally:
+        repo.close()
+
+
 def status(repo_dir: Path, *, branch: str | None = None) -> RepoStatus:
     """Local view, no network: commits not pushed, commits pulled but not merged, edits."""
     repo = _open(Path(repo_dir))

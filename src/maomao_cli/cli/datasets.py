@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from . import output
@@ -75,3 +77,139 @@ def rm(name: str = typer.Argument(...)) -> None:
     """Remove a dataset from the registry (local clones stay)."""
     dataset = ctx().registry.remove_dataset(name)
     output.success(f"removed dataset [bold]{dataset.name}[/bold]")
+
+
+@app.command("clone")
+def clone(
+    name: str = typer.Argument(..., help="Dataset name."),
+    dest: str | None = typer.Option(
+        None, "--dest", help="Directory to clone into (default: <importdir>/datasets/NAME)."
+    ),
+) -> None:
+    """Clone a dataset onto this member."""
+    from pathlib import Path
+
+    service = ctx().datasets
+    with GitProgress() as progress:
+        path = service.clone(name, Path(dest) if dest else None, progress=progress)
+    output.success(f"cloned dataset [bold]{name}[/bold] into {path}")
+
+
+@app.command("pull")
+def pull(name: str = typer.Argument(..., help="Dataset name.")) -> None:
+    """Bring this member's clone up to date (fast-forward, or merge non-conflicting changes)."""
+    with GitProgress() as progress:
+        result = ctx().datasets.pull(name, progress=progress)
+    if result.conflict:
+        from ..errors import GitError
+
+        raise GitError(
+            f"dataset {name}: the remote changed the same file(s) as local commits: "
+            + (", ".join(result.conflicts) or "unknown"),
+            hint="nothing local was touched; merge with git in the clone, or keep running "
+            "and push later",
+        )
+    head = (result.head or "")[:12]
+    messages = {
+        "up-to-date": "is up to date",
+        "fast-forward": f"fast-forwarded to {head}",
+        "merged": f"merged the remote changes ({head})",
+    }
+    output.success(f"dataset [bold]{name}[/bold] {messages.get(result.outcome, result.outcome)}")
+
+
+@app.command("push")
+def push(name: str = typer.Argument(..., help="Dataset name.")) -> None:
+    """Push this member's local commits now (runs push on their own when --push is set)."""
+    ctx().datasets.push(name)
+    output.success(f"pushed dataset [bold]{name}[/bold]")
+
+
+@app.command("status")
+def status(
+    name: str = typer.Argument(..., help="Dataset name."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
+) -> None:
+    """Commits not pushed yet, uncommitted files, and the last push error."""
+    if as_json:
+        output.json_mode = True
+    service = ctx().datasets
+    st = service.status(name)
+    path = service.work_dir(ctx().registry.get_dataset(name))
+    if as_json:
+        output.print_json(
+            {
+                "name": name,
+                "path": str(path),
+                "branch": st.branch,
+                "ahead": st.ahead,
+                "behind": st.behind,
+                "changed_files": st.changed_files,
+                "last_push_error": st.last_push_error,
+            }
+        )
+        return
+    from rich.markup import escape
+
+    con = output.console()
+    con.print(f"[bold]{escape(name)}[/bold] at {escape(str(path))} on {escape(st.branch)}")
+    con.print(f"  ahead {st.ahead} (local commits not pushed), behind {st.behind}")
+    con.print(f"  {len(st.changed_files)} uncommitted file(s)")
+    for changed in st.changed_files[:20]:
+        con.print(f"    {escape(changed)}")
+    if len(st.changed_files) > 20:
+        con.print(f"    ... and {len(st.changed_files) - 20} more")
+    if st.last_push_error:
+        con.print(f"  [red]last push error:[/red] {escape(st.last_push_error)}")
+
+
+@app.command("key")
+def key(name: str = typer.Argument(..., help="Dataset name.")) -> None:
+    """Create (once) and print the dataset's SSH key, to add as a deploy key."""
+    path, public = ctx().datasets.key(name)
+    print(public)
+    output.note(
+        f"private key: {path} (owner-only). Add the line above as a deploy key with write "
+        "access on the dataset's repository (or to the git user's authorized_keys); maomao "
+        f"uses it for {name}'s SSH remotes."
+    )
+
+
+class GitProgress:
+    """A Rich progress bar per phase of a clone or pull, from git's progress lines."""
+
+    def __init__(self) -> None:
+        self._progress: Any = None
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> GitProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def __call__(self, line: str) -> None:
+        from ..adapters.git import parse_progress
+
+        parsed = parse_progress(line)
+        if parsed is None:
+            return
+        phase, done, total = parsed
+        if self._progress is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=output.err_console(),
+                transient=True,
+            )
+            self._progress.start()
+        task = self._tasks.get(phase)
+        if task is None:
+            task = self._progress.add_task(phase, total=total or None)
+            self._tasks[phase] = task
+        self._progress.update(task, completed=done, total=total or None)

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..adapters.containers import ContainerResult, ContainerRunner, ContainerSpec, PullProgress
 from ..config import Settings
-from ..errors import BadInput, ContainerError, NotFound, Unavailable
+from ..errors import BadInput, ContainerError, GitError, NotFound, Unavailable
 from ..keys import Keys
 from ..models import FINAL_STATUSES, Run, Tool
 from ..store.base import Store
@@ -181,7 +181,7 @@ class RunService:
         try:
             data_dir = self.data_dir_for(tool)
             data_dir.mkdir(parents=True, exist_ok=True)
-        except (OSError, BadInput) as exc:
+        except (OSError, BadInput, GitError) as exc:  # GitError: the dataset clone
             return failed(f"cannot prepare the data directory: {_one_line(exc)}")
         spec = self.spec_for(tool, run, data_dir)
         try:

@@ -111,6 +111,13 @@ class Rig:
             return found
         return [c for c in found if (c.get("State") == "running") == running]
 
+    def running_on(self, host: Host) -> bool:
+        """Does a container of this host's worker run right now?"""
+        return any(
+            c["Labels"].get("maomao.member") == host.worker_name
+            for c in self.containers(running=True)
+        )
+
     def restart_docker(self) -> None:
         """Stop the engine (its running containers with it) and start it on the same root."""
         process = self.docker.process

@@ -99,13 +99,7 @@ def test_worker_sigkill_during_a_run(rig: Rig) -> None:
 
     def inject() -> None:
         # Wait for a container of this worker, then kill the worker under it.
-        def running_here() -> bool:
-            return any(
-                c["Labels"].get("maomao.member") == victim.worker_name
-                for c in rig.containers(running=True)
-            )
-
-        wait_until(running_here, 30, f"a run on {victim.worker_name}")
+        wait_until(lambda: rig.running_on(victim), 30, f"a run on {victim.worker_name}")
         victim.kill_worker()
         time.sleep(rig.profile.worker_dead)
         victim.start_worker()
@@ -134,6 +128,8 @@ def test_partition_of_a_member_and_its_worker(rig: Rig) -> None:
     isolated = rig.hosts[2]
 
     def inject() -> None:
+        # Cut the cable while a container runs there: its outcome cannot reach etcd.
+        wait_until(lambda: rig.running_on(isolated), 30, f"a run on {isolated.worker_name}")
         isolated.cable(rig.network.bridge_ns, up=False)
         try:
             time.sleep(rig.profile.partition)

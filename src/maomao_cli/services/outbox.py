@@ -11,16 +11,21 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import replace
 
 from ..errors import MaomaoError, Unavailable
+from ..models import Run
 from ..store.base import Claim, ClaimOutcome, Entry, Lease, Store, StoreStatus, Watch
+from .records import decode
 
 log = logging.getLogger("maomao.worker")
 
 
 class Outbox:
-    def __init__(self, target: Store) -> None:
+    def __init__(self, target: Store, *, runs_prefix: str | None = None) -> None:
         self.target = target
+        # Run records under this prefix never overwrite a `lost` mark (see _write).
+        self._runs_prefix = runs_prefix
         self._pending: OrderedDict[str, tuple[bytes, int | None]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -53,6 +58,9 @@ class Outbox:
     def delete(self, key: str) -> bool:
         return self.target.delete(key)
 
+    def delete_if(self, key: str, *, mod_revision: int) -> bool:
+        return self.target.delete_if(key, mod_revision=mod_revision)
+
     def delete_prefix(self, prefix: str) -> int:
         return self.target.delete_prefix(prefix)
 
@@ -80,7 +88,7 @@ class Outbox:
                 self._pending[key] = (value, lease)
                 return 0
         try:
-            return self.target.put(key, value, lease=lease)
+            return self._write(key, value, lease)
         except Unavailable:
             with self._lock:
                 self._pending[key] = (value, lease)
@@ -94,8 +102,32 @@ class Outbox:
                 if not self._pending:
                     return written
                 key, (value, lease) = next(iter(self._pending.items()))
-            self.target.put(key, value, lease=lease)
+            self._write(key, value, lease)
             with self._lock:
                 if self._pending.get(key) == (value, lease):
                     self._pending.pop(key)
             written += 1
+
+    def _write(self, key: str, value: bytes, lease: int | None) -> int:
+        """Put, except over a run record another member marked `lost` while we were cut
+        off: that mark decided a retry, so it stays, and our late outcome becomes a
+        warning on it (otherwise the firing would show two successful runs, unmarked)."""
+        if self._runs_prefix is None or not key.startswith(self._runs_prefix):
+            return self.target.put(key, value, lease=lease)
+        while True:
+            current = self.target.get(key)
+            marked = decode(Run, current) if current is not None else None
+            if current is None or marked is None or marked.status != "lost":
+                return self.target.put(key, value, lease=lease)
+            late = decode(Run, Entry(key, value, 0, 0))
+            if late is None or late.status in ("lost", "running"):
+                return 0
+            note = f"finished after being marked lost: {late.status}"
+            if late.exit_code is not None:
+                note += f" (exit {late.exit_code})"
+            if marked.warning is not None and note in marked.warning:
+                return 0
+            kept = replace(marked, warning=f"{marked.warning}; {note}" if marked.warning else note)
+            if self.target.replace(key, kept.to_json(), mod_revision=current.mod_revision):
+                log.warning("run %s was marked lost meanwhile; kept the mark (%s)", late.id, note)
+                return 0

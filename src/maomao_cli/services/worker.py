@@ -3,8 +3,8 @@ create-only transaction, runs them, retries failures, and recovers the runs of d
 members.
 
 Threads: the scheduler loop (this class's `run`), one thread per watch (schedules,
-members), one keep-alive thread for the member lease, and a pool of `max_parallel`
-run threads. Only the scheduler loop decides what fires; the watch threads only
+members), one keep-alive thread for the member lease, one that refreshes the etcd
+endpoint list, and a pool of `max_parallel` run threads. Only the scheduler loop decides what fires; the watch threads only
 update state and wake it up.
 """
 
@@ -41,6 +41,9 @@ log = logging.getLogger("maomao.worker")
 # Firing claims live on a lease granted afresh every CLAIM_LEASE_ROTATION seconds and
 # never refreshed, so every claim expires [firings_ttl] seconds after it was made.
 CLAIM_LEASE_ROTATION = 3600.0
+# The endpoint list is asked of the cluster on every (re)connect and this often, so a
+# member that joined later is known before the local one fails.
+ENDPOINTS_REFRESH = 60.0
 
 
 class RunExecutor(Protocol):
@@ -104,8 +107,13 @@ class Worker:
         max_parallel: int | None = None,
         clock: Callable[[], float] = time.time,
         remove_leftovers: Callable[[str], int] | None = None,
+        refresh_endpoints: Callable[[], bool] | None = None,
+        endpoints_every: float = ENDPOINTS_REFRESH,
     ) -> None:
         self.settings = settings
+        # Replaces the endpoints the next store_factory() uses with the cluster's members.
+        self._refresh_endpoints = refresh_endpoints
+        self._endpoints_every = endpoints_every
         # Removes the containers labelled with a member (those of a killed process).
         self._remove_leftovers = remove_leftovers
         self.keys = Keys(settings.etcd.prefix)
@@ -153,7 +161,7 @@ class Worker:
         store = self._store_factory()
         self._store = store
         if self._outbox is None:
-            self._outbox = Outbox(store)
+            self._outbox = Outbox(store, runs_prefix=self.keys.runs())
             self.runs = self._make_runs(self._outbox)
         else:
             self._outbox.target = store
@@ -166,6 +174,22 @@ class Worker:
         if flushed:
             log.info("wrote %d run record(s) kept while etcd was unreachable", flushed)
         self._sweep_lost_runs()
+        self._refresh_endpoints_quietly()
+
+    def _refresh_endpoints_quietly(self) -> None:
+        if self._refresh_endpoints is None:
+            return
+        try:
+            self._refresh_endpoints()
+        except MaomaoError as exc:
+            log.warning("could not refresh the etcd endpoint list: %s", exc)
+        except Exception:  # a failed refresh must never stop the worker
+            log.exception("refreshing the etcd endpoint list crashed")
+
+    def _endpoints_loop(self) -> None:
+        while not self._stopping.wait(self._endpoints_every):
+            if not self._disconnected.is_set():
+                self._refresh_endpoints_quietly()
 
     def _register_member(self) -> None:
         existing = load(self.store, self.keys.member(self.member), Member)
@@ -276,7 +300,8 @@ class Worker:
         self._schedules[schedule.name] = _Tracked(schedule, clock, generation)
         grace = self._grace(schedule)
         missed = catch_up_time(clock, now, grace) if catch_up else None
-        if missed is not None and missed < now:
+        # A firing from before the schedule existed was never missed.
+        if missed is not None and missed < now and missed >= schedule.created:
             self._push(
                 _Due(now, next(self._seq), schedule.name, missed, generation, trigger="catch-up")
             )
@@ -438,7 +463,7 @@ class Worker:
             tool=schedule.tool,
             member=self.member,
             status="skipped",
-            trigger="schedule" if due.trigger == "catch-up" else due.trigger,  # type: ignore[arg-type]
+            trigger=due.trigger,  # type: ignore[arg-type]
             schedule=schedule.name,
             fire_time=due.fire_time,
             attempt=due.attempt,
@@ -609,9 +634,13 @@ class Worker:
         entry = self.store.get(key)
         if entry is None:
             return
-        held = json.loads(entry.value)
+        try:
+            held = json.loads(entry.value)
+        except ValueError:
+            return
         if held.get("member") == run.member and held.get("fire_time") == run.fire_time:
-            self.store.delete(key)
+            # Only if unchanged: a live member may have taken the guard meanwhile.
+            self.store.delete_if(key, mod_revision=entry.mod_revision)
 
     # Main loop -------------------------------------------------------------
 
@@ -620,6 +649,8 @@ class Worker:
         self.connect(first=True)
         keepalive = threading.Thread(target=self._keepalive_loop, name="keepalive", daemon=True)
         keepalive.start()
+        if self._refresh_endpoints is not None:
+            threading.Thread(target=self._endpoints_loop, name="endpoints", daemon=True).start()
         log.info(
             "worker %s up: %d schedule(s), max %d parallel run(s)",
             self.member,

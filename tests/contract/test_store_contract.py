@@ -72,6 +72,18 @@ def test_replace_compares_revision(store: Store, prefix: str) -> None:
     assert final is not None and final.value == b"v2"
 
 
+def test_delete_if_unchanged(store: Store, prefix: str) -> None:
+    store.put(f"{prefix}/guard", b"old holder")
+    entry = store.get(f"{prefix}/guard")
+    assert entry is not None
+    store.put(f"{prefix}/guard", b"new holder")
+    assert store.delete_if(f"{prefix}/guard", mod_revision=entry.mod_revision) is False
+    current = store.get(f"{prefix}/guard")
+    assert current is not None and current.value == b"new holder"
+    assert store.delete_if(f"{prefix}/guard", mod_revision=current.mod_revision) is True
+    assert store.get(f"{prefix}/guard") is None
+
+
 def test_delete(store: Store, prefix: str) -> None:
     store.put(f"{prefix}/k", b"v")
     assert store.delete(f"{prefix}/k") is True

@@ -19,7 +19,7 @@ import etcd3.exceptions
 import etcd3.watch
 import grpc
 from etcd3 import etcdrpc
-from etcd3.client import Endpoint
+from etcd3.client import Endpoint, EtcdTokenCallCredentials
 
 from ..config import EtcdSettings
 from ..errors import BadInput, MaomaoError, Unavailable
@@ -87,9 +87,14 @@ class EtcdWatch:
         kwargs: dict[str, Any] = {"range_end": _range_end(prefix)}
         if start_revision is not None:
             kwargs["start_revision"] = start_revision
-        self._watch_id = store._call(
-            lambda c: c.add_watch_callback(prefix, self._queue.put, **kwargs)
-        )
+        self._watcher: Any = None
+
+        def add(c: Any) -> int:
+            # Remember the stream it lives on: a new token opens a new one for later watches.
+            self._watcher = c.watcher
+            return int(c.add_watch_callback(prefix, self._queue.put, **kwargs))
+
+        self._watch_id = store._call(add)
 
     def __iter__(self) -> Iterator[Event]:
         while not self._cancelled.is_set():
@@ -114,13 +119,14 @@ class EtcdWatch:
         self._queue.put(None)
         # The connection may already be gone; there is nothing to cancel then.
         with contextlib.suppress(Exception):
-            self._store._client.cancel_watch(self._watch_id)
+            self._watcher.cancel(self._watch_id)
 
 
 class EtcdStore:
     def __init__(self, settings: EtcdSettings) -> None:
         self._settings = settings
         self._timeout = settings.timeout
+        self._auth_lock = threading.Lock()
         creds = None
         if settings.ca_file:
             try:
@@ -191,7 +197,40 @@ class EtcdStore:
         try:
             return fn(self._client)
         except (grpc.RpcError, etcd3.exceptions.Etcd3Exception, ValueError) as exc:
+            if not self._token_expired(exc):
+                raise self._translate(exc) from None
+        # The request was refused before it did anything: safe to send it again.
+        self._reauthenticate()
+        try:
+            return fn(self._client)
+        except (grpc.RpcError, etcd3.exceptions.Etcd3Exception, ValueError) as exc:
             raise self._translate(exc) from None
+
+    def _token_expired(self, exc: BaseException) -> bool:
+        """etcd's simple tokens expire after --auth-token-ttl (300 s) unused, and a token goes
+        stale when the auth store changes; python3-etcd3 authenticates only once."""
+        if self._settings.user is None or not isinstance(exc, grpc.RpcError):
+            return False
+        details = exc.details() or ""
+        return "invalid auth token" in details or "revision of auth store is old" in details
+
+    def _reauthenticate(self) -> None:
+        settings, c = self._settings, self._client
+        with self._auth_lock:
+            try:
+                response = c.authstub.Authenticate(
+                    etcdrpc.AuthenticateRequest(name=settings.user, password=settings.password),
+                    self._timeout,
+                )
+            except grpc.RpcError as exc:
+                raise self._translate(exc) from None
+            c.metadata = (("token", response.token),)
+            c.call_credentials = grpc.metadata_call_credentials(
+                EtcdTokenCallCredentials(response.token)
+            )
+            # Running watches keep their stream (etcd checks the token when a watch is
+            # created); new ones need a stream opened with the new token.
+            c._stubs.pop("watcher", None)
 
     @staticmethod
     def _entry(value: Any, meta: Any) -> Entry:
@@ -248,6 +287,20 @@ class EtcdStore:
         return self._call(txn)
 
     def claim(self, claims: Sequence[Claim]) -> list[ClaimOutcome | MaomaoError]:
+        expired: list[bool] = []
+        outcomes = self._claim_once(claims, expired)
+        if not expired:
+            return outcomes
+        # Refused before anything was written; a claim already won is recognised by value.
+        try:
+            self._reauthenticate()
+        except MaomaoError as exc:
+            return [exc for _ in claims]
+        return self._claim_once(claims, [])
+
+    def _claim_once(
+        self, claims: Sequence[Claim], expired: list[bool]
+    ) -> list[ClaimOutcome | MaomaoError]:
         # Asynchronous gRPC calls: a burst of firings costs about one round trip, not one
         # round trip per firing.
         try:
@@ -284,6 +337,8 @@ class EtcdStore:
             try:
                 response = future.result()
             except grpc.RpcError as exc:
+                if self._token_expired(exc):
+                    expired.append(True)
                 with contextlib.suppress(Exception):
                     c._manage_grpc_errors(exc)  # marks the endpoint failed for failover
                 outcomes.append(self._translate(exc))
@@ -320,6 +375,17 @@ class EtcdStore:
 
     def delete(self, key: str) -> bool:
         return bool(self._call(lambda c: c.delete(key)))
+
+    def delete_if(self, key: str, *, mod_revision: int) -> bool:
+        def txn(c: Any) -> bool:
+            ok, _ = c.transaction(
+                compare=[c.transactions.mod(key) == mod_revision],
+                success=[c.transactions.delete(key)],
+                failure=[],
+            )
+            return bool(ok)
+
+        return self._call(txn)
 
     def delete_prefix(self, prefix: str) -> int:
         return int(self._call(lambda c: c.delete_prefix(prefix)).deleted)

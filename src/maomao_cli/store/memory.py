@@ -206,6 +206,14 @@ class MemoryStore:
             self._check()
             return self._delete_locked(key)
 
+    def delete_if(self, key: str, *, mod_revision: int) -> bool:
+        with self._lock:
+            self._check()
+            current = self._data.get(key)
+            if current is None or current.mod_revision != mod_revision:
+                return False
+            return self._delete_locked(key)
+
     def delete_prefix(self, prefix: str) -> int:
         with self._lock:
             self._check()

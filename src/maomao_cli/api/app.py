@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__, validation
 from ..context import Context
-from ..errors import BadInput, MaomaoError, NotFound, Unavailable
+from ..errors import BadInput, GitError, MaomaoError, NotFound, Unavailable
 from ..keys import Keys
 from ..models import Dataset, Member, Run, Schedule, Spike, Tool
 from ..scheduling import resolve_cron, zone
@@ -64,7 +64,8 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (413, "Body too large"),
         (422, "Malformed JSON or a wrong type: nothing was written"),
         (500, "Internal error"),
-        (501, "Not available in this build"),
+        (409, "Conflicts with the state on the server (e.g. a dataset already cloned)"),
+        (502, "A git remote failed (unreachable, timed out, refused the credentials)"),
         (503, "etcd (or another service) is unavailable"),
     )
 }
@@ -81,6 +82,8 @@ def _status_for(exc: MaomaoError) -> int:
         return 400
     if isinstance(exc, Unavailable):
         return 503
+    if isinstance(exc, GitError):
+        return 502
     return 500
 
 
@@ -296,14 +299,29 @@ def _legacy_routes(ctx: Context, launcher: RunLauncher) -> APIRouter:
 
     @router.post("/retrieve", responses={200: {"description": "Cloned"}})
     def retrieve(body: LegacyRetrieve) -> JSONResponse:
-        """Clone a dataset on the server (not available yet: 501)."""
-        ctx.registry.get_dataset(body.name)
-        return _error(
-            501,
-            "not-implemented",
-            f"cloning dataset {body.name!r} over HTTP is not available in this build",
-            "clone it with the CLI on the machine that needs it",
-        )
+        """Clone a dataset on the server, into <importdir>/datasets/NAME, like
+        `maomao dataset clone NAME`: 200 with the path, 409 when it is there already."""
+        dataset = ctx.registry.get_dataset(body.name)
+        service = ctx.datasets
+        target = service.work_dir(dataset)
+
+        def already() -> JSONResponse:
+            return _error(
+                409,
+                "already-cloned",
+                f"dataset {dataset.name!r} is already cloned on this server at {target}",
+                "update it with `maomao dataset pull` on the server",
+            )
+
+        if service.is_cloned(dataset):
+            return already()
+        try:
+            path = service.clone(dataset.name)
+        except BadInput:
+            if service.is_cloned(dataset) or target.exists():
+                return already()  # a concurrent request cloned it, or something is in the way
+            raise
+        return JSONResponse({"status": "cloned", "name": dataset.name, "path": str(path)})
 
     return router
 

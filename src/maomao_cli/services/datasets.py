@@ -122,22 +122,27 @@ class DatasetService:
             target = Path(dest).expanduser().absolute()
             if not target.parent.is_dir():
                 raise BadInput(f"cannot clone into {target}: {target.parent} does not exist")
-        if target.exists() and (not target.is_dir() or any(target.iterdir())):
-            hint = (
-                "it is cloned already: `maomao dataset pull " + dataset.name + "`"
-                if (target / ".git").is_dir()
-                else "choose another --dest, or empty it"
+        locks = self._statedir / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        # One clone of a dataset at a time on this member (CLI, worker, HTTP): a second one
+        # would find the first's files and, failing, remove them.
+        with _flocked(locks / f"clone-{dataset.name}.lock"):
+            if target.exists() and (not target.is_dir() or any(target.iterdir())):
+                hint = (
+                    "it is cloned already: `maomao dataset pull " + dataset.name + "`"
+                    if (target / ".git").is_dir()
+                    else "choose another --dest, or empty it"
+                )
+                raise BadInput(f"cannot clone into {target}: it exists and is not empty", hint=hint)
+            git.clone(
+                dataset.url,
+                target,
+                branch=dataset.branch,
+                depth=dataset.depth,
+                auth=self.auth(dataset),
+                timeout=self.settings.git.timeout,
+                progress=progress,
             )
-            raise BadInput(f"cannot clone into {target}: it exists and is not empty", hint=hint)
-        git.clone(
-            dataset.url,
-            target,
-            branch=dataset.branch,
-            depth=dataset.depth,
-            auth=self.auth(dataset),
-            timeout=self.settings.git.timeout,
-            progress=progress,
-        )
         if dest is not None:
             note = self._clone_note(dataset.name)
             note.parent.mkdir(parents=True, exist_ok=True)
@@ -330,10 +335,13 @@ def _inside(work: Path, subdir: str | None) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def _locked(work: Path) -> Iterator[None]:
+def _locked(work: Path) -> contextlib.AbstractContextManager[None]:
     """One writer per clone at a time, across threads and processes (CLI and worker)."""
-    lock_path = work / ".git" / _LOCK_FILE
+    return _flocked(work / ".git" / _LOCK_FILE)
+
+
+@contextlib.contextmanager
+def _flocked(lock_path: Path) -> Iterator[None]:
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

@@ -12,7 +12,7 @@ import contextlib
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import etcd3
 import etcd3.exceptions
@@ -87,7 +87,7 @@ class EtcdWatch:
         kwargs: dict[str, Any] = {"range_end": _range_end(prefix)}
         if start_revision is not None:
             kwargs["start_revision"] = start_revision
-        self._watcher: Any = None
+        self._watcher: Any = cast(Any, None)  # set by add(), on the stream it uses
 
         def add(c: Any) -> int:
             # Remember the stream it lives on: a new token opens a new one for later watches.
@@ -95,6 +95,18 @@ class EtcdWatch:
             return int(c.add_watch_callback(prefix, self._queue.put, **kwargs))
 
         self._watch_id = store._call(add)
+        if self._watch_id < 0 and store._settings.user is not None:
+            # etcd refuses a watch on a stream whose token expired only by cancelling it
+            # at once (id -1): authenticate again and open it on a new stream.
+            with contextlib.suppress(Exception):
+                self._watcher.cancel(self._watch_id)
+            store._reauthenticate()
+            self._watch_id = store._call(add)
+        if self._watch_id < 0:
+            raise BadInput(
+                f"etcd at {store.endpoint} refused to watch {prefix}",
+                hint="check the etcd user's role: it needs read access to the maomao prefix",
+            )
 
     def __iter__(self) -> Iterator[Event]:
         while not self._cancelled.is_set():

@@ -58,6 +58,9 @@ class DockerRunner:
         self.stop_grace = stop_grace  # SIGTERM, then SIGKILL after this many seconds
         self.poll_interval = poll_interval  # how soon a cancel or a timeout is noticed
         self._local = threading.local()
+        # Containers whose removal failed (engine down): removed again at the next run.
+        self._left_behind: set[str] = set()
+        self._left_lock = threading.Lock()
         self._clients: list[Any] = []
         self._lock = threading.Lock()
 
@@ -219,7 +222,18 @@ class DockerRunner:
             if "No such container" not in exc.message and "already in progress" not in exc.message:
                 log.warning("%s", exc)
         except Unavailable as exc:
-            log.warning("container %s left behind: %s", container_id[:12], exc)
+            log.warning("container %s left behind for now: %s", container_id[:12], exc)
+            with self._left_lock:
+                self._left_behind.add(container_id)
+            return
+        with self._left_lock:
+            self._left_behind.discard(container_id)
+
+    def _remove_left_behind(self, api: docker.APIClient) -> None:
+        with self._left_lock:
+            pending = list(self._left_behind)
+        for container_id in pending:
+            self._remove(api, container_id)
 
     def host_config(self, api: docker.APIClient, spec: ContainerSpec) -> dict[str, Any]:
         config: dict[str, Any] = api.create_host_config(
@@ -261,6 +275,7 @@ class DockerRunner:
             return self._supervise(api, container_id, spec, on_output, cancel)
         finally:
             self._remove(api, container_id)
+            self._remove_left_behind(api)
 
     def _supervise(
         self,

@@ -253,6 +253,9 @@ class Worker:
                     log.warning("member lease expired; registering again")
                     self._member_lease = self.store.grant_lease(self.settings.worker.lease_ttl)
                 self._put_member()
+                # A record kept through a brief error that cost no reconnect goes now.
+                if self._outbox is not None and self._outbox.pending:
+                    self._outbox.flush()
             except Unavailable:
                 self._lost_connection()
 

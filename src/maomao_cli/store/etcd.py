@@ -9,10 +9,15 @@ channels do not survive one.
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar, cast
+
+# gRPC's C core logs failed TLS handshakes to stderr itself (a second line beside our one
+# error); the error we raise says it.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 import etcd3
 import etcd3.exceptions
@@ -203,6 +208,12 @@ class EtcdStore:
         if isinstance(exc, etcd3.exceptions.RevisionCompactedError):
             return Unavailable(f"etcd at {where}: watch revision was compacted")
         reason = details or str(exc) or type(exc).__name__
+        if any(sign in reason.lower() for sign in ("handshake", "ssl", "tsi_")):
+            return Unavailable(
+                f"etcd at {where}: TLS handshake failed: {reason}",
+                hint="check [etcd] ca_file (the CA that signed etcd's certificate), "
+                "cert_file and key_file (a client certificate etcd trusts)",
+            )
         return Unavailable(f"etcd at {where} is unreachable: {reason}", hint=HINT)
 
     def _call(self, fn: Callable[[Any], T]) -> T:

@@ -217,17 +217,25 @@ class EtcdStore:
         return Unavailable(f"etcd at {where} is unreachable: {reason}", hint=HINT)
 
     def _call(self, fn: Callable[[Any], T]) -> T:
-        try:
-            return fn(self._client)
-        except (grpc.RpcError, etcd3.exceptions.Etcd3Exception, ValueError) as exc:
-            if not self._token_expired(exc):
+        # Two kinds of failure are safe to send again, because the request did nothing:
+        # an expired auth token, and a member that could not be reached at all (the
+        # client then moves to another endpoint). A timeout is not: it may have applied.
+        reauthenticated = False
+        unreachable = 0
+        while True:
+            try:
+                return fn(self._client)
+            except (grpc.RpcError, etcd3.exceptions.Etcd3Exception, ValueError) as exc:
+                if not reauthenticated and self._token_expired(exc):
+                    self._reauthenticate()
+                    reauthenticated = True
+                    continue
+                if isinstance(
+                    exc, etcd3.exceptions.ConnectionFailedError
+                ) and unreachable + 1 < len(self._settings.endpoints):
+                    unreachable += 1
+                    continue
                 raise self._translate(exc) from None
-        # The request was refused before it did anything: safe to send it again.
-        self._reauthenticate()
-        try:
-            return fn(self._client)
-        except (grpc.RpcError, etcd3.exceptions.Etcd3Exception, ValueError) as exc:
-            raise self._translate(exc) from None
 
     def _token_expired(self, exc: BaseException) -> bool:
         """etcd's simple tokens expire after --auth-token-ttl (300 s) unused, and a token goes

@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -624,6 +625,7 @@ def clone(
                     path,
                     str(dest),
                     mkdir=not existed,
+                    checkout=False,  # _checkout_fresh below is faster on big trees
                     branch=branch,
                     progress=lines,
                     depth=depth,
@@ -631,13 +633,77 @@ def clone(
                 )
             except KeyError as exc:
                 raise GitError(f"clone {remote.shown}: no branch {exc.args[0]!r}") from None
-            repo.close()
+            try:
+                head = _head(repo)
+                if head is not None:
+                    _checkout_fresh(repo, _commit(repo, head).tree)
+            finally:
+                repo.close()
     except BaseException:
         _remove_created(dest, existed)
         raise
     finally:
         if lines:
             lines.flush()
+
+
+def _checkout_fresh(repo: Repo, tree_id: ObjectID) -> None:
+    """Write a tree into an empty work tree and its index, with few system calls.
+
+    What dulwich's build_index_from_tree does for a fresh clone, minus its per-file
+    lstat, exists check and buffered open: the profile of a 5,000-file clone showed
+    those dominating. Paths are validated as dulwich does (no .git, no '..'); files are
+    created with O_EXCL|O_NOFOLLOW and only directories made here are descended into,
+    so nothing can be written through a symlink from the tree.
+    """
+    from dulwich.index import Index, index_entry_from_stat, validate_path_element_default
+    from dulwich.object_store import iter_tree_contents
+    from dulwich.objects import S_ISGITLINK, Blob
+
+    root = os.fsencode(repo.path)
+    index = Index(repo.index_path(), read=False)
+    made_dirs: set[bytes] = {b""}
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    store = repo.object_store
+    for entry in iter_tree_contents(store, tree_id):
+        assert entry.path is not None and entry.mode is not None and entry.sha is not None
+        parts = entry.path.split(b"/")
+        if not all(validate_path_element_default(p) for p in parts):
+            raise GitError(f"clone: refusing unsafe path {os.fsdecode(entry.path)!r} in the tree")
+        parent = b"/".join(parts[:-1])
+        if parent not in made_dirs:
+            so_far = b""
+            for part in parts[:-1]:
+                so_far = f"{os.fsdecode(so_far)}/{os.fsdecode(part)}".lstrip("/").encode()
+                if so_far not in made_dirs:
+                    # mkdir fails on anything already there (a file or symlink from the tree)
+                    os.mkdir(os.path.join(root, so_far))
+                    made_dirs.add(so_far)
+        full = os.path.join(root, entry.path)
+        mode = entry.mode
+        if S_ISGITLINK(mode):
+            os.mkdir(full)
+            st = os.lstat(full)
+        else:
+            blob = store[entry.sha]
+            assert isinstance(blob, Blob)
+            data = blob.as_raw_string()
+            if stat.S_ISLNK(mode):
+                if os.path.basename(entry.path).lower() == b".gitmodules":
+                    raise GitError("clone: refusing a .gitmodules symlink in the tree")
+                os.symlink(data, full)
+                st = os.lstat(full)
+            else:
+                fd = os.open(full, flags, 0o755 if mode & 0o100 else 0o644)
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    st = os.fstat(fd)
+                finally:
+                    os.close(fd)
+        index[entry.path] = index_entry_from_stat(st, entry.sha, mode=mode)
+    index.write()
 
 
 def pull(

@@ -7,6 +7,7 @@ are refused, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import tomllib
@@ -191,8 +192,14 @@ def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
             raise ConfigError(f"{where} must be a whole number >= 0")
         return value
     if isinstance(default, float):
-        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-            raise ConfigError(f"{where} must be a number >= 0")
+        # TOML has nan and inf: a nan timeout passes every `< 0` check, an inf one hangs.
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            raise ConfigError(f"{where} must be a finite number >= 0")
         return float(value)
     if not isinstance(value, str):
         raise ConfigError(f"{where} must be a string")

@@ -335,9 +335,9 @@ def runs_of(env: Env, tool: str) -> list[dict[str, Any]]:
 def wait_for_runs(
     env: Env, tool: str, count: int, worker: subprocess.Popen[str]
 ) -> list[dict[str, Any]]:
-    """Until `count` runs of the tool finished; the test's timeout bounds the wait."""
+    """Until `count` runs of the tool succeeded; the test's timeout bounds the wait."""
     while True:
-        runs = [r for r in runs_of(env, tool) if r["status"] != "running"]
+        runs = [r for r in runs_of(env, tool) if r["status"] == "succeeded"]
         if len(runs) >= count:
             return runs
         assert worker.poll() is None, worker.communicate()[0]
@@ -374,8 +374,11 @@ def test_worker_and_spikes_with_tls_and_the_restricted_role(
     assert "denied" not in output
     assert "sec-worker" in {m["name"] for m in json.loads(members.out)}
     assert json.loads(status.out)["members"] == 1
-    finished = sorted(runs_of(env, "sec-spiky"), key=lambda r: r["started"])
-    assert [r["status"] for r in finished[:7]] == ["succeeded"] * 7
+    records = runs_of(env, "sec-spiky")
+    # Firings that met a run still running are recorded `skipped`; nothing else fails.
+    assert {r["status"] for r in records} <= {"succeeded", "skipped"}, records
+    finished = [r for r in records if r["status"] == "succeeded"]
+    assert len(finished) >= 7
     assert spikes.code == 0, spikes.err
     # The dummy tool counts its runs in the data dir: the fifth one is the spike.
     assert [s["run_id"] for s in json.loads(spikes.out)] == [finished[4]["id"]]
@@ -416,6 +419,7 @@ def test_worker_survives_token_expiry(
     assert "Traceback" not in output
     assert "denied" not in output and "invalid auth token" not in output
     assert {m["name"] for m in json.loads(members.out)} == {"sec-idle"}
-    assert all(r["status"] == "succeeded" for r in runs), runs
+    assert len(runs) >= 6
+    assert {r["status"] for r in runs_of(env, "sec-slow")} == {"succeeded"}
     fire_times = [r["fire_time"] for r in runs if r["schedule"] == "sec-slow"]
     assert len(fire_times) == len(set(fire_times))  # each firing once

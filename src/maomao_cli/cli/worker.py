@@ -83,9 +83,18 @@ def worker(
         else:
             worker_service.hurry()
 
+    # The spike check needs scipy, which takes seconds to import: load it now, beside the
+    # start-up, rather than inside the first run (where it would hold the overlap guard).
+    threading.Thread(target=_warm_detector, name="warm-up", daemon=True).start()
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     worker_service.run(stop)
+
+
+def _warm_detector() -> None:
+    import numpy  # noqa: F401
+    import scipy.ndimage  # noqa: F401
+    import scipy.signal  # noqa: F401
 
 
 def members(as_json: bool = typer.Option(False, "--json", help="Print a JSON array.")) -> None:

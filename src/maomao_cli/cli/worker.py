@@ -93,7 +93,7 @@ def worker(
 
 def _warm_detector() -> None:
     import numpy  # noqa: F401
-    import scipy.ndimage  # noqa: F401
+    import scipy.ndimage
     import scipy.signal  # noqa: F401
 
 

@@ -176,7 +176,7 @@ def test_everywhere_gives_each_member_its_own_run_of_each_firing(docker_env: Env
     assert all(sorted(by_fire[f]) == names for f in inner), by_fire
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(110 + 2 * WINDOW)
 def test_killed_worker_is_recovered_without_duplicates(docker_env: Env) -> None:
     # Runs of ~2 s: the kill lands while w3 has one in its container.
     register_and_schedule(docker_env, "killed", "--env", "SLEEP=2")
@@ -185,7 +185,8 @@ def test_killed_worker_is_recovered_without_duplicates(docker_env: Env) -> None:
     restarted: subprocess.Popen[str] | None = None
     try:
         wait_for_members(docker_env, set(names), workers)
-        time.sleep(8)
+        # The shape, scaled by the window: kill at a third, restart at two thirds.
+        time.sleep(WINDOW / 3)
         while not any(
             r["status"] == "running" and r["member"] == "w3"
             for r in runs_of(docker_env, "--tool", "killed")
@@ -194,11 +195,11 @@ def test_killed_worker_is_recovered_without_duplicates(docker_env: Env) -> None:
         workers[2].kill()
         killed_output = workers[2].communicate(timeout=30)[0]
         killed_at = time.time()
-        time.sleep(6)
+        time.sleep(WINDOW / 3)
         # Same member name: it must take over its own stale member entry.
         restarted = start_worker(docker_env, "w3")
         wait_for_members(docker_env, {"w3"}, [restarted])
-        time.sleep(8)
+        time.sleep(WINDOW / 3)
     finally:
         codes, outputs = stop([w for w in (workers[0], workers[1], restarted) if w is not None])
 

@@ -24,6 +24,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+# pip, without the "Location ... is ignored" lines some machines' pip.conf produce.
+pip_install() {
+  .venv/bin/python -m pip install --quiet "$@" 2> >(grep -v "^WARNING: Location '" >&2)
+}
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 DOCKER_DIR=/var/lib/maomao-demo/docker
 DOCKER_SOCK=/run/maomao-demo/docker.sock
@@ -76,8 +80,8 @@ fi
 if [ ! -x "$MAOMAO" ]; then
   say "creating .venv and installing maomao (pip)"
   python3 -m venv .venv
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e .
+  pip_install --upgrade pip
+  pip_install -e .
 else
   say "maomao already installed in .venv"
 fi

@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# pip, without the "Location ... is ignored" lines some machines' pip.conf produce.
+pip_install() {
+  .venv/bin/python -m pip install --quiet "$@" 2> >(grep -v "^WARNING: Location '" >&2)
+}
 say() { printf '==> %s\n' "$*"; }
 
 # shellcheck source=scripts/system-packages.sh
@@ -15,8 +19,8 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 say "installing maomao with its test extras (pip install -e '.[test]')"
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[test]'
+pip_install --upgrade pip
+pip_install -e '.[test]'
 
 say "ruff check src tests"
 .venv/bin/ruff check src tests

@@ -10,6 +10,7 @@ import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +27,7 @@ from gitservers import (  # noqa: F401  (fixtures)
     sshd,
 )
 from maomao_cli.adapters import git as g
+from maomao_cli.adapters import packindex
 from maomao_cli.errors import GitError
 
 HTTP_AUTH = g.GitAuth(https_username=HTTP_USER, https_password=HTTP_PASSWORD)
@@ -348,6 +350,77 @@ def test_depth_limited_clone_then_pull(
     git("push", "-q", "origin", "main", cwd=upstream)
     assert g.pull(work, auth=auth, timeout=TIMEOUT).outcome == "fast-forward"
     assert (work / "f3.txt").read_text() == "3\n"
+
+
+# ---------------------------------------------------------------------------- one-pass clone
+
+
+def _grow_history(seed: SeedRepo, tmp_path: Path) -> None:
+    """Commits that rewrite one file, so the server's pack holds delta chains."""
+    upstream = seed.fresh_clone(tmp_path / "grow")
+    rows = "".join(f"row {i},{i * 7 % 100}\n" for i in range(300))
+    for i in range(15):
+        rows = rows.replace(f"row {i * 11},", f"row {i * 11},x")
+        (upstream / "data" / "big.csv").write_text(rows)
+        (upstream / f"note-{i}.txt").write_text(f"{i}\n")
+        git("add", "-A", cwd=upstream)
+        git("commit", "-q", "-m", f"grow {i}", cwd=upstream)
+    git("push", "-q", "origin", "main", cwd=upstream)
+    git("repack", "-q", "-a", "-d", "-f", cwd=seed.path)
+
+
+@pytest.mark.parametrize("protocol", ["git", "http", "ssh"])
+def test_clone_indexes_the_pack_in_one_pass_and_git_agrees(
+    protocol: str,
+    seed_repo: SeedRepo,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _grow_history(seed_repo, tmp_path)
+    url, auth = remote(seed_repo, protocol, request)
+    calls: list[int] = []
+    real = packindex.index_pack
+
+    def counted(*args: Any, **kw: Any) -> packindex.IndexedPack:
+        indexed = real(*args, **kw)
+        calls.append(indexed.objects)
+        return indexed
+
+    monkeypatch.setattr(packindex, "index_pack", counted)
+    work = tmp_path / "clone"
+    g.clone(url, work, auth=auth, timeout=TIMEOUT)
+
+    assert len(calls) == 1 and calls[0] > 45  # seed + 15 commits, their trees and blobs
+    assert git("fsck", "--strict", "--no-dangling", cwd=work) == ""
+    assert git("status", "--porcelain", cwd=work) == ""  # index and files agree
+    expected = seed_repo.fresh_clone(tmp_path / "expected")
+    assert (work / "data" / "big.csv").read_bytes() == (expected / "data" / "big.csv").read_bytes()
+    assert git("rev-parse", "HEAD", cwd=work) == seed_repo.head()
+
+
+def test_clone_falls_back_to_dulwich_for_packs_too_big_to_hold(
+    seed_repo: SeedRepo, git_daemon: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _grow_history(seed_repo, tmp_path)
+    from dulwich.object_store import DiskObjectStore
+
+    monkeypatch.setattr(packindex, "MAX_INFLATED", 1000)
+    general: list[str] = []
+    real = DiskObjectStore.add_thin_pack
+
+    def counted(self: DiskObjectStore, *args: Any, **kw: Any) -> Any:
+        general.append(self.path)
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(DiskObjectStore, "add_thin_pack", counted)
+    work = tmp_path / "clone"
+    g.clone(seed_repo.urls["git"], work, auth=g.GitAuth(), timeout=TIMEOUT)
+    assert len(general) == 1  # dulwich's own path stored the pack
+    assert git("fsck", "--strict", "--no-dangling", cwd=work) == ""
+    assert git("status", "--porcelain", cwd=work) == ""
+    assert git("rev-parse", "HEAD", cwd=work) == seed_repo.head()
+    assert list((work / ".git" / "objects" / "pack").glob("tmp_pack_*")) == []
 
 
 # ---------------------------------------------------------------------------- keys, progress

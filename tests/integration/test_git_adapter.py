@@ -423,6 +423,50 @@ def test_clone_falls_back_to_dulwich_for_packs_too_big_to_hold(
     assert list((work / ".git" / "objects" / "pack").glob("tmp_pack_*")) == []
 
 
+@pytest.mark.parametrize("protocol", ["path", "file"])
+def test_local_clone_copies_packs_and_loose_objects(
+    protocol: str, seed_repo: SeedRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _grow_history(seed_repo, tmp_path)  # packed
+    upstream = seed_repo.fresh_clone(tmp_path / "loose")
+    (upstream / "loose.txt").write_text("not packed yet\n")
+    git("add", "-A", cwd=upstream)
+    git("commit", "-q", "-m", "loose", cwd=upstream)
+    git("push", "-q", "origin", "main", cwd=upstream)  # small pushes stay loose objects
+    assert git("count-objects", cwd=seed_repo.path).split()[0] != "0"
+    indexed: list[int] = []
+    real = packindex.index_pack
+
+    def counted(*args: Any, **kw: Any) -> packindex.IndexedPack:
+        result = real(*args, **kw)
+        indexed.append(result.objects)
+        return result
+
+    monkeypatch.setattr(packindex, "index_pack", counted)
+    work = tmp_path / "clone"
+    g.clone(seed_repo.urls[protocol], work, auth=g.GitAuth(), timeout=TIMEOUT)
+
+    assert len(indexed) == 1  # the one pack, copied and indexed
+    assert (work / "loose.txt").read_text() == "not packed yet\n"
+    assert git("fsck", "--strict", "--no-dangling", cwd=work) == ""
+    assert git("status", "--porcelain", cwd=work) == ""
+    assert git("rev-parse", "HEAD", cwd=work) == seed_repo.head()
+    assert git("config", "remote.origin.url", cwd=work) == seed_repo.urls[protocol]
+
+
+def test_local_clone_of_a_shallow_source_is_shallow(seed_repo: SeedRepo, tmp_path: Path) -> None:
+    _grow_history(seed_repo, tmp_path)
+    shallow = tmp_path / "shallow-source"
+    git("clone", "-q", "--bare", "--depth=2", seed_repo.urls["file"], str(shallow))
+    work = tmp_path / "clone"
+    g.clone(str(shallow), work, auth=g.GitAuth(), timeout=TIMEOUT)
+    assert git("rev-parse", "HEAD", cwd=work) == seed_repo.head()
+    assert git("rev-list", "--count", "HEAD", cwd=work) == "2"
+    assert (work / ".git" / "shallow").read_text() == (shallow / "shallow").read_text()
+    assert (work / "note-14.txt").read_text() == "14\n"
+    assert git("status", "--porcelain", cwd=work) == ""
+
+
 # ---------------------------------------------------------------------------- keys, progress
 
 

@@ -113,7 +113,7 @@ def test_hand_made_pack_with_a_delta_chain_and_a_ref_delta(tmp_path: Path) -> No
     )
     indexed, pack_dir = run_index(pack, tmp_path)
     assert indexed.objects == 5
-    assert indexed.blobs == {blob_id(v).hex().encode(): v for v in (BASE, V1, V2, V3, b"")}
+    assert indexed.contents == {blob_id(v).hex().encode(): v for v in (BASE, V1, V2, V3, b"")}
     idx = Path(indexed.basename + ".idx").read_bytes()
     assert idx == index_with_git(pack, tmp_path)
     assert Path(indexed.basename).name == "pack-" + pack[-20:].hex()
@@ -142,16 +142,21 @@ def test_git_made_pack_indexes_byte_for_byte_like_git(tmp_path: Path) -> None:
 
     indexed, _ = run_index(pack, tmp_path)
     assert Path(indexed.basename + ".idx").read_bytes() == made.with_suffix(".idx").read_bytes()
-    for hex_id, data in indexed.blobs.items():
-        shown = subprocess.run(
-            ["git", "cat-file", "blob", hex_id.decode()], cwd=work, capture_output=True, check=True
-        )
-        assert shown.stdout == data
     listed = git("cat-file", "--batch-all-objects", "--batch-check=%(objectname) %(objecttype)",
                  cwd=work)  # fmt: skip
-    assert set(indexed.blobs) == {
-        line.split()[0].encode() for line in listed.splitlines() if line.endswith(" blob")
-    }
+    kept = [line.split()[0] for line in listed.splitlines() if line.endswith((" blob", " tree"))]
+    assert set(indexed.contents) == {hex_id.encode() for hex_id in kept}
+    # git's raw contents of each, from one `cat-file --batch`: "<id> <type> <size>\n<raw>\n"
+    batch = subprocess.run(
+        ["git", "cat-file", "--batch"], cwd=work, input="\n".join(kept).encode(),
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    pos = 0
+    for hex_id in kept:
+        header_end = batch.index(b"\n", pos)
+        size = int(batch[pos:header_end].split()[2])
+        assert indexed.contents[hex_id.encode()] == batch[header_end + 1 : header_end + 1 + size]
+        pos = header_end + 1 + size + 1
 
 
 def test_progress_lines_are_in_git_format(tmp_path: Path) -> None:
@@ -227,3 +232,17 @@ def test_unusual_packs_are_left_to_dulwich(
         run_index(pack, tmp_path, **kw)
     assert list((tmp_path / "pack").iterdir()) == []
     assert (tmp_path / "tmp_pack_x").exists()
+
+
+def test_index_writer_matches_dulwich_for_offsets_beyond_2_gib() -> None:
+    import io
+
+    from dulwich.pack import write_pack_index_v2
+
+    entries = sorted(
+        (hashlib.sha1(b"%d" % i).digest(), offset, zlib.crc32(b"%d" % i))
+        for i, offset in enumerate([12, 2**31 - 1, 2**31, 2**33 + 7, 40])
+    )
+    oracle = io.BytesIO()
+    write_pack_index_v2(oracle, entries, b"\x01" * 20)
+    assert pi._index_v2(entries, b"\x01" * 20) == oracle.getvalue()

@@ -215,12 +215,12 @@ class _FreshCloneFetch(GitClient):
     """A client whose fetch into an empty repository indexes the pack with `packindex`.
 
     That reads each object once instead of three times (see packindex) and keeps the
-    blobs for the checkout, in `fresh_blobs`. Fetches into a repository that already
+    trees and blobs for the checkout, in `fresh_objects`. Fetches into a repository that already
     has objects (pulls: thin packs), SHA-256 remotes and packs too big to hold in memory
     take dulwich's own path.
     """
 
-    fresh_blobs: dict[bytes, bytes] | None = None
+    fresh_objects: dict[bytes, bytes] | None = None
 
     def fetch(  # type: ignore[override]
         self,
@@ -275,7 +275,7 @@ class _FreshCloneFetch(GitClient):
             except packindex.Unsupported:
                 pass
             else:
-                self.fresh_blobs = indexed.blobs
+                self.fresh_objects = indexed.contents
                 return
         else:
             target._change_object_format(object_format)
@@ -294,14 +294,14 @@ class _LocalClient(LocalGitClient):
 
     dulwich's local fetch builds a new pack object by object in Python (8x slower than
     `git clone` on the 5,000-file bench). Packs are immutable, so a fresh clone copies
-    them, checks and indexes each copy with `packindex` (which also keeps the blobs for
+    them, checks and indexes each copy with `packindex` (which also keeps the trees and blobs for
     the checkout), and copies loose objects as they are. Like git's local clone this
     may bring unreachable objects along, and a shallow source gives a shallow clone
     (dulwich's own path fails on one). SHA-256 sources, alternates and depth-limited
     clones take dulwich's path.
     """
 
-    fresh_blobs: dict[bytes, bytes] | None = None
+    fresh_objects: dict[bytes, bytes] | None = None
 
     def fetch(  # type: ignore[override]
         self,
@@ -317,7 +317,7 @@ class _LocalClient(LocalGitClient):
                 copied = _copy_clone(source, Path(target.object_store.path), progress)
                 shallow = source.get_shallow()
             if copied is not None:
-                result, self.fresh_blobs = copied
+                result, self.fresh_objects = copied
                 if shallow:  # git clones a shallow repository as shallow; dulwich fails
                     target.update_shallow(shallow, None)
                 return result
@@ -341,11 +341,11 @@ def _copy_clone(
     refs: dict[Ref, ObjectID | None] = dict(source.get_refs())
     symrefs = source.refs.get_symrefs()
     try:
-        blobs = _copy_objects(src, dest, progress)
+        contents = _copy_objects(src, dest, progress)
     except FileNotFoundError:  # repacked while we copied: dulwich's way starts over
         _empty_objects(dest)
         return None
-    return FetchPackResult(refs, symrefs, agent_string(), object_format="sha1"), blobs
+    return FetchPackResult(refs, symrefs, agent_string(), object_format="sha1"), contents
 
 
 def _copy_objects(
@@ -353,7 +353,7 @@ def _copy_objects(
 ) -> dict[bytes, bytes]:
     from maomao_cli.adapters import packindex
 
-    blobs: dict[bytes, bytes] = {}
+    contents: dict[bytes, bytes] = {}
     packs = sorted((src / "pack").glob("*.pack"))
     for n, pack in enumerate(packs, 1):
         if progress is not None:
@@ -364,7 +364,7 @@ def _copy_objects(
         tmp = dest / "pack" / f"tmp_pack_{pack.stem}"
         shutil.copyfile(pack, tmp)
         try:
-            blobs.update(packindex.index_pack(tmp, dest / "pack", progress=progress).blobs)
+            contents.update(packindex.index_pack(tmp, dest / "pack", progress=progress).contents)
         except packindex.Unsupported:
             shutil.copyfile(idx, dest / "pack" / idx.name)
             os.replace(tmp, dest / "pack" / pack.name)
@@ -380,7 +380,7 @@ def _copy_objects(
         if progress is not None and (n % 256 == 0 or n == len(loose)):
             pct = 100 * n // len(loose)
             progress(f"Copying objects: {pct}% ({n}/{len(loose)})\n".encode())
-    return blobs
+    return contents
 
 
 def _empty_objects(objects: Path) -> None:
@@ -616,10 +616,14 @@ def _translated(op: str, remote: _Remote, auth: GitAuth, timeout: float) -> Iter
         text = str(exc)
         if remote.kind == "ssh":
             raise _ssh_error(op, remote, auth, text) from None
-        low = text.lower()
-        if "404" in low or _looks_missing(text):
+        # dulwich wraps urllib3's errors, whose text holds the port: "port=40173" is no 401.
+        reason = _urllib3_reason(exc.__cause__) if exc.__cause__ is not None else None
+        if reason is not None:
+            raise GitError(f"{where}: {reason}") from None
+        statuses = set(_HTTP_STATUS_RE.findall(text))
+        if "404" in statuses or _looks_missing(text):
             raise GitError(f"{where}: no git repository at {remote.path}") from None
-        if "401" in low or "403" in low:
+        if statuses & {"401", "403"}:
             raise GitError(
                 f"{where}: authentication failed", "check the HTTPS username and password"
             ) from None
@@ -631,6 +635,10 @@ def _translated(op: str, remote: _Remote, auth: GitAuth, timeout: float) -> Iter
         if reason is None:
             raise
         raise GitError(f"{where}: {reason}") from None
+
+
+# A status code standing alone, not digits of a port, a count or a URL path.
+_HTTP_STATUS_RE = re.compile(r"(?<![\w:=/.])(40[134])(?![\w.])")
 
 
 def _looks_missing(text: str) -> bool:
@@ -825,8 +833,8 @@ def clone(
             try:
                 head = _head(repo)
                 if head is not None:
-                    blobs = getattr(client, "fresh_blobs", None) or {}
-                    _checkout_fresh(repo, _commit(repo, head).tree, blobs)
+                    known = getattr(client, "fresh_objects", None) or {}
+                    _checkout_fresh(repo, _commit(repo, head).tree, known)
             finally:
                 repo.close()
     except BaseException:
@@ -837,67 +845,66 @@ def clone(
             lines.flush()
 
 
-def _checkout_fresh(repo: Repo, tree_id: ObjectID, blobs: Mapping[bytes, bytes]) -> None:
+def _checkout_fresh(repo: Repo, tree_id: ObjectID, known: Mapping[bytes, bytes]) -> None:
     """Write a tree into an empty work tree and its index, with few system calls.
 
-    `blobs` holds file contents by hex id when the fetch kept them (see packindex);
-    anything missing there is read from the object store.
+    `known` holds the raw contents of blobs and trees by hex id when the fetch kept them
+    (see packindex); anything missing there is read from the object store.
 
     What dulwich's build_index_from_tree does for a fresh clone, minus its per-file
     lstat, exists check and buffered open: the profile of a 5,000-file clone showed
-    those dominating. Paths are validated as dulwich does (no .git, no '..'); files are
-    created with O_EXCL|O_NOFOLLOW and only directories made here are descended into,
-    so nothing can be written through a symlink from the tree.
+    those dominating. Names are validated as dulwich does (no .git, no '..'); each
+    directory is made once, when its tree is reached, with mkdir (which fails on
+    anything already there), and files are created with O_EXCL|O_NOFOLLOW, so nothing
+    can be written through a symlink from the tree.
     """
+    from dulwich.errors import ObjectFormatException
     from dulwich.index import Index, index_entry_from_stat, validate_path_element_default
-    from dulwich.object_store import iter_tree_contents
-    from dulwich.objects import S_ISGITLINK, Blob
+    from dulwich.objects import S_ISGITLINK, parse_tree
+
+    store = repo.object_store
+
+    def raw(sha: bytes) -> bytes:
+        data = known.get(sha)
+        return data if data is not None else store[ObjectID(sha)].as_raw_string()
 
     root = os.fsencode(repo.path)
     index = Index(repo.index_path(), read=False)
-    made_dirs: set[bytes] = {b""}
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-    store = repo.object_store
-    for entry in iter_tree_contents(store, tree_id):
-        assert entry.path is not None and entry.mode is not None and entry.sha is not None
-        parts = entry.path.split(b"/")
-        if not all(validate_path_element_default(p) for p in parts):
-            raise GitError(f"clone: refusing unsafe path {os.fsdecode(entry.path)!r} in the tree")
-        parent = b"/".join(parts[:-1])
-        if parent not in made_dirs:
-            so_far = b""
-            for part in parts[:-1]:
-                so_far = f"{os.fsdecode(so_far)}/{os.fsdecode(part)}".lstrip("/").encode()
-                if so_far not in made_dirs:
-                    # mkdir fails on anything already there (a file or symlink from the tree)
-                    os.mkdir(os.path.join(root, so_far))
-                    made_dirs.add(so_far)
-        full = os.path.join(root, entry.path)
-        mode = entry.mode
-        if S_ISGITLINK(mode):
-            os.mkdir(full)
-            st = os.lstat(full)
-        else:
-            data = blobs.get(entry.sha)
-            if data is None:
-                blob = store[entry.sha]
-                assert isinstance(blob, Blob)
-                data = blob.as_raw_string()
-            if stat.S_ISLNK(mode):
-                if os.path.basename(entry.path).lower() == b".gitmodules":
+    todo: list[tuple[bytes, bytes]] = [(b"", tree_id)]
+    while todo:
+        prefix, tree = todo.pop()
+        try:
+            entries = list(parse_tree(raw(tree), 20))
+        except ObjectFormatException as exc:
+            raise GitError(f"clone: malformed tree {tree.decode()}: {exc}") from None
+        for name, mode, sha in entries:
+            path = prefix + name
+            if not validate_path_element_default(name):
+                raise GitError(f"clone: refusing unsafe path {os.fsdecode(path)!r} in the tree")
+            full = os.path.join(root, path)
+            if stat.S_ISDIR(mode):
+                os.mkdir(full)
+                todo.append((path + b"/", sha))
+                continue
+            if S_ISGITLINK(mode):
+                os.mkdir(full)
+                st = os.lstat(full)
+            elif stat.S_ISLNK(mode):
+                if name.lower() == b".gitmodules":
                     raise GitError("clone: refusing a .gitmodules symlink in the tree")
-                os.symlink(data, full)
+                os.symlink(raw(sha), full)
                 st = os.lstat(full)
             else:
                 fd = os.open(full, flags, 0o755 if mode & 0o100 else 0o644)
                 try:
-                    view = memoryview(data)
+                    view = memoryview(raw(sha))
                     while view:
                         view = view[os.write(fd, view) :]
                     st = os.fstat(fd)
                 finally:
                     os.close(fd)
-        index[entry.path] = index_entry_from_stat(st, entry.sha, mode=mode)
+            index[path] = index_entry_from_stat(st, ObjectID(sha), mode=mode)
     index.write()
 
 

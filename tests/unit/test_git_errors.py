@@ -27,6 +27,18 @@ CASES = [
         ),
         "timed out",
     ),
+    # urllib3 2 makes a refused connection a ConnectTimeoutError too; it is still refused.
+    (
+        _wrapped(
+            f"{POOL}: Max retries exceeded (Caused by NewConnectionError(...))",
+            ue.MaxRetryError(
+                None,  # type: ignore[arg-type]
+                "/x.git/info/refs",
+                ue.NewConnectionError(None, "[Errno 111] Connection refused"),  # type: ignore[arg-type]
+            ),
+        ),
+        "connection refused",
+    ),
     (
         _wrapped("unexpected http resp 401 for http://127.0.0.1:40173/x.git", None),
         "authentication failed",

@@ -658,12 +658,14 @@ def _urllib3_reason(exc: BaseException) -> str | None:
     inner: BaseException = exc
     if isinstance(exc, ue.MaxRetryError) and exc.reason is not None:
         inner = exc.reason
-    if isinstance(inner, ue.TimeoutError):
-        return "timed out"
+    # Most specific first: NewConnectionError (and NameResolutionError under it) is also
+    # a ConnectTimeoutError in urllib3 2, for compatibility.
     if isinstance(inner, ue.NameResolutionError):
         return "unknown host"
     if isinstance(inner, ue.NewConnectionError):
         return "connection refused" if "refused" in str(inner).lower() else "cannot connect"
+    if isinstance(inner, ue.TimeoutError):
+        return "timed out"
     if isinstance(inner, ue.SSLError):
         return "TLS error"
     return type(inner).__name__

@@ -246,3 +246,23 @@ def test_index_writer_matches_dulwich_for_offsets_beyond_2_gib() -> None:
     oracle = io.BytesIO()
     write_pack_index_v2(oracle, entries, b"\x01" * 20)
     assert pi._index_v2(entries, b"\x01" * 20) == oracle.getvalue()
+
+
+def test_contents_stop_at_the_limit_when_deltas_resolve_to_more_than_the_pack(
+    tmp_path: Path,
+) -> None:
+    versions = [BASE]
+    for i in range(10):
+        versions.append(versions[-1] + b"row %04d,new\n" % (300 + i))
+    objects: list[tuple[str, object, bytes]] = [("full", BLOB, BASE)]
+    objects += [("ofs", 0, delta(BASE, v)) for v in versions[1:]]  # ten deltas on one base
+    pack = make_pack(objects)
+    limit = 3 * len(BASE)  # the pack inflates to less, its resolved objects to far more
+    indexed, _ = run_index(pack, tmp_path, max_inflated=limit)
+
+    assert indexed.objects == 11
+    assert Path(indexed.basename + ".idx").read_bytes() == index_with_git(pack, tmp_path)
+    assert 0 < sum(map(len, indexed.contents.values())) <= limit
+    assert len(indexed.contents) < 11
+    for hex_id, data in indexed.contents.items():
+        assert hashlib.sha1(b"blob %d\x00" % len(data) + data).hexdigest().encode() == hex_id

@@ -354,6 +354,7 @@ def _copy_objects(
     from maomao_cli.adapters import packindex
 
     contents: dict[bytes, bytes] = {}
+    kept = 0  # each pack keeps up to the limit; many packs must not multiply it
     packs = sorted((src / "pack").glob("*.pack"))
     for n, pack in enumerate(packs, 1):
         if progress is not None:
@@ -364,7 +365,10 @@ def _copy_objects(
         tmp = dest / "pack" / f"tmp_pack_{pack.stem}"
         shutil.copyfile(pack, tmp)
         try:
-            contents.update(packindex.index_pack(tmp, dest / "pack", progress=progress).contents)
+            indexed = packindex.index_pack(tmp, dest / "pack", progress=progress)
+            if kept < packindex.MAX_INFLATED:
+                contents.update(indexed.contents)
+                kept += sum(map(len, indexed.contents.values()))
         except packindex.Unsupported:
             shutil.copyfile(idx, dest / "pack" / idx.name)
             os.replace(tmp, dest / "pack" / pack.name)

@@ -48,7 +48,11 @@ class CorruptPack(Exception):
 
 @dataclass
 class IndexedPack:
-    """A pack moved into the object store, with its blobs' and trees' raw contents."""
+    """A pack moved into the object store, with its blobs' and trees' raw contents.
+
+    `contents` stops growing at the inflate limit (deltas can resolve to far more than
+    the pack holds), so a reader must fall back to the object store for what is missing.
+    """
 
     basename: str  # objects/pack/pack-<checksum>, without .pack/.idx
     objects: int
@@ -160,26 +164,30 @@ def _read(
     if progress is not None:
         progress(_line("Unpacking objects", count, count, finished=True))
 
-    # Pass 2: resolve every delta from its base, in memory, hashing as we go.
+    # Pass 2: resolve every delta from its base, in memory, hashing as we go. A delta is
+    # applied only when popped, so a base with many deltas holds one result at a time.
     entries: list[tuple[bytes, int, int]] = []
     contents: dict[bytes, bytes] = {}
-    stack: list[tuple[int, int, bytes]] = [
-        (i, kind, payloads[i]) for i, kind in enumerate(kinds) if kind in _TYPE_NAMES
+    kept = 0  # resolved deltas can dwarf the pack: keep contents up to the same limit
+    stack: list[tuple[int, int, bytes | None]] = [
+        (i, kind, None) for i, kind in enumerate(kinds) if kind in _TYPE_NAMES
     ]
     stack.reverse()
     while stack:
-        i, kind, data = stack.pop()
+        i, kind, base_data = stack.pop()
+        data = payloads[i] if base_data is None else _apply(base_data, payloads[i], offsets[i])
+        payloads[i] = b""  # from here the object lives in `data`, then `contents` or nowhere
         h = hashlib.sha1(b"%s %d\x00" % (_TYPE_NAMES[kind], len(data)))
         h.update(data)
         raw = h.digest()
         entries.append((raw, offsets[i], crcs[i]))
-        if kind in _KEPT:
+        if kind in _KEPT and kept + len(data) <= max_inflated:
             contents[h.hexdigest().encode()] = data
-        payloads[i] = b""  # the resolved object now lives in `contents` or nowhere
+            kept += len(data)
         for child in ofs_children.pop(offsets[i], ()):
-            stack.append((child, kind, _apply(data, payloads[child], offsets[child])))
+            stack.append((child, kind, data))
         for child in ref_children.pop(raw, ()):
-            stack.append((child, kind, _apply(data, payloads[child], offsets[child])))
+            stack.append((child, kind, data))
         if progress is not None and len(entries) % 2048 == 0:
             progress(_line("Resolving objects", len(entries), count))
     if ref_children:

@@ -943,7 +943,12 @@ def pull(
 
         with _translated("pull", remote, auth, timeout):
             try:
-                fetched = client.fetch(path, repo, determine_wants=wants, progress=lines)
+                # Protocol v1: the server ACKs each common commit as it reads it, so
+                # dulwich stops after a few haves; over v2 it walks the whole history
+                # first (0.3 s of a pull on the 1,000-commit bench, growing with it).
+                fetched = client.fetch(
+                    path, repo, determine_wants=wants, progress=lines, protocol_version=1
+                )
             finally:
                 if lines:
                     lines.flush()

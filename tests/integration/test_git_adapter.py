@@ -369,6 +369,20 @@ def _grow_history(seed: SeedRepo, tmp_path: Path) -> None:
     git("repack", "-q", "-a", "-d", "-f", cwd=seed.path)
 
 
+def _count_index_pack(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The object count of every pack packindex indexes from now on."""
+    counts: list[int] = []
+    real = packindex.index_pack
+
+    def counted(*args: Any, **kw: Any) -> packindex.IndexedPack:
+        indexed = real(*args, **kw)
+        counts.append(indexed.objects)
+        return indexed
+
+    monkeypatch.setattr(packindex, "index_pack", counted)
+    return counts
+
+
 @pytest.mark.parametrize("protocol", ["git", "http", "ssh"])
 def test_clone_indexes_the_pack_in_one_pass_and_git_agrees(
     protocol: str,
@@ -379,15 +393,7 @@ def test_clone_indexes_the_pack_in_one_pass_and_git_agrees(
 ) -> None:
     _grow_history(seed_repo, tmp_path)
     url, auth = remote(seed_repo, protocol, request)
-    calls: list[int] = []
-    real = packindex.index_pack
-
-    def counted(*args: Any, **kw: Any) -> packindex.IndexedPack:
-        indexed = real(*args, **kw)
-        calls.append(indexed.objects)
-        return indexed
-
-    monkeypatch.setattr(packindex, "index_pack", counted)
+    calls = _count_index_pack(monkeypatch)
     work = tmp_path / "clone"
     g.clone(url, work, auth=auth, timeout=TIMEOUT)
 
@@ -434,15 +440,7 @@ def test_local_clone_copies_packs_and_loose_objects(
     git("commit", "-q", "-m", "loose", cwd=upstream)
     git("push", "-q", "origin", "main", cwd=upstream)  # small pushes stay loose objects
     assert git("count-objects", cwd=seed_repo.path).split()[0] != "0"
-    indexed: list[int] = []
-    real = packindex.index_pack
-
-    def counted(*args: Any, **kw: Any) -> packindex.IndexedPack:
-        result = real(*args, **kw)
-        indexed.append(result.objects)
-        return result
-
-    monkeypatch.setattr(packindex, "index_pack", counted)
+    indexed = _count_index_pack(monkeypatch)
     work = tmp_path / "clone"
     g.clone(seed_repo.urls[protocol], work, auth=g.GitAuth(), timeout=TIMEOUT)
 

@@ -160,17 +160,23 @@ def test_everywhere_gives_each_member_its_own_run_of_each_firing(docker_env: Env
         codes, outputs = stop(workers)
     assert codes == [0, 0], outputs
     runs = [r for r in runs_of(docker_env, "--tool", "both") if r["schedule"] == "both-sides"]
-    by_fire: dict[float, list[str]] = {}
+    by_fire: dict[float, list[str]] = {}  # every record: a run, or a skip with its reason
+    ran: dict[float, list[str]] = {}
     for r in runs:
+        by_fire.setdefault(r["fire_time"], []).append(r["member"])
         if r["status"] == "succeeded":
-            by_fire.setdefault(r["fire_time"], []).append(r["member"])
+            ran.setdefault(r["fire_time"], []).append(r["member"])
+        else:
+            # Under load a 2 s schedule can find the member's previous run still going.
+            assert r["status"] == "skipped" and "overlap" in r["error"], r
     print(
         f"\neverywhere: {len(by_fire)} firings, members per firing "
-        f"{Counter(len(m) for m in by_fire.values())}"
+        f"{Counter(len(m) for m in by_fire.values())}, ran on both {Counter(map(len, ran.values()))}"
     )
-    both = [f for f, members in by_fire.items() if sorted(members) == names]
-    assert len(both) >= 3, by_fire
-    # Never twice on one member; a firing at the edges may have reached only one.
+    both = [f for f, members in ran.items() if sorted(members) == names]
+    assert len(both) >= 3, ran
+    # Never twice on one member; a firing at the edges may have reached only one. Between
+    # them each member handled each firing itself: it ran it or recorded why it skipped.
     assert all(len(members) == len(set(members)) for members in by_fire.values())
     inner = sorted(by_fire)[1:-1]
     assert all(sorted(by_fire[f]) == names for f in inner), by_fire

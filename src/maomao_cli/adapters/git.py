@@ -215,9 +215,9 @@ class _FreshCloneFetch(GitClient):
     """A client whose fetch into an empty repository indexes the pack with `packindex`.
 
     That reads each object once instead of three times (see packindex) and keeps the
-    trees and blobs for the checkout, in `fresh_objects`. Fetches into a repository that already
-    has objects (pulls: thin packs), SHA-256 remotes and packs too big to hold in memory
-    take dulwich's own path.
+    trees and blobs for the checkout, in `fresh_objects`. Fetches into a repository that
+    already has objects (pulls: thin packs), SHA-256 remotes and packs too big to hold
+    in memory take dulwich's own path.
     """
 
     fresh_objects: dict[bytes, bytes] | None = None
@@ -294,8 +294,8 @@ class _LocalClient(LocalGitClient):
 
     dulwich's local fetch builds a new pack object by object in Python (8x slower than
     `git clone` on the 5,000-file bench). Packs are immutable, so a fresh clone copies
-    them, checks and indexes each copy with `packindex` (which also keeps the trees and blobs for
-    the checkout), and copies loose objects as they are. Like git's local clone this
+    them, checks and indexes each copy with `packindex` (which also keeps the trees and
+    blobs for the checkout), and copies loose objects as they are. Like git's local clone this
     may bring unreachable objects along, and a shallow source gives a shallow clone
     (dulwich's own path fails on one). SHA-256 sources, alternates and depth-limited
     clones take dulwich's path.

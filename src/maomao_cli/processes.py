@@ -37,3 +37,31 @@ def terminate(pid: int, name: bytes | None = None, wait: float = 15.0) -> None:
         time.sleep(0.1)
     if pid_alive(pid, name):
         os.kill(pid, signal.SIGKILL)
+
+
+def exit_when_threads_linger(grace: float = 10.0) -> None:
+    """Leave now if threads other than daemons outlive an orderly shutdown by `grace` s.
+
+    Called once the worker has stopped cleanly (runs recorded, member lease revoked): a
+    library thread stuck in a call must not keep a stopped worker alive until a service
+    manager kills it. The threads are named in the log, to find out why.
+    """
+    import logging
+    import sys
+    import threading
+
+    main = threading.main_thread()
+    deadline = time.monotonic() + grace
+    for thread in threading.enumerate():
+        if thread is not main and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t.name for t in threading.enumerate() if t is not main and not t.daemon]
+    if not stuck:
+        return
+    logging.getLogger("maomao").warning(
+        "exiting with thread(s) still busy after %.0fs: %s", grace, ", ".join(stuck)
+    )
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

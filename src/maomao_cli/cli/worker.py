@@ -89,6 +89,9 @@ def worker(
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     worker_service.run(stop)
+    from ..processes import exit_when_threads_linger
+
+    exit_when_threads_linger()
 
 
 def _warm_detector() -> None:

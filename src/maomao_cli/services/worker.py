@@ -520,14 +520,16 @@ class Worker:
         except Exception:  # a run thread must never take the worker down
             log.exception("run of %s @ %s crashed", schedule.name, _hms(due.fire_time))
         finally:
-            with self._cond:
-                self._running.pop(token, None)
-                self._cond.notify_all()
+            # The overlap guard goes before the run counts as over: shutdown waits for
+            # running runs and then closes the store, which this delete must not outlive.
             if not schedule.overlap:
                 member = self.member if schedule.mode == "everywhere" else None
                 # On failure it still lives on our lease: it goes when we reconnect.
                 with contextlib.suppress(Unavailable):
                     self.store.delete(self.keys.active(schedule.name, member))
+            with self._cond:
+                self._running.pop(token, None)
+                self._cond.notify_all()
 
     def _tool(self, name: str) -> Tool | None:
         try:

@@ -200,6 +200,10 @@ CORRUPT = {
         make_pack([("full", BLOB, b"abc"), ("ofs", 0, delta(BASE, V1))]),
         "does not apply",
     ),
+    "data that is not zlib": (
+        _edit(make_pack([("full", BLOB, b"abc")]), zlib.compress(b"abc"), b"\x00" * 11),
+        "not valid zlib data",
+    ),
     "a size header that lies": (
         _edit(make_pack([("full", BLOB, b"abc")]), _header(BLOB, 3), _header(BLOB, 4)),
         "inflates to 3 bytes, not 4",

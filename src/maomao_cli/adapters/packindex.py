@@ -239,13 +239,16 @@ def _inflate(view: memoryview, pos: int, end: int, length: int, start: int) -> t
     """Inflate the zlib stream at `pos`; return its bytes and where the next object starts."""
     d = zlib.decompressobj()
     feed = min(end, pos + length + _ZLIB_SLACK)
-    parts = [d.decompress(view[pos:feed])]
-    while not d.eof:
-        if feed >= end:
-            raise CorruptPack(f"object at {start} is cut off by the end of the pack")
-        nxt = min(end, feed + _FEED)
-        parts.append(d.decompress(view[feed:nxt]))
-        feed = nxt
+    try:
+        parts = [d.decompress(view[pos:feed])]
+        while not d.eof:
+            if feed >= end:
+                raise CorruptPack(f"object at {start} is cut off by the end of the pack")
+            nxt = min(end, feed + _FEED)
+            parts.append(d.decompress(view[feed:nxt]))
+            feed = nxt
+    except zlib.error as exc:
+        raise CorruptPack(f"object at {start} is not valid zlib data: {exc}") from None
     data = parts[0] if len(parts) == 1 else b"".join(parts)
     if len(data) != length:
         raise CorruptPack(f"object at {start} inflates to {len(data)} bytes, not {length}")

@@ -77,3 +77,16 @@ class ContainerError(MaomaoError):
     """The container engine refused or failed an operation (pull, create, start)."""
 
     code = "container"
+
+
+class Interrupted(MaomaoError):
+    """The user stopped the operation (Ctrl-C); what it left behind is named."""
+
+    exit_status = ExitStatus.INTERRUPTED
+    code = "interrupted"
+
+
+class Unhealthy(MaomaoError):
+    """A health check found what it checks not healthy (`worker --check`)."""
+
+    code = "unhealthy"

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from maomao_cli.adapters.containers import ContainerResult, ScriptedRunner
+from maomao_cli.adapters.containers import ScriptedRunner
 from maomao_cli.config import DataSettings, DockerSettings, Settings, WorkerSettings
 from maomao_cli.errors import BadInput, NotFound
 from maomao_cli.keys import Keys
 from maomao_cli.models import Run, Tool
+from maomao_cli.ports import ContainerResult
 from maomao_cli.services.runs import RunService
 from maomao_cli.store.memory import MemoryStore
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import DockerSettings
 from ..errors import ContainerError, Unavailable
-from .containers import ContainerResult, ContainerSpec, ContainerStatus, PullProgress
+from ..ports import ContainerResult, ContainerSpec, ContainerStatus, PullProgress
 
 if TYPE_CHECKING:
     import docker

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__, validation
-from ..context import Context
+from ..composition import Services as Context
 from ..errors import BadInput, GitError, MaomaoError, NotFound, Unavailable
 from ..keys import Keys
 from ..models import Dataset, Member, Run, Schedule, Spike, Tool

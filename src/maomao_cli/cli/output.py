@@ -6,63 +6,62 @@ import json
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from functools import cache
-from typing import TYPE_CHECKING, Any, NoReturn
-
-from ..errors import ExitStatus, MaomaoError
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
 
-# Rich is imported on first output, not at start-up: `maomao --help` must stay fast.
-@cache
-def console() -> Console:
-    from rich.console import Console
+class Output:
+    """Where a command's results and errors go: Rich on a terminal, JSON with --json.
 
-    return Console(highlight=False)
+    One per invocation, carried in the Typer context (see `state.py`), so nothing about
+    the output mode lives in a module global."""
 
+    def __init__(self, *, json_mode: bool = False) -> None:
+        self.json_mode = json_mode
 
-@cache
-def err_console() -> Console:
-    from rich.console import Console
+    # Rich is imported on first output, not at start-up: `maomao --help` must stay fast.
+    @cached_property
+    def console(self) -> Console:
+        from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+        return Console(highlight=False)
 
+    @cached_property
+    def err_console(self) -> Console:
+        from rich.console import Console
 
-# Set by commands that were given --json, so errors come out as JSON as well.
-json_mode = False
+        return Console(stderr=True, highlight=False)
 
+    def print_json(self, data: Any) -> None:
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+        sys.stdout.flush()
 
-def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-    sys.stdout.flush()
-
-
-def fail(
-    code: int | ExitStatus, message: str, hint: str | None = None, kind: str = "error"
-) -> NoReturn:
-    """Print one error (one line, plus a hint line when there is one) and exit."""
-    if json_mode:
-        print_json({"error": {"code": kind, "message": message, "hint": hint}})
-    else:
+    def error(self, code: str, message: str, hint: str | None = None) -> None:
+        """One error: one line (with its hint) on stderr, or one JSON object on stdout."""
+        if self.json_mode:
+            self.print_json({"error": {"code": code, "message": message, "hint": hint}})
+            return
         # One line, so scripts and people see the whole story at once.
         text = f"error: {message}" + (f" (hint: {hint})" if hint else "")
-        err_console().print(text, markup=False, soft_wrap=True)
-    raise SystemExit(int(code))
+        self.err_console.print(text, markup=False, soft_wrap=True)
 
+    def text(self, line: str) -> None:
+        """Plain text on stdout, as it is (no markup, no wrapping)."""
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
-def fail_with(exc: MaomaoError) -> NoReturn:
-    fail(exc.exit_status, exc.message, exc.hint, exc.code)
+    def print(self, renderable: Any, **options: Any) -> None:
+        self.console.print(renderable, **options)
 
+    def success(self, message: str) -> None:
+        self.console.print(f"[green]✓[/green] {message}")
 
-def success(message: str) -> None:
-    console().print(f"[green]✓[/green] {message}")
-
-
-def note(message: str) -> None:
-    err_console().print(message, style="dim", markup=False)
+    def note(self, message: str) -> None:
+        self.err_console.print(message, style="dim", markup=False)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:

@@ -6,10 +6,11 @@ import typer
 
 from .. import validation
 from . import output
-from .state import ctx
+from .state import use
 
 
 def register(
+    ctx: typer.Context,
     name: str = typer.Argument(..., help="Tool name: [a-z0-9][a-z0-9._-]{0,62}."),
     image: str = typer.Argument(
         ..., help="Docker image reference, e.g. ghcr.io/group/collector:1.2."
@@ -43,7 +44,8 @@ def register(
     """Register a tool (a dockerized collector), or update it if it exists."""
     if network is not None:
         validation.network(network)
-    tool, created = ctx().registry.register_tool(
+    state = use(ctx)
+    tool, created = state.services.registry.register_tool(
         name,
         image,
         dataset=dataset,
@@ -59,25 +61,29 @@ def register(
         sensitivity=sensitivity,
     )
     verb = "registered" if created else "updated"
-    output.success(f"{verb} tool [bold]{tool.name}[/bold] → {tool.image}")
+    state.out.success(f"{verb} tool [bold]{tool.name}[/bold] → {tool.image}")
 
 
-def unregister(name: str = typer.Argument(..., help="Tool name.")) -> None:
+def unregister(ctx: typer.Context, name: str = typer.Argument(..., help="Tool name.")) -> None:
     """Remove a tool from the registry (its data and runs stay)."""
-    tool = ctx().registry.unregister_tool(name)
-    output.success(f"unregistered tool [bold]{tool.name}[/bold]")
+    state = use(ctx)
+    tool = state.services.registry.unregister_tool(name)
+    state.out.success(f"unregistered tool [bold]{tool.name}[/bold]")
 
 
-def tools(as_json: bool = typer.Option(False, "--json", help="Print a JSON array.")) -> None:
+def tools(
+    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print a JSON array.")
+) -> None:
     """List the registered tools."""
-    found = sorted(ctx().registry.tools(), key=lambda t: t.name)
+    state = use(ctx)
+    found = sorted(state.services.registry.tools(), key=lambda t: t.name)
     if as_json:
-        output.print_json([t.to_dict() for t in found])
+        state.out.print_json([t.to_dict() for t in found])
         return
     if not found:
-        output.note("no tools registered; add one with `maomao register NAME IMAGE`")
+        state.out.note("no tools registered; add one with `maomao register NAME IMAGE`")
         return
-    output.console().print(
+    state.out.print(
         output.table(
             "Tools",
             ["name", "image", "dataset", "author", "description", "updated"],

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from . import output
-from .state import ctx
+from .state import use
 
 
 def serve(
+    ctx: typer.Context,
     host: str | None = typer.Option(
         None, "--host", help="Address to bind (default [serve] host, 127.0.0.1)."
     ),
@@ -21,11 +21,12 @@ def serve(
     Any address other than loopback needs a token ([serve] token or MAOMAO_SERVE_TOKEN);
     with a token set, every request must send `Authorization: Bearer <token>`.
     """
+    state = use(ctx)
     import socket
 
     from ..errors import BadInput, Unavailable
 
-    context = ctx()
+    context = state.services
     settings = context.settings.serve
     bind_host = host if host is not None else settings.host
     bind_port = port if port is not None else settings.port
@@ -61,7 +62,7 @@ def serve(
     guarded = BearerToken(app, settings.token) if settings.token else app
     shown = f"[{bind_host}]" if ":" in bind_host else bind_host
     actual_port = sock.getsockname()[1]
-    output.err_console().print(
+    state.out.err_console.print(
         f"maomao serve: http://{shown}:{actual_port}"
         + (" (bearer token required)" if settings.token else ""),
         markup=False,

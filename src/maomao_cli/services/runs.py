@@ -19,11 +19,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..adapters.containers import ContainerResult, ContainerRunner, ContainerSpec, PullProgress
 from ..config import Settings
 from ..errors import BadInput, ContainerError, GitError, NotFound, Unavailable
 from ..keys import Keys
 from ..models import FINAL_STATUSES, Run, Tool
+from ..ports import ContainerResult, ContainerRunner, ContainerSpec, PullProgress
 from ..store.base import Store
 from .records import decode, load
 

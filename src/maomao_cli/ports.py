@@ -1,0 +1,106 @@
+"""The ports: the interfaces services depend on; adapters implement them.
+
+Services import from here (and from `store.base`, the store port), never from
+`adapters/` or `store/etcd.py`; `composition.py` is the one place that picks the
+concrete adapters and injects them. Each port has one contract suite in
+`tests/contract/`, run against every implementation.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from .store.base import Claim, Entry, Event, Lease, Store, StoreStatus, Watch
+
+__all__ = [
+    "MOUNT_POINT",
+    "Claim",
+    "ContainerResult",
+    "ContainerRunner",
+    "ContainerSpec",
+    "ContainerStatus",
+    "Entry",
+    "Event",
+    "Lease",
+    "PullProgress",
+    "Store",
+    "StoreStatus",
+    "Watch",
+]
+
+# --- containers: what the run service needs from a container engine ---------------------
+
+ContainerStatus = Literal["succeeded", "failed", "timed-out", "interrupted"]
+MOUNT_POINT = "/usr/src/app/data"
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """One container to run: the image, the tool's data directory and the limits."""
+
+    image: str
+    name: str
+    env: dict[str, str]
+    data_dir: Path
+    mount_point: str = MOUNT_POINT
+    labels: dict[str, str] = field(default_factory=dict)
+    network: str = "none"
+    memory: str = "512m"
+    pids: int = 256
+    timeout: float = 3600.0
+    user: str | None = None
+
+
+@dataclass(frozen=True)
+class ContainerResult:
+    exit_code: int | None
+    status: ContainerStatus
+    image_digest: str | None = None
+    log_tail: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PullProgress:
+    """One step of an image pull. `layer` is None for messages about the whole image;
+    `complete` is True once, at the end of a pull, so a display can close."""
+
+    image: str
+    status: str
+    layer: str | None = None
+    current: int | None = None
+    total: int | None = None
+    complete: bool = False
+
+
+class ContainerRunner(Protocol):
+    def ensure_image(
+        self, image: str, progress: Callable[[PullProgress], None] | None = None
+    ) -> str:
+        """The image's digest, pulling it first when it is absent. Raises ContainerError
+        (one line) when it cannot be found or pulled, Unavailable when the engine is down."""
+        ...
+
+    def run(
+        self,
+        spec: ContainerSpec,
+        *,
+        on_output: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ContainerResult:
+        """Run to completion and always remove the container. Past spec.timeout the
+        container is stopped (timed-out); when cancel is set it is stopped (interrupted).
+        on_output gets each output line as it comes, from another thread."""
+        ...
+
+    def remove_containers(self, labels: dict[str, str]) -> int:
+        """Force-remove every container carrying all these labels; returns how many."""
+        ...
+
+    def ping(self) -> None:
+        """Raise Unavailable, within a few seconds, naming the engine, when it is down."""
+        ...

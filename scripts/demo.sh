@@ -81,7 +81,7 @@ if [ ! -x "$MAOMAO" ]; then
   say "creating .venv and installing maomao (pip)"
   python3 -m venv .venv
   pip_install --upgrade pip
-  pip_install -e .
+  pip_install -c constraints.txt -e .
 else
   say "maomao already installed in .venv"
 fi

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from . import output
 from .state import ctx
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from ..etcdvalues import Tls
+    from ..ports import EtcdAdmin
+    from ..services.cluster import ClusterService
 
 app = typer.Typer(
     help="Run a local etcd; found, join, leave and inspect the collaboration's cluster.",
@@ -20,11 +27,12 @@ app = typer.Typer(
 def start() -> None:
     """Start this machine's etcd: its cluster member if it has one, else a local
     single-node etcd (data kept under the state dir)."""
-    from ..services import cluster, localetcd
+    from ..services import localetcd
 
     settings = ctx().settings
-    if cluster.has_member(settings):
-        member, pid, started = cluster.start_member(settings)
+    cluster = _cluster()
+    if cluster.has_member():
+        member, pid, started = cluster.start_member()
         verb = "started" if started else "already running"
         output.success(f"cluster member {member.name} {verb} on {member.endpoint} (pid {pid})")
         return
@@ -40,11 +48,12 @@ def start() -> None:
 @app.command("stop")
 def stop() -> None:
     """Stop this machine's etcd (its data and its membership stay)."""
-    from ..services import cluster, localetcd
+    from ..services import localetcd
 
     settings = ctx().settings
-    if cluster.has_member(settings):
-        member, pid = cluster.stop_member(settings)
+    cluster = _cluster()
+    if cluster.has_member():
+        member, pid = cluster.stop_member()
         if pid is None:
             output.note(f"cluster member {member.name} is not running here")
         else:
@@ -58,6 +67,21 @@ def stop() -> None:
         output.note("no local etcd is running")
     else:
         output.success(f"etcd stopped (pid {stopped.pid}); data kept in {stopped.data_dir}")
+
+
+def _connect_admin(
+    endpoints: list[str], tls: Tls | None, timeout: float = 5.0
+) -> AbstractContextManager[EtcdAdmin]:
+    from ..adapters.etcdadmin import connect  # grpc is heavy: only when etcd is asked
+
+    return connect(endpoints, tls, timeout)
+
+
+def _cluster() -> ClusterService:
+    # Until the composition root builds it: the service with the gRPC administration adapter.
+    from ..services.cluster import ClusterService
+
+    return ClusterService(ctx().settings, _connect_admin)
 
 
 def _print_worker_config(snippet: str, endpoints_file: Path) -> None:
@@ -88,10 +112,7 @@ def init(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Found a collaboration: start a one-member etcd cluster that others can join."""
-    from ..services import cluster
-
-    founded = cluster.init(
-        ctx().settings,
+    founded = _cluster().init(
         listen=listen,
         client_port=client_port,
         peer_port=peer_port,
@@ -156,10 +177,8 @@ def join(
 ) -> None:
     """Join the cluster at ENDPOINT: add this machine as a learner, start its etcd,
     wait until it has caught up, promote it to a voting member."""
-    from ..services import cluster
-
+    cluster = _cluster()
     joined = cluster.join(
-        ctx().settings,
         endpoint,
         token=token,
         ca_cert=ca_cert,
@@ -174,7 +193,7 @@ def join(
         progress=output.note,
     )
     member = joined.member
-    snippet = cluster.worker_config(joined.paths, member)
+    snippet = cluster.worker_config(member)
     if as_json:
         output.print_json(
             {
@@ -203,9 +222,7 @@ def leave(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Remove this machine's member from the cluster and stop its etcd."""
-    from ..services import cluster
-
-    left = cluster.leave(ctx().settings, force=force)
+    left = _cluster().leave(force=force)
     if as_json:
         output.print_json(
             {
@@ -228,10 +245,11 @@ def _size(size: int | None) -> str:
 @app.command("status")
 def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Show the cluster: members, leader, health, versions, raft index, fault tolerance."""
-    from ..services import cluster, localetcd
+    from ..services import localetcd
 
     settings = ctx().settings
-    view = cluster.status(settings)
+    cluster = _cluster()
+    view = cluster.status()
     if view.this_member is None:
         local = localetcd.inspect(settings)
         local_info: dict[str, Any] = {
@@ -240,11 +258,10 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
             "data_dir": str(local.data_dir),
         }
     else:
-        paths = cluster.ClusterPaths.of(settings)
         local_info = {
             "running": view.local_pid is not None,
             "pid": view.local_pid,
-            "data_dir": str(paths.data),
+            "data_dir": str(cluster.paths.data),
             "member": view.this_member,
         }
     first = next((m for m in view.members if m.reachable), None)

@@ -17,8 +17,12 @@ from typing import TYPE_CHECKING
 from .keys import Keys
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from .config import Settings
-    from .ports import ContainerRunner
+    from .etcdvalues import Tls
+    from .ports import ConnectAdmin, ContainerRunner, EtcdAdmin
+    from .services.cluster import ClusterService
     from .services.datasets import DatasetService
     from .services.registry import Registry
     from .services.runs import RunService
@@ -36,6 +40,7 @@ class Services:
         store: Store | None = None,
         store_factory: Callable[[], Store] | None = None,
         runner: ContainerRunner | None = None,
+        connect_admin: ConnectAdmin | None = None,
         endpoints_from_file: bool | None = None,
     ) -> None:
         """`settings` may be a loader, called on first use (a bad config file then fails
@@ -47,6 +52,7 @@ class Services:
         self._store_factory = store_factory
         self._runner = runner
         self._owns_runner = runner is None
+        self._connect_admin = connect_admin
         self._endpoints_from_file = endpoints_from_file
 
     @classmethod
@@ -95,6 +101,13 @@ class Services:
 
             self._runner = DockerRunner(self.settings.docker)
         return self._runner
+
+    @cached_property
+    def cluster(self) -> ClusterService:
+        """The collaboration's etcd cluster as this machine's member sees it."""
+        from .services.cluster import ClusterService
+
+        return ClusterService(self.settings, self._connect_admin or _connect_etcd_admin)
 
     @cached_property
     def registry(self) -> Registry:
@@ -190,3 +203,11 @@ class Services:
         if self._owns_store and self._store is not None:
             self._store.close()
             self._store = None
+
+
+def _connect_etcd_admin(
+    endpoints: list[str], tls: Tls | None, timeout: float = 5.0
+) -> AbstractContextManager[EtcdAdmin]:
+    from .adapters.etcdadmin import connect  # grpc is heavy: only when etcd is asked
+
+    return connect(endpoints, tls, timeout)

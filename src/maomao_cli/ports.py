@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from .store.base import Claim, Entry, Event, Lease, Store, StoreStatus, Watch
+
+if TYPE_CHECKING:
+    from .etcdvalues import EndpointStatus, Member, Tls
 
 __all__ = [
     "MOUNT_POINT",
     "Claim",
+    "ConnectAdmin",
     "ContainerResult",
     "ContainerRunner",
     "ContainerSpec",
     "ContainerStatus",
     "Entry",
+    "EtcdAdmin",
     "Event",
     "Lease",
     "PullProgress",
@@ -104,3 +110,49 @@ class ContainerRunner(Protocol):
     def ping(self) -> None:
         """Raise Unavailable, within a few seconds, naming the engine, when it is down."""
         ...
+
+
+# ---------------------------------------------------------------- etcd administration (cluster)
+# Implemented by adapters/etcdadmin.py (`EtcdAdmin`, `connect`). Failures are maomao errors;
+# etcd's refusals of a membership change are the EtcdRefused and UnhealthyCluster types of
+# errors.py, so callers retry by type.
+
+
+class EtcdAdmin(Protocol):
+    """Cluster membership and per-member status, through `endpoints` (host:port, tried in
+    turn; callers may replace the list)."""
+
+    endpoints: list[str]
+
+    def members(self) -> list[Member]: ...
+
+    def add_member(self, peer_urls: list[str], *, learner: bool) -> tuple[Member, list[Member]]:
+        """The added member and the member list after the change."""
+        ...
+
+    def remove_member(self, member_id: int) -> list[Member]:
+        """The member list after the change."""
+        ...
+
+    def promote_member(self, member_id: int) -> list[Member]:
+        """Raises LearnerNotInSync while the learner lags behind the leader."""
+        ...
+
+    def status(self, endpoint: str, timeout: float | None = None) -> EndpointStatus:
+        """One member's own status (needs no quorum)."""
+        ...
+
+    def healthy(self, endpoint: str, timeout: float | None = None) -> bool:
+        """Whether a linearizable read through this member succeeds (it has a quorum)."""
+        ...
+
+
+class ConnectAdmin(Protocol):
+    """Opens an EtcdAdmin on `endpoints`; leaving the context closes its connections."""
+
+    def __call__(
+        self, endpoints: list[str], tls: Tls | None, timeout: float = 5.0
+    ) -> AbstractContextManager[EtcdAdmin]: ...
+
+
+# ---------------------------------------------------------------- end of etcd administration

@@ -23,11 +23,12 @@ def start(
     """Start this machine's etcd: its cluster member if it has one, else a local
     single-node etcd (data kept under the state dir)."""
     state = use(ctx)
-    from ..services import cluster, localetcd
+    from ..services import localetcd
 
     settings = state.services.settings
-    if cluster.has_member(settings):
-        member, pid, started = cluster.start_member(settings)
+    cluster = state.services.cluster
+    if cluster.has_member():
+        member, pid, started = cluster.start_member()
         verb = "started" if started else "already running"
         state.out.success(f"cluster member {member.name} {verb} on {member.endpoint} (pid {pid})")
         return
@@ -46,11 +47,12 @@ def stop(
 ) -> None:
     """Stop this machine's etcd (its data and its membership stay)."""
     state = use(ctx)
-    from ..services import cluster, localetcd
+    from ..services import localetcd
 
     settings = state.services.settings
-    if cluster.has_member(settings):
-        member, pid = cluster.stop_member(settings)
+    cluster = state.services.cluster
+    if cluster.has_member():
+        member, pid = cluster.stop_member()
         if pid is None:
             state.out.note(f"cluster member {member.name} is not running here")
         else:
@@ -96,10 +98,7 @@ def init(
 ) -> None:
     """Found a collaboration: start a one-member etcd cluster that others can join."""
     state = use(ctx)
-    from ..services import cluster
-
-    founded = cluster.init(
-        state.services.settings,
+    founded = state.services.cluster.init(
         listen=listen,
         client_port=client_port,
         peer_port=peer_port,
@@ -166,10 +165,8 @@ def join(
     """Join the cluster at ENDPOINT: add this machine as a learner, start its etcd,
     wait until it has caught up, promote it to a voting member."""
     state = use(ctx)
-    from ..services import cluster
-
+    cluster = state.services.cluster
     joined = cluster.join(
-        state.services.settings,
         endpoint,
         token=token,
         ca_cert=ca_cert,
@@ -184,7 +181,7 @@ def join(
         progress=state.out.note,
     )
     member = joined.member
-    snippet = cluster.worker_config(joined.paths, member)
+    snippet = cluster.worker_config(member)
     if as_json:
         state.out.print_json(
             {
@@ -215,9 +212,7 @@ def leave(
 ) -> None:
     """Remove this machine's member from the cluster and stop its etcd."""
     state = use(ctx)
-    from ..services import cluster
-
-    left = cluster.leave(state.services.settings, force=force)
+    left = state.services.cluster.leave(force=force)
     if as_json:
         state.out.print_json(
             {
@@ -243,10 +238,11 @@ def status(
 ) -> None:
     """Show the cluster: members, leader, health, versions, raft index, fault tolerance."""
     state = use(ctx)
-    from ..services import cluster, localetcd
+    from ..services import localetcd
 
     settings = state.services.settings
-    view = cluster.status(settings)
+    cluster = state.services.cluster
+    view = cluster.status()
     if view.this_member is None:
         local = localetcd.inspect(settings)
         local_info: dict[str, Any] = {
@@ -255,11 +251,10 @@ def status(
             "data_dir": str(local.data_dir),
         }
     else:
-        paths = cluster.ClusterPaths.of(settings)
         local_info = {
             "running": view.local_pid is not None,
             "pid": view.local_pid,
-            "data_dir": str(paths.data),
+            "data_dir": str(cluster.paths.data),
             "member": view.this_member,
         }
     first = next((m for m in view.members if m.reachable), None)

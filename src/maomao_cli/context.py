@@ -127,11 +127,12 @@ class Context:
         return runs
 
     def make_dataset_service(self, store: Store) -> DatasetService:
+        from .adapters.git import DulwichSync  # light: dulwich loads on the first git call
         from .services.datasets import DatasetService
         from .services.registry import Registry
 
         registry = self.registry if store is self._store else Registry(store, self.keys)
-        return DatasetService(self.settings, registry, self.settings.member)
+        return DatasetService(self.settings, registry, self.settings.member, DulwichSync())
 
     @cached_property
     def datasets(self) -> DatasetService:

@@ -11,6 +11,7 @@ import shutil
 import struct
 import subprocess
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,7 @@ def delta(base: bytes, target: bytes) -> bytes:
 
 
 def make_pack(
-    objects: list[tuple[str, object, bytes]], *, version: int = 2, count: int | None = None
+    objects: Sequence[tuple[str, object, bytes]], *, version: int = 2, count: int | None = None
 ) -> bytes:
     """("full", kind, data) | ("ofs", index of base, delta) | ("ref", base raw id, delta)
     | ("far", distance back to the base, delta)."""

@@ -18,8 +18,8 @@ import pytest
 from dulwich.pack import create_delta
 
 from gitservers import git
-from maomao_cli.adapters import git as g
 from maomao_cli.adapters import packindex as pi
+from maomao_cli.gitprogress import parse_progress
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is the oracle")
 
@@ -164,7 +164,7 @@ def test_progress_lines_are_in_git_format(tmp_path: Path) -> None:
     pack = make_pack([("full", BLOB, b"x%d" % i) for i in range(5000)])
     lines: list[bytes] = []
     run_index(pack, tmp_path, progress=lines.append)
-    parsed = [g.parse_progress(line.decode()) for line in lines]
+    parsed = [parse_progress(line.decode()) for line in lines]
     assert all(parsed), lines
     assert ("Unpacking objects", 5000, 5000) in parsed
     assert parsed[-1] == ("Resolving objects", 5000, 5000)

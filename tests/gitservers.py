@@ -120,7 +120,7 @@ class GitDaemon:
 
 def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
     if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             size = int(handler.rfile.readline().split(b";")[0].strip(), 16)
             if size == 0:
@@ -284,7 +284,7 @@ class Sshd:
             )
         try:
             wait_for(
-                lambda: port_open(self.port) or self.process.poll() is not None,  # type: ignore[union-attr]
+                lambda: port_open(self.port) or self.process.poll() is not None,
                 20,
                 "sshd",
             )

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from .config import Settings
     from .etcdvalues import Tls
-    from .ports import ConnectAdmin, ContainerRunner, EtcdAdmin
+    from .ports import ConnectAdmin, ContainerRunner, DatasetSync, EtcdAdmin
     from .services.cluster import ClusterService
     from .services.datasets import DatasetService
     from .services.registry import Registry
@@ -40,6 +40,7 @@ class Services:
         store: Store | None = None,
         store_factory: Callable[[], Store] | None = None,
         runner: ContainerRunner | None = None,
+        git: DatasetSync | None = None,
         connect_admin: ConnectAdmin | None = None,
         endpoints_from_file: bool | None = None,
     ) -> None:
@@ -52,6 +53,7 @@ class Services:
         self._store_factory = store_factory
         self._runner = runner
         self._owns_runner = runner is None
+        self._git = git
         self._connect_admin = connect_admin
         self._endpoints_from_file = endpoints_from_file
 
@@ -101,6 +103,14 @@ class Services:
 
             self._runner = DockerRunner(self.settings.docker)
         return self._runner
+
+    @property
+    def git(self) -> DatasetSync:
+        if self._git is None:
+            from .adapters.git import DulwichSync  # dulwich itself loads on the first git call
+
+            self._git = DulwichSync()
+        return self._git
 
     @cached_property
     def cluster(self) -> ClusterService:
@@ -154,7 +164,7 @@ class Services:
         from .services.registry import Registry
 
         registry = self.registry if store is self._store else Registry(store, self.keys)
-        return DatasetService(self.settings, registry, self.settings.member)
+        return DatasetService(self.settings, registry, self.settings.member, self.git)
 
     def make_worker(
         self, *, labels: dict[str, str] | None = None, max_parallel: int | None = None

@@ -213,7 +213,7 @@ class GitProgress:
             self._progress = None
 
     def __call__(self, line: str) -> None:
-        from ..adapters.git import parse_progress
+        from ..gitprogress import parse_progress
 
         parsed = parse_progress(line)
         if parsed is None:

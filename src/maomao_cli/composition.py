@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .ports import ConnectAdmin, ContainerRunner, DatasetSync, EtcdAdmin
     from .services.cluster import ClusterService
     from .services.datasets import DatasetService
+    from .services.members import MemberService
     from .services.registry import Registry
     from .services.runs import RunService
     from .services.schedules import ScheduleService
@@ -140,6 +141,12 @@ class Services:
         from .services.spikes import SpikeService
 
         return SpikeService(self.store, self.keys, self.settings, self.settings.member)
+
+    @cached_property
+    def members(self) -> MemberService:
+        from .services.members import MemberService
+
+        return MemberService(self.store, self.keys)
 
     @cached_property
     def runs(self) -> RunService:

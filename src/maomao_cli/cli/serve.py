@@ -26,8 +26,8 @@ def serve(
 
     from ..errors import BadInput, Unavailable
 
-    context = state.services
-    settings = context.settings.serve
+    services = state.services
+    settings = services.settings.serve
     bind_host = host if host is not None else settings.host
     bind_port = port if port is not None else settings.port
 
@@ -57,8 +57,8 @@ def serve(
     from ..api.app import create_app
     from ..api.guard import BearerToken, BodyLimit
 
-    context.registry  # noqa: B018 - build the shared store before request threads race for it
-    app = BodyLimit(create_app(context), settings.max_body)
+    services.registry  # noqa: B018 - build the shared store before request threads race for it
+    app = BodyLimit(create_app(services), settings.max_body)
     guarded = BearerToken(app, settings.token) if settings.token else app
     shown = f"[{bind_host}]" if ":" in bind_host else bind_host
     actual_port = sock.getsockname()[1]

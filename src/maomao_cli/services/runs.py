@@ -25,6 +25,7 @@ from ..keys import Keys
 from ..models import FINAL_STATUSES, Run, Tool
 from ..ports import ContainerResult, ContainerRunner, ContainerSpec, PullProgress
 from ..store.base import Store
+from .feeds import Feed
 from .records import decode, load
 
 log = logging.getLogger("maomao.runs")
@@ -115,6 +116,14 @@ class RunService:
                 removed += 1
         return removed
 
+    def feed(
+        self, *, start_revision: int | None = None, logger: logging.Logger | None = None
+    ) -> Feed[Run]:
+        """Every write of a run record, with its etcd revision, from start_revision (or
+        from now); the watch is open when this returns (Unavailable is raised here)."""
+        watch = self.store.watch(self.keys.runs(), start_revision=start_revision)
+        return Feed(watch, Run, logger or log)
+
     # Execution -------------------------------------------------------------
 
     def execute(
@@ -128,11 +137,19 @@ class RunService:
         on_output: Callable[[str], None] | None = None,
         cancel: threading.Event | None = None,
         progress: Callable[[PullProgress], None] | None = None,
+        run_id: str | None = None,
+        on_start: Callable[[Run], None] | None = None,
     ) -> Run:
         """Run tool now and return its final record (never raises for a failed run;
-        raises Unavailable only when the store itself cannot be written)."""
+        raises Unavailable only when the store itself cannot be written).
+
+        run_id: the record's id, when the caller chose it (default: a new one).
+        on_start: called with the first `running` record once it is saved, so a caller
+        in another thread can answer before the run ends (`maomao serve` does)."""
+        if run_id is not None and not _RUN_ID.fullmatch(run_id):
+            raise BadInput(f"invalid run id {run_id!r}")
         run = Run(
-            id=self.new_run_id(),
+            id=run_id or self.new_run_id(),
             tool=tool.name,
             member=self.member,
             status="running",
@@ -145,6 +162,8 @@ class RunService:
         )
         self.save(run)
         try:
+            if on_start is not None:
+                on_start(run)
             run = self._execute(run, tool, on_output, cancel, progress)
         except BaseException as exc:
             # Ctrl-C or a bug: the record must not stay `running` forever.

@@ -124,3 +124,9 @@ class BodyLimit:
             "too-large",
             f"request body is larger than {self.max_body} bytes (see [serve] max_body)",
         )
+
+
+def guard(app: ASGIApp, *, max_body: int, token: str | None) -> ASGIApp:
+    """The app as `maomao serve` exposes it: the body limit, behind the token when set."""
+    limited: ASGIApp = BodyLimit(app, max_body)
+    return BearerToken(limited, token) if token else limited

@@ -55,11 +55,10 @@ def serve(
     import uvicorn  # the web stack loads only for `maomao serve`
 
     from ..api.app import create_app
-    from ..api.guard import BearerToken, BodyLimit
+    from ..api.guard import guard
 
     services.registry  # noqa: B018 - build the shared store before request threads race for it
-    app = BodyLimit(create_app(services), settings.max_body)
-    guarded = BearerToken(app, settings.token) if settings.token else app
+    guarded = guard(create_app(services), max_body=settings.max_body, token=settings.token)
     shown = f"[{bind_host}]" if ":" in bind_host else bind_host
     actual_port = sock.getsockname()[1]
     state.out.err_console.print(

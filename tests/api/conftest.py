@@ -1,0 +1,111 @@
+"""The API in-process: `create_app` on a memory store and a scripted runner, behind the
+same guards as `maomao serve`, driven by FastAPI's TestClient."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from starlette.exceptions import StarletteDeprecationWarning
+from typer.testing import CliRunner
+
+with warnings.catch_warnings():
+    # Starlette 1.x prefers httpx2 for its test client; httpx (a test extra) still works.
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from fastapi.testclient import TestClient
+
+from maomao_cli.adapters.containers import ScriptedRunner
+from maomao_cli.api.app import create_app
+from maomao_cli.api.guard import guard
+from maomao_cli.cli.app import app as cli_app
+from maomao_cli.composition import Services
+from maomao_cli.config import DataSettings, DockerSettings, EtcdSettings, Settings, WorkerSettings
+from maomao_cli.keys import Keys
+from maomao_cli.store.memory import MemoryStore
+
+PREFIX = "/maomao-api"
+# What DockerRunner says when no engine answers: a run-now then fails at the pull.
+NO_ENGINE = "cannot reach the Docker engine at unix:///nonexistent/docker.sock"
+
+
+def make_services(
+    tmp_path: Path, store: MemoryStore, runner: ScriptedRunner, prefix: str = PREFIX
+) -> Services:
+    settings = Settings(
+        etcd=EtcdSettings(prefix=prefix),
+        data=DataSettings(importdir=str(tmp_path / "data")),
+        docker=DockerSettings(network="none"),
+        worker=WorkerSettings(member="member-a", shutdown_grace=5.0),
+    )
+    return Services(settings, store=store, runner=runner)
+
+
+@dataclass
+class Api:
+    services: Services
+    store: MemoryStore
+    runner: ScriptedRunner
+    client: TestClient
+
+    @property
+    def keys(self) -> Keys:
+        return self.services.keys
+
+
+def open_client(
+    services: Services, token: str | None = None, *, raise_server_exceptions: bool = True
+) -> TestClient:
+    """A client of the app as `maomao serve` wraps it (body limit, token when given)."""
+    app = guard(create_app(services), max_body=services.settings.serve.max_body, token=token)
+    return TestClient(app, raise_server_exceptions=raise_server_exceptions)
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+@pytest.fixture
+def runner() -> ScriptedRunner:
+    return ScriptedRunner(image_error=NO_ENGINE)
+
+
+@pytest.fixture
+def api(tmp_path: Path, store: MemoryStore, runner: ScriptedRunner) -> Iterator[Api]:
+    services = make_services(tmp_path, store, runner)
+    with open_client(services) as client:  # runs the lifespan: runs stop at the end
+        yield Api(services, store, runner, client)
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+Cli = Callable[[list[str], Services], CliResult]
+
+
+@pytest.fixture
+def cli() -> Cli:
+    """Runs a maomao command in-process on the given services: (args, services) -> result."""
+
+    def invoke(args: list[str], services: Services) -> CliResult:
+        # The CLI's callback points the "maomao" logger at the runner's captured stderr,
+        # which closes when the command ends: put the logger back as it was.
+        logger = logging.getLogger("maomao")
+        handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
+        try:
+            result = CliRunner().invoke(cli_app, args, obj=services)
+        finally:
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
+            logger.propagate = propagate
+        return CliResult(result.exit_code, result.stdout, result.stderr)
+
+    return invoke

@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -211,7 +211,7 @@ class SpikeService:
         watch = self.store.watch(prefix, start_revision=start_revision)
         return Feed(watch, Spike, logger or log)
 
-    def follow(self, tool: str | None = None) -> Iterator[Spike]:
+    def follow(self, tool: str | None = None) -> Generator[Spike, None, None]:
         """New spikes as they are stored (an etcd watch), until interrupted."""
         prefix = self.keys.spikes(tool) if tool else self.keys.spikes()
         _, revision = self.store.scan_with_revision(prefix)

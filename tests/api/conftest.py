@@ -1,5 +1,5 @@
-"""The API in-process: `create_app` on a memory store and a scripted runner, behind the
-same guards as `maomao serve`, driven by FastAPI's TestClient."""
+"""The API in-process: `create_app` on a memory store, a scripted runner and a fake git,
+behind the same guards as `maomao serve`, driven by FastAPI's TestClient."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from fastapi.testclient import TestClient
 
+from fakes.git import FakeGit
 from maomao_cli.adapters.containers import ScriptedRunner
 from maomao_cli.api.app import create_app
 from maomao_cli.api.guard import guard
@@ -33,7 +34,11 @@ NO_ENGINE = "cannot reach the Docker engine at unix:///nonexistent/docker.sock"
 
 
 def make_services(
-    tmp_path: Path, store: MemoryStore, runner: ScriptedRunner, prefix: str = PREFIX
+    tmp_path: Path,
+    store: MemoryStore,
+    runner: ScriptedRunner,
+    prefix: str = PREFIX,
+    git: FakeGit | None = None,
 ) -> Services:
     settings = Settings(
         etcd=EtcdSettings(prefix=prefix),
@@ -41,7 +46,7 @@ def make_services(
         docker=DockerSettings(network="none"),
         worker=WorkerSettings(member="member-a", shutdown_grace=5.0),
     )
-    return Services(settings, store=store, runner=runner)
+    return Services(settings, store=store, runner=runner, git=git or FakeGit())
 
 
 @dataclass
@@ -49,6 +54,7 @@ class Api:
     services: Services
     store: MemoryStore
     runner: ScriptedRunner
+    git: FakeGit
     client: TestClient
 
     @property
@@ -76,9 +82,10 @@ def runner() -> ScriptedRunner:
 
 @pytest.fixture
 def api(tmp_path: Path, store: MemoryStore, runner: ScriptedRunner) -> Iterator[Api]:
-    services = make_services(tmp_path, store, runner)
+    git = FakeGit()
+    services = make_services(tmp_path, store, runner, git=git)
     with open_client(services) as client:  # runs the lifespan: runs stop at the end
-        yield Api(services, store, runner, client)
+        yield Api(services, store, runner, git, client)
 
 
 @dataclass

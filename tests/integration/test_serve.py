@@ -39,7 +39,10 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-        return self.proc.stdout.read() if self.proc.stdout else ""
+        if self.proc.stdout is None:
+            return ""
+        with self.proc.stdout:
+            return self.proc.stdout.read()
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TypeVar
 
 from .errors import RecordError
@@ -29,11 +28,17 @@ Mode = Literal["once", "everywhere"]
 Direction = Literal["up", "down"]
 
 
-@cache
-def _adapter(cls: type[Record]) -> TypeAdapter[Any]:
-    from pydantic import TypeAdapter
+_ADAPTERS: dict[type, TypeAdapter[Any]] = {}
 
-    return TypeAdapter(cls)
+
+def _adapter(cls: type) -> TypeAdapter[Any]:
+    """Built once per record type (two threads may both build it: harmless)."""
+    adapter = _ADAPTERS.get(cls)
+    if adapter is None:
+        from pydantic import TypeAdapter
+
+        adapter = _ADAPTERS[cls] = TypeAdapter(cls)
+    return adapter
 
 
 class Record:

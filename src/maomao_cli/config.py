@@ -182,7 +182,7 @@ def _endpoints(where: str, value: Any) -> tuple[str, ...]:
 def _labels(where: str, value: Any) -> dict[str, str]:
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise ConfigError(f'{where} must be a table of strings, e.g. {{ region = "eu" }}')
-    return validation.labels([f"{k}={v}" for k, v in value.items()], field=where)
+    return validation.labels(value, field=where)
 
 
 # Keys whose value is not a scalar of their default's type.

@@ -247,7 +247,7 @@ def _legacy_routes(ctx: Context, launcher: RunLauncher) -> APIRouter:
     @router.post("/register", response_model=LegacyToolOut)
     def register(body: LegacyRegister) -> LegacyToolOut:
         """Register a tool (`url` is its image), like `maomao register NAME IMAGE`."""
-        tool, created = ctx.registry.register_tool(body.name, body.url)
+        tool, created = ctx.registry.register_tool(body.spec())
         return LegacyToolOut(status="registered" if created else "updated", tool=tool)
 
     @router.post(
@@ -294,7 +294,7 @@ def _legacy_routes(ctx: Context, launcher: RunLauncher) -> APIRouter:
     @router.post("/regdata", response_model=LegacyDatasetOut)
     def regdata(body: LegacyDataset) -> LegacyDatasetOut:
         """Register a dataset (a git URL), like `maomao dataset add NAME URL`."""
-        dataset, created = ctx.registry.add_dataset(body.name, body.url)
+        dataset, created = ctx.registry.add_dataset(body.spec())
         return LegacyDatasetOut(status="registered" if created else "updated", dataset=dataset)
 
     @router.post("/retrieve", responses={200: {"description": "Cloned"}})
@@ -341,15 +341,7 @@ def _v1_routes(ctx: Context, launcher: RunLauncher) -> APIRouter:
     @router.post("/tools", response_model=Tool, status_code=201, tags=["tools"])
     def create_tool(body: ToolCreate) -> Tool:
         """Create or update a tool (201 either way), like `maomao register`."""
-        if body.network is not None:
-            validation.network(body.network)
-        env = (
-            validation.env_pairs(f"{k}={v}" for k, v in body.env.items())
-            if body.env is not None
-            else None
-        )
-        options = body.model_dump(exclude={"name", "image", "env"})
-        created, _ = ctx.registry.register_tool(body.name, body.image, env=env, **options)
+        created, _ = ctx.registry.register_tool(body.spec())
         return created
 
     @router.delete("/tools/{name}", response_model=Tool, tags=["tools"])
@@ -367,9 +359,7 @@ def _v1_routes(ctx: Context, launcher: RunLauncher) -> APIRouter:
 
     @router.post("/datasets", response_model=Dataset, status_code=201, tags=["datasets"])
     def create_dataset(body: DatasetCreate) -> Dataset:
-        created, _ = ctx.registry.add_dataset(
-            body.name, body.url, branch=body.branch, push=body.push, depth=body.depth
-        )
+        created, _ = ctx.registry.add_dataset(body.spec())
         return created
 
     # Schedules

@@ -93,25 +93,49 @@ def branch(value: str) -> str:
     return value
 
 
+def _env_entry(key: str, val: str, given: str) -> None:
+    if not _ENV_KEY.fullmatch(key):
+        raise _not_env(given)
+    if "\x00" in val:
+        raise BadInput(f"invalid environment variable {key}: value holds a NUL byte")
+
+
+def _not_env(given: str) -> BadInput:
+    return BadInput(
+        f"invalid environment variable {given!r}: expected KEY=VALUE "
+        "with KEY made of letters, digits and '_'"
+    )
+
+
 def env_pairs(pairs: Iterable[str]) -> dict[str, str]:
     """Parse KEY=VALUE strings (as given with --env)."""
-    env: dict[str, str] = {}
+    result: dict[str, str] = {}
     for pair in pairs:
         key, sep, val = pair.partition("=")
-        if not sep or not _ENV_KEY.fullmatch(key):
-            raise BadInput(
-                f"invalid environment variable {pair!r}: expected KEY=VALUE "
-                "with KEY made of letters, digits and '_'"
-            )
-        if "\x00" in val:
-            raise BadInput(f"invalid environment variable {key}: value holds a NUL byte")
-        env[key] = val
-    return env
+        if not sep:
+            raise _not_env(pair)
+        _env_entry(key, val, pair)
+        result[key] = val
+    return result
 
 
-def labels(text: str | Iterable[str], field: str = "labels") -> dict[str, str]:
-    """Parse k=v,k2=v2 (or a list of k=v) into labels."""
-    items = text.split(",") if isinstance(text, str) else list(text)
+def env(value: Mapping[str, str] | Iterable[str]) -> dict[str, str]:
+    """Environment variables as a mapping, or as KEY=VALUE strings (as `docker run -e`)."""
+    if isinstance(value, str):
+        return env_pairs([value])
+    if not isinstance(value, Mapping):
+        return env_pairs(value)
+    for key, val in value.items():
+        _env_entry(key, val, f"{key}={val}")
+    return dict(value)
+
+
+def labels(text: str | Iterable[str] | Mapping[str, str], field: str = "labels") -> dict[str, str]:
+    """Parse k=v,k2=v2 (or a list of k=v, or a mapping) into labels."""
+    if isinstance(text, Mapping):
+        items = [f"{k}={v}" for k, v in text.items()]
+    else:
+        items = text.split(",") if isinstance(text, str) else list(text)
     result: dict[str, str] = {}
     for item in (i.strip() for i in items):
         if not item:
@@ -133,6 +157,19 @@ def labels_match(selector: Mapping[str, str], member_labels: Mapping[str, str]) 
 def positive(value: float, field: str) -> float:
     if not value > 0:
         raise BadInput(f"invalid {field} {value!r}: must be greater than 0")
+    return value
+
+
+def at_least(value: int, minimum: int, field: str) -> int:
+    if value < minimum:
+        raise BadInput(f"invalid {field} {value}: must be at least {minimum}")
+    return value
+
+
+def data_subdir(value: str) -> str:
+    """A folder inside a dataset's work tree: never absolute, never climbing out of it."""
+    if value.startswith("/") or ".." in value.split("/"):
+        raise BadInput(f"invalid data subdir {value!r}: must be a relative path inside the dataset")
     return value
 
 

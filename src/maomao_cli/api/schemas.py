@@ -3,7 +3,9 @@ so the OpenAPI document always matches what etcd holds; only bodies live here.
 
 Request bodies are strict (no "1" for 1, no 1 for true): a wrong type is refused with
 422 instead of being guessed. The 2019 bodies ignore unknown fields, as the 2019 servers
-did; the v1 bodies refuse them.
+did; the v1 bodies refuse them. Bodies check types only: `spec()` translates a tool or
+dataset body into the registry's input type, whose rules refuse a bad value (400) with
+the message the CLI gives.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..models import Dataset, Schedule, Tool
+from ..services.registry import DatasetSpec, ToolSpec
 from ..validation import NAME_RULE
 
 # The name rule is documented in the schema (so clients and fuzzers see it) but checked
@@ -50,6 +53,9 @@ class LegacyRegister(_Legacy):
     name: Name
     url: str = Field(description="The Docker image of the tool (the 2019 name of the field).")
 
+    def spec(self) -> ToolSpec:
+        return ToolSpec(name=self.name, image=self.url)
+
 
 class LegacyRun(_Legacy):
     name: Name
@@ -63,6 +69,9 @@ class LegacyRun(_Legacy):
 class LegacyDataset(_Legacy):
     name: Name
     url: str
+
+    def spec(self) -> DatasetSpec:
+        return DatasetSpec(name=self.name, url=self.url)
 
 
 class LegacyRetrieve(_Legacy):
@@ -97,6 +106,9 @@ class ToolCreate(_Strict):
     data_subdir: str | None = None
     sensitivity: float | None = None
 
+    def spec(self) -> ToolSpec:
+        return ToolSpec(**self.model_dump())
+
 
 class DatasetCreate(_Strict):
     name: Name
@@ -104,6 +116,9 @@ class DatasetCreate(_Strict):
     branch: str | None = None
     push: bool = False
     depth: int | None = None
+
+    def spec(self) -> DatasetSpec:
+        return DatasetSpec(**self.model_dump())
 
 
 class ScheduleCreate(_Strict):

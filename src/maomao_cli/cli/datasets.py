@@ -29,10 +29,11 @@ def add(
     depth: int | None = typer.Option(None, "--depth", help="Clone only this many recent commits."),
 ) -> None:
     """Add a dataset (or update it)."""
+    from ..services.registry import DatasetSpec
+
+    spec = DatasetSpec(name=name, url=url, branch=branch, push=push, depth=depth)
     state = use(ctx)
-    dataset, created = state.services.registry.add_dataset(
-        name, url, branch=branch, push=push, depth=depth
-    )
+    dataset, created = state.services.registry.add_dataset(spec)
     state.out.success(
         f"{'added' if created else 'updated'} dataset [bold]{dataset.name}[/bold] → {dataset.url}"
     )

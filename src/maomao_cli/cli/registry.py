@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from .. import validation
 from . import output
 from .state import use
 
@@ -42,16 +41,15 @@ def register(
     ),
 ) -> None:
     """Register a tool (a dockerized collector), or update it if it exists."""
-    if network is not None:
-        validation.network(network)
-    state = use(ctx)
-    tool, created = state.services.registry.register_tool(
-        name,
-        image,
+    from ..services.registry import ToolSpec
+
+    spec = ToolSpec(
+        name=name,
+        image=image,
         dataset=dataset,
         author=author,
         description=description,
-        env=validation.env_pairs(env) if env else None,
+        env=tuple(env) or None,  # no --env keeps the registered tool's
         network=network,
         memory=memory,
         pids=pids,
@@ -60,6 +58,8 @@ def register(
         data_subdir=data_subdir,
         sensitivity=sensitivity,
     )
+    state = use(ctx)
+    tool, created = state.services.registry.register_tool(spec)
     verb = "registered" if created else "updated"
     state.out.success(f"{verb} tool [bold]{tool.name}[/bold] → {tool.image}")
 

@@ -38,18 +38,16 @@ def create_schedule(
     retries: int | None,
 ) -> None:
     """Store a schedule and print its next three fire times in its zone."""
-    from .. import validation
     from ..scheduling import resolve_cron
 
     expression = resolve_cron(cron=cron, hourly=hourly, daily=daily, weekly=weekly)
-    selector = validation.labels(on, "--on") if on else None
     context = state.services
     schedule, created = context.schedules.create(
         tool,
         expression,
         timezone=timezone,
         mode="everywhere" if everywhere else "once",
-        on=selector,
+        on=on,
         name=name,
         overlap=overlap,
         retries=retries,

@@ -23,7 +23,5 @@ def dataset(name: PathName, services: ServicesDep) -> Dataset:
 
 @router.post("/datasets", response_model=Dataset, status_code=201)
 def create_dataset(body: DatasetCreate, services: ServicesDep) -> Dataset:
-    created, _ = services.registry.add_dataset(
-        body.name, body.url, branch=body.branch, push=body.push, depth=body.depth
-    )
+    created, _ = services.registry.add_dataset(body.spec())
     return created

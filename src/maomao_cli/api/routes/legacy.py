@@ -31,7 +31,7 @@ router = APIRouter(tags=["2019"])
 @router.post("/register", response_model=LegacyToolOut)
 def register(body: LegacyRegister, services: ServicesDep) -> LegacyToolOut:
     """Register a tool (`url` is its image), like `maomao register NAME IMAGE`."""
-    tool, created = services.registry.register_tool(body.name, body.url)
+    tool, created = services.registry.register_tool(body.spec())
     return LegacyToolOut(status="registered" if created else "updated", tool=tool)
 
 
@@ -82,7 +82,7 @@ def datasets(services: ServicesDep) -> list[Dataset]:
 @router.post("/regdata", response_model=LegacyDatasetOut)
 def regdata(body: LegacyDataset, services: ServicesDep) -> LegacyDatasetOut:
     """Register a dataset (a git URL), like `maomao dataset add NAME URL`."""
-    dataset, created = services.registry.add_dataset(body.name, body.url)
+    dataset, created = services.registry.add_dataset(body.spec())
     return LegacyDatasetOut(status="registered" if created else "updated", dataset=dataset)
 
 

@@ -7,7 +7,6 @@ from datetime import datetime
 
 from fastapi import APIRouter
 
-from ... import validation
 from ...composition import Services
 from ...models import Schedule
 from ...scheduling import resolve_cron, zone
@@ -49,15 +48,12 @@ def create_schedule(body: ScheduleCreate, services: ServicesDep) -> ScheduleResu
         daily=body.every == "daily",
         weekly=body.every == "weekly",
     )
-    selector = (
-        validation.labels([f"{k}={v}" for k, v in body.on.items()], "on") if body.on else None
-    )
     created, new = services.schedules.create(
         body.tool,
         expression,
         timezone=body.timezone,
         mode=body.mode,
-        on=selector,
+        on=body.on or None,
         name=body.name,
         overlap=body.overlap,
         retries=body.retries,

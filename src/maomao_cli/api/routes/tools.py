@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ... import validation
 from ...models import Tool
 from ..deps import PathName, ServicesDep
 from ..schemas import ToolCreate
@@ -25,15 +24,7 @@ def tool(name: PathName, services: ServicesDep) -> Tool:
 @router.post("/tools", response_model=Tool, status_code=201)
 def create_tool(body: ToolCreate, services: ServicesDep) -> Tool:
     """Create or update a tool (201 either way), like `maomao register`."""
-    if body.network is not None:
-        validation.network(body.network)
-    env = (
-        validation.env_pairs(f"{k}={v}" for k, v in body.env.items())
-        if body.env is not None
-        else None
-    )
-    options = body.model_dump(exclude={"name", "image", "env"})
-    created, _ = services.registry.register_tool(body.name, body.image, env=env, **options)
+    created, _ = services.registry.register_tool(body.spec())
     return created
 
 

@@ -2,23 +2,19 @@
 
 Decoding is tolerant in one direction only: unknown fields (from a newer member) are
 ignored, while a missing required field or a value of the wrong type raises
-RecordError, which callers report and skip. The field annotations are the schema:
-pydantic checks them (strictly: no "60" for 60, no true for 1), imported on the first
-decode so that `maomao --help` never loads it.
+RecordError, which callers report and skip.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TypeVar
+from typing import Any, ClassVar, Literal, Self, TypeVar, get_args, get_origin
 
 from .errors import RecordError
-
-if TYPE_CHECKING:
-    from pydantic import TypeAdapter
-    from pydantic_core import ErrorDetails
 
 SCHEMA_VERSION = 1
 
@@ -28,17 +24,33 @@ Mode = Literal["once", "everywhere"]
 Direction = Literal["up", "down"]
 
 
-_ADAPTERS: dict[type, TypeAdapter[Any]] = {}
-
-
-def _adapter(cls: type) -> TypeAdapter[Any]:
-    """Built once per record type (two threads may both build it: harmless)."""
-    adapter = _ADAPTERS.get(cls)
-    if adapter is None:
-        from pydantic import TypeAdapter
-
-        adapter = _ADAPTERS[cls] = TypeAdapter(cls)
-    return adapter
+def _check(value: Any, hint: Any) -> bool:
+    """A small runtime type check for JSON-decoded values against field annotations."""
+    origin = get_origin(hint)
+    if hint is Any:
+        return True
+    if origin is Literal:
+        return value in get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        return any(_check(value, arg) for arg in get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is dict:
+        key_t, val_t = get_args(hint)
+        return isinstance(value, dict) and all(
+            _check(k, key_t) and _check(v, val_t) for k, v in value.items()
+        )
+    if origin in (list, tuple):
+        args = get_args(hint)
+        item_t = args[0] if args else Any
+        return isinstance(value, list | tuple) and all(_check(v, item_t) for v in value)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
 
 
 class Record:
@@ -54,32 +66,33 @@ class Record:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        """A decoded JSON object. It is checked as the JSON it came from: pydantic's strict
-        mode takes a JSON object for a dataclass, but in Python only an instance."""
-        return cls.from_json(json.dumps(data).encode())
+        hints = typing.get_type_hints(cls)
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name not in data:
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                    raise RecordError(f"{cls.kind} record lacks field {f.name!r}")
+                continue
+            value = data[f.name]
+            if not _check(value, hints[f.name]):
+                raise RecordError(f"{cls.kind} record has a bad value for {f.name!r}: {value!r}")
+            if get_origin(hints[f.name]) is tuple and isinstance(value, list):
+                value = tuple(value)
+            kwargs[f.name] = value
+        try:
+            return cls(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise RecordError(f"{cls.kind} record does not validate: {exc}") from None
 
     @classmethod
     def from_json(cls, raw: bytes) -> Self:
-        from pydantic import ValidationError
-
         try:
-            record: Self = _adapter(cls).validate_json(raw, strict=True)
-        except ValidationError as exc:
-            raise cls._refusal(exc.errors()[0], raw) from None
-        return record
-
-    @classmethod
-    def _refusal(cls, error: ErrorDetails, raw: bytes) -> RecordError:
-        """One line naming the first field at fault, as the hand-written checks said it."""
-        if not error["loc"]:
-            if error["type"] == "json_invalid":
-                return RecordError(f"{cls.kind} record is not JSON")
-            return RecordError(f"{cls.kind} record is not a JSON object")
-        name = str(error["loc"][0])
-        if error["type"] == "missing":
-            return RecordError(f"{cls.kind} record lacks field {name!r}")
-        value = json.loads(raw).get(name, error["input"])  # the whole field, not the part
-        return RecordError(f"{cls.kind} record has a bad value for {name!r}: {value!r}")
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise RecordError(f"{cls.kind} record is not JSON") from None
+        if not isinstance(data, dict):
+            raise RecordError(f"{cls.kind} record is not a JSON object")
+        return cls.from_dict(data)
 
 
 R = TypeVar("R", bound=Record)

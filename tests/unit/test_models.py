@@ -101,7 +101,7 @@ FULL: list[Record] = [
         baseline=0.0,
         deviation=0.0,
         deviation_pct=None,
-        score=3.0,
+        score=3,
         direction="down",
         method="seed",
         run_id="r2",
@@ -124,35 +124,6 @@ def test_round_trip(record: Record) -> None:
 def test_run_duration() -> None:
     assert FULL[7].duration == 12.5  # type: ignore[attr-defined]
     assert FULL[6].duration is None  # type: ignore[attr-defined]
-
-
-def test_whole_numbers_decode_as_floats() -> None:
-    # JSON has one number type; a float field reads 3 as 3.0, so it writes back as a float.
-    raw = FULL[-1].to_json().replace(b'"score": 3.0', b'"score": 3')
-    assert b'"score": 3,' in raw
-    spike = Spike.from_json(raw)
-    assert spike == FULL[-1]
-    assert isinstance(spike.score, float)
-
-
-@pytest.mark.parametrize(
-    ("cls", "raw", "message"),
-    [
-        (Tool, b"{", "tool record is not JSON"),
-        (Tool, b"[1]", "tool record is not a JSON object"),
-        (Tool, b'{"image": "img"}', "tool record lacks field 'name'"),
-        (Tool, b'{"name": "t", "image": "i", "env": {"A": 1}}',
-         "tool record has a bad value for 'env': {'A': 1}"),
-        (Run, b'{"id": "r", "tool": "t", "member": "m", "status": "done"}',
-         "run record has a bad value for 'status': 'done'"),
-    ],
-)  # fmt: skip
-def test_refusals_name_the_record_and_the_field(
-    cls: type[Record], raw: bytes, message: str
-) -> None:
-    with pytest.raises(RecordError) as caught:
-        cls.from_json(raw)
-    assert caught.value.message == message
 
 
 def test_tuples_and_lists_decode_alike() -> None:

@@ -50,6 +50,8 @@ class DataSettings:
     importdir: str = str(_data_home() / "maomao" / "data")
     # Local etcd data, dataset keys, worker health: beside the importdir by default.
     statedir: str | None = None
+    # Bytes one tool's data directory may hold (0: no limit); a tool may ask for less.
+    max_tool_bytes: int = 1024**3
 
     @property
     def import_path(self) -> Path:
@@ -71,6 +73,9 @@ class DockerSettings:
     timeout: float = 3600.0
     user: str | None = None
     api_timeout: float = 10.0
+    # Docker's json-file rotation of every container's output: size of one file, files kept.
+    log_max_size: str = "10m"
+    log_max_files: int = 3
 
 
 @dataclass(frozen=True)
@@ -268,6 +273,9 @@ def _validate(settings: Settings) -> None:
     if settings.worker.lease_ttl < 2:
         raise ConfigError("[worker] lease_ttl must be at least 2 seconds")
     validation.memory(settings.docker.memory, "[docker] memory")
+    validation.size(settings.docker.log_max_size, "[docker] log_max_size", minimum=1024)
+    if settings.docker.log_max_files < 1:
+        raise ConfigError("[docker] log_max_files must be at least 1")
     if settings.spikes.method not in ("robust", "seed"):
         raise ConfigError("[spikes] method must be 'robust' or 'seed'")
     if settings.spikes.sensitivity <= 0:

@@ -61,6 +61,9 @@ class ContainerSpec:
     pids: int = 256
     timeout: float = 3600.0
     user: str | None = None
+    # Docker's rotation of the container's output ([docker] log_max_size, log_max_files).
+    log_max_size: str = "10m"
+    log_max_files: int = 3
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,9 @@ class ToolCreate(_Strict):
     user: str | None = None
     data_subdir: str | None = None
     sensitivity: float | None = None
+    max_data: str | int | None = Field(
+        None, description="Most the data directory may hold: bytes, or a size like 500m."
+    )
 
     def spec(self) -> ToolSpec:
         return ToolSpec(**self.model_dump())

@@ -39,6 +39,13 @@ def register(
     sensitivity: float | None = typer.Option(
         None, "--sensitivity", help="Spike detector sensitivity for this tool."
     ),
+    max_data: str | None = typer.Option(
+        None,
+        "--max-data",
+        metavar="SIZE",
+        help="Most its data directory may hold, e.g. 500m or 2g (each member keeps the "
+        "lower of this and its own [data] max_tool_bytes).",
+    ),
 ) -> None:
     """Register a tool (a dockerized collector), or update it if it exists."""
     from ..services.registry import ToolSpec
@@ -57,6 +64,7 @@ def register(
         user=user,
         data_subdir=data_subdir,
         sensitivity=sensitivity,
+        max_data=max_data,
     )
     state = use(ctx)
     tool, created = state.services.registry.register_tool(spec)

@@ -33,6 +33,7 @@ from ..models import Member, Run, Schedule, Tool
 from ..processes import pid_alive
 from ..scheduling import CronClock, catch_up_time, retry_delay
 from ..store.base import Claim, Lease, Store, Watch
+from .datalimit import retryable
 from .outbox import Outbox
 from .records import decode, load
 
@@ -515,7 +516,8 @@ class Worker:
                 f" (exit {run.exit_code})" if run.exit_code not in (None, 0) else "",
                 f"{run.duration:.1f}s" if run.duration is not None else "-",
             )
-            if run.status in ("failed", "timed-out") and not cancel.is_set():
+            failed = run.status in ("failed", "timed-out") and not cancel.is_set()
+            if failed and retryable(run.error):  # not: a run refused by its data limit
                 self._plan_retry(schedule, due)
         except Exception:  # a run thread must never take the worker down
             log.exception("run of %s @ %s crashed", schedule.name, _hms(due.fire_time))

@@ -274,11 +274,11 @@ def size_text(value: int) -> str:
     if value < 1024:
         return f"{value} B"
     amount = float(value)
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
         amount /= 1024
         if amount < 1024:
             return f"{amount:.1f} {unit}"
-    return f"{amount / 1024:.1f} PiB"
+    return f"{amount / 1024:.1f} EiB"
 
 
 _NETWORK = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")

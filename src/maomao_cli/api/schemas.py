@@ -106,7 +106,7 @@ class ToolCreate(_Strict):
     data_subdir: str | None = None
     sensitivity: float | None = None
     max_data: str | int | None = Field(
-        None, description="Most the data directory may hold: bytes, or a size like 500m."
+        default=None, description="Most the data directory may hold: bytes, or a size like 500m."
     )
 
     def spec(self) -> ToolSpec:

@@ -46,7 +46,7 @@ from maomao_cli.config import DataSettings, DockerSettings, EtcdSettings, Settin
 from maomao_cli.errors import BadInput, ConfigError
 from maomao_cli.keys import Keys
 from maomao_cli.models import Run, Tool
-from maomao_cli.ports import ContainerSpec
+from maomao_cli.ports import ContainerResult, ContainerSpec
 from maomao_cli.services import datalimit
 from maomao_cli.services.runs import RunService
 from maomao_cli.store.memory import MemoryStore
@@ -268,6 +268,15 @@ def test_over_the_limit_fails_the_run_and_refuses_the_next_without_a_container(
     third = service.execute(tool)
     assert third.status == "succeeded" and len(runner.specs) == 2
     assert hooked == [third.id]
+
+
+def test_a_failing_tool_over_the_limit_keeps_both_reasons(tmp_path: Path) -> None:
+    failing = ContainerResult(3, "failed", error="exited with code 3")
+    runner = ScriptedRunner([failing], files={"big.bin": "x" * BIG})
+    run = run_service(tmp_path, runner).execute(Tool(name="t", image="img"))
+    assert (run.status, run.exit_code) == ("failed", 3)
+    assert run.error is not None and run.error.startswith("data limit: data directory ")
+    assert run.error.endswith("its next runs are refused until it is under; exited with code 3")
 
 
 def test_the_tool_may_lower_the_members_limit_never_raise_it(tmp_path: Path) -> None:

@@ -217,10 +217,8 @@ class RunService:
         run = self._finish(run, result, data_dir)
         if over is not None:
             # Failed, so the after-run hooks neither commit nor push what it wrote.
-            tool_error = (
-                "" if result.error in (None, "interrupted") else f"; the tool {result.error}"
-            )
-            run = replace(run, status="failed", error=over + tool_error)
+            error = over if result.error is None else f"{over}; {result.error}"
+            run = replace(run, status="failed", error=error)
         return run
 
     # Data limit ------------------------------------------------------------
@@ -244,8 +242,9 @@ class RunService:
         with watch as (stop, tripped):
             result = self.runner.run(spec, on_output=on_output, cancel=stop)
         found = tripped()
-        if found is not None:
-            return result, found.describe("the container was stopped; its next runs are refused")
+        if found is not None:  # it was interrupted by the watch, not by a Ctrl-C
+            stopped = replace(result, error=None)
+            return stopped, found.describe("the container was stopped; its next runs are refused")
         found = datalimit.excess(spec.data_dir, limit)
         if found is not None:
             return result, found.describe("its next runs are refused until it is under")

@@ -150,11 +150,15 @@ status=0
 if [ -n "$DURATION" ]; then
   "$MAOMAO" worker &
   worker=$!
-  # Wait for the duration (or for the worker, should it stop first), then say why it stops.
-  if ! timeout "$DURATION" tail --pid="$worker" -f /dev/null; then
+  sleep "$DURATION" &
+  sleeper=$!
+  # Until the duration is over, or the worker stops first (Ctrl-C); then say why it stops.
+  wait -n "$worker" "$sleeper" || true
+  if kill -0 "$worker" 2>/dev/null; then
     say "$DURATION are over: stopping the worker (it finishes the runs it started)"
     kill -TERM "$worker" 2>/dev/null || true
   fi
+  kill "$sleeper" 2>/dev/null || true
   wait "$worker" || status=$?
 else
   "$MAOMAO" worker || status=$?

@@ -1,4 +1,5 @@
-"""Shared fixtures: one real etcd per session, an isolated key prefix per test."""
+"""Shared fixtures: one real etcd per session, an isolated key prefix per test, the
+subprocess `Env` for end-to-end tests and the in-process `cli` (tests/cli_harness.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,25 @@ from pathlib import Path
 
 import pytest
 
+from cli_harness import cli, make_cli
 from servers import DockerDaemon, EtcdCluster
 
+__all__ = ["cli", "make_cli"]  # the in-process CLI fixtures, for every test folder
+
 ROOT = Path(__file__).resolve().parent.parent
+
+# A test that uses one of these session fixtures (directly or through another fixture)
+# starts that server: it carries the marker, so `-m "not etcd and not docker"` starts none.
+SERVER_FIXTURES = ("etcd", "docker")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        used = getattr(item, "fixturenames", ())
+        for server in SERVER_FIXTURES:
+            if server in used and item.get_closest_marker(server) is None:
+                item.add_marker(server)
 
 
 @pytest.fixture(scope="session")

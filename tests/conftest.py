@@ -34,8 +34,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(server)
 
 
+_current: list[pytest.Item] = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _current[:] = [item]
+
+
+def _require_marker(server: str) -> None:
+    """A test reaching a server fixture dynamically (`request.getfixturevalue`) is not
+    marked by the hook above: it must carry the marker itself, else fail loudly."""
+    if _current and _current[0].get_closest_marker(server) is None:
+        pytest.fail(
+            f"{_current[0].nodeid} starts {server} without the {server} marker: add "
+            f'pytest.mark.{server} (for a parameter: pytest.param("{server}", marks=...))',
+            pytrace=False,
+        )
+
+
 @pytest.fixture(scope="session")
 def etcd() -> Iterator[EtcdCluster]:
+    _require_marker("etcd")
     cluster = EtcdCluster(1).start()
     yield cluster
     cluster.stop()
@@ -119,6 +139,7 @@ DUMMY_IMAGE = "maomao/dummy-tool:test"
 def docker() -> Iterator[DockerDaemon]:
     """A private dockerd with the example tool built into it as DUMMY_IMAGE; everything it
     holds (containers, images) goes with its data root at the end."""
+    _require_marker("docker")
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Literal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,6 +24,7 @@ from maomao_cli.services.worker import Worker
 from maomao_cli.store.base import Store
 from maomao_cli.store.memory import MemoryStore
 
+SURROGATES: tuple[Literal["Cs"]] = ("Cs",)
 FEW = settings(
     max_examples=15,
     deadline=None,
@@ -44,7 +46,7 @@ def refused_by(check: Callable[[str], object]) -> Callable[[str], bool]:
 def cli_text() -> st.SearchStrategy[str]:
     # Arguments go through argv: no NUL, no lone surrogates; a leading '-' is an option.
     return st.text(
-        alphabet=st.characters(exclude_categories=("Cs",), exclude_characters="\x00"),
+        alphabet=st.characters(exclude_categories=SURROGATES, exclude_characters="\x00"),
         min_size=1,
         max_size=40,
     ).filter(lambda s: not s.startswith("-"))
@@ -182,7 +184,7 @@ def test_worker_skips_records_it_cannot_read(caplog: pytest.LogCaptureFixture) -
     worker = Worker(
         Settings(worker=WorkerSettings(lease_ttl=2)),
         store_factory=lambda: store,
-        make_runs=make_runs,  # type: ignore[arg-type]
+        make_runs=make_runs,
         member="solo",
     )
     stop = threading.Event()

@@ -30,7 +30,9 @@ def test_register_list_update_unregister(cli: Cli) -> None:
     tools = succeeded(cli.invoke("tools", "--json")).json()
     assert [(t["name"], t["image"]) for t in tools] == [("dummy", "img")]
 
-    again = succeeded(cli.invoke("register", "dummy", "alpine:3.19", "--author", "ana", "-e", "A=1"))
+    again = succeeded(
+        cli.invoke("register", "dummy", "alpine:3.19", "--author", "ana", "-e", "A=1")
+    )
     assert "updated" in again.out
     (tool,) = cli.invoke("tools", "--json").json()
     assert (tool["image"], tool["author"], tool["env"]) == ("alpine:3.19", "ana", {"A": "1"})

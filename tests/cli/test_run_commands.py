@@ -59,7 +59,9 @@ def test_run_succeeds_writes_control_file_and_is_listed(make_cli: Callable[..., 
 
 
 def test_failing_tool_is_recorded_failed_with_its_exit_code(make_cli: Callable[..., Cli]) -> None:
-    cli = make_cli(runner=ScriptedRunner([ContainerResult(3, "failed", error="exited with code 3")]))
+    cli = make_cli(
+        runner=ScriptedRunner([ContainerResult(3, "failed", error="exited with code 3")])
+    )
     cli.invoke("register", "broken", "img", "--env", "EXIT_CODE=3")
 
     result = cli.invoke("run", "broken")

@@ -6,6 +6,7 @@ EXIT_CODE, or sleep (SLEEP) until it is stopped."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -280,6 +281,8 @@ def test_a_running_container_is_locked_down(docker: DockerDaemon, tmp_path: Path
     assert info["Config"]["User"] == "1000:1000"
 
 
+# docker-py leaves the socket of a failed connection to a missing unix socket unclosed.
+@pytest.mark.filterwarnings("ignore:unclosed <socket.socket:ResourceWarning")
 @pytest.mark.parametrize(
     "call",
     [
@@ -298,7 +301,10 @@ def test_an_engine_that_is_not_there_is_one_unavailable(
     try:
         with pytest.raises(Unavailable) as info:
             call(runner)
+        message, hint = info.value.message, info.value.hint
+        del info  # the error's context's traceback holds that socket
     finally:
         runner.close()
-    assert info.value.message.startswith(f"cannot reach Docker at unix://{tmp_path}")
-    assert info.value.hint is not None
+        gc.collect()  # collected here, under the filter above
+    assert message.startswith(f"cannot reach Docker at unix://{tmp_path}")
+    assert hint is not None

@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import pytest
 import typer
@@ -51,10 +51,6 @@ class Outcome:
     code: int
     out: str
     err: str
-
-    @property
-    def lines(self) -> list[str]:
-        return self.out.splitlines()
 
     @property
     def err_lines(self) -> list[str]:
@@ -99,11 +95,6 @@ class Cli:
     @property
     def keys(self) -> Keys:
         return Keys(self.settings.etcd.prefix)
-
-    @property
-    def scripted(self) -> ScriptedRunner:
-        assert isinstance(self.runner, ScriptedRunner)
-        return self.runner
 
     def services(
         self,
@@ -211,22 +202,40 @@ def isolate_environment(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     monkeypatch.setenv("COLUMNS", "200")
 
 
+class MakeCli(Protocol):
+    def __call__(
+        self,
+        *,
+        store: MemoryStore | None = None,
+        runner: ContainerRunner | None = None,
+        config_text: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Cli: ...
+
+
 @pytest.fixture
-def make_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Cli]:
-    """A `Cli` with other settings: `make_cli(config_text=..., env={...}, runner=...)`."""
+def make_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MakeCli:
+    """A `Cli` with other settings: `make_cli(config_text=..., env={...}, runner=...)`;
+    `config_text` may name the importdir as {importdir}."""
     isolate_environment(monkeypatch, tmp_path / "home")
     made = 0
 
-    def make(**options: Any) -> Cli:
+    def make(
+        *,
+        store: MemoryStore | None = None,
+        runner: ContainerRunner | None = None,
+        config_text: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Cli:
         nonlocal made
         made += 1
         root = tmp_path / f"cli{made}"
         root.mkdir()
-        return Cli(root, **options)
+        return Cli(root, store=store, runner=runner, config_text=config_text, env=env)
 
     return make
 
 
 @pytest.fixture
-def cli(make_cli: Callable[..., Cli]) -> Cli:
+def cli(make_cli: MakeCli) -> Cli:
     return make_cli()

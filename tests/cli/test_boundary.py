@@ -6,12 +6,11 @@ Nothing on stdout is ever a traceback; the stack goes to stderr only when asked 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from cli_harness import Cli, FailingStore, Outcome
+from cli_harness import Cli, FailingStore, MakeCli, Outcome
 from maomao_cli.config import Settings
 from maomao_cli.errors import Unavailable
 from servers import free_port
@@ -95,9 +94,7 @@ def test_bad_input_is_json_exit_2(cli: Cli, name: str) -> None:
 
 
 @pytest.mark.parametrize("name", list(JSON_COMMANDS))
-def test_bad_config_is_json_bad_input_for_every_command(
-    make_cli: Callable[..., Cli], name: str
-) -> None:
+def test_bad_config_is_json_bad_input_for_every_command(make_cli: MakeCli, name: str) -> None:
     cli = make_cli(config_text='[etcd]\nno_such_key = 1\n[data]\nimportdir = "{importdir}"\n')
     result = cli.invoke_unwired(*json_args(name))
     assert result.code == 2, result

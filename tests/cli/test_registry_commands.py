@@ -3,11 +3,9 @@ paths, in-process on the memory store (the end-to-end path: tests/integration/te
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
-from cli_harness import PREFIX, Cli, Outcome
+from cli_harness import PREFIX, Cli, MakeCli, Outcome
 
 
 def one_error_line(result: Outcome) -> str:
@@ -125,7 +123,7 @@ def test_status(cli: Cli) -> None:
     assert "reachable" in succeeded(cli.invoke("status")).out
 
 
-def test_config_masks_secrets_without_contacting_etcd(make_cli: Callable[..., Cli]) -> None:
+def test_config_masks_secrets_without_contacting_etcd(make_cli: MakeCli) -> None:
     # The endpoint is a closed port: `config` must not need etcd at all.
     masked = make_cli(env={"MAOMAO_ETCD_USER": "alice", "MAOMAO_ETCD_PASSWORD": "hunter2-secret"})
     result = succeeded(masked.invoke_unwired("config", "--json"))
@@ -142,7 +140,7 @@ def test_config_masks_secrets_without_contacting_etcd(make_cli: Callable[..., Cl
     assert 'password = "********"' in text.out
 
 
-def test_password_without_user_is_one_line(make_cli: Callable[..., Cli]) -> None:
+def test_password_without_user_is_one_line(make_cli: MakeCli) -> None:
     cli = make_cli(env={"MAOMAO_ETCD_PASSWORD": "pw"})
     for args in (("config",), ("tools",)):
         result = cli.invoke_unwired(*args)

@@ -7,13 +7,12 @@ from __future__ import annotations
 import gc
 import signal
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cli_harness import Cli
+from cli_harness import Cli, MakeCli
 from maomao_cli.adapters.containers import ScriptedRunner
 from maomao_cli.composition import Services
 from maomao_cli.ports import ContainerResult
@@ -37,7 +36,7 @@ def data_dir(cli: Cli, tool: str) -> Path:
     return cli.importdir / tool
 
 
-def test_run_succeeds_writes_control_file_and_is_listed(make_cli: Callable[..., Cli]) -> None:
+def test_run_succeeds_writes_control_file_and_is_listed(make_cli: MakeCli) -> None:
     runner = ScriptedRunner(output=OUTPUT, files={"control-{n}.csv": "100\n"}, digest=DIGEST)
     cli = make_cli(runner=runner)
     assert cli.invoke("register", "dummy", "img").code == 0
@@ -65,7 +64,7 @@ def test_run_succeeds_writes_control_file_and_is_listed(make_cli: Callable[..., 
     assert spec.labels["maomao.tool"] == "dummy" and spec.labels["maomao.run"] == record["id"]
 
 
-def test_failing_tool_is_recorded_failed_with_its_exit_code(make_cli: Callable[..., Cli]) -> None:
+def test_failing_tool_is_recorded_failed_with_its_exit_code(make_cli: MakeCli) -> None:
     cli = make_cli(
         runner=ScriptedRunner([ContainerResult(3, "failed", error="exited with code 3")])
     )
@@ -80,7 +79,7 @@ def test_failing_tool_is_recorded_failed_with_its_exit_code(make_cli: Callable[.
     assert record["exit_code"] == 3
 
 
-def test_tool_outliving_its_timeout_is_stopped(make_cli: Callable[..., Cli]) -> None:
+def test_tool_outliving_its_timeout_is_stopped(make_cli: MakeCli) -> None:
     runner = ScriptedRunner(block=True)  # runs until its spec's timeout
     cli = make_cli(runner=runner)
     cli.invoke("register", "slow", "img", "--timeout", "0.2")
@@ -104,7 +103,7 @@ def test_unknown_tool_is_one_line_and_exit_2(cli: Cli) -> None:
     assert runs_json(cli) == []
 
 
-def test_unpullable_image_gives_one_line_and_a_failed_record(make_cli: Callable[..., Cli]) -> None:
+def test_unpullable_image_gives_one_line_and_a_failed_record(make_cli: MakeCli) -> None:
     image = "127.0.0.1:1/nosuch/image:1"
     refused = f"cannot pull image {image}: connection refused"
     cli = make_cli(runner=ScriptedRunner(image_error=refused))
@@ -120,7 +119,7 @@ def test_unpullable_image_gives_one_line_and_a_failed_record(make_cli: Callable[
     assert "cannot pull image" in record["error"]
 
 
-def test_ctrl_c_stops_and_records_interrupted(make_cli: Callable[..., Cli]) -> None:
+def test_ctrl_c_stops_and_records_interrupted(make_cli: MakeCli) -> None:
     runner = ScriptedRunner(block=True)
     cli = make_cli(runner=runner)
     cli.invoke("register", "sleepy", "img", "--env", "SLEEP=300")
@@ -145,7 +144,7 @@ def test_ctrl_c_stops_and_records_interrupted(make_cli: Callable[..., Cli]) -> N
     assert record["error"] == "interrupted"
 
 
-def test_old_records_are_pruned_beyond_runs_kept(make_cli: Callable[..., Cli]) -> None:
+def test_old_records_are_pruned_beyond_runs_kept(make_cli: MakeCli) -> None:
     results = [ContainerResult(0, "succeeded", DIGEST, [f"run {n} starting"]) for n in (1, 2, 3)]
     cli = make_cli(
         runner=ScriptedRunner(results, files={"control-{n}.csv": "100\n"}),
@@ -165,7 +164,7 @@ def test_old_records_are_pruned_beyond_runs_kept(make_cli: Callable[..., Cli]) -
 
 
 @NO_SOCKET_LEAK_WARNING
-def test_unreachable_docker_is_one_line_and_a_failed_record(make_cli: Callable[..., Cli]) -> None:
+def test_unreachable_docker_is_one_line_and_a_failed_record(make_cli: MakeCli) -> None:
     cli = make_cli()
     cli.env["MAOMAO_DOCKER_HOST"] = f"unix://{cli.root}/no-such-docker.sock"
     cli.invoke("register", "dummy", "img")

@@ -3,14 +3,15 @@ is `{"error": {"code", "message", "hint"}}`, never a stack trace."""
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from ..errors import BadInput, GitError, MaomaoError, NotFound, Unavailable
 from .responses import SafeJSONResponse
@@ -82,13 +83,22 @@ def error(
 
 
 def allowed_methods(request: Request) -> str:
-    """Every method some route takes at this path (a 405 names them all in Allow)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match != Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
+    """Every method some route takes at this path, for the Allow header of a 405. Read
+    from the OpenAPI document, which lists every route: the router itself only knows the
+    first route that matched the path."""
+    path = request.url.path
+    methods = {"GET", "HEAD"} if path == request.app.openapi_url else set()
+    for template, operations in request.app.openapi()["paths"].items():
+        if _path_pattern(template).fullmatch(path):
+            methods |= {method.upper() for method in operations}
     return ", ".join(sorted(methods))
+
+
+@functools.cache
+def _path_pattern(template: str) -> re.Pattern[str]:
+    """/v1/tools/{name} as a pattern: each parameter one path segment."""
+    parts = re.split(r"\{[^}]+\}", template)
+    return re.compile("[^/]+".join(re.escape(part) for part in parts))
 
 
 def describe_validation(exc: RequestValidationError) -> tuple[int, str, str]:

@@ -49,8 +49,8 @@ def serve(
     if settings.max_body < 1:
         raise BadInput("[serve] max_body must be at least 1 byte")
     hosts = allowed_hosts(bind_host, settings.allowed_hosts)
-    sock = _listen(bind_host, bind_port)
     token = _token(state, services.settings)
+    sock = _listen(bind_host, bind_port)
 
     import uvicorn  # the web stack loads only for `maomao serve`
 

@@ -23,7 +23,7 @@ from maomao_cli import validation
 from maomao_cli.adapters.containers import ScriptedRunner
 from maomao_cli.cli import app as cli_module
 from maomao_cli.cli.app import app as cli_app
-from maomao_cli.cli.output import SafeFormatter, safe, safe_lines
+from maomao_cli.cli.output import safe, safe_formatter, safe_lines
 from maomao_cli.composition import Services
 from maomao_cli.config import DataSettings, DockerSettings, EtcdSettings, Settings, WorkerSettings
 from maomao_cli.errors import BadInput, Unavailable
@@ -210,12 +210,17 @@ def test_a_failed_run_error_line_is_escaped(tmp_path: Path) -> None:
     assert_nothing_raw(result, ("run", "probe"))
 
 
-def test_log_lines_are_escaped() -> None:
+def hostile_record() -> logging.LogRecord:
     record = logging.LogRecord(
         "maomao.worker", logging.WARNING, __file__, 1, "run %s: %s", None, None
     )
     record.args = ("r1", HOSTILE)
-    for formatter in (SafeFormatter("%(levelname)s %(message)s"), _cli_formatter()):
+    return record
+
+
+def test_log_lines_are_escaped() -> None:
+    record = hostile_record()
+    for formatter in (safe_formatter("%(levelname)s %(message)s"), _cli_formatter()):
         line = formatter.format(record)
         assert "\n" not in line
         for raw in RAW:
@@ -249,7 +254,10 @@ def test_worker_log_handlers_escape(services: Services, monkeypatch: pytest.Monk
         for tty in (False, True):
             monkeypatch.setattr(sys.stderr, "isatty", lambda tty=tty: tty, raising=False)
             cli_worker._setup_worker_logging(Output())
-            assert all(isinstance(h.formatter, SafeFormatter) for h in logger.handlers)
+            [handler] = logger.handlers
+            assert handler.formatter is not None
+            line = handler.formatter.format(hostile_record())
+            assert safe(HOSTILE) in line and not any(raw in line for raw in RAW), (tty, line)
     finally:
         logger.handlers[:] = handlers
         logger.setLevel(level)

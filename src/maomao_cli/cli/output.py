@@ -8,26 +8,31 @@ sequence reaches the terminal. Every line and table cell below goes through it.
 from __future__ import annotations
 
 import json
-import logging
 import re
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any
 
-from ..validation import CONTROL_CHARACTERS, SURROGATES
-
 if TYPE_CHECKING:
+    import logging
+
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-# Control characters (see validation.CONTROL_CHARACTERS: ESC, CSI, OSC, BEL, C1, CR, bidi
-# overrides...) and lone surrogates (bytes that were not UTF-8, which cannot even be
-# written to a UTF-8 stream).
-_UNSAFE = re.compile(f"[{CONTROL_CHARACTERS}{SURROGATES}]")
-_UNSAFE_OR_NEWLINE = re.compile(f"\n|{_UNSAFE.pattern}")
+
+@cache
+def _unsafe(newlines: bool) -> re.Pattern[str]:
+    """Control characters (validation.CONTROL_CHARACTERS: ESC, CSI, OSC, BEL, C1, CR, bidi
+    overrides...) and lone surrogates (bytes that were not UTF-8, which cannot even be
+    written to a UTF-8 stream); newlines too when asked. Built on first use, so that
+    `maomao --help` compiles no pattern it does not need."""
+    from ..validation import CONTROL_CHARACTERS, SURROGATES
+
+    newline = "\n" if newlines else ""
+    return re.compile(f"[{CONTROL_CHARACTERS}{SURROGATES}{newline}]")
 
 
 def _escaped(match: re.Match[str]) -> str:
@@ -37,12 +42,12 @@ def _escaped(match: re.Match[str]) -> str:
 
 def safe(text: str) -> str:
     """`text` as one line with every control character shown escaped (ESC as `\\x1b`)."""
-    return _UNSAFE_OR_NEWLINE.sub(_escaped, text)
+    return _unsafe(True).sub(_escaped, text)
 
 
 def safe_lines(text: str) -> str:
     """Like `safe`, but newlines stay: for text of several lines."""
-    return _UNSAFE.sub(_escaped, text)
+    return _unsafe(False).sub(_escaped, text)
 
 
 def safe_markup(text: str) -> str:
@@ -59,13 +64,23 @@ def styled(text: str, style: str) -> Text:
     return Text(safe(text), style=style)
 
 
-class SafeFormatter(logging.Formatter):
-    """Log lines with the message escaped: a run's error or a name from etcd cannot
-    write escape sequences to a terminal, nor a fake second line to a journal."""
+def safe_formatter(fmt: str, datefmt: str | None = None) -> logging.Formatter:
+    """A log formatter that escapes the message: a run's error or a name from etcd cannot
+    write escape sequences to a terminal, nor a fake second line to a journal (a
+    traceback keeps its lines)."""
+    return _safe_formatter_class()(fmt, datefmt)
 
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        record.message = safe(record.message)
-        return super().formatMessage(record)
+
+@cache
+def _safe_formatter_class() -> type[logging.Formatter]:
+    import logging  # only commands that log need it
+
+    class SafeFormatter(logging.Formatter):
+        def formatMessage(self, record: logging.LogRecord) -> str:
+            record.message = safe(record.message)
+            return super().formatMessage(record)
+
+    return SafeFormatter
 
 
 class Output:

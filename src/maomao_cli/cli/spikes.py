@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from .. import validation
 from ..errors import BadInput
 from . import output
 from .state import CliState, use
@@ -87,6 +86,8 @@ def spikes(
         )
     context = state.services
     if tool is not None:
+        from .. import validation
+
         # Checked before any key is built from it: `--tool $'\xff'` is bad input, not a
         # key etcd's client cannot encode.
         validation.name(tool, "tool name")

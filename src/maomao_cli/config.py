@@ -118,8 +118,11 @@ class GitSettings:
 class ServeSettings:
     host: str = "127.0.0.1"
     port: int = 8080
-    token: str | None = None
+    token: str | None = None  # None: one is made at first start into <statedir>/api-token
     max_body: int = 1_048_576
+    max_streams: int = 8  # event streams open at once
+    # Host header names accepted besides the address served (and loopback names on loopback).
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,15 @@ def _endpoints(where: str, value: Any) -> tuple[str, ...]:
     raise ConfigError(f"{where} must be a list of host:port strings")
 
 
+def _host_names(where: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f'{where} must be a list of host names, e.g. ["maomao.example.org"]')
+    for name in value:
+        if not name.isprintable() or any(c in name for c in " /@?#"):
+            raise ConfigError(f"{where}: {name!r} is not a host name")
+    return tuple(value)
+
+
 def _labels(where: str, value: Any) -> dict[str, str]:
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise ConfigError(f'{where} must be a table of strings, e.g. {{ region = "eu" }}')
@@ -194,6 +206,7 @@ def _labels(where: str, value: Any) -> dict[str, str]:
 _SPECIAL: dict[tuple[str, str], Callable[[str, Any], Any]] = {
     ("etcd", "endpoints"): _endpoints,
     ("worker", "labels"): _labels,
+    ("serve", "allowed_hosts"): _host_names,
 }
 
 
@@ -270,6 +283,8 @@ def _validate(settings: Settings) -> None:
         validation.name(settings.worker.member, "[worker] member")
     if settings.worker.max_parallel < 1:
         raise ConfigError("[worker] max_parallel must be at least 1")
+    if settings.serve.max_streams < 1:
+        raise ConfigError("[serve] max_streams must be at least 1")
     if settings.worker.lease_ttl < 2:
         raise ConfigError("[worker] lease_ttl must be at least 2 seconds")
     validation.memory(settings.docker.memory, "[docker] memory")

@@ -2,6 +2,9 @@
 
 Each check returns the cleaned value or raises BadInput with one line naming the
 field and the rule, so every entry point (CLI, HTTP, config) refuses the same way.
+No check accepts a string that is not valid UTF-8 (Python hands such command-line bytes
+over as lone surrogates, which no etcd key or JSON record can hold) or that holds a
+control character.
 """
 
 from __future__ import annotations
@@ -34,8 +37,36 @@ _URL_SCHEMES = ("https://", "http://", "ssh://", "git://", "file://")
 _SCP_LIKE = re.compile(r"[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s:][^\s]*")
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
 
+# What a terminal may act on instead of showing, as a regex character class: C0 controls
+# but tab and newline (ESC starts CSI and OSC sequences, BEL ends OSC, CR rewrites the
+# line), DEL, C1 controls (U+009B is CSI on its own), the bidi marks, embeddings,
+# overrides and isolates (they reorder what is shown) and the Unicode line separators.
+# The renderers (cli/output.py, api/responses.py) escape these; the checks refuse them.
+CONTROL_CHARACTERS = (
+    "\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2028\u2029\u2066-\u2069"
+)
+# Lone surrogates: how Python hands over bytes that were not UTF-8 (from argv, a file
+# name), which no etcd key, UTF-8 stream or JSON record can hold.
+SURROGATES = "\ud800-\udfff"
+_SURROGATE = re.compile(f"[{SURROGATES}]")
+_CONTROL_CHARACTER = re.compile(f"[{CONTROL_CHARACTERS}]")
+
+
+def text(value: str, field: str, *, multiline: bool = False) -> str:
+    """Any string a user gives: valid UTF-8 and free of control characters (tab and
+    newline too, unless `multiline`)."""
+    if _SURROGATE.search(value):
+        raise BadInput(f"invalid {field} {value!r}: not valid UTF-8")
+    found = _CONTROL_CHARACTER.search(value) or (None if multiline else re.search("[\t\n]", value))
+    if found:
+        raise BadInput(
+            f"invalid {field} {value!r}: holds the control character U+{ord(found.group()):04X}"
+        )
+    return value
+
 
 def name(value: str, field: str = "name") -> str:
+    # The pattern is ASCII: it refuses surrogates and control characters as well.
     if not _NAME.fullmatch(value):
         raise BadInput(
             f"invalid {field} {value!r}: must match {NAME_RULE} "
@@ -61,6 +92,7 @@ def git_url(value: str, field: str = "url") -> str:
     )
     if not value or len(value) > 2048 or _CONTROL.search(value):
         raise BadInput(rule)
+    text(value, field)
     lowered = value.lower()
     for scheme in _URL_SCHEMES:
         if lowered.startswith(scheme):
@@ -90,7 +122,7 @@ def branch(value: str) -> str:
         or any(c in value for c in "~^:?*[\\")
     ):
         raise BadInput(f"invalid branch {value!r}: not a valid git branch name")
-    return value
+    return text(value, "branch")
 
 
 def _env_entry(key: str, val: str, given: str) -> None:
@@ -98,6 +130,8 @@ def _env_entry(key: str, val: str, given: str) -> None:
         raise _not_env(given)
     if "\x00" in val:
         raise BadInput(f"invalid environment variable {key}: value holds a NUL byte")
+    if _SURROGATE.search(val):
+        raise BadInput(f"invalid environment variable {key}: value is not valid UTF-8")
 
 
 def _not_env(given: str) -> BadInput:
@@ -211,6 +245,7 @@ def at_least(value: int, minimum: int, field: str) -> int:
 
 def data_subdir(value: str) -> str:
     """A folder inside a dataset's work tree: never absolute, never climbing out of it."""
+    text(value, "data subdir")
     if value.startswith("/") or ".." in value.split("/"):
         raise BadInput(f"invalid data subdir {value!r}: must be a relative path inside the dataset")
     return value

@@ -69,14 +69,15 @@ def register(
     state = use(ctx)
     tool, created = state.services.registry.register_tool(spec)
     verb = "registered" if created else "updated"
-    state.out.success(f"{verb} tool [bold]{tool.name}[/bold] → {tool.image}")
+    name, image = output.safe_markup(tool.name), output.safe_markup(tool.image)
+    state.out.success(f"{verb} tool [bold]{name}[/bold] → {image}")
 
 
 def unregister(ctx: typer.Context, name: str = typer.Argument(..., help="Tool name.")) -> None:
     """Remove a tool from the registry (its data and runs stay)."""
     state = use(ctx)
     tool = state.services.registry.unregister_tool(name)
-    state.out.success(f"unregistered tool [bold]{tool.name}[/bold]")
+    state.out.success(f"unregistered tool [bold]{output.safe_markup(tool.name)}[/bold]")
 
 
 def tools(

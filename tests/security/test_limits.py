@@ -125,8 +125,13 @@ def test_a_bad_tool_option_is_one_line_exit_2_and_nothing_written(
     assert line.startswith(f"error: {message}")
     assert list(store.scan("/")) == []
 
-    app = guard(create_app(services), max_body=services.settings.serve.max_body, token=None)
-    with TestClient(app) as client:
+    app = guard(
+        create_app(services),
+        max_body=services.settings.serve.max_body,
+        token="t0ken",
+        hosts=frozenset({"testserver"}),  # TestClient's Host
+    )
+    with TestClient(app, headers={"Authorization": "Bearer t0ken"}) as client:
         refused = client.post("/v1/tools", json={"name": "probe", "image": "img", field: value})
     assert refused.status_code == 400, refused.text
     assert line == f"error: {refused.json()['error']['message']}"

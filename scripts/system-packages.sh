@@ -27,10 +27,23 @@ if [ "${#missing[@]}" -gt 0 ]; then
     echo "error: missing packages: ${missing[*]} (hint: run as root, or: sudo apt-get install -y ${missing[*]})" >&2
     exit 1
   fi
-  say "installing missing packages: ${missing[*]}"
+  say "installing missing packages: ${missing[*]} (apt-get, quiet)"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update
-  apt-get install -y --no-install-recommends "${missing[@]}"
+  # The tests start their own sshd, dockerd and etcd on free loopback ports: keep the
+  # packages' own services from starting (an SSH server on port 22, say) while installing.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=no
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && own_policy=yes
+  fi
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ "$own_policy" = yes ] && rm -f "$policy"
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    # Not left enabled either: the tests run sshd themselves, on a port of their own.
+    systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true
+  fi
+  say "installed: ${missing[*]}"
 else
   say "all system packages present"
 fi

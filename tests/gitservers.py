@@ -86,17 +86,19 @@ class GitDaemon:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> GitDaemon:
-        log = open(self.root.parent / "git-daemon.log", "ab")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [
-                "git", "daemon", "--reuseaddr", "--export-all", "--enable=receive-pack",
-                "--informative-errors", f"--base-path={self.root}",
-                "--listen=127.0.0.1", f"--port={self.port}", str(self.root),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **GIT_ENV},
-        )  # fmt: skip
+        with open(
+            self.root.parent / "git-daemon.log", "ab"
+        ) as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                [
+                    "git", "daemon", "--reuseaddr", "--export-all", "--enable=receive-pack",
+                    "--informative-errors", f"--base-path={self.root}",
+                    "--listen=127.0.0.1", f"--port={self.port}", str(self.root),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **GIT_ENV},
+            )  # fmt: skip
         wait_for(lambda: port_open(self.port), 20, "git daemon")
         return self
 
@@ -118,7 +120,7 @@ class GitDaemon:
 
 def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
     if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             size = int(handler.rfile.readline().split(b";")[0].strip(), 16)
             if size == 0:
@@ -276,13 +278,13 @@ class Sshd:
         )
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation dir
-        log = open(self.home / "sshd.log", "ab")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [sshd, "-D", "-e", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT
-        )
+        with open(self.home / "sshd.log", "ab") as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                [sshd, "-D", "-e", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT
+            )
         try:
             wait_for(
-                lambda: port_open(self.port) or self.process.poll() is not None,  # type: ignore[union-attr]
+                lambda: port_open(self.port) or self.process.poll() is not None,
                 20,
                 "sshd",
             )

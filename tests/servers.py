@@ -53,37 +53,39 @@ class EtcdMember:
         return f"http://{self.host}:{self.peer_port}"
 
     def start(self, initial_cluster: str, state: str = "new") -> None:
-        log = open(self.data_dir.parent / f"{self.name}.log", "ab")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [
-                "etcd",
-                "--name",
-                self.name,
-                "--data-dir",
-                str(self.data_dir),
-                "--listen-client-urls",
-                f"http://{self.host}:{self.client_port}",
-                "--advertise-client-urls",
-                f"http://{self.host}:{self.client_port}",
-                "--listen-peer-urls",
-                self.peer_url,
-                "--initial-advertise-peer-urls",
-                self.peer_url,
-                "--initial-cluster",
-                initial_cluster,
-                "--initial-cluster-state",
-                state,
-                "--initial-cluster-token",
-                "maomao-test",
-                "--heartbeat-interval",
-                "50",
-                "--election-timeout",
-                "500",
-                *self.extra,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with open(
+            self.data_dir.parent / f"{self.name}.log", "ab"
+        ) as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                [
+                    "etcd",
+                    "--name",
+                    self.name,
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--listen-client-urls",
+                    f"http://{self.host}:{self.client_port}",
+                    "--advertise-client-urls",
+                    f"http://{self.host}:{self.client_port}",
+                    "--listen-peer-urls",
+                    self.peer_url,
+                    "--initial-advertise-peer-urls",
+                    self.peer_url,
+                    "--initial-cluster",
+                    initial_cluster,
+                    "--initial-cluster-state",
+                    state,
+                    "--initial-cluster-token",
+                    "maomao-test",
+                    "--heartbeat-interval",
+                    "50",
+                    "--election-timeout",
+                    "500",
+                    *self.extra,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process and self.process.poll() is None:
@@ -163,25 +165,25 @@ class DockerDaemon:
         return f"unix://{self.socket}"
 
     def start(self) -> DockerDaemon:
-        log = open(self.root / "dockerd.log", "ab")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [
-                "dockerd",
-                "--host",
-                self.host,
-                "--data-root",
-                str(self.root / "data"),
-                "--exec-root",
-                str(self.root / "exec"),
-                "--pidfile",
-                str(self.root / "docker.pid"),
-                "--bridge=none",
-                "--iptables=false",
-                "--ip6tables=false",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with open(self.root / "dockerd.log", "ab") as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                [
+                    "dockerd",
+                    "--host",
+                    self.host,
+                    "--data-root",
+                    str(self.root / "data"),
+                    "--exec-root",
+                    str(self.root / "exec"),
+                    "--pidfile",
+                    str(self.root / "docker.pid"),
+                    "--bridge=none",
+                    "--iptables=false",
+                    "--ip6tables=false",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         wait_for(self._ready, 60, "dockerd")
         return self
 

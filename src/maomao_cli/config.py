@@ -11,7 +11,7 @@ import math
 import os
 import socket
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -50,6 +50,8 @@ class DataSettings:
     importdir: str = str(_data_home() / "maomao" / "data")
     # Local etcd data, dataset keys, worker health: beside the importdir by default.
     statedir: str | None = None
+    # Bytes one tool's data directory may hold (0: no limit); a tool may ask for less.
+    max_tool_bytes: int = 1024**3
 
     @property
     def import_path(self) -> Path:
@@ -71,6 +73,9 @@ class DockerSettings:
     timeout: float = 3600.0
     user: str | None = None
     api_timeout: float = 10.0
+    # Docker's json-file rotation of every container's output: size of one file, files kept.
+    log_max_size: str = "10m"
+    log_max_files: int = 3
 
 
 @dataclass(frozen=True)
@@ -113,8 +118,11 @@ class GitSettings:
 class ServeSettings:
     host: str = "127.0.0.1"
     port: int = 8080
-    token: str | None = None
+    token: str | None = None  # None: one is made at first start into <statedir>/api-token
     max_body: int = 1_048_576
+    max_streams: int = 8  # event streams open at once
+    # Host header names accepted besides the address served (and loopback names on loopback).
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -171,39 +179,66 @@ _SECTIONS: dict[str, type[Any]] = {
 }
 
 
+def _endpoints(where: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return parse_endpoints(value)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return parse_endpoints(",".join(value))
+    raise ConfigError(f"{where} must be a list of host:port strings")
+
+
+def _host_names(where: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f'{where} must be a list of host names, e.g. ["maomao.example.org"]')
+    for name in value:
+        if not name.isprintable() or any(c in name for c in " /@?#"):
+            raise ConfigError(f"{where}: {name!r} is not a host name")
+    return tuple(value)
+
+
+def _labels(where: str, value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ConfigError(f'{where} must be a table of strings, e.g. {{ region = "eu" }}')
+    return validation.labels(value, field=where)
+
+
+# Keys whose value is not a scalar of their default's type.
+_SPECIAL: dict[tuple[str, str], Callable[[str, Any], Any]] = {
+    ("etcd", "endpoints"): _endpoints,
+    ("worker", "labels"): _labels,
+    ("serve", "allowed_hosts"): _host_names,
+}
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _finite(value: Any) -> bool:
+    # TOML has nan and inf: a nan timeout passes every `< 0` check, an inf one hangs.
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return number and math.isfinite(value) and value >= 0
+
+
+# What a value must be, by the type of its key's default: bool before int (a bool is an
+# int), and a string for the rest (str, or None for unset).
+_SCALARS: tuple[tuple[type, Callable[[Any], bool], str], ...] = (
+    (bool, lambda value: isinstance(value, bool), "must be true or false"),
+    (int, _whole, "must be a whole number >= 0"),
+    (float, _finite, "must be a finite number >= 0"),
+    (object, lambda value: isinstance(value, str), "must be a string"),
+)
+
+
 def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
     where = f"[{section}] {key}"
-    if section == "etcd" and key == "endpoints":
-        if isinstance(value, str):
-            return parse_endpoints(value)
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return parse_endpoints(",".join(value))
-        raise ConfigError(f"{where} must be a list of host:port strings")
-    if section == "worker" and key == "labels":
-        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise ConfigError(f'{where} must be a table of strings, e.g. {{ region = "eu" }}')
-        return validation.labels([f"{k}={v}" for k, v in value.items()], field=where)
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false")
-        return value
-    if isinstance(default, int) and not isinstance(default, bool):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ConfigError(f"{where} must be a whole number >= 0")
-        return value
-    if isinstance(default, float):
-        # TOML has nan and inf: a nan timeout passes every `< 0` check, an inf one hangs.
-        if (
-            not isinstance(value, int | float)
-            or isinstance(value, bool)
-            or not math.isfinite(value)
-            or value < 0
-        ):
-            raise ConfigError(f"{where} must be a finite number >= 0")
-        return float(value)
-    if not isinstance(value, str):
-        raise ConfigError(f"{where} must be a string")
-    return value
+    special = _SPECIAL.get((section, key))
+    if special is not None:
+        return special(where, value)
+    kind, accepts, rule = next(s for s in _SCALARS if isinstance(default, s[0]))
+    if not accepts(value):
+        raise ConfigError(f"{where} {rule}")
+    return float(value) if kind is float else value
 
 
 def _from_mapping(data: Mapping[str, Any], source: str) -> Settings:
@@ -248,9 +283,14 @@ def _validate(settings: Settings) -> None:
         validation.name(settings.worker.member, "[worker] member")
     if settings.worker.max_parallel < 1:
         raise ConfigError("[worker] max_parallel must be at least 1")
+    if settings.serve.max_streams < 1:
+        raise ConfigError("[serve] max_streams must be at least 1")
     if settings.worker.lease_ttl < 2:
         raise ConfigError("[worker] lease_ttl must be at least 2 seconds")
     validation.memory(settings.docker.memory, "[docker] memory")
+    validation.size(settings.docker.log_max_size, "[docker] log_max_size", minimum=1024)
+    if settings.docker.log_max_files < 1:
+        raise ConfigError("[docker] log_max_files must be at least 1")
     if settings.spikes.method not in ("robust", "seed"):
         raise ConfigError("[spikes] method must be 'robust' or 'seed'")
     if settings.spikes.sensitivity <= 0:
@@ -281,6 +321,61 @@ def config_path(explicit: str | None, env: Mapping[str, str] | None = None) -> P
     return default if default.is_file() else None
 
 
+# Variables that set one key each (the endpoints and the prefix also have flags).
+_ENVIRONMENT: tuple[tuple[str, str, str], ...] = (
+    ("MAOMAO_ETCD_USER", "etcd", "user"),
+    ("MAOMAO_ETCD_PASSWORD", "etcd", "password"),
+    ("MAOMAO_IMPORTDIR", "data", "importdir"),
+    ("MAOMAO_DOCKER_HOST", "docker", "host"),
+    ("MAOMAO_MEMBER", "worker", "member"),
+    ("MAOMAO_GIT_PASSWORD", "git", "https_password"),
+    ("MAOMAO_SERVE_TOKEN", "serve", "token"),
+)
+
+
+def _read_file(path: Path) -> Settings:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {path} does not exist",
+            hint="create it (see config.toml in the maomao repository) or unset MAOMAO_CONFIG",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    return _from_mapping(data, str(path))
+
+
+def _etcd_overrides(
+    etcd: EtcdSettings, environ: Mapping[str, str], endpoints: str | None, prefix: str | None
+) -> EtcdSettings:
+    """Flag over variable over file for the endpoints and the prefix."""
+    env_endpoints = environ.get("MAOMAO_ETCD_ENDPOINTS")
+    if endpoints or env_endpoints:
+        etcd = replace(etcd, endpoints=parse_endpoints(endpoints or env_endpoints or ""))
+    elif etcd.endpoints_file:
+        etcd = replace(etcd, endpoints=_read_endpoints_file(etcd.endpoints_file))
+    if prefix or environ.get("MAOMAO_ETCD_PREFIX"):
+        etcd = replace(etcd, prefix=prefix or environ["MAOMAO_ETCD_PREFIX"])
+    return etcd
+
+
+def _environment_overrides(settings: Settings, environ: Mapping[str, str]) -> Settings:
+    for variable, section, key in _ENVIRONMENT:
+        value = environ.get(variable)
+        if not value:
+            continue
+        if variable == "MAOMAO_MEMBER":
+            validation.name(value, variable)  # named as the user set it, not as [worker] member
+        table = replace(getattr(settings, section), **{key: value})
+        settings = replace(settings, **{section: table})
+    return settings
+
+
 def load(
     explicit_path: str | None = None,
     *,
@@ -291,54 +386,9 @@ def load(
     """Read the effective settings; flags given here win over the environment."""
     environ = os.environ if env is None else env
     path = config_path(explicit_path, environ)
-    if path is None:
-        settings = Settings()
-    else:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(
-                f"config file {path} does not exist",
-                hint="create it (see config.toml in the maomao repository) or unset MAOMAO_CONFIG",
-            ) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc}") from None
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-        settings = _from_mapping(data, str(path))
-
-    etcd = settings.etcd
-    env_endpoints = environ.get("MAOMAO_ETCD_ENDPOINTS")
-    if endpoints or env_endpoints:
-        etcd = replace(etcd, endpoints=parse_endpoints(endpoints or env_endpoints or ""))
-    elif etcd.endpoints_file:
-        etcd = replace(etcd, endpoints=_read_endpoints_file(etcd.endpoints_file))
-    if prefix or environ.get("MAOMAO_ETCD_PREFIX"):
-        etcd = replace(etcd, prefix=prefix or environ["MAOMAO_ETCD_PREFIX"])
-    if environ.get("MAOMAO_ETCD_USER"):
-        etcd = replace(etcd, user=environ["MAOMAO_ETCD_USER"])
-    if environ.get("MAOMAO_ETCD_PASSWORD"):
-        etcd = replace(etcd, password=environ["MAOMAO_ETCD_PASSWORD"])
-    data_settings = settings.data
-    if environ.get("MAOMAO_IMPORTDIR"):
-        data_settings = replace(data_settings, importdir=environ["MAOMAO_IMPORTDIR"])
-    docker = settings.docker
-    if environ.get("MAOMAO_DOCKER_HOST"):
-        docker = replace(docker, host=environ["MAOMAO_DOCKER_HOST"])
-    worker = settings.worker
-    if environ.get("MAOMAO_MEMBER"):
-        worker = replace(worker, member=validation.name(environ["MAOMAO_MEMBER"], "MAOMAO_MEMBER"))
-    git = settings.git
-    if environ.get("MAOMAO_GIT_PASSWORD"):
-        git = replace(git, https_password=environ["MAOMAO_GIT_PASSWORD"])
-    serve = settings.serve
-    if environ.get("MAOMAO_SERVE_TOKEN"):
-        serve = replace(serve, token=environ["MAOMAO_SERVE_TOKEN"])
-    settings = replace(
-        settings, etcd=etcd, data=data_settings, docker=docker, worker=worker, git=git, serve=serve
-    )
+    settings = Settings() if path is None else _read_file(path)
+    settings = replace(settings, etcd=_etcd_overrides(settings.etcd, environ, endpoints, prefix))
+    settings = _environment_overrides(settings, environ)
     _validate(settings)
     return settings
 

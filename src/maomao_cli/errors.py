@@ -77,3 +77,41 @@ class ContainerError(MaomaoError):
     """The container engine refused or failed an operation (pull, create, start)."""
 
     code = "container"
+
+
+class Interrupted(MaomaoError):
+    """The user stopped the operation (Ctrl-C); what it left behind is named."""
+
+    exit_status = ExitStatus.INTERRUPTED
+    code = "interrupted"
+
+
+class Unhealthy(MaomaoError):
+    """A health check found what it checks not healthy (`worker --check`)."""
+
+    code = "unhealthy"
+
+
+# etcd's refusals of a membership change, told apart by type so that callers decide what to
+# wait out without reading messages. The etcd administration adapter raises them.
+
+
+class EtcdRefused(MaomaoError):
+    """etcd answered and refused a cluster-membership change."""
+
+
+class LearnerNotInSync(EtcdRefused):
+    """A learner cannot be promoted yet: it still lags behind the leader's log."""
+
+
+class MemberNotReady(EtcdRefused):
+    """Too few members have started for this change to keep the quorum safe."""
+
+
+class AlreadyExists(EtcdRefused):
+    """A member with this ID or peer URL is already in the cluster."""
+
+
+class UnhealthyCluster(Unavailable):
+    """The members have not been connected long enough for a membership change (etcd
+    says so for a few seconds after each change or restart)."""

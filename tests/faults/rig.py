@@ -140,22 +140,22 @@ class Host:
     # etcd ---------------------------------------------------------------------
 
     def start_etcd(self, initial_cluster: str, state: str) -> None:
-        log = open(self.root / "etcd.log", "ab")  # noqa: SIM115
-        peer = f"http://{self.address}:2380"
-        client = f"http://{self.address}:2379"
-        command = [
-            "etcd", "--name", self.member, "--data-dir", str(self.root / "etcd"),
-            "--listen-client-urls", client, "--advertise-client-urls", client,
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", initial_cluster, "--initial-cluster-state", state,
-            "--initial-cluster-token", "maomao-faults",
-            "--heartbeat-interval", "50", "--election-timeout", "500",
-        ]  # fmt: skip
-        self.etcd = subprocess.Popen(
-            self.wrap(command),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with open(self.root / "etcd.log", "ab") as log:  # the child keeps its own descriptor
+            peer = f"http://{self.address}:2380"
+            client = f"http://{self.address}:2379"
+            command = [
+                "etcd", "--name", self.member, "--data-dir", str(self.root / "etcd"),
+                "--listen-client-urls", client, "--advertise-client-urls", client,
+                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                "--initial-cluster", initial_cluster, "--initial-cluster-state", state,
+                "--initial-cluster-token", "maomao-faults",
+                "--heartbeat-interval", "50", "--election-timeout", "500",
+            ]  # fmt: skip
+            self.etcd = subprocess.Popen(
+                self.wrap(command),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def kill_etcd(self, sig: int = signal.SIGKILL) -> None:
         if self.etcd is not None and self.etcd.poll() is None:
@@ -168,13 +168,13 @@ class Host:
     def start_worker(self) -> None:
         log_path = self.root / f"worker-{len(self.worker_logs) + 1}.log"
         self.worker_logs.append(log_path)
-        log = open(log_path, "ab")  # noqa: SIM115
-        self.worker = subprocess.Popen(
-            self.wrap([sys.executable, "-m", "maomao_cli", "worker", "--max-parallel", "4"]),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=self.env(),
-        )
+        with open(log_path, "ab") as log:  # the child keeps its own descriptor
+            self.worker = subprocess.Popen(
+                self.wrap([sys.executable, "-m", "maomao_cli", "worker", "--max-parallel", "4"]),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env(),
+            )
 
     def kill_worker(self) -> None:
         assert self.worker is not None

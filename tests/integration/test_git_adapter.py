@@ -416,7 +416,7 @@ def test_clone_falls_back_to_dulwich_for_packs_too_big_to_hold(
     real = DiskObjectStore.add_thin_pack
 
     def counted(self: DiskObjectStore, *args: Any, **kw: Any) -> Any:
-        general.append(self.path)
+        general.append(str(self.path))
         return real(self, *args, **kw)
 
     monkeypatch.setattr(DiskObjectStore, "add_thin_pack", counted)

@@ -9,7 +9,9 @@ from maomao_cli.services.cluster import (
     caught_up,
     fault_tolerance,
     initial_cluster,
+    join_conflicts,
     join_refusals,
+    join_risks,
     leave_refusals,
     quorum,
 )
@@ -68,6 +70,18 @@ def test_join_refusals(members: list[MemberHealth], refused_because: str | None)
         assert reasons == []
     else:
         assert any(refused_because in r for r in reasons), reasons
+
+
+def test_conflicts_are_what_force_cannot_override() -> None:
+    members = [voter("new"), voter("b", healthy=False), learner("c")]
+    conflicts = join_conflicts(members, "new", "https://b:2380")
+    assert conflicts == [
+        "a member named 'new' already exists",
+        "a member with peer URL https://b:2380 already exists",
+    ]
+    risks = join_risks(members)
+    assert risks and not any("already exists" in r for r in risks)
+    assert join_refusals(members, "new", "https://b:2380") == [*conflicts, *risks]
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,10 @@ import pytest
 import urllib3.exceptions as ue
 from dulwich.errors import GitProtocolError
 
-from maomao_cli.adapters import git as g
+from maomao_cli.adapters.git.remotes import parse_url
+from maomao_cli.adapters.git.translate import translated
 from maomao_cli.errors import GitError
+from maomao_cli.gitmodels import GitAuth
 
 
 def _wrapped(text: str, cause: BaseException | None) -> GitProtocolError:
@@ -51,9 +53,15 @@ CASES = [
 
 @pytest.mark.parametrize(("exc", "expected"), CASES, ids=[c[1] for c in CASES])
 def test_http_failures_are_named_by_their_cause(exc: Exception, expected: str) -> None:
-    remote = g._parse_url("http://127.0.0.1:40173/x.git")
-    with pytest.raises(GitError) as err, g._translated("clone", remote, g.GitAuth(), 1.0):
+    remote = parse_url("http://127.0.0.1:40173/x.git")
+    with pytest.raises(GitError) as err, translated("clone", remote, GitAuth(), 1.0):
         raise exc
     assert expected in err.value.message
     assert "\n" not in err.value.message
     assert err.value.message.startswith("clone http://127.0.0.1:40173/x.git: ")
+
+
+def test_an_invalid_port_is_a_git_error_not_a_traceback() -> None:
+    with pytest.raises(GitError) as err:
+        parse_url("git://example.org:99999/x.git")
+    assert err.value.message == "bad git URL git://example.org/x.git: invalid port"

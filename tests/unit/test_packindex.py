@@ -11,14 +11,15 @@ import shutil
 import struct
 import subprocess
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from dulwich.pack import create_delta
 
 from gitservers import git
-from maomao_cli.adapters import git as g
 from maomao_cli.adapters import packindex as pi
+from maomao_cli.gitprogress import parse_progress
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is the oracle")
 
@@ -54,7 +55,7 @@ def delta(base: bytes, target: bytes) -> bytes:
 
 
 def make_pack(
-    objects: list[tuple[str, object, bytes]], *, version: int = 2, count: int | None = None
+    objects: Sequence[tuple[str, object, bytes]], *, version: int = 2, count: int | None = None
 ) -> bytes:
     """("full", kind, data) | ("ofs", index of base, delta) | ("ref", base raw id, delta)
     | ("far", distance back to the base, delta)."""
@@ -163,7 +164,7 @@ def test_progress_lines_are_in_git_format(tmp_path: Path) -> None:
     pack = make_pack([("full", BLOB, b"x%d" % i) for i in range(5000)])
     lines: list[bytes] = []
     run_index(pack, tmp_path, progress=lines.append)
-    parsed = [g.parse_progress(line.decode()) for line in lines]
+    parsed = [parse_progress(line.decode()) for line in lines]
     assert all(parsed), lines
     assert ("Unpacking objects", 5000, 5000) in parsed
     assert parsed[-1] == ("Resolving objects", 5000, 5000)

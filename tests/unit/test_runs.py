@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from maomao_cli.adapters.containers import ContainerResult, ScriptedRunner
+from maomao_cli.adapters.containers import ScriptedRunner
 from maomao_cli.config import DataSettings, DockerSettings, Settings, WorkerSettings
 from maomao_cli.errors import BadInput, NotFound
 from maomao_cli.keys import Keys
 from maomao_cli.models import Run, Tool
+from maomao_cli.ports import ContainerResult
 from maomao_cli.services.runs import RunService
 from maomao_cli.store.memory import MemoryStore
 
@@ -174,7 +175,12 @@ def test_a_failing_hook_never_fails_the_run(tmp_path: Path) -> None:
         raise RuntimeError("detector exploded")
 
     service.add_hook(broken)
-    service.add_hook(lambda tool, run, data_dir: after.append(run.id) and None)
+
+    def later(tool: Tool, run: Run, data_dir: Path) -> Run | None:
+        after.append(run.id)
+        return None
+
+    service.add_hook(later)
 
     run = service.execute(TOOL)
 
@@ -186,7 +192,12 @@ def test_a_failing_hook_never_fails_the_run(tmp_path: Path) -> None:
 def test_hooks_are_not_called_after_a_failure(tmp_path: Path) -> None:
     service = make_service(tmp_path, ScriptedRunner([ContainerResult(1, "failed")]))
     calls: list[str] = []
-    service.add_hook(lambda tool, run, data_dir: calls.append(run.id) and None)
+
+    def hook(tool: Tool, run: Run, data_dir: Path) -> Run | None:
+        calls.append(run.id)
+        return None
+
+    service.add_hook(hook)
 
     service.execute(TOOL)
 

@@ -99,6 +99,7 @@ def test_webhook_gets_a_json_post(tmp_path: Path) -> None:
         assert wait_until(lambda: bodies)
     finally:
         server.shutdown()
+        server.server_close()
     assert bodies[0]["direction"] == "down" and bodies[0]["tool"] == "t"
 
 

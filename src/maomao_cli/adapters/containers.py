@@ -1,4 +1,4 @@
-"""The container port: what the run service needs from a container engine.
+"""In-process container runners (the port is `ports.ContainerRunner`).
 
 DockerRunner (adapters/docker_runner.py) is the real implementation. NullRunner and
 ScriptedRunner are in-process stand-ins for benchmarks and unit tests: they never touch
@@ -8,87 +8,17 @@ Docker, so tests of the worker and of the run service stay fast and deterministi
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal, Protocol
 
 from ..errors import ContainerError
+from ..ports import MOUNT_POINT, ContainerResult, ContainerSpec, PullProgress
 
-ContainerStatus = Literal["succeeded", "failed", "timed-out", "interrupted"]
-MOUNT_POINT = "/usr/src/app/data"
-
-
-@dataclass(frozen=True)
-class ContainerSpec:
-    """One container to run: the image, the tool's data directory and the limits."""
-
-    image: str
-    name: str
-    env: dict[str, str]
-    data_dir: Path
-    mount_point: str = MOUNT_POINT
-    labels: dict[str, str] = field(default_factory=dict)
-    network: str = "none"
-    memory: str = "512m"
-    pids: int = 256
-    timeout: float = 3600.0
-    user: str | None = None
-
-
-@dataclass(frozen=True)
-class ContainerResult:
-    exit_code: int | None
-    status: ContainerStatus
-    image_digest: str | None = None
-    log_tail: list[str] = field(default_factory=list)
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class PullProgress:
-    """One step of an image pull. `layer` is None for messages about the whole image;
-    `complete` is True once, at the end of a pull, so a display can close."""
-
-    image: str
-    status: str
-    layer: str | None = None
-    current: int | None = None
-    total: int | None = None
-    complete: bool = False
-
-
-class ContainerRunner(Protocol):
-    def ensure_image(
-        self, image: str, progress: Callable[[PullProgress], None] | None = None
-    ) -> str:
-        """The image's digest, pulling it first when it is absent. Raises ContainerError
-        (one line) when it cannot be found or pulled, Unavailable when the engine is down."""
-        ...
-
-    def run(
-        self,
-        spec: ContainerSpec,
-        *,
-        on_output: Callable[[str], None] | None = None,
-        cancel: threading.Event | None = None,
-    ) -> ContainerResult:
-        """Run to completion and always remove the container. Past spec.timeout the
-        container is stopped (timed-out); when cancel is set it is stopped (interrupted).
-        on_output gets each output line as it comes, from another thread."""
-        ...
-
-    def remove_containers(self, labels: dict[str, str]) -> int:
-        """Force-remove every container carrying all these labels; returns how many."""
-        ...
-
-    def ping(self) -> None:
-        """Raise Unavailable, within a few seconds, naming the engine, when it is down."""
-        ...
-
+__all__ = ["MOUNT_POINT", "NULL_DIGEST", "NullRunner", "ScriptedRunner"]
 
 NULL_DIGEST = "sha256:" + "0" * 64
+KILLED = 137  # the exit status of a container stopped by SIGKILL (128 + 9)
 
 
 class NullRunner:
@@ -118,7 +48,10 @@ class NullRunner:
 class ScriptedRunner:
     """A runner for unit tests: returns the given results in order (then `default`),
     records every spec, can write files into the data directory, print lines, refuse an
-    image, and block each run until `release()` (or until its cancel event is set).
+    image, and block each run until `release()`, its cancel event (interrupted) or its
+    spec's timeout (timed-out). `leftovers` are the labels of containers an earlier
+    process left behind, for `remove_containers`. It passes the runner contract
+    (tests/contract/test_runner_contract.py) with DockerRunner.
 
         runner = ScriptedRunner([ContainerResult(3, "failed", error="exited with code 3")])
         runner = ScriptedRunner(block=True); ...; runner.started.wait(); runner.release()
@@ -135,6 +68,7 @@ class ScriptedRunner:
         image_error: str | None = None,
         digest: str = NULL_DIGEST,
         log_lines: int = 50,
+        leftovers: Iterable[dict[str, str]] = (),
     ) -> None:
         self._results: deque[ContainerResult] = deque(results)
         self.default = default or ContainerResult(0, "succeeded", digest, [], None)
@@ -143,6 +77,7 @@ class ScriptedRunner:
         self.image_error = image_error
         self.digest = digest
         self.log_lines = log_lines
+        self.leftovers = [dict(labels) for labels in leftovers]
         self.specs: list[ContainerSpec] = []
         self.images: list[str] = []
         self.started = threading.Event()  # set when a run begins
@@ -178,6 +113,7 @@ class ScriptedRunner:
             self.max_running = max(self.max_running, self.running)
             result = self._results.popleft() if self._results else self.default
         self.started.set()
+        deadline = time.monotonic() + spec.timeout
         try:
             for relative, content in self.files.items():
                 target = spec.data_dir / relative.format(n=len(self.specs))
@@ -186,10 +122,14 @@ class ScriptedRunner:
             for line in self.output:
                 if on_output is not None:
                     on_output(line)
+            printed = self.output[-self.log_lines :]
             while not self._released.wait(0.01):
                 if cancel is not None and cancel.is_set():
-                    return ContainerResult(None, "interrupted", self.digest, [], "interrupted")
-            tail = list(self.output[-self.log_lines :]) if self.output else list(result.log_tail)
+                    return ContainerResult(None, "interrupted", self.digest, printed, "interrupted")
+                if time.monotonic() >= deadline:
+                    error = f"stopped after its timeout of {spec.timeout:g}s"
+                    return ContainerResult(KILLED, "timed-out", self.digest, printed, error)
+            tail = list(printed) if self.output else list(result.log_tail)
             return ContainerResult(
                 result.exit_code, result.status, result.image_digest, tail, result.error
             )
@@ -198,7 +138,11 @@ class ScriptedRunner:
                 self.running -= 1
 
     def remove_containers(self, labels: dict[str, str]) -> int:
-        return 0
+        wanted = labels.items()
+        with self._lock:
+            removed = [left for left in self.leftovers if wanted <= left.items()]
+            self.leftovers = [left for left in self.leftovers if not wanted <= left.items()]
+        return len(removed)
 
     def ping(self) -> None:
         return None

@@ -8,7 +8,8 @@ Every other call uses [docker] api_timeout, so an unreachable engine fails in se
 
 Every container runs with the same safe defaults: not privileged, every capability
 dropped, no-new-privileges, memory and process limits, the tool's network, an optional
-user, and exactly one bind mount: the tool's data directory.
+user, exactly one bind mount (the tool's data directory), /tmp in memory with a size cap,
+and Docker's log rotation.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..config import DockerSettings
 from ..errors import ContainerError, Unavailable
-from .containers import ContainerResult, ContainerSpec, ContainerStatus, PullProgress
+from ..ports import ContainerResult, ContainerSpec, ContainerStatus, PullProgress
+from ..validation import memory_bytes
 
 if TYPE_CHECKING:
     import docker
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("maomao.docker")
 
 LINE_LIMIT = 2000  # characters kept of one output line in the stored tail
+LINE_BYTES_LIMIT = 1 << 20  # bytes of one line held in memory; the rest of the line is dropped
 
 
 def _one_line(text: object) -> str:
@@ -244,6 +247,8 @@ class DockerRunner:
             mem_limit=spec.memory,
             pids_limit=spec.pids,
             network_mode=spec.network,
+            log_config=log_config(spec),
+            tmpfs=tmpfs(spec),
         )
         return config
 
@@ -299,26 +304,7 @@ class DockerRunner:
             daemon=True,
         )
         reader.start()
-        deadline = time.monotonic() + spec.timeout
-        stopped: ContainerStatus | None = None
-        polling = False  # set when the log stream broke while the container still runs
-        while True:
-            step = min(self.poll_interval, max(deadline - time.monotonic(), 0.0))
-            if polling:
-                time.sleep(max(step, 0.0))
-                if not self._running(api, container_id):
-                    break
-            elif stream_done.wait(step):
-                # The log stream ends when the container exits: no polling of the engine.
-                if not stream_failed or not self._running(api, container_id):
-                    break
-                polling = True
-            if cancel is not None and cancel.is_set():
-                stopped = "interrupted"
-                break
-            if time.monotonic() >= deadline:
-                stopped = "timed-out"
-                break
+        stopped = self._wait_for_exit(api, container_id, spec, cancel, stream_done, stream_failed)
         if stopped is not None:
             self._call(
                 "cannot stop the container",
@@ -329,21 +315,35 @@ class DockerRunner:
         info = self._call(
             "cannot inspect the container", lambda: api.inspect_container(container_id)
         )
-        state = info.get("State") or {}
-        exit_code = waited.get("StatusCode", state.get("ExitCode"))
-        digest = info.get("Image")
-        lines = list(tail)
-        if stopped == "interrupted":
-            return ContainerResult(exit_code, "interrupted", digest, lines, "interrupted")
-        if stopped == "timed-out":
-            error = f"stopped after its timeout of {spec.timeout:g}s"
-            return ContainerResult(exit_code, "timed-out", digest, lines, error)
-        if exit_code == 0:
-            return ContainerResult(0, "succeeded", digest, lines, None)
-        error = f"exited with code {exit_code}"
-        if state.get("OOMKilled"):
-            error += f" (killed: out of memory, limit {spec.memory})"
-        return ContainerResult(exit_code, "failed", digest, lines, error)
+        return _result(spec, stopped, waited, info, list(tail))
+
+    def _wait_for_exit(
+        self,
+        api: docker.APIClient,
+        container_id: str,
+        spec: ContainerSpec,
+        cancel: threading.Event | None,
+        stream_done: threading.Event,
+        stream_failed: list[BaseException],
+    ) -> ContainerStatus | None:
+        """None once the container exited by itself, else why it must be stopped."""
+        deadline = time.monotonic() + spec.timeout
+        polling = False  # set when the log stream broke while the container still runs
+        while True:
+            step = min(self.poll_interval, max(deadline - time.monotonic(), 0.0))
+            if polling:
+                time.sleep(max(step, 0.0))
+                if not self._running(api, container_id):
+                    return None
+            elif stream_done.wait(step):
+                # The log stream ends when the container exits: no polling of the engine.
+                if not stream_failed or not self._running(api, container_id):
+                    return None
+                polling = True
+            if cancel is not None and cancel.is_set():
+                return "interrupted"
+            if time.monotonic() >= deadline:
+                return "timed-out"
 
     def _running(self, api: docker.APIClient, container_id: str) -> bool:
         info = self._call(
@@ -372,19 +372,74 @@ class DockerRunner:
         client = None
         try:
             client = self._stream_client(version)
-            pending = b""
-            for chunk in client.logs(
-                container_id, stream=True, follow=True, stdout=True, stderr=True
-            ):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for raw in lines:
-                    emit(raw)
-            if pending:
-                emit(pending)
+            chunks = client.logs(container_id, stream=True, follow=True, stdout=True, stderr=True)
+            for raw in split_lines(chunks):
+                emit(raw)
         except BaseException as exc:
             failed.append(exc)
         finally:
             if client is not None:
                 client.close()
             done.set()
+
+
+def log_config(spec: ContainerSpec) -> dict[str, Any]:
+    """Rotated json-file logs whatever the daemon's default driver: a chatty tool cannot
+    fill Docker's disk, and the log stream the runner reads stays available."""
+    return {
+        "type": "json-file",
+        "config": {"max-size": spec.log_max_size, "max-file": str(spec.log_max_files)},
+    }
+
+
+def tmpfs(spec: ContainerSpec) -> dict[str, str]:
+    """/tmp in memory, capped at the run's memory limit (its pages count against that
+    limit too), so scratch files never reach the host's disk. exec and a sticky 1777
+    keep /tmp as tools expect it; nosuid and nodev as Docker's own default."""
+    size = memory_bytes(spec.memory)
+    return {"/tmp": f"rw,exec,nosuid,nodev,mode=1777,size={size}"}
+
+
+def _result(
+    spec: ContainerSpec,
+    stopped: ContainerStatus | None,
+    waited: dict[str, Any],
+    info: dict[str, Any],
+    lines: list[str],
+) -> ContainerResult:
+    state = info.get("State") or {}
+    exit_code = waited.get("StatusCode", state.get("ExitCode"))
+    digest = info.get("Image")
+    if stopped == "interrupted":
+        return ContainerResult(exit_code, "interrupted", digest, lines, "interrupted")
+    if stopped == "timed-out":
+        error = f"stopped after its timeout of {spec.timeout:g}s"
+        return ContainerResult(exit_code, "timed-out", digest, lines, error)
+    if exit_code == 0:
+        return ContainerResult(0, "succeeded", digest, lines, None)
+    error = f"exited with code {exit_code}"
+    if state.get("OOMKilled"):
+        error += f" (killed: out of memory, limit {spec.memory})"
+    return ContainerResult(exit_code, "failed", digest, lines, error)
+
+
+def split_lines(chunks: Iterable[bytes], limit: int = LINE_BYTES_LIMIT) -> Iterator[bytes]:
+    """The lines of a byte stream, each cut to `limit` bytes. Linear in the stream's size:
+    a chunk is scanned once and a long line is never re-joined or re-split."""
+    parts: list[bytes] = []
+    held = 0
+    for chunk in chunks:
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            if held < limit:
+                parts.append(chunk[start : start + min(end - start, limit - held)])
+            yield b"".join(parts)
+            parts.clear()
+            held = 0
+            start = end + 1
+        if start < len(chunk) and held < limit:
+            piece = chunk[start : start + limit - held]
+            parts.append(piece)
+            held += len(piece)
+    if parts:
+        yield b"".join(parts)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 # gRPC's C core logs failed TLS handshakes to stderr itself; the error we raise says it.
@@ -25,7 +24,18 @@ from google.protobuf import (  # type: ignore[import-untyped]
     message_factory,
 )
 
-from ..errors import BadInput, MaomaoError, Unavailable
+from ..errors import (
+    AlreadyExists,
+    BadInput,
+    LearnerNotInSync,
+    MaomaoError,
+    MemberNotReady,
+    Unavailable,
+    UnhealthyCluster,
+)
+from ..etcdvalues import EndpointStatus, Member, Tls, netloc
+
+__all__ = ["EndpointStatus", "EtcdAdmin", "Member", "Tls", "connect", "netloc", "translate"]
 
 _F = descriptor_pb2.FieldDescriptorProto
 _SCALARS = {
@@ -111,38 +121,6 @@ def _build_classes() -> dict[str, Any]:
 _CLASSES = _build_classes()
 
 
-@dataclass(frozen=True)
-class Member:
-    id: int
-    name: str
-    peer_urls: tuple[str, ...]
-    client_urls: tuple[str, ...]
-    is_learner: bool
-
-
-@dataclass(frozen=True)
-class EndpointStatus:
-    endpoint: str
-    member_id: int
-    version: str
-    db_size: int
-    leader: int
-    raft_index: int
-    raft_term: int
-    raft_applied_index: int
-    errors: tuple[str, ...]
-    is_learner: bool
-
-
-@dataclass(frozen=True)
-class Tls:
-    """PEM bytes: the CA that signed the servers, and this client's certificate."""
-
-    ca: bytes
-    cert: bytes | None
-    key: bytes | None
-
-
 def _member(raw: Any) -> Member:
     return Member(
         id=int(raw.ID),
@@ -153,8 +131,47 @@ def _member(raw: Any) -> Member:
     )
 
 
-def netloc(url: str) -> str:
-    return url.split("://", 1)[-1].rstrip("/")
+# etcd's refusals that callers act on, by status code and etcd's own description of them
+# (etcd's api/v3rpc/rpctypes/error.go; its client recognises them the same way).
+_REFUSALS: dict[tuple[grpc.StatusCode, str], type[MaomaoError]] = {
+    (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "etcdserver: can only promote a learner member which is in sync with leader",
+    ): LearnerNotInSync,
+    (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "etcdserver: re-configuration failed due to not enough started members",
+    ): MemberNotReady,
+    (grpc.StatusCode.FAILED_PRECONDITION, "etcdserver: member ID already exist"): AlreadyExists,
+    (grpc.StatusCode.FAILED_PRECONDITION, "etcdserver: Peer URLs already exists"): AlreadyExists,
+    (grpc.StatusCode.UNAVAILABLE, "etcdserver: unhealthy cluster"): UnhealthyCluster,
+}
+
+
+def _refusal(exc: grpc.RpcError) -> type[MaomaoError] | None:
+    return _REFUSALS.get((exc.code(), (exc.details() or "").strip()))
+
+
+def translate(code: grpc.StatusCode, details: str, where: str, timeout: float) -> MaomaoError:
+    """The maomao error for a failed call to etcd at `where`: etcd's refusals as their own
+    types (errors.EtcdRefused, UnhealthyCluster), the rest by status code."""
+    details = details.strip()
+    refusal = _REFUSALS.get((code, details))
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return Unavailable(f"etcd at {where} did not answer within {timeout:g}s")
+    if code == grpc.StatusCode.UNAVAILABLE:
+        lowered = details.lower()
+        if "ssl" in lowered or "handshake" in lowered or "certificate" in lowered:
+            reason = "certificate verify failed" if "verify" in lowered else "TLS error"
+            return BadInput(
+                f"etcd at {where}: the TLS handshake failed ({reason})",
+                hint="the CA certificate or the client certificate does not belong to this cluster",
+            )
+        reason = details.rpartition(": ")[2] if ": " in details else details
+        return (refusal or Unavailable)(f"etcd at {where} is unreachable: {reason[:120]}")
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return BadInput(f"etcd at {where} denied access: {details}")
+    return (refusal or MaomaoError)(f"etcd at {where}: {details or code.name}")
 
 
 class EtcdAdmin:
@@ -206,28 +223,14 @@ class EtcdAdmin:
                     grpc.StatusCode.DEADLINE_EXCEEDED,
                 ):
                     raise self.translate(exc, endpoint) from None
-                failure = exc
+                # etcd's own "unhealthy cluster" says more than a member that is simply down.
+                if failure is None or _refusal(failure) is None:
+                    failure = exc
         assert failure is not None
         raise self.translate(failure, ",".join(self.endpoints)) from None
 
     def translate(self, exc: grpc.RpcError, where: str) -> MaomaoError:
-        code = exc.code()
-        details = (exc.details() or "").strip()
-        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            return Unavailable(f"etcd at {where} did not answer within {self.timeout:g}s")
-        if code == grpc.StatusCode.UNAVAILABLE:
-            lowered = details.lower()
-            if "ssl" in lowered or "handshake" in lowered or "certificate" in lowered:
-                reason = "certificate verify failed" if "verify" in lowered else "TLS error"
-                return BadInput(
-                    f"etcd at {where}: the TLS handshake failed ({reason})",
-                    hint="the CA certificate or the client certificate does not belong to this cluster",
-                )
-            reason = details.rpartition(": ")[2] if ": " in details else details
-            return Unavailable(f"etcd at {where} is unreachable: {reason[:120]}")
-        if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-            return BadInput(f"etcd at {where} denied access: {details}")
-        return MaomaoError(f"etcd at {where}: {details or code.name}")
+        return translate(exc.code(), exc.details() or "", where, self.timeout)
 
     def members(self) -> list[Member]:
         response = self._any("Cluster", "MemberList", _CLASSES["MemberListRequest"]())
@@ -244,7 +247,7 @@ class EtcdAdmin:
         return [_member(m) for m in response.members]
 
     def promote_member(self, member_id: int) -> list[Member]:
-        """Raises MaomaoError mentioning 'not in sync' while the learner lags behind."""
+        """Raises LearnerNotInSync while the learner lags behind the leader."""
         request = _CLASSES["MemberPromoteRequest"](ID=member_id)
         response = self._any("Cluster", "MemberPromote", request)
         return [_member(m) for m in response.members]

@@ -95,9 +95,24 @@ def index_pack(
     return IndexedPack(basename=basename, objects=len(entries), contents=contents)
 
 
+Entry = tuple[bytes, int, int]  # raw object id, offset in the pack, CRC32 of its bytes
+
+
+@dataclass
+class _Unpacked:
+    """Pass 1's findings, by object index in pack order."""
+
+    offsets: list[int] = field(default_factory=list)
+    kinds: list[int] = field(default_factory=list)
+    payloads: list[bytes] = field(default_factory=list)  # data, or a delta's instructions
+    crcs: list[int] = field(default_factory=list)
+    ofs_children: dict[int, list[int]] = field(default_factory=dict)  # base offset -> deltas
+    ref_children: dict[bytes, list[int]] = field(default_factory=dict)  # base raw sha -> deltas
+
+
 def _read(
     view: memoryview, progress: Callable[[bytes], None] | None, max_inflated: int
-) -> tuple[list[tuple[bytes, int, int]], dict[bytes, bytes], bytes]:
+) -> tuple[list[Entry], dict[bytes, bytes], bytes]:
     end = len(view) - 20
     checksum = bytes(view[end:])
     if hashlib.sha1(view[:end]).digest() != checksum:
@@ -108,44 +123,32 @@ def _read(
     if version not in (2, 3):
         raise Unsupported(f"pack version {version}")
     count = int.from_bytes(view[8:12], "big")
+    unpacked = _unpack(view, end, count, progress, max_inflated)
+    entries, contents = _resolve(unpacked, count, progress, max_inflated)
+    return entries, contents, checksum
 
-    # Pass 1: where each object is, its type, and its inflated bytes (data or delta).
-    offsets: list[int] = []
-    kinds: list[int] = []
-    payloads: list[bytes] = []
-    crcs: list[int] = []
-    ofs_children: dict[int, list[int]] = {}  # base offset -> indexes of its deltas
-    ref_children: dict[bytes, list[int]] = {}  # base raw sha -> indexes of its deltas
+
+def _unpack(
+    view: memoryview,
+    end: int,
+    count: int,
+    progress: Callable[[bytes], None] | None,
+    max_inflated: int,
+) -> _Unpacked:
+    """Pass 1: where each object is, its type, and its inflated bytes (data or delta)."""
+    out = _Unpacked()
     inflated = 0
     pos = 12
     for i in range(count):
         start = pos
         if pos >= end:
             raise CorruptPack(f"pack ends after {i} of {count} objects")
-        c = view[pos]
-        pos += 1
-        kind = (c >> 4) & 7
-        length = c & 0x0F
-        shift = 4
-        while c & 0x80:
-            c = view[pos]
-            pos += 1
-            length |= (c & 0x7F) << shift
-            shift += 7
+        kind, length, pos = _object_header(view, pos)
         if kind == _OFS_DELTA:
-            c = view[pos]
-            pos += 1
-            distance = c & 0x7F
-            while c & 0x80:
-                c = view[pos]
-                pos += 1
-                distance = ((distance + 1) << 7) | (c & 0x7F)
-            base = start - distance
-            if base < 12 or base >= start:
-                raise CorruptPack(f"object at {start} has a delta base outside the pack")
-            ofs_children.setdefault(base, []).append(i)
+            base, pos = _delta_base_offset(view, pos, start)
+            out.ofs_children.setdefault(base, []).append(i)
         elif kind == _REF_DELTA:
-            ref_children.setdefault(bytes(view[pos : pos + 20]), []).append(i)
+            out.ref_children.setdefault(bytes(view[pos : pos + 20]), []).append(i)
             pos += 20
         elif kind not in _TYPE_NAMES:
             raise CorruptPack(f"object at {start} has unknown type {kind}")
@@ -153,53 +156,87 @@ def _read(
         if inflated > max_inflated:
             raise Unsupported(f"pack inflates to more than {max_inflated} bytes")
         data, pos = _inflate(view, pos, end, length, start)
-        offsets.append(start)
-        kinds.append(kind)
-        payloads.append(data)
-        crcs.append(zlib.crc32(view[start:pos]))
+        out.offsets.append(start)
+        out.kinds.append(kind)
+        out.payloads.append(data)
+        out.crcs.append(zlib.crc32(view[start:pos]))
         if progress is not None and (i + 1) % 2048 == 0:
             progress(_line("Unpacking objects", i + 1, count))
     if pos != end:
         raise CorruptPack(f"{end - pos} stray bytes after the last object")
     if progress is not None:
         progress(_line("Unpacking objects", count, count, finished=True))
+    return out
 
-    # Pass 2: resolve every delta from its base, in memory, hashing as we go. A delta is
-    # applied only when popped, so a base with many deltas holds one result at a time.
-    entries: list[tuple[bytes, int, int]] = []
+
+def _object_header(view: memoryview, pos: int) -> tuple[int, int, int]:
+    """An object's type and inflated size, and where what follows the header starts."""
+    c = view[pos]
+    pos += 1
+    kind = (c >> 4) & 7
+    length = c & 0x0F
+    shift = 4
+    while c & 0x80:
+        c = view[pos]
+        pos += 1
+        length |= (c & 0x7F) << shift
+        shift += 7
+    return kind, length, pos
+
+
+def _delta_base_offset(view: memoryview, pos: int, start: int) -> tuple[int, int]:
+    """The offset of an offset delta's base, and where its zlib data starts."""
+    c = view[pos]
+    pos += 1
+    distance = c & 0x7F
+    while c & 0x80:
+        c = view[pos]
+        pos += 1
+        distance = ((distance + 1) << 7) | (c & 0x7F)
+    base = start - distance
+    if base < 12 or base >= start:
+        raise CorruptPack(f"object at {start} has a delta base outside the pack")
+    return base, pos
+
+
+def _resolve(
+    u: _Unpacked, count: int, progress: Callable[[bytes], None] | None, max_inflated: int
+) -> tuple[list[Entry], dict[bytes, bytes]]:
+    """Pass 2: resolve every delta from its base, in memory, hashing as we go. A delta is
+    applied only when popped, so a base with many deltas holds one result at a time."""
+    entries: list[Entry] = []
     contents: dict[bytes, bytes] = {}
     kept = 0  # resolved deltas can dwarf the pack: keep contents up to the same limit
     stack: list[tuple[int, int, bytes | None]] = [
-        (i, kind, None) for i, kind in enumerate(kinds) if kind in _TYPE_NAMES
+        (i, kind, None) for i, kind in enumerate(u.kinds) if kind in _TYPE_NAMES
     ]
     stack.reverse()
     while stack:
         i, kind, base_data = stack.pop()
-        data = payloads[i] if base_data is None else _apply(base_data, payloads[i], offsets[i])
-        payloads[i] = b""  # from here the object lives in `data`, then `contents` or nowhere
+        payload = u.payloads[i]
+        data = payload if base_data is None else _apply(base_data, payload, u.offsets[i])
+        u.payloads[i] = b""  # from here the object lives in `data`, then `contents` or nowhere
         h = hashlib.sha1(b"%s %d\x00" % (_TYPE_NAMES[kind], len(data)))
         h.update(data)
         raw = h.digest()
-        entries.append((raw, offsets[i], crcs[i]))
+        entries.append((raw, u.offsets[i], u.crcs[i]))
         if kind in _KEPT and kept + len(data) <= max_inflated:
             contents[h.hexdigest().encode()] = data
             kept += len(data)
-        for child in ofs_children.pop(offsets[i], ()):
-            stack.append((child, kind, data))
-        for child in ref_children.pop(raw, ()):
-            stack.append((child, kind, data))
+        children = u.ofs_children.pop(u.offsets[i], []) + u.ref_children.pop(raw, [])
+        stack.extend((child, kind, data) for child in children)
         if progress is not None and len(entries) % 2048 == 0:
             progress(_line("Resolving objects", len(entries), count))
-    if ref_children:
-        raise Unsupported(f"thin pack: {len(ref_children)} delta bases are not in the pack")
+    if u.ref_children:
+        raise Unsupported(f"thin pack: {len(u.ref_children)} delta bases are not in the pack")
     if len(entries) != count:
         raise CorruptPack(f"{count - len(entries)} deltas have no base in the pack")
     if progress is not None:
         progress(_line("Resolving objects", count, count, finished=True))
-    return entries, contents, checksum
+    return entries, contents
 
 
-def _index_v2(entries: list[tuple[bytes, int, int]], pack_checksum: bytes) -> bytes:
+def _index_v2(entries: list[Entry], pack_checksum: bytes) -> bytes:
     """Git's pack index v2 for sorted entries, as dulwich writes it but in whole arrays.
 
     dulwich packs every number on its own (0.1 s for 15,000 objects here).

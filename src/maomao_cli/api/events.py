@@ -1,9 +1,14 @@
 """`GET /v1/events`: new spikes and run state changes as server-sent events.
 
-Two etcd watches (runs and spikes prefixes) feed one asyncio queue from their threads.
-A run is sent when its status changes (not on every log-tail update); a spike when it
-is written. Each event's id is its etcd revision, so a client that reconnects with
-Last-Event-ID resumes exactly where it stopped (within etcd's compaction window).
+Two feeds (the run service's and the spike service's, each an etcd watch) fill one
+asyncio queue from their threads. A run is sent when its status changes (not on every
+log-tail update); a spike when it is written. Each event's id is its etcd revision, so a
+client that reconnects with Last-Event-ID resumes exactly where it stopped (within
+etcd's compaction window).
+
+Each stream holds two feed threads and two etcd watches, so at most `[serve] max_streams`
+are open at once (503 beyond); a stream's slot is given back as soon as its client goes
+away, whether or not the stream had started.
 """
 
 from __future__ import annotations
@@ -13,57 +18,155 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
 
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
+
+from ..composition import Services
 from ..errors import MaomaoError
-from ..keys import Keys
 from ..models import Run, Spike
-from ..store.base import Event, Store, Watch
+from ..services.feeds import Feed
+from .deps import ServicesDep
+from .errors import Refused
 
-log = logging.getLogger("maomao.serve")
+log = logging.getLogger("maomao.api")
 
 KEEPALIVE_SECONDS = 15.0  # a comment line this often lets proxies and clients see a live stream
+STATUSES_KEPT = 10_000  # bounds the memory of a long-lived stream
+RETRY_AFTER_SECONDS = 10
+
+router = APIRouter(tags=["events"])
 
 
-def open_watches(store: Store, keys: Keys, last_event_id: str | None) -> list[Watch]:
-    """Blocking: start both watches (raises Unavailable when etcd cannot be reached)."""
+class StreamSlots:
+    """At most `limit` event streams at once."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> None:
+        with self._lock:
+            if self.open >= self.limit:
+                raise Refused(
+                    503,
+                    "too-many-streams",
+                    f"{self.open} event streams are open, the most [serve] max_streams allows",
+                    retry_after=RETRY_AFTER_SECONDS,
+                )
+            self.open += 1
+
+    def give_back(self) -> None:
+        with self._lock:
+            self.open -= 1
+
+
+class EventStreamResponse(StreamingResponse):
+    """A stream that ends when its client goes away (listened for, not only noticed at
+    the next send), then cancels its feeds and gives its slot back, exactly once."""
+
+    def __init__(self, feeds: Feeds, slots: StreamSlots) -> None:
+        super().__init__(
+            stream(feeds),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self._feeds = feeds
+        self._slots = slots
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with anyio.create_task_group() as group:
+
+                async def until_done(part: Callable[[], Awaitable[None]]) -> None:
+                    await part()
+                    group.cancel_scope.cancel()
+
+                group.start_soon(until_done, partial(self.stream_response, send))
+                await until_done(partial(self.listen_for_disconnect, receive))
+        except* OSError:
+            pass  # the client went away while an event was being sent
+        finally:
+            self._feeds.cancel()
+            self._slots.give_back()
+
+
+@router.get(
+    "/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Event stream"}},
+)
+async def stream_events(request: Request, services: ServicesDep) -> StreamingResponse:
+    """Server-sent events: `run` (a run's status changed) and `spike` (a new spike)."""
+    slots: StreamSlots = request.app.state.stream_slots  # set by create_app
+    slots.take()
+    try:
+        feeds = await run_in_threadpool(open_feeds, services, request.headers.get("last-event-id"))
+        return EventStreamResponse(feeds, slots)
+    except BaseException:
+        slots.give_back()
+        raise
+
+
+@dataclass(frozen=True)
+class Feeds:
+    runs: Feed[Run]
+    spikes: Feed[Spike]
+
+    def cancel(self) -> None:
+        self.runs.cancel()
+        self.spikes.cancel()
+
+
+def open_feeds(services: Services, last_event_id: str | None) -> Feeds:
+    """Blocking: open both feeds (raises Unavailable when etcd cannot be reached)."""
     start = None
     if last_event_id and last_event_id.isdigit():
         start = int(last_event_id) + 1
-    runs = store.watch(keys.runs(), start_revision=start)
+    runs = services.runs.feed(start_revision=start, logger=log)
     try:
-        spikes = store.watch(keys.spikes(), start_revision=start)
+        spikes = services.spikes.feed(start_revision=start, logger=log)
     except BaseException:
         runs.cancel()
         raise
-    return [runs, spikes]
+    return Feeds(runs, spikes)
 
 
 def _format(kind: str, revision: int, data: dict[str, object]) -> str:
     return f"id: {revision}\nevent: {kind}\ndata: {json.dumps(data, sort_keys=True)}\n\n"
 
 
-async def stream(watches: list[Watch], keys: Keys) -> AsyncIterator[str]:
-    loop = asyncio.get_running_loop()
-    inbox: asyncio.Queue[Event | str] = asyncio.Queue()
+Item = tuple[int, Run | Spike] | str  # a record with its revision, or why a feed ended
 
-    def deliver(item: Event | str) -> None:
+
+def _pump(feed: Feed[Run] | Feed[Spike], deliver: Callable[[Item], None]) -> None:
+    try:
+        for revision, record in feed:
+            deliver((revision, record))
+    except MaomaoError as exc:
+        deliver(exc.message)
+    except Exception as exc:  # never let a feed thread die silently
+        deliver(f"event stream failed: {exc}")
+
+
+async def stream(feeds: Feeds) -> AsyncIterator[str]:
+    loop = asyncio.get_running_loop()
+    inbox: asyncio.Queue[Item] = asyncio.Queue()
+
+    def deliver(item: Item) -> None:
         with contextlib.suppress(RuntimeError):  # the loop closed: the client is gone
             loop.call_soon_threadsafe(inbox.put_nowait, item)
 
-    def pump(watch: Watch) -> None:
-        try:
-            for event in watch:
-                deliver(event)
-        except MaomaoError as exc:
-            deliver(exc.message)
-        except Exception as exc:  # never let a watch thread die silently
-            deliver(f"event stream failed: {exc}")
+    for feed in (feeds.runs, feeds.spikes):
+        threading.Thread(target=_pump, args=(feed, deliver), name="maomao-sse", daemon=True).start()
 
-    for watch in watches:
-        threading.Thread(target=pump, args=(watch,), name="maomao-sse", daemon=True).start()
-
-    runs_prefix, spikes_prefix = keys.runs(), keys.spikes()
     statuses: dict[str, str] = {}
     try:
         yield ": maomao events\n\n"
@@ -74,29 +177,17 @@ async def stream(watches: list[Watch], keys: Keys) -> AsyncIterator[str]:
                 yield ": keepalive\n\n"
                 continue
             if isinstance(item, str):
-                # The watch broke (etcd lost): say so and end; the client reconnects
-                # with Last-Event-ID and misses nothing.
+                # A feed broke (etcd lost): say so and end; the client reconnects with
+                # Last-Event-ID and misses nothing.
                 yield f"event: error\ndata: {json.dumps({'message': item})}\n\n"
                 return
-            if item.type != "put" or item.value is None:
-                continue
-            if item.key.startswith(runs_prefix):
-                try:
-                    run = Run.from_json(item.value)
-                except MaomaoError:
-                    continue
-                if statuses.get(run.id) == run.status:
-                    continue
-                statuses[run.id] = run.status
-                if len(statuses) > 10_000:  # bound the memory of a long-lived stream
+            revision, record = item
+            if isinstance(record, Spike):
+                yield _format("spike", revision, record.to_dict())
+            elif statuses.get(record.id) != record.status:
+                statuses[record.id] = record.status
+                if len(statuses) > STATUSES_KEPT:
                     statuses.clear()
-                yield _format("run", item.revision, run.to_dict())
-            elif item.key.startswith(spikes_prefix):
-                try:
-                    spike = Spike.from_json(item.value)
-                except MaomaoError:
-                    continue
-                yield _format("spike", item.revision, spike.to_dict())
+                yield _format("run", revision, record.to_dict())
     finally:
-        for watch in watches:
-            watch.cancel()
+        feeds.cancel()

@@ -1,10 +1,15 @@
-"""Click's UsageError: vendored inside Typer since 0.22, a separate dependency before."""
+"""Click's exceptions: vendored inside Typer since 0.22, a separate dependency before."""
 
 from __future__ import annotations
 
-try:
-    from typer._click.exceptions import UsageError
-except ImportError:  # pragma: no cover - older Typer
-    from click.exceptions import UsageError  # type: ignore[no-redef,import-not-found,assignment,unused-ignore]
+from typer import Abort, Exit
 
-__all__ = ["UsageError"]
+try:
+    from typer._click.exceptions import ClickException, UsageError
+except ImportError:  # pragma: no cover - older Typer
+    from click.exceptions import (  # type: ignore[no-redef,import-not-found,assignment,unused-ignore]
+        ClickException,
+        UsageError,
+    )
+
+__all__ = ["Abort", "ClickException", "Exit", "UsageError"]

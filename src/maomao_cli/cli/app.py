@@ -7,15 +7,15 @@ import sys
 import typer
 
 from .. import __version__
-from ..context import Context
-from ..errors import ExitStatus, MaomaoError
-from . import cluster, datasets, output, registry, runs, schedules, spikes, state, status, worker
+from . import cluster, datasets, registry, runs, schedules, spikes, status, worker
 from . import serve as serve_cmd
-from ._compat import UsageError
+from .boundary import Boundary
+from .state import use
 
 app = typer.Typer(
     name="maomao",
     help="MAO-MAO: collaborative periodic data collection with dockerized tools.",
+    cls=Boundary,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -24,14 +24,15 @@ app = typer.Typer(
 )
 
 
-def _version(value: bool) -> None:
+def _version(ctx: typer.Context, value: bool) -> None:
     if value:
-        print(f"maomao {__version__}")
+        use(ctx).out.text(f"maomao {__version__}")
         raise typer.Exit()
 
 
 @app.callback()
 def main_options(
+    ctx: typer.Context,
     config: str | None = typer.Option(
         None,
         "--config",
@@ -51,9 +52,16 @@ def main_options(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version."
     ),
+    traceback: bool = typer.Option(
+        False, "--traceback", help="On an internal error, show its stack (or MAOMAO_TRACEBACK=1)."
+    ),
 ) -> None:
+    from ..composition import Services
+
     _setup_logging()
-    state.set_context(Context(config, etcd, prefix))
+    state = use(ctx)
+    if state.injected is None:
+        state.built = Services.from_options(config, etcd, prefix)
 
 
 app.command("register")(registry.register)
@@ -76,9 +84,11 @@ app.command("serve")(serve_cmd.serve)
 def _setup_logging() -> None:
     import logging
 
+    from .output import safe
+
     class OneLine(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:
-            return f"{record.levelname.lower()}: {record.getMessage()}"
+            return f"{record.levelname.lower()}: {safe(record.getMessage())}"
 
     logger = logging.getLogger("maomao")
     if not logger.handlers:
@@ -90,24 +100,5 @@ def _setup_logging() -> None:
 
 
 def main() -> None:
-    """Entry point: the one place that turns errors into messages and exit statuses."""
-    output.json_mode = "--json" in sys.argv
-    try:
-        code = app(standalone_mode=False)
-    except UsageError as exc:
-        if type(exc).__name__ == "NoArgsIsHelpError":
-            print(exc.ctx.get_help() if exc.ctx else "")
-            raise SystemExit(int(ExitStatus.BAD_INPUT)) from None
-        command = exc.ctx.command_path if exc.ctx else "maomao"
-        output.fail(ExitStatus.BAD_INPUT, exc.format_message(), f"see `{command} --help`")
-    except typer.Exit as exc:
-        code = exc.exit_code
-    except typer.Abort:
-        output.fail(ExitStatus.INTERRUPTED, "interrupted")
-    except KeyboardInterrupt:
-        output.fail(ExitStatus.INTERRUPTED, "interrupted")
-    except MaomaoError as exc:
-        output.fail_with(exc)
-    finally:
-        state.ctx().close()
-    raise SystemExit(code if isinstance(code, int) else 0)
+    """Entry point; `Boundary` maps every outcome to an exit status."""
+    app()

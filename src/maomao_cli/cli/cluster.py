@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from . import output
-from .state import ctx
+from .state import CliState, use
 
 app = typer.Typer(
     help="Run a local etcd; found, join, leave and inspect the collaboration's cluster.",
@@ -17,59 +17,68 @@ app = typer.Typer(
 
 
 @app.command("start")
-def start() -> None:
+def start(
+    ctx: typer.Context,
+) -> None:
     """Start this machine's etcd: its cluster member if it has one, else a local
     single-node etcd (data kept under the state dir)."""
-    from ..services import cluster, localetcd
+    state = use(ctx)
+    from ..services import localetcd
 
-    settings = ctx().settings
-    if cluster.has_member(settings):
-        member, pid, started = cluster.start_member(settings)
+    settings = state.services.settings
+    cluster = state.services.cluster
+    if cluster.has_member():
+        member, pid, started = cluster.start_member()
         verb = "started" if started else "already running"
-        output.success(f"cluster member {member.name} {verb} on {member.endpoint} (pid {pid})")
+        state.out.success(f"cluster member {member.name} {verb} on {member.endpoint} (pid {pid})")
         return
     local, started = localetcd.start(settings)
     if started:
-        output.success(
+        state.out.success(
             f"etcd started on {local.endpoint} (pid {local.pid}, data in {local.data_dir})"
         )
     else:
-        output.success(f"etcd already running on {local.endpoint} (pid {local.pid})")
+        state.out.success(f"etcd already running on {local.endpoint} (pid {local.pid})")
 
 
 @app.command("stop")
-def stop() -> None:
+def stop(
+    ctx: typer.Context,
+) -> None:
     """Stop this machine's etcd (its data and its membership stay)."""
-    from ..services import cluster, localetcd
+    state = use(ctx)
+    from ..services import localetcd
 
-    settings = ctx().settings
-    if cluster.has_member(settings):
-        member, pid = cluster.stop_member(settings)
+    settings = state.services.settings
+    cluster = state.services.cluster
+    if cluster.has_member():
+        member, pid = cluster.stop_member()
         if pid is None:
-            output.note(f"cluster member {member.name} is not running here")
+            state.out.note(f"cluster member {member.name} is not running here")
         else:
-            output.success(
+            state.out.success(
                 f"cluster member {member.name} stopped (pid {pid}); "
                 "`maomao etcd start` brings it back"
             )
         return
     stopped = localetcd.stop(settings)
     if stopped is None:
-        output.note("no local etcd is running")
+        state.out.note("no local etcd is running")
     else:
-        output.success(f"etcd stopped (pid {stopped.pid}); data kept in {stopped.data_dir}")
+        state.out.success(f"etcd stopped (pid {stopped.pid}); data kept in {stopped.data_dir}")
 
 
-def _print_worker_config(snippet: str, endpoints_file: Path) -> None:
-    output.console().print(
+def _print_worker_config(state: CliState, snippet: str, endpoints_file: Path) -> None:
+    state.out.print(
         f"Workers on this machine: put this in config.toml ({endpoints_file} lists every member):",
         markup=False,
     )
-    output.console().print(snippet, markup=False)
+    state.out.print(snippet, markup=False)
 
 
 @app.command("init")
 def init(
+    ctx: typer.Context,
     listen: str = typer.Option(
         ..., "--listen", help="This machine's IP address the other members reach."
     ),
@@ -88,10 +97,8 @@ def init(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Found a collaboration: start a one-member etcd cluster that others can join."""
-    from ..services import cluster
-
-    founded = cluster.init(
-        ctx().settings,
+    state = use(ctx)
+    founded = state.services.cluster.init(
         listen=listen,
         client_port=client_port,
         peer_port=peer_port,
@@ -102,7 +109,7 @@ def init(
     )
     member = founded.member
     if as_json:
-        output.print_json(
+        state.out.print_json(
             {
                 "name": member.name,
                 "member_id": f"{member.member_id:x}",
@@ -117,20 +124,21 @@ def init(
             }
         )
         return
-    output.success(
+    state.out.success(
         f"cluster founded: member {member.name} ({member.member_id:x}) on {member.endpoint}, "
         f"pid {founded.pid}" + (", new CA created" if founded.created_ca else "")
     )
-    output.console().print(
+    state.out.print(
         f"To join, copy {founded.token_file} (secret: it holds the CA key) to the new machine "
         f"and run there:\n  maomao etcd join {member.endpoint} --token join-token.json",
         markup=False,
     )
-    _print_worker_config(founded.config_snippet(), founded.endpoints_file)
+    _print_worker_config(state, founded.config_snippet(), founded.endpoints_file)
 
 
 @app.command("join")
 def join(
+    ctx: typer.Context,
     endpoint: str = typer.Argument(..., help="A member's client endpoint host:port."),
     token: Path | None = typer.Option(
         None, "--token", help="The join token written by `maomao etcd init`."
@@ -156,10 +164,9 @@ def join(
 ) -> None:
     """Join the cluster at ENDPOINT: add this machine as a learner, start its etcd,
     wait until it has caught up, promote it to a voting member."""
-    from ..services import cluster
-
+    state = use(ctx)
+    cluster = state.services.cluster
     joined = cluster.join(
-        ctx().settings,
         endpoint,
         token=token,
         ca_cert=ca_cert,
@@ -171,12 +178,12 @@ def join(
         tls=not no_tls,
         force=force,
         wait=wait,
-        progress=output.note,
+        progress=state.out.note,
     )
     member = joined.member
-    snippet = cluster.worker_config(joined.paths, member)
+    snippet = cluster.worker_config(member)
     if as_json:
-        output.print_json(
+        state.out.print_json(
             {
                 "name": member.name,
                 "member_id": f"{member.member_id:x}",
@@ -188,26 +195,26 @@ def join(
             }
         )
         return
-    output.success(
+    state.out.success(
         f"joined as voting member {member.name} ({member.member_id:x}) on {member.endpoint}; "
-        f"members: {', '.join(joined.members)}"
+        f"members: {output.safe_markup(', '.join(joined.members))}"
     )
-    _print_worker_config(snippet, joined.endpoints_file)
+    _print_worker_config(state, snippet, joined.endpoints_file)
 
 
 @app.command("leave")
 def leave(
+    ctx: typer.Context,
     force: bool = typer.Option(
         False, "--force", help="Leave even when the cluster would lose its quorum."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Remove this machine's member from the cluster and stop its etcd."""
-    from ..services import cluster
-
-    left = cluster.leave(ctx().settings, force=force)
+    state = use(ctx)
+    left = state.services.cluster.leave(force=force)
     if as_json:
-        output.print_json(
+        state.out.print_json(
             {
                 "name": left.name,
                 "member_id": f"{left.member_id:x}",
@@ -216,8 +223,9 @@ def leave(
             }
         )
         return
-    output.success(
-        f"member {left.name} left the cluster; remaining: {', '.join(left.remaining) or 'none'}"
+    state.out.success(
+        f"member {output.safe_markup(left.name)} left the cluster; "
+        f"remaining: {output.safe_markup(', '.join(left.remaining)) or 'none'}"
     )
 
 
@@ -226,12 +234,16 @@ def _size(size: int | None) -> str:
 
 
 @app.command("status")
-def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def status(
+    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
+) -> None:
     """Show the cluster: members, leader, health, versions, raft index, fault tolerance."""
-    from ..services import cluster, localetcd
+    state = use(ctx)
+    from ..services import localetcd
 
-    settings = ctx().settings
-    view = cluster.status(settings)
+    settings = state.services.settings
+    cluster = state.services.cluster
+    view = cluster.status()
     if view.this_member is None:
         local = localetcd.inspect(settings)
         local_info: dict[str, Any] = {
@@ -240,11 +252,10 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
             "data_dir": str(local.data_dir),
         }
     else:
-        paths = cluster.ClusterPaths.of(settings)
         local_info = {
             "running": view.local_pid is not None,
             "pid": view.local_pid,
-            "data_dir": str(paths.data),
+            "data_dir": str(cluster.paths.data),
             "member": view.this_member,
         }
     first = next((m for m in view.members if m.reachable), None)
@@ -257,7 +268,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
         **view.as_dict(),
     }
     if as_json:
-        output.print_json(data)
+        state.out.print_json(data)
         return
     rows = []
     for m in view.members:
@@ -278,7 +289,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
                 _size(m.db_size),
             ]
         )
-    console = output.console()
+    console = state.out.console
     console.print(
         output.table(
             "etcd members",

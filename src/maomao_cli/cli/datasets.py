@@ -7,13 +7,15 @@ from typing import Any
 import typer
 
 from . import output
-from .state import ctx
+from .output import Output
+from .state import use
 
 app = typer.Typer(help="Git datasets shared by the collaboration.", no_args_is_help=True)
 
 
 @app.command("add")
 def add(
+    ctx: typer.Context,
     name: str = typer.Argument(..., help="Dataset name."),
     url: str = typer.Argument(
         ..., help="Git URL: https://, ssh://, git://, file://, user@host:path or a path."
@@ -27,23 +29,29 @@ def add(
     depth: int | None = typer.Option(None, "--depth", help="Clone only this many recent commits."),
 ) -> None:
     """Add a dataset (or update it)."""
-    dataset, created = ctx().registry.add_dataset(name, url, branch=branch, push=push, depth=depth)
-    output.success(
-        f"{'added' if created else 'updated'} dataset [bold]{dataset.name}[/bold] → {dataset.url}"
-    )
+    from ..services.registry import DatasetSpec
+
+    spec = DatasetSpec(name=name, url=url, branch=branch, push=push, depth=depth)
+    state = use(ctx)
+    dataset, created = state.services.registry.add_dataset(spec)
+    name, url = output.safe_markup(dataset.name), output.safe_markup(dataset.url)
+    state.out.success(f"{'added' if created else 'updated'} dataset [bold]{name}[/bold] → {url}")
 
 
 @app.command("list")
-def list_(as_json: bool = typer.Option(False, "--json", help="Print a JSON array.")) -> None:
+def list_(
+    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print a JSON array.")
+) -> None:
     """List the datasets."""
-    found = sorted(ctx().registry.datasets(), key=lambda d: d.name)
+    state = use(ctx)
+    found = sorted(state.services.registry.datasets(), key=lambda d: d.name)
     if as_json:
-        output.print_json([d.to_dict() for d in found])
+        state.out.print_json([d.to_dict() for d in found])
         return
     if not found:
-        output.note("no datasets; add one with `maomao dataset add NAME URL`")
+        state.out.note("no datasets; add one with `maomao dataset add NAME URL`")
         return
-    output.console().print(
+    state.out.print(
         output.table(
             "Datasets",
             ["name", "url", "branch", "push", "depth"],
@@ -62,44 +70,55 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print a JSON array
 
 
 @app.command("show")
-def show(name: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
+def show(
+    ctx: typer.Context,
+    name: str = typer.Argument(...),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
     """Show one dataset."""
-    dataset = ctx().registry.get_dataset(name)
+    state = use(ctx)
+    dataset = state.services.registry.get_dataset(name)
     if as_json:
-        output.print_json(dataset.to_dict())
+        state.out.print_json(dataset.to_dict())
         return
     for key, value in dataset.to_dict().items():
-        output.console().print(f"[bold]{key}[/bold]: {value}", markup=True)
+        state.out.print(f"[bold]{key}[/bold]: {output.safe_markup(str(value))}", markup=True)
 
 
 @app.command("rm")
-def rm(name: str = typer.Argument(...)) -> None:
+def rm(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     """Remove a dataset from the registry (local clones stay)."""
-    dataset = ctx().registry.remove_dataset(name)
-    output.success(f"removed dataset [bold]{dataset.name}[/bold]")
+    state = use(ctx)
+    dataset = state.services.registry.remove_dataset(name)
+    state.out.success(f"removed dataset [bold]{output.safe_markup(dataset.name)}[/bold]")
 
 
 @app.command("clone")
 def clone(
+    ctx: typer.Context,
     name: str = typer.Argument(..., help="Dataset name."),
     dest: str | None = typer.Option(
         None, "--dest", help="Directory to clone into (default: <importdir>/datasets/NAME)."
     ),
 ) -> None:
     """Clone a dataset onto this member."""
+    state = use(ctx)
     from pathlib import Path
 
-    service = ctx().datasets
-    with GitProgress() as progress:
+    service = state.services.datasets
+    with GitProgress(state.out) as progress:
         path = service.clone(name, Path(dest) if dest else None, progress=progress)
-    output.success(f"cloned dataset [bold]{name}[/bold] into {path}")
+    state.out.success(
+        f"cloned dataset [bold]{output.safe_markup(name)}[/bold] into {output.safe_markup(str(path))}"
+    )
 
 
 @app.command("pull")
-def pull(name: str = typer.Argument(..., help="Dataset name.")) -> None:
+def pull(ctx: typer.Context, name: str = typer.Argument(..., help="Dataset name.")) -> None:
     """Bring this member's clone up to date (fast-forward, or merge non-conflicting changes)."""
-    with GitProgress() as progress:
-        result = ctx().datasets.pull(name, progress=progress)
+    state = use(ctx)
+    with GitProgress(state.out) as progress:
+        result = state.services.datasets.pull(name, progress=progress)
     if result.conflict:
         from ..errors import GitError
 
@@ -115,29 +134,33 @@ def pull(name: str = typer.Argument(..., help="Dataset name.")) -> None:
         "fast-forward": f"fast-forwarded to {head}",
         "merged": f"merged the remote changes ({head})",
     }
-    output.success(f"dataset [bold]{name}[/bold] {messages.get(result.outcome, result.outcome)}")
+    outcome = output.safe_markup(messages.get(result.outcome, result.outcome))
+    state.out.success(f"dataset [bold]{output.safe_markup(name)}[/bold] {outcome}")
 
 
 @app.command("push")
-def push(name: str = typer.Argument(..., help="Dataset name.")) -> None:
+def push(ctx: typer.Context, name: str = typer.Argument(..., help="Dataset name.")) -> None:
     """Push this member's local commits now (runs push on their own when --push is set)."""
-    ctx().datasets.push(name)
-    output.success(f"pushed dataset [bold]{name}[/bold]")
+    state = use(ctx)
+    state.services.datasets.push(name)
+    state.out.success(f"pushed dataset [bold]{output.safe_markup(name)}[/bold]")
 
 
 @app.command("status")
 def status(
+    ctx: typer.Context,
     name: str = typer.Argument(..., help="Dataset name."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
 ) -> None:
     """Commits not pushed yet, uncommitted files, and the last push error."""
+    state = use(ctx)
     if as_json:
-        output.json_mode = True
-    service = ctx().datasets
+        state.out.json_mode = True
+    service = state.services.datasets
     st = service.status(name)
-    path = service.work_dir(ctx().registry.get_dataset(name))
+    path = service.work_dir(state.services.registry.get_dataset(name))
     if as_json:
-        output.print_json(
+        state.out.print_json(
             {
                 "name": name,
                 "path": str(path),
@@ -149,9 +172,8 @@ def status(
             }
         )
         return
-    from rich.markup import escape
-
-    con = output.console()
+    escape = output.safe_markup  # file names and the push error come from the remote
+    con = state.out.console
     con.print(f"[bold]{escape(name)}[/bold] at {escape(str(path))} on {escape(st.branch)}")
     con.print(f"  ahead {st.ahead} (local commits not pushed), behind {st.behind}")
     con.print(f"  {len(st.changed_files)} uncommitted file(s)")
@@ -164,11 +186,12 @@ def status(
 
 
 @app.command("key")
-def key(name: str = typer.Argument(..., help="Dataset name.")) -> None:
+def key(ctx: typer.Context, name: str = typer.Argument(..., help="Dataset name.")) -> None:
     """Create (once) and print the dataset's SSH key, to add as a deploy key."""
-    path, public = ctx().datasets.key(name)
-    print(public)
-    output.note(
+    state = use(ctx)
+    path, public = state.services.datasets.key(name)
+    state.out.text(public)
+    state.out.note(
         f"private key: {path} (owner-only). Add the line above as a deploy key with write "
         "access on the dataset's repository (or to the git user's authorized_keys); maomao "
         f"uses it for {name}'s SSH remotes."
@@ -178,7 +201,8 @@ def key(name: str = typer.Argument(..., help="Dataset name.")) -> None:
 class GitProgress:
     """A Rich progress bar per phase of a clone or pull, from git's progress lines."""
 
-    def __init__(self) -> None:
+    def __init__(self, out: Output) -> None:
+        self.out = out
         self._progress: Any = None
         self._tasks: dict[str, Any] = {}
 
@@ -191,7 +215,7 @@ class GitProgress:
             self._progress = None
 
     def __call__(self, line: str) -> None:
-        from ..adapters.git import parse_progress
+        from ..gitprogress import parse_progress
 
         parsed = parse_progress(line)
         if parsed is None:
@@ -204,12 +228,13 @@ class GitProgress:
                 TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                console=output.err_console(),
+                console=self.out.err_console,
                 transient=True,
             )
             self._progress.start()
         task = self._tasks.get(phase)
         if task is None:
-            task = self._progress.add_task(phase, total=total or None)
+            # The remote wrote the phase; a task description is markup.
+            task = self._progress.add_task(output.safe_markup(phase), total=total or None)
             self._tasks[phase] = task
         self._progress.update(task, completed=done, total=total or None)

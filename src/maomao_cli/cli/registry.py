@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from .. import validation
 from . import output
-from .state import ctx
+from .state import use
 
 
 def register(
+    ctx: typer.Context,
     name: str = typer.Argument(..., help="Tool name: [a-z0-9][a-z0-9._-]{0,62}."),
     image: str = typer.Argument(
         ..., help="Docker image reference, e.g. ghcr.io/group/collector:1.2."
@@ -39,17 +39,24 @@ def register(
     sensitivity: float | None = typer.Option(
         None, "--sensitivity", help="Spike detector sensitivity for this tool."
     ),
+    max_data: str | None = typer.Option(
+        None,
+        "--max-data",
+        metavar="SIZE",
+        help="Most its data directory may hold, e.g. 500m or 2g (each member keeps the "
+        "lower of this and its own [data] max_tool_bytes).",
+    ),
 ) -> None:
     """Register a tool (a dockerized collector), or update it if it exists."""
-    if network is not None:
-        validation.network(network)
-    tool, created = ctx().registry.register_tool(
-        name,
-        image,
+    from ..services.registry import ToolSpec
+
+    spec = ToolSpec(
+        name=name,
+        image=image,
         dataset=dataset,
         author=author,
         description=description,
-        env=validation.env_pairs(env) if env else None,
+        env=tuple(env) or None,  # no --env keeps the registered tool's
         network=network,
         memory=memory,
         pids=pids,
@@ -57,27 +64,35 @@ def register(
         user=user,
         data_subdir=data_subdir,
         sensitivity=sensitivity,
+        max_data=max_data,
     )
+    state = use(ctx)
+    tool, created = state.services.registry.register_tool(spec)
     verb = "registered" if created else "updated"
-    output.success(f"{verb} tool [bold]{tool.name}[/bold] → {tool.image}")
+    name, image = output.safe_markup(tool.name), output.safe_markup(tool.image)
+    state.out.success(f"{verb} tool [bold]{name}[/bold] → {image}")
 
 
-def unregister(name: str = typer.Argument(..., help="Tool name.")) -> None:
+def unregister(ctx: typer.Context, name: str = typer.Argument(..., help="Tool name.")) -> None:
     """Remove a tool from the registry (its data and runs stay)."""
-    tool = ctx().registry.unregister_tool(name)
-    output.success(f"unregistered tool [bold]{tool.name}[/bold]")
+    state = use(ctx)
+    tool = state.services.registry.unregister_tool(name)
+    state.out.success(f"unregistered tool [bold]{output.safe_markup(tool.name)}[/bold]")
 
 
-def tools(as_json: bool = typer.Option(False, "--json", help="Print a JSON array.")) -> None:
+def tools(
+    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print a JSON array.")
+) -> None:
     """List the registered tools."""
-    found = sorted(ctx().registry.tools(), key=lambda t: t.name)
+    state = use(ctx)
+    found = sorted(state.services.registry.tools(), key=lambda t: t.name)
     if as_json:
-        output.print_json([t.to_dict() for t in found])
+        state.out.print_json([t.to_dict() for t in found])
         return
     if not found:
-        output.note("no tools registered; add one with `maomao register NAME IMAGE`")
+        state.out.note("no tools registered; add one with `maomao register NAME IMAGE`")
         return
-    output.console().print(
+    state.out.print(
         output.table(
             "Tools",
             ["name", "image", "dataset", "author", "description", "updated"],

@@ -12,18 +12,20 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ..errors import BadInput, ExitStatus, RunFailed
+from ..errors import BadInput, Interrupted, RunFailed
 from . import output
-from .state import ctx
+from .output import Output
+from .state import CliState, use
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-    from ..adapters.containers import PullProgress
     from ..models import Run
+    from ..ports import PullProgress
 
 
 def run(
+    ctx: typer.Context,
     name: str = typer.Argument(..., help="Tool name."),
     hourly: bool = typer.Option(False, "--hourly", help="Schedule: every hour at minute 0."),
     daily: bool = typer.Option(False, "--daily", help="Schedule: every day at 00:00."),
@@ -52,6 +54,7 @@ def run(
         from .schedules import create_schedule
 
         create_schedule(
+            use(ctx),
             name,
             cron=cron,
             hourly=hourly,
@@ -70,21 +73,21 @@ def run(
             "--tz, --everywhere, --on, --name, --allow-overlap and --retries need a schedule",
             hint="add --hourly, --daily, --weekly or --cron EXPR",
         )
-    run_now(name)
+    run_now(use(ctx), name)
 
 
-def run_now(name: str) -> None:
+def run_now(state: CliState, name: str) -> None:
     """Run the tool in a container now, streaming its output; exit 0 only on success."""
-    context = ctx()
+    context = state.services
     tool = context.registry.get_tool(name)
     cancel = threading.Event()
-    pull_display = PullDisplay()
+    pull_display = PullDisplay(state.out)
     started = time.monotonic()
-    with _sigint_sets(cancel):
+    with _sigint_sets(cancel, state.out):
         try:
             record = context.runs.execute(
                 tool,
-                on_output=_Printer(pull_display),
+                on_output=_Printer(pull_display, state.out),
                 cancel=cancel,
                 progress=pull_display,
             )
@@ -92,15 +95,12 @@ def run_now(name: str) -> None:
             pull_display.close()
     summary = _summary(record, time.monotonic() - started)
     if cancel.is_set():
-        output.fail(
-            ExitStatus.INTERRUPTED,
-            f"interrupted: {summary}; the container was stopped and removed",
-        )
+        raise Interrupted(f"interrupted: {summary}; the container was stopped and removed")
     if record.status != "succeeded":
         raise RunFailed(summary + (f": {record.error}" if record.error else ""))
-    output.success(summary)
+    state.out.success(output.safe_markup(summary))
     if record.warning:
-        output.note(f"warning: {record.warning}")
+        state.out.note(f"warning: {record.warning}")
 
 
 def _summary(record: Run, elapsed: float) -> str:
@@ -112,7 +112,7 @@ def _summary(record: Run, elapsed: float) -> str:
 
 
 @contextmanager
-def _sigint_sets(cancel: threading.Event) -> Iterator[None]:
+def _sigint_sets(cancel: threading.Event, out: Output) -> Iterator[None]:
     """Ctrl-C asks the run to stop (the container is stopped, removed and recorded);
     a second Ctrl-C gives up waiting."""
     if threading.current_thread() is not threading.main_thread():
@@ -123,7 +123,7 @@ def _sigint_sets(cancel: threading.Event) -> Iterator[None]:
         if cancel.is_set():
             raise KeyboardInterrupt
         cancel.set()
-        output.note("stopping the container (Ctrl-C again to give up waiting)...")
+        out.note("stopping the container (Ctrl-C again to give up waiting)...")
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
@@ -135,19 +135,20 @@ def _sigint_sets(cancel: threading.Event) -> Iterator[None]:
 class _Printer:
     """Prints container output as it comes (from the runner's log thread)."""
 
-    def __init__(self, pull_display: PullDisplay) -> None:
+    def __init__(self, pull_display: PullDisplay, out: Output) -> None:
         self.pull_display = pull_display
+        self.out = out
 
     def __call__(self, line: str) -> None:
         self.pull_display.close()
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
+        self.out.text(line)
 
 
 class PullDisplay:
     """A Rich progress bar per layer while an image is pulled; nothing when it is present."""
 
-    def __init__(self) -> None:
+    def __init__(self, out: Output) -> None:
+        self.out = out
         self._progress: Progress | None = None
         self._tasks: dict[str, TaskID] = {}
         self._lock = threading.Lock()
@@ -169,15 +170,16 @@ class PullDisplay:
                     TextColumn("{task.description}"),
                     BarColumn(),
                     DownloadColumn(),
-                    console=output.err_console(),
+                    console=self.out.err_console,
                     transient=True,
                 )
                 self._progress.start()
-                output.note(f"pulling {event.image}...")
+                self.out.note(f"pulling {event.image}...")
             if event.layer is None:
                 return
             task = self._tasks.get(event.layer)
-            description = f"{event.layer} {event.status.lower()}"
+            # The registry chose these strings; a task description is markup.
+            description = output.safe_markup(f"{event.layer} {event.status.lower()}")
             if task is None:
                 task = self._progress.add_task(description, total=event.total)
                 self._tasks[event.layer] = task
@@ -228,25 +230,25 @@ _STATUS_STYLE = {
 
 
 def runs(
+    ctx: typer.Context,
     tool: str | None = typer.Option(None, "--tool", "-t", help="Only the runs of this tool."),
     limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="At most this many."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array."),
 ) -> None:
     """List run records, newest first."""
+    state = use(ctx)
     if tool is not None:
         from .. import validation
 
         validation.name(tool, "tool name")
-    found = ctx().runs.list(tool, limit)
+    found = state.services.runs.list(tool, limit)
     if as_json:
-        output.print_json([_as_json(r) for r in found])
+        state.out.print_json([_as_json(r) for r in found])
         return
     if not found:
-        output.note("no runs recorded" + (f" for tool {tool}" if tool else ""))
+        state.out.note("no runs recorded" + (f" for tool {tool}" if tool else ""))
         return
-    from rich.markup import escape
-
-    output.console().print(
+    state.out.print(
         output.table(
             "Runs",
             ["id", "tool", "status", "exit", "member", "trigger", "started", "duration", "error"],
@@ -254,13 +256,13 @@ def runs(
                 (
                     r.id,
                     r.tool,
-                    f"[{_STATUS_STYLE.get(r.status, '')}]{r.status}[/]",
+                    output.styled(r.status, _STATUS_STYLE.get(r.status, "")),
                     "-" if r.exit_code is None else str(r.exit_code),
                     r.member,
                     r.trigger if r.schedule is None else f"{r.trigger} ({r.schedule})",
                     output.when(r.started),
                     output.duration(r.duration),
-                    escape(r.error or ""),
+                    r.error or "",
                 )
                 for r in found
             ),
@@ -268,12 +270,20 @@ def runs(
     )
 
 
-def logs(run_id: str = typer.Argument(..., help="Run id, from `maomao runs`.")) -> None:
-    """Print the stored output tail of a run."""
-    record = ctx().runs.get(run_id)
+def logs(
+    ctx: typer.Context,
+    run_id: str = typer.Argument(..., help="Run id, from `maomao runs`."),
+    raw: bool = typer.Option(
+        False, "--raw", help="Print the output as the container wrote it, escape sequences too."
+    ),
+) -> None:
+    """Print the stored output tail of a run (control characters shown escaped)."""
+    state = use(ctx)
+    record = state.services.runs.get(run_id)
     if not record.log_tail:
-        output.note(f"run {record.id} recorded no output")
+        state.out.note(f"run {record.id} recorded no output")
         return
-    for line in record.log_tail:
-        sys.stdout.write(line + "\n")
+    # The container wrote these lines: escaped, unless the user asked for them as they are.
+    shown = record.log_tail if raw else [output.safe(line) for line in record.log_tail]
+    sys.stdout.write("".join(line + "\n" for line in shown))
     sys.stdout.flush()

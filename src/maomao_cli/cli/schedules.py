@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from . import output
-from .state import ctx
+from .state import CliState, use
 
 app = typer.Typer(help="Schedules: list, show, pause, resume, rm.", no_args_is_help=True)
 
@@ -23,6 +23,7 @@ def _local(epoch: float | None, zone_name: str) -> str:
 
 
 def create_schedule(
+    state: CliState,
     tool: str,
     *,
     cron: str | None,
@@ -37,18 +38,16 @@ def create_schedule(
     retries: int | None,
 ) -> None:
     """Store a schedule and print its next three fire times in its zone."""
-    from .. import validation
     from ..scheduling import resolve_cron
 
     expression = resolve_cron(cron=cron, hourly=hourly, daily=daily, weekly=weekly)
-    selector = validation.labels(on, "--on") if on else None
-    context = ctx()
+    context = state.services
     schedule, created = context.schedules.create(
         tool,
         expression,
         timezone=timezone,
         mode="everywhere" if everywhere else "once",
-        on=selector,
+        on=on,
         name=name,
         overlap=overlap,
         retries=retries,
@@ -56,33 +55,34 @@ def create_schedule(
     upcoming = context.schedules.upcoming(schedule, time.time(), 3)
     verb = "scheduled" if created else "rescheduled"
     where = "on every member" if schedule.mode == "everywhere" else "once per firing"
-    output.success(
-        f"{verb} [bold]{schedule.tool}[/bold] as [bold]{schedule.name}[/bold]: "
-        f"{schedule.cron} ({schedule.timezone}), {where}"
+    tool, name, when = (
+        output.safe_markup(text)
+        for text in (schedule.tool, schedule.name, f"{schedule.cron} ({schedule.timezone})")
     )
+    state.out.success(f"{verb} [bold]{tool}[/bold] as [bold]{name}[/bold]: {when}, {where}")
     for epoch in upcoming:
-        output.console().print(f"  next: {_local(epoch, schedule.timezone)}")
-    output.note("a running `maomao worker` picks it up at once; start one if none runs")
+        state.out.print(f"  next: {_local(epoch, schedule.timezone)}", markup=False)
+    state.out.note("every running `maomao worker` picks it up at once")
 
 
-def _last_runs() -> dict[str, Any]:
+def _last_runs(state: CliState) -> dict[str, Any]:
     """The newest run of each schedule."""
     latest: dict[str, Any] = {}
-    runs = getattr(ctx(), "runs", None)
-    if runs is None:
-        return latest
-    for run in runs.list():
+    for run in state.services.runs.list():
         if run.schedule and run.schedule not in latest:
             latest[run.schedule] = run
     return latest
 
 
 @app.command("list")
-def list_(as_json: bool = typer.Option(False, "--json", help="Print a JSON array.")) -> None:
+def list_(
+    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print a JSON array.")
+) -> None:
     """List schedules with their next fire time and last run."""
-    context = ctx()
+    state = use(ctx)
+    context = state.services
     schedules = sorted(context.schedules.all(), key=lambda s: s.name)
-    last = _last_runs()
+    last = _last_runs(state)
     now = time.time()
     rows = []
     for s in schedules:
@@ -90,7 +90,7 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print a JSON array
         run = last.get(s.name)
         rows.append((s, next_fire, run))
     if as_json:
-        output.print_json(
+        state.out.print_json(
             [
                 {
                     **s.to_dict(),
@@ -103,9 +103,9 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print a JSON array
         )
         return
     if not rows:
-        output.note("no schedules; create one with `maomao run TOOL --daily`")
+        state.out.note("no schedules; create one with `maomao run TOOL --daily`")
         return
-    output.console().print(
+    state.out.print(
         output.table(
             "Schedules",
             ["name", "tool", "cron", "zone", "mode", "next fire", "last run", "paused"],
@@ -128,36 +128,46 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print a JSON array
 
 
 @app.command("show")
-def show(name: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
+def show(
+    ctx: typer.Context,
+    name: str = typer.Argument(...),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
     """Show one schedule and its next fire times."""
-    context = ctx()
+    state = use(ctx)
+    context = state.services
     schedule = context.schedules.get(name)
     upcoming = [] if schedule.paused else context.schedules.upcoming(schedule, time.time(), 5)
     if as_json:
-        output.print_json({**schedule.to_dict(), "next_fires": [output.iso(t) for t in upcoming]})
+        state.out.print_json(
+            {**schedule.to_dict(), "next_fires": [output.iso(t) for t in upcoming]}
+        )
         return
     for key, value in schedule.to_dict().items():
-        output.console().print(f"{key}: {value}", markup=False)
+        state.out.print(output.safe(f"{key}: {value}"), markup=False)
     for epoch in upcoming:
-        output.console().print(f"next: {_local(epoch, schedule.timezone)}", markup=False)
+        state.out.print(f"next: {_local(epoch, schedule.timezone)}", markup=False)
 
 
 @app.command("pause")
-def pause(name: str = typer.Argument(...)) -> None:
+def pause(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     """Pause a schedule (workers stop firing it)."""
-    ctx().schedules.set_paused(name, True)
-    output.success(f"paused schedule [bold]{name}[/bold]")
+    state = use(ctx)
+    state.services.schedules.set_paused(name, True)
+    state.out.success(f"paused schedule [bold]{output.safe_markup(name)}[/bold]")
 
 
 @app.command("resume")
-def resume(name: str = typer.Argument(...)) -> None:
+def resume(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     """Resume a paused schedule."""
-    ctx().schedules.set_paused(name, False)
-    output.success(f"resumed schedule [bold]{name}[/bold]")
+    state = use(ctx)
+    state.services.schedules.set_paused(name, False)
+    state.out.success(f"resumed schedule [bold]{output.safe_markup(name)}[/bold]")
 
 
 @app.command("rm")
-def rm(name: str = typer.Argument(...)) -> None:
+def rm(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     """Remove a schedule (its runs stay)."""
-    ctx().schedules.remove(name)
-    output.success(f"removed schedule [bold]{name}[/bold]")
+    state = use(ctx)
+    state.services.schedules.remove(name)
+    state.out.success(f"removed schedule [bold]{output.safe_markup(name)}[/bold]")

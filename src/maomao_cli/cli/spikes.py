@@ -9,7 +9,7 @@ import typer
 
 from ..errors import BadInput
 from . import output
-from .state import ctx
+from .state import CliState, use
 
 if TYPE_CHECKING:
     from ..models import Spike
@@ -20,7 +20,7 @@ def _pct(value: float | None) -> str:
 
 
 def _row(s: Spike) -> list[Any]:
-    arrow = "[red]▲ up[/red]" if s.direction == "up" else "[blue]▼ down[/blue]"
+    arrow = output.styled("▲ up", "red") if s.direction == "up" else output.styled("▼ down", "blue")
     return [
         s.tool,
         s.sortable,
@@ -38,6 +38,7 @@ COLUMNS = ["tool", "time", "value", "baseline", "deviation", "score", "direction
 
 
 def spikes(
+    ctx: typer.Context,
     tool: str | None = typer.Option(None, "--tool", "-t", help="The tool whose spikes to show."),
     all_tools: bool = typer.Option(False, "--all", help="Every tool's spikes."),
     since: str | None = typer.Option(
@@ -73,56 +74,65 @@ def spikes(
     ),
 ) -> None:
     """Spikes in a tool's control metric: list what workers found, follow, or detect anew."""
+    state = use(ctx)
     if method is not None and method not in ("robust", "seed"):
         raise BadInput(f"invalid --method {method!r}: expected robust or seed")
     if csv_file is not None or directory is not None:
-        _detect_path(csv_file, directory, method, sensitivity, threshold, as_json)
+        _detect_path(state, csv_file, directory, method, sensitivity, threshold, as_json)
         return
     if tool is None and not all_tools and not follow:
         raise BadInput(
             "name a tool with --tool NAME, or use --all, --follow, --csv FILE or --dir DIR"
         )
-    context = ctx()
+    context = state.services
     if tool is not None:
+        from .. import validation
+
+        # Checked before any key is built from it: `--tool $'\xff'` is bad input, not a
+        # key etcd's client cannot encode.
+        validation.name(tool, "tool name")
         context.registry.get_tool(tool) if recompute or chart or plot else None
     if follow:
-        _follow(tool, as_json)
+        _follow(state, tool, as_json)
         return
     if recompute or chart or plot:
         assert tool is not None
-        _recompute(tool, method, sensitivity, threshold, as_json, chart, plot, show_table=recompute)
+        _recompute(
+            state, tool, method, sensitivity, threshold, as_json, chart, plot, show_table=recompute
+        )
         return
     found = context.spikes.stored(None if all_tools else tool, since)
     if as_json:
-        output.print_json([s.to_dict() for s in found])
+        state.out.print_json([s.to_dict() for s in found])
         return
     if not found:
-        output.note(f"no spikes stored{' for ' + tool if tool else ''}")
+        state.out.note(f"no spikes stored{' for ' + tool if tool else ''}")
         return
-    output.console().print(output.table("Spikes (newest first)", COLUMNS, (_row(s) for s in found)))
+    state.out.print(output.table("Spikes (newest first)", COLUMNS, (_row(s) for s in found)))
 
 
-def _follow(tool: str | None, as_json: bool) -> None:
+def _follow(state: CliState, tool: str | None, as_json: bool) -> None:
     import sys
 
-    output.note(f"following new spikes{' of ' + tool if tool else ''}; Ctrl-C to stop")
+    state.out.note(f"following new spikes{' of ' + tool if tool else ''}; Ctrl-C to stop")
     try:
-        for spike in ctx().spikes.follow(tool):
+        for spike in state.services.spikes.follow(tool):
             if as_json:
                 sys.stdout.write(__import__("json").dumps(spike.to_dict()) + "\n")
                 sys.stdout.flush()
             else:
-                output.console().print(
+                line = (
                     f"{spike.sortable}  {spike.tool}  {spike.direction}  value {spike.value:.6g} "
                     f"baseline {spike.baseline:.6g} ({_pct(spike.deviation_pct)}) score {spike.score:.1f} "
-                    f"on {spike.member or '-'}",
-                    markup=False,
+                    f"on {spike.member or '-'}"
                 )
+                state.out.print(output.safe(line), markup=False)
     except KeyboardInterrupt:
         return
 
 
 def _recompute(
+    state: CliState,
     tool_name: str,
     method: str | None,
     sensitivity: float | None,
@@ -133,7 +143,7 @@ def _recompute(
     *,
     show_table: bool,
 ) -> None:
-    context = ctx()
+    context = state.services
     tool = context.registry.get_tool(tool_name)
     params = context.spikes.params(
         tool, method=method, sensitivity=sensitivity, seed_threshold=threshold
@@ -141,7 +151,7 @@ def _recompute(
     data_dir = context.runs.data_dir_for(tool)
     result, skipped = context.spikes.recompute(tool, data_dir, params)
     for name, reason in skipped:
-        output.note(f"skipped {name}: {reason}")
+        state.out.note(f"skipped {name}: {reason}")
     if chart or plot:
         from ..detect.series import read_control_dir
         from .charts import terminal_chart, write_png
@@ -149,32 +159,31 @@ def _recompute(
         points = read_control_dir(data_dir).points
         marks = {s.sortable: s.direction for s in result.found}
         if chart:
-            output.console().print(
-                terminal_chart(points, marks, title=f"{tool.name} control metric")
-            )
+            state.out.print(terminal_chart(points, marks, title=f"{tool.name} control metric"))
         if plot:
             write_png(points, marks, plot, title=f"{tool.name} control metric")
-            output.success(f"wrote {plot}")
+            state.out.success(f"wrote {output.safe_markup(str(plot))}")
         if not show_table:
             return
     if as_json:
-        output.print_json(
+        state.out.print_json(
             {"found": [s.to_dict() for s in result.found], "new": result.new, "gone": result.gone}
         )
         return
-    output.console().print(
+    state.out.print(
         output.table(f"Recomputed ({params.method})", COLUMNS, (_row(s) for s in result.found))
     )
     if result.new or result.gone:
-        output.note(
+        state.out.note(
             f"differences from what is stored: {len(result.new)} new {result.new[:5]}, "
             f"{len(result.gone)} no longer found {result.gone[:5]}"
         )
     else:
-        output.note("same as what is stored")
+        state.out.note("same as what is stored")
 
 
 def _detect_path(
+    state: CliState,
     csv_file: Path | None,
     directory: Path | None,
     method: str | None,
@@ -203,7 +212,7 @@ def _detect_path(
     assert path is not None
     found, skipped, _ = detect_points(path, is_dir=directory is not None, params=params)
     for name, reason in skipped[:20]:
-        output.note(f"skipped {name}: {reason}")
+        state.out.note(f"skipped {name}: {reason}")
     rows: list[dict[str, Any]] = [
         {
             "index": d.index,
@@ -218,12 +227,12 @@ def _detect_path(
         for d in found
     ]
     if as_json:
-        output.print_json(rows)
+        state.out.print_json(rows)
         return
     if not rows:
-        output.note("no spikes found")
+        state.out.note("no spikes found")
         return
-    output.console().print(
+    state.out.print(
         output.table(
             "Spikes",
             ["index", "timestamp", "value", "baseline", "deviation", "score", "direction"],

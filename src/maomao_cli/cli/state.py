@@ -1,19 +1,40 @@
-"""The per-invocation context, set by the global callback, read by commands."""
+"""What every command gets through `typer.Context.obj`: its output and its services."""
 
 from __future__ import annotations
 
-from ..context import Context
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-_current: Context | None = None
+import typer
+
+from .output import Output
+
+if TYPE_CHECKING:
+    from ..composition import Services
 
 
-def set_context(ctx: Context) -> None:
-    global _current
-    _current = ctx
+@dataclass
+class CliState:
+    out: Output
+    # Built by the root callback from the global options, unless a test injected one.
+    built: Services | None = None
+    injected: Services | None = None
+
+    @property
+    def services(self) -> Services:
+        services = self.injected or self.built
+        if services is None:  # only a command invoked without the root callback
+            raise RuntimeError("no services: the root callback did not run")
+        return services
+
+    def close(self) -> None:
+        if self.built is not None:
+            self.built.close()
+            self.built = None
 
 
-def ctx() -> Context:
-    global _current
-    if _current is None:  # commands invoked without the callback (tests calling functions)
-        _current = Context()
-    return _current
+def use(ctx: typer.Context) -> CliState:
+    state = ctx.find_root().obj
+    if not isinstance(state, CliState):
+        raise RuntimeError("maomao commands run through the maomao CLI group")
+    return state

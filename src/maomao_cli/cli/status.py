@@ -6,12 +6,15 @@ import typer
 
 from .. import __version__
 from . import output
-from .state import ctx
+from .state import use
 
 
-def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def status(
+    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
+) -> None:
     """Is etcd reachable, which version, and what the collaboration holds."""
-    context = ctx()
+    state = use(ctx)
+    context = state.services
     keys = context.keys
     # An unreachable etcd raises here; main() prints the one error (JSON with --json).
     store = context.store
@@ -27,12 +30,13 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
         "runs": store.count(keys.runs()),
     }
     if as_json:
-        output.print_json(data)
+        state.out.print_json(data)
         return
-    output.console().print(
-        f"[green]●[/green] etcd {cluster.version} reachable at {cluster.endpoint} (prefix {keys.prefix})"
+    version, endpoint = output.safe_markup(cluster.version), output.safe_markup(cluster.endpoint)
+    state.out.print(
+        f"[green]●[/green] etcd {version} reachable at {endpoint} (prefix {output.safe_markup(keys.prefix)})"
     )
-    output.console().print(
+    state.out.print(
         output.table(
             None,
             ["tools", "datasets", "schedules", "live members", "runs"],
@@ -41,23 +45,24 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
     )
 
 
-def show_config(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def show_config(
+    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
+) -> None:
     """Print the effective settings (flags > environment > file > defaults), secrets masked."""
+    state = use(ctx)
     from ..config import as_dict
 
-    settings = as_dict(ctx().settings)
+    settings = as_dict(state.services.settings)
     if as_json:
-        output.print_json(settings)
+        state.out.print_json(settings)
         return
-    output.console().print(
-        f"[dim]# config file: {settings.pop('source') or '(none: defaults)'}[/dim]"
-    )
+    state.out.print(f"[dim]# config file: {settings.pop('source') or '(none: defaults)'}[/dim]")
     for section, table in settings.items():
-        output.console().print(f"\n[{section}]", markup=False, style="bold")
+        state.out.print(f"\n[{section}]", markup=False, style="bold")
         for key, value in table.items():
             # TOML has no null: an unset key is shown commented out, as in config.toml.
             line = f"# {key} = (unset)" if value is None else f"{key} = {_toml(value)}"
-            output.console().print(line, markup=False)
+            state.out.print(line, markup=False)
 
 
 def _toml(value: object) -> str:

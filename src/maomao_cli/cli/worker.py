@@ -10,11 +10,13 @@ from types import FrameType
 
 import typer
 
+from ..errors import Unhealthy
 from . import output
-from .state import ctx
+from .output import Output
+from .state import use
 
 
-def _setup_worker_logging() -> None:
+def _setup_worker_logging(out: Output) -> None:
     import logging
 
     logger = logging.getLogger("maomao")
@@ -25,14 +27,14 @@ def _setup_worker_logging() -> None:
         from rich.logging import RichHandler
 
         handler = RichHandler(
-            console=output.err_console(), show_path=False, markup=False, log_time_format="%H:%M:%S"
+            console=out.err_console, show_path=False, markup=False, log_time_format="%H:%M:%S"
         )
-        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.setFormatter(output.safe_formatter("%(message)s"))
     else:
         # Plain, one line per event: for journald, files and pipes.
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+            output.safe_formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
         )
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -40,6 +42,7 @@ def _setup_worker_logging() -> None:
 
 
 def worker(
+    ctx: typer.Context,
     labels: str | None = typer.Option(
         None, "--labels", help="Member labels k=v,k2=v2 (schedules can target them with --on)."
     ),
@@ -51,9 +54,10 @@ def worker(
     ),
 ) -> None:
     """Run the worker: follow schedules, claim due firings, run tools, detect spikes."""
+    state = use(ctx)
     from .. import validation
 
-    context = ctx()
+    context = state.services
     settings = context.settings
     if check:
         from ..services.worker import check_health
@@ -62,11 +66,11 @@ def worker(
             context.store, context.keys, settings.member, settings.worker.lease_ttl, time.time()
         )
         if not alive:
-            output.fail(1, message)
-        output.console().print(message)
+            raise Unhealthy(message)
+        state.out.print(message)
         return
     member_labels = validation.labels(labels) if labels else None
-    _setup_worker_logging()
+    _setup_worker_logging(state.out)
     worker_service = context.make_worker(labels=member_labels, max_parallel=max_parallel)
 
     stop = threading.Event()
@@ -76,7 +80,7 @@ def worker(
         nonlocal signals_seen
         signals_seen += 1
         if signals_seen == 1:
-            output.note(
+            state.out.note(
                 f"{signal.Signals(signum).name}: finishing running runs (again to stop them now)"
             )
             stop.set()
@@ -100,19 +104,22 @@ def _warm_detector() -> None:
     import scipy.signal  # noqa: F401
 
 
-def members(as_json: bool = typer.Option(False, "--json", help="Print a JSON array.")) -> None:
+def members(
+    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print a JSON array.")
+) -> None:
     """List the live members (workers) of the collaboration."""
+    state = use(ctx)
     from ..services.members import live_members
 
-    context = ctx()
+    context = state.services
     found = live_members(context.store, context.keys)
     if as_json:
-        output.print_json([m.to_dict() for m in found])
+        state.out.print_json([m.to_dict() for m in found])
         return
     if not found:
-        output.note("no live members; start one with `maomao worker`")
+        state.out.note("no live members; start one with `maomao worker`")
         return
-    output.console().print(
+    state.out.print(
         output.table(
             "Members",
             ["member", "host", "labels", "version", "started", "running"],

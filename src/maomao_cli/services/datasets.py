@@ -27,11 +27,13 @@ from typing import TYPE_CHECKING
 from .. import validation
 from ..config import Settings
 from ..errors import BadInput, GitError, NotFound
+from ..gitmodels import GitAuth
 from ..models import Dataset, Run, Tool
 from .registry import Registry
 
 if TYPE_CHECKING:
-    from ..adapters.git import GitAuth, PullResult, RepoStatus
+    from ..gitmodels import PullResult, RepoStatus
+    from ..ports import DatasetSync
 
 log = logging.getLogger("maomao.datasets")
 
@@ -41,10 +43,13 @@ _LOCK_FILE = "maomao.lock"  # inside .git: serialises commit/pull/push between p
 
 
 class DatasetService:
-    def __init__(self, settings: Settings, registry: Registry, member: str) -> None:
+    def __init__(
+        self, settings: Settings, registry: Registry, member: str, git: DatasetSync
+    ) -> None:
         self.settings = settings
         self.registry = registry
         self.member = member
+        self.git = git
         # A failed pull before a run, reported on that run's record by the after-run hook.
         self._pre_run_notes: dict[str, str] = {}
         self._notes_lock = threading.Lock()
@@ -88,8 +93,6 @@ class DatasetService:
         return Path(configured).expanduser() if configured else self._statedir / "known_hosts"
 
     def auth(self, dataset: Dataset) -> GitAuth:
-        from ..adapters.git import GitAuth
-
         key = self.key_path(dataset.name)
         known = self.known_hosts()
         if self.settings.git.trust_new_hosts:
@@ -112,8 +115,6 @@ class DatasetService:
         dest must be absent or an empty directory; only dest itself (and, for the default,
         <importdir>/datasets) is created, and a failed clone removes what it made.
         """
-        from ..adapters import git
-
         dataset = self.registry.get_dataset(name)
         if dest is None:
             target = self.default_dir(dataset.name)
@@ -134,7 +135,7 @@ class DatasetService:
                     else "choose another --dest, or empty it"
                 )
                 raise BadInput(f"cannot clone into {target}: it exists and is not empty", hint=hint)
-            git.clone(
+            self.git.clone(
                 dataset.url,
                 target,
                 branch=dataset.branch,
@@ -161,12 +162,10 @@ class DatasetService:
     def pull(self, name: str, progress: Progress | None = None) -> PullResult:
         """Fetch and fast-forward (or merge non-conflicting changes); a conflict touches
         nothing local and is remembered for `status`."""
-        from ..adapters import git
-
         dataset = self.registry.get_dataset(name)
         work = self._cloned_dir(dataset)
         with _locked(work):
-            result = git.pull(
+            result = self.git.pull(
                 work,
                 branch=dataset.branch,
                 auth=self.auth(dataset),
@@ -175,16 +174,14 @@ class DatasetService:
                 author=self.member,
             )
             if result.conflict:
-                git.record_push_error(work, _conflict_text(dataset, result))
+                self.git.record_push_error(work, _conflict_text(dataset, result))
         return result
 
     def push(self, name: str) -> None:
-        from ..adapters import git
-
         dataset = self.registry.get_dataset(name)
         work = self._cloned_dir(dataset)
         with _locked(work):
-            git.push(
+            self.git.push(
                 work,
                 branch=dataset.branch,
                 auth=self.auth(dataset),
@@ -192,19 +189,15 @@ class DatasetService:
             )
 
     def status(self, name: str) -> RepoStatus:
-        from ..adapters import git
-
         dataset = self.registry.get_dataset(name)
-        return git.status(self._cloned_dir(dataset), branch=dataset.branch)
+        return self.git.status(self._cloned_dir(dataset), branch=dataset.branch)
 
     def key(self, name: str) -> tuple[Path, str]:
         """The dataset's ed25519 key (created once, owner-only): its path and public line."""
-        from ..adapters import git
-
         dataset = self.registry.get_dataset(name)
         path = self.key_path(dataset.name)
         path.parent.parent.mkdir(parents=True, exist_ok=True)
-        public = git.generate_ssh_key(path, f"maomao-{dataset.name}@{self.member}")
+        public = self.git.generate_ssh_key(path, f"maomao-{dataset.name}@{self.member}")
         return path, public
 
     # Run hooks ---------------------------------------------------------------
@@ -231,14 +224,12 @@ class DatasetService:
         """Let the tool see the collaboration's latest data. Skipped when the work tree has
         uncommitted files: never pull over them (that is also the case on the resolver's
         second call, after the run and before the commit)."""
-        from ..adapters import git
-
         note: str | None = None
         try:
             with _locked(work):
-                if git.status(work, branch=dataset.branch).changed_files:
+                if self.git.status(work, branch=dataset.branch).changed_files:
                     return
-                result = git.pull(
+                result = self.git.pull(
                     work,
                     branch=dataset.branch,
                     auth=self.auth(dataset),
@@ -261,8 +252,6 @@ class DatasetService:
         remote become a warning on the run (which stays succeeded); the commit stays."""
         if tool.dataset is None:
             return None
-        from ..adapters import git
-
         with self._notes_lock:
             notes = [n for n in [self._pre_run_notes.pop(tool.name, None)] if n]
         dataset = self.registry.get_dataset(tool.dataset)
@@ -273,7 +262,7 @@ class DatasetService:
             f"maomao-tool: {tool.name}\nmaomao-run: {run.id}\nmaomao-member: {self.member}\n"
         )
         with _locked(work):
-            sha = git.commit_all(work, message, self.member)
+            sha = self.git.commit_all(work, message, self.member)
             log.info("dataset %s: run %s committed as %s", dataset.name, run.id, sha or "nothing")
             if dataset.push:
                 problem = self._sync(dataset, work)
@@ -286,24 +275,22 @@ class DatasetService:
 
     def _sync(self, dataset: Dataset, work: Path) -> str | None:
         """Pull then push what is not on the remote yet; None when all went, else why not."""
-        from ..adapters import git
-
-        if git.status(work, branch=dataset.branch).ahead == 0:
+        if self.git.status(work, branch=dataset.branch).ahead == 0:
             return None
         auth = self.auth(dataset)
         timeout = self.settings.git.timeout
         try:
-            result = git.pull(
+            result = self.git.pull(
                 work, branch=dataset.branch, auth=auth, timeout=timeout, author=self.member
             )
             if result.conflict:
                 text = _conflict_text(dataset, result)
-                git.record_push_error(work, text)
+                self.git.record_push_error(work, text)
                 return text
-            git.push(work, branch=dataset.branch, auth=auth, timeout=timeout)
+            self.git.push(work, branch=dataset.branch, auth=auth, timeout=timeout)
         except GitError as exc:
             with contextlib.suppress(GitError, OSError):
-                git.record_push_error(work, exc.message)
+                self.git.record_push_error(work, exc.message)
             return (
                 f"dataset {dataset.name}: not pushed ({exc.message}); "
                 "the commit stays local and is pushed with the next run"

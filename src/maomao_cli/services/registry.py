@@ -1,9 +1,18 @@
-"""Tools and datasets: what the collaboration has registered, shared through etcd."""
+"""Tools and datasets: what the collaboration has registered, shared through etcd.
+
+`ToolSpec` and `DatasetSpec` are the one input type of each: the CLI and the HTTP API
+translate what they parsed into them, and every rule about a field is applied here, in
+`_TOOL_RULES` and `_DATASET_RULES`, before anything is written. Adding a field means
+adding it to the record (models.py), to the spec with its rule, and to each front end's
+options or body, which only pass it along.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from functools import cache, partial
 from typing import Any
 
 from .. import validation
@@ -13,10 +22,99 @@ from ..models import Dataset, Tool
 from ..store.base import Store
 from .records import load, load_all
 
-TOOL_OPTIONS = {
-    "dataset", "author", "description", "env", "network", "memory", "pids", "timeout",
-    "user", "data_subdir", "sensitivity",
-}  # fmt: skip
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool to register, as asked. On an update, a field left None keeps the value the
+    registered tool has."""
+
+    name: str
+    image: str
+    dataset: str | None = None
+    author: str | None = None
+    description: str | None = None
+    env: Mapping[str, str] | Sequence[str] | None = None  # a mapping, or KEY=VALUE strings
+    network: str | None = None  # None: the [docker] default
+    memory: str | None = None
+    pids: int | None = None
+    timeout: float | None = None  # seconds
+    user: str | None = None
+    data_subdir: str | None = None  # inside the dataset work tree
+    sensitivity: float | None = None  # spike detector override
+    max_data: str | int | None = None  # the data directory's size limit: 500m, or bytes
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset to add; an update replaces every field (None: the remote's default)."""
+
+    name: str
+    url: str
+    branch: str | None = None
+    push: bool = False
+    depth: int | None = None
+
+
+def _as_given(value: Any) -> Any:
+    """No rule: free text (shown as text, never interpreted) or a plain flag."""
+    return value
+
+
+@cache
+def host_memory() -> int | None:
+    """This host's memory in bytes (MemTotal of /proc/meminfo); None where unreadable."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                key, _, rest = line.partition(":")
+                if key == "MemTotal":
+                    amount, unit = rest.split()
+                    return int(amount) * (1024 if unit == "kB" else 1)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _memory(value: str) -> str:
+    # A tool asking for more than the host has would only fail later, at Docker.
+    return validation.memory(value, "memory", at_most=host_memory())
+
+
+MAX_PIDS = 32768  # the kernel's default pid_max: more is a fork bomb's budget
+
+# Every field's rule: it returns the value to store or raises BadInput naming the field.
+_TOOL_RULES: dict[str, Callable[[Any], Any]] = {
+    "name": partial(validation.name, field="tool name"),
+    "image": validation.image,
+    "dataset": partial(validation.name, field="dataset name"),
+    "author": _as_given,
+    "description": _as_given,
+    "env": validation.env,
+    "network": validation.network,
+    "memory": _memory,
+    "pids": partial(validation.whole_between, low=1, high=MAX_PIDS, field="pids"),
+    "timeout": validation.timeout,
+    "user": validation.user,
+    "data_subdir": validation.data_subdir,
+    "sensitivity": partial(validation.positive, field="sensitivity"),
+    "max_data": partial(validation.size, field="max data"),
+}
+
+_DATASET_RULES: dict[str, Callable[[Any], Any]] = {
+    "name": partial(validation.name, field="dataset name"),
+    "url": validation.git_url,
+    "branch": validation.branch,
+    "push": _as_given,
+    "depth": partial(validation.at_least, minimum=1, field="depth"),
+}
+
+
+def _checked(
+    spec: ToolSpec | DatasetSpec, rules: Mapping[str, Callable[[Any], Any]]
+) -> dict[str, Any]:
+    """The fields given (not None), each through its rule, in the spec's order."""
+    given = ((f.name, getattr(spec, f.name)) for f in fields(spec))
+    return {name: rules[name](value) for name, value in given if value is not None}
 
 
 class Registry:
@@ -26,36 +124,19 @@ class Registry:
 
     # Tools -----------------------------------------------------------------
 
-    def register_tool(self, name: str, image: str, **options: Any) -> tuple[Tool, bool]:
+    def register_tool(self, spec: ToolSpec) -> tuple[Tool, bool]:
         """Create or update a tool; returns it and whether it was new. Validates everything
         before writing anything."""
-        validation.name(name, "tool name")
-        validation.image(image)
-        unknown = set(options) - TOOL_OPTIONS
-        if unknown:
-            raise BadInput(f"unknown tool option(s): {', '.join(sorted(unknown))}")
-        options = {k: v for k, v in options.items() if v is not None}
-        if "dataset" in options:
-            validation.name(options["dataset"], "dataset name")
-            self.get_dataset(options["dataset"])
-        if "memory" in options:
-            options["memory"] = validation.memory(options["memory"])
-        for numeric in ("pids", "timeout", "sensitivity"):
-            if numeric in options:
-                validation.positive(options[numeric], numeric)
-        if "data_subdir" in options:
-            sub = options["data_subdir"]
-            if sub.startswith("/") or ".." in sub.split("/"):
-                raise BadInput(
-                    f"invalid data subdir {sub!r}: must be a relative path inside the dataset"
-                )
+        values = _checked(spec, _TOOL_RULES)
+        if "dataset" in values:
+            self.get_dataset(values["dataset"])
         now = time.time()
-        existing = load(self.store, self.keys.tool(name), Tool)
+        existing = load(self.store, self.keys.tool(spec.name), Tool)
         if existing is None:
-            tool = Tool(name=name, image=image, created=now, updated=now, **options)
+            tool = Tool(created=now, updated=now, **values)
         else:
-            tool = replace(existing, image=image, updated=now, **options)
-        self.store.put(self.keys.tool(name), tool.to_json())
+            tool = replace(existing, updated=now, **values)
+        self.store.put(self.keys.tool(spec.name), tool.to_json())
         return tool, existing is None
 
     def unregister_tool(self, name: str) -> Tool:
@@ -78,31 +159,11 @@ class Registry:
 
     # Datasets --------------------------------------------------------------
 
-    def add_dataset(
-        self,
-        name: str,
-        url: str,
-        *,
-        branch: str | None = None,
-        push: bool = False,
-        depth: int | None = None,
-    ) -> tuple[Dataset, bool]:
-        validation.name(name, "dataset name")
-        validation.git_url(url)
-        if branch is not None:
-            validation.branch(branch)
-        if depth is not None and depth < 1:
-            raise BadInput(f"invalid depth {depth}: must be at least 1")
-        existing = load(self.store, self.keys.dataset(name), Dataset)
-        dataset = Dataset(
-            name=name,
-            url=url,
-            branch=branch,
-            push=push,
-            depth=depth,
-            created=existing.created if existing else time.time(),
-        )
-        self.store.put(self.keys.dataset(name), dataset.to_json())
+    def add_dataset(self, spec: DatasetSpec) -> tuple[Dataset, bool]:
+        values = _checked(spec, _DATASET_RULES)
+        existing = load(self.store, self.keys.dataset(spec.name), Dataset)
+        dataset = Dataset(created=existing.created if existing else time.time(), **values)
+        self.store.put(self.keys.dataset(spec.name), dataset.to_json())
         return dataset, existing is None
 
     def remove_dataset(self, name: str) -> Dataset:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from .. import validation
@@ -34,13 +35,14 @@ class ScheduleService:
         *,
         timezone: str = "UTC",
         mode: Mode = "once",
-        on: dict[str, str] | None = None,
+        on: Mapping[str, str] | str | None = None,
         name: str | None = None,
         overlap: bool = False,
         retries: int | None = None,
         grace: float | None = None,
     ) -> tuple[Schedule, bool]:
-        """Validate everything, then write; returns the schedule and whether it is new."""
+        """Validate everything, then write; returns the schedule and whether it is new.
+        `on` is a label selector: a mapping, or k=v,k2=v2 as `--on` takes it."""
         schedule_name = validation.name(name or tool, "schedule name")
         self.registry.get_tool(tool)
         cron = validate_cron(cron)
@@ -51,6 +53,7 @@ class ScheduleService:
             raise BadInput(f"invalid retries {retries}: must be 0 or more")
         if grace is not None and grace < 0:
             raise BadInput(f"invalid grace {grace}: must be 0 or more seconds")
+        selector = validation.labels(on, "on") if on else {}
         existing = load(self.store, self.keys.schedule(schedule_name), Schedule)
         if existing is not None and existing.tool != tool:
             raise BadInput(
@@ -64,7 +67,7 @@ class ScheduleService:
             timezone=timezone,
             mode=mode,
             paused=existing.paused if existing else False,
-            on=on or {},
+            on=selector,
             overlap=overlap,
             retries=retries,
             grace=grace,

@@ -12,17 +12,19 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import validation
 from ..config import Settings
-from ..errors import BadInput, RecordError
+from ..errors import BadInput, NotFound
 from ..keys import Keys
 from ..models import Run, Spike, Tool
 from ..store.base import Store
-from .records import load_all
+from .feeds import Feed
+from .records import load, load_all
 
 if TYPE_CHECKING:
     from ..detect.detector import Detection, DetectorParams
@@ -185,21 +187,40 @@ class SpikeService:
         )
         return result, series.skipped
 
-    def follow(self, tool: str | None = None) -> Iterator[Spike]:
+    def get(self, tool: str, sortable: str) -> Spike:
+        """The stored spike of tool at sortable (its key under <prefix>/spikes/<tool>/)."""
+        validation.name(tool, "tool name")
+        if not sortable or "/" in sortable or sortable in (".", ".."):
+            raise BadInput(f"invalid spike key {sortable!r}")
+        spike = load(self.store, self.keys.spike(tool, sortable), Spike)
+        if spike is None:
+            raise NotFound(f"no spike {sortable!r} for tool {tool!r}", hint="see GET /v1/spikes")
+        return spike
+
+    def feed(
+        self,
+        tool: str | None = None,
+        *,
+        start_revision: int | None = None,
+        logger: logging.Logger | None = None,
+    ) -> Feed[Spike]:
+        """Spikes with their etcd revisions as they are stored, from start_revision (or
+        from now); the watch is open when this returns (Unavailable is raised here).
+        Unreadable records are reported on logger (default: this module's)."""
+        prefix = self.keys.spikes(tool) if tool else self.keys.spikes()
+        watch = self.store.watch(prefix, start_revision=start_revision)
+        return Feed(watch, Spike, logger or log)
+
+    def follow(self, tool: str | None = None) -> Generator[Spike, None, None]:
         """New spikes as they are stored (an etcd watch), until interrupted."""
         prefix = self.keys.spikes(tool) if tool else self.keys.spikes()
         _, revision = self.store.scan_with_revision(prefix)
-        watch = self.store.watch(prefix, start_revision=revision + 1)
+        feed = self.feed(tool, start_revision=revision + 1)
         try:
-            for event in watch:
-                if event.type != "put" or event.value is None:
-                    continue
-                try:
-                    yield Spike.from_json(event.value)
-                except RecordError as exc:
-                    log.warning("skipping %s: %s", event.key, exc)
+            for _, spike in feed:
+                yield spike
         finally:
-            watch.cancel()
+            feed.cancel()
 
 
 def detect_points(

@@ -19,6 +19,7 @@ from ...models import Run, Schedule, Tool
 from ...ports import Clock
 from ...scheduling import retry_delay
 from ...store.base import Claim, ClaimOutcome, Lease, Store
+from ..datalimit import retryable
 from ..records import load
 from .claims import ClaimPlan, guard_key, plan_claim
 from .policy import misfire_grace, retry_limit
@@ -264,7 +265,8 @@ class Firing:
                 f" (exit {run.exit_code})" if run.exit_code not in (None, 0) else "",
                 f"{run.duration:.1f}s" if run.duration is not None else "-",
             )
-            if run.status in ("failed", "timed-out") and not cancel.is_set():
+            failed = run.status in ("failed", "timed-out") and not cancel.is_set()
+            if failed and retryable(run.error):  # not: a run refused by its data limit
                 self._plan_retry(schedule, due)
         except Exception:  # a run thread must never take the worker down
             log.exception("run of %s @ %s crashed", schedule.name, hms(due.fire_time))

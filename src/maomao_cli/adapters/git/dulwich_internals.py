@@ -1,0 +1,103 @@
+"""Every use of dulwich's private names, in one place.
+
+dulwich's public API has no hook for a connect timeout on git://, for opening the source
+of a local clone, or for switching an empty repository to SHA-256, so the transports reach
+into these. `USED` lists each name and `missing()` says which the installed dulwich lacks;
+tests/unit/test_dulwich_internals.py fails on an upgrade that drops one, naming it and the
+version, instead of a clone failing somewhere with an AttributeError.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from contextlib import closing
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dulwich.client import GitClient, LocalGitClient, TCPGitClient, TraditionalGitClient
+    from dulwich.protocol import Protocol
+    from dulwich.repo import Repo
+
+# (module, class, attribute). Instance attributes are checked on a constructed client.
+USED: tuple[tuple[str, str, str], ...] = (
+    ("dulwich.client", "TCPGitClient", "_connect"),
+    ("dulwich.client", "TCPGitClient", "_host"),
+    ("dulwich.client", "TCPGitClient", "_port"),
+    ("dulwich.client", "TraditionalGitClient", "_remote_path_encoding"),
+    ("dulwich.client", "GitClient", "_report_activity"),
+    ("dulwich.client", "LocalGitClient", "_open_repo"),
+    ("dulwich.repo", "Repo", "_change_object_format"),
+)
+# What dulwich passes to `_connect`; an override with other parameters would be broken.
+CONNECT_PARAMETERS = ("self", "cmd", "path", "protocol_version")
+
+Connection = tuple["Protocol", Callable[[], bool], "IO[bytes] | None"]
+
+
+class ConnectHook:
+    """Mixin for a TCPGitClient subclass: dulwich opens every connection through its
+    private `_connect`; this hands that call to the subclass's `open_connection`."""
+
+    def open_connection(
+        self, cmd: bytes, path: str | bytes, protocol_version: int | None
+    ) -> Connection:
+        raise NotImplementedError
+
+    def _connect(
+        self, cmd: bytes, path: str | bytes, protocol_version: int | None = None
+    ) -> Connection:
+        return self.open_connection(cmd, path, protocol_version)
+
+
+def remote_path_encoding(client: TraditionalGitClient) -> str:
+    encoding: str = client._remote_path_encoding
+    return encoding
+
+
+def report_activity(client: GitClient) -> Callable[[int, str], None] | None:
+    callback: Callable[[int, str], None] | None = client._report_activity
+    return callback
+
+
+def tcp_address(client: TCPGitClient) -> tuple[str, int]:
+    """The host and port a git:// client was made for (dulwich fills in the default port)."""
+    return client._host, client._port
+
+
+def open_local_repo(client: LocalGitClient, path: str | bytes) -> closing[Repo]:
+    """The repository a local client fetches from, closed when the block ends."""
+    return client._open_repo(path)
+
+
+def change_object_format(repo: Repo, name: str) -> None:
+    """Switch a just-initialised repository to the remote's hash (e.g. "sha256")."""
+    repo._change_object_format(name)
+
+
+def missing() -> list[str]:
+    """The names in USED that the installed dulwich lacks (or has changed), as text."""
+    import importlib
+
+    from dulwich.client import TCPGitClient
+
+    samples: dict[str, Any] = {
+        "TCPGitClient": TCPGitClient("127.0.0.1", port=9418),  # connects only when used
+    }
+    samples["GitClient"] = samples["TraditionalGitClient"] = samples["TCPGitClient"]
+    out: list[str] = []
+    for module, cls_name, attr in USED:
+        cls = getattr(importlib.import_module(module), cls_name, None)
+        where = f"{module}.{cls_name}.{attr}"
+        if cls is None:
+            out.append(f"{module}.{cls_name}")
+        elif not hasattr(cls, attr) and not hasattr(samples.get(cls_name), attr):
+            out.append(where)
+    connect = getattr(TCPGitClient, "_connect", None)
+    if connect is not None:
+        params = tuple(inspect.signature(connect).parameters)
+        if params != CONNECT_PARAMETERS:
+            out.append(
+                f"dulwich.client.TCPGitClient._connect{params} (expected {CONNECT_PARAMETERS})"
+            )
+    return out

@@ -1,0 +1,70 @@
+"""/v1/schedules: like `maomao run TOOL --daily` (or `--cron`) and `maomao schedule`."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from fastapi import APIRouter
+
+from ...composition import Services
+from ...models import Schedule
+from ...scheduling import resolve_cron, zone
+from ..deps import PathName, ServicesDep
+from ..schemas import ScheduleCreate, ScheduleOut, ScheduleResult
+
+router = APIRouter(tags=["schedules"])
+
+
+def schedule_out(services: Services, schedule: Schedule, count: int) -> ScheduleOut:
+    """The schedule with its next `count` firings (none while paused), in its own zone."""
+    fires = [] if schedule.paused else services.schedules.upcoming(schedule, time.time(), count)
+    return ScheduleOut(
+        **schedule.to_dict(), next_fires=tuple(_iso(t, schedule.timezone) for t in fires)
+    )
+
+
+def _iso(epoch: float, zone_name: str) -> str:
+    return datetime.fromtimestamp(epoch, zone(zone_name)).isoformat()
+
+
+@router.get("/schedules", response_model=list[ScheduleOut])
+def schedules(services: ServicesDep) -> list[ScheduleOut]:
+    found = sorted(services.schedules.all(), key=lambda s: s.name)
+    return [schedule_out(services, s, 1) for s in found]
+
+
+@router.get("/schedules/{name}", response_model=ScheduleOut)
+def schedule(name: PathName, services: ServicesDep) -> ScheduleOut:
+    return schedule_out(services, services.schedules.get(name), 5)
+
+
+@router.post("/schedules", response_model=ScheduleResult, status_code=201)
+def create_schedule(body: ScheduleCreate, services: ServicesDep) -> ScheduleResult:
+    """Create or replace a schedule, like `maomao run TOOL --daily` or `--cron`."""
+    expression = resolve_cron(
+        cron=body.cron,
+        hourly=body.every == "hourly",
+        daily=body.every == "daily",
+        weekly=body.every == "weekly",
+    )
+    created, new = services.schedules.create(
+        body.tool,
+        expression,
+        timezone=body.timezone,
+        mode=body.mode,
+        on=body.on or None,
+        name=body.name,
+        overlap=body.overlap,
+        retries=body.retries,
+        grace=body.grace,
+    )
+    return ScheduleResult(
+        status="scheduled" if new else "rescheduled",
+        schedule=schedule_out(services, created, 3),
+    )
+
+
+@router.delete("/schedules/{name}", response_model=Schedule)
+def delete_schedule(name: PathName, services: ServicesDep) -> Schedule:
+    return services.schedules.remove(name)

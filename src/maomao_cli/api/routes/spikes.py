@@ -1,0 +1,30 @@
+"""/v1/spikes: the stored spikes, like `maomao spikes --json`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+
+from ... import validation
+from ...models import Spike
+from ..deps import PathName, QueryName, ServicesDep
+
+router = APIRouter(tags=["spikes"])
+
+
+@router.get("/spikes", response_model=list[Spike])
+def spikes(
+    services: ServicesDep,
+    tool: QueryName = None,
+    since: str | None = Query(None, description="Only spikes whose sortable >= this."),
+    limit: int | None = Query(None, ge=1, le=10_000),
+) -> list[Spike]:
+    """Stored spikes, newest first, like `maomao spikes --json`."""
+    if tool is not None:
+        validation.name(tool, "tool name")
+    found = services.spikes.stored(tool, since)
+    return found if limit is None else found[:limit]
+
+
+@router.get("/spikes/{tool}/{sortable}", response_model=Spike)
+def spike(tool: PathName, sortable: str, services: ServicesDep) -> Spike:
+    return services.spikes.get(tool, sortable)

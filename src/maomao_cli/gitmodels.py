@@ -1,0 +1,47 @@
+"""The values that cross the dataset-sync port: credentials in, outcomes out.
+
+Services and front ends use them without importing the git adapter (or dulwich).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Progress = Callable[[str], None]  # one git progress line at a time
+
+
+@dataclass(frozen=True)
+class GitAuth:
+    """Credentials for one dataset. The password never appears in repr, logs or errors."""
+
+    ssh_key: Path | None = None
+    known_hosts: Path | None = None
+    trust_new_hosts: bool = False  # StrictHostKeyChecking=accept-new instead of yes
+    https_username: str | None = None
+    https_password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class PullResult:
+    """What a pull did. `conflict` leaves HEAD, the index and the work tree untouched."""
+
+    outcome: Literal["up-to-date", "fast-forward", "merged", "conflict"]
+    head: str | None  # local branch tip after the pull
+    remote: str | None  # remote branch tip that was fetched (None: no such branch yet)
+    conflicts: tuple[str, ...] = ()
+
+    @property
+    def conflict(self) -> bool:
+        return self.outcome == "conflict"
+
+
+@dataclass(frozen=True)
+class RepoStatus:
+    branch: str
+    ahead: int  # local commits not on the remote-tracking ref (i.e. not pushed)
+    behind: int  # commits on the remote-tracking ref (as of the last pull) not local
+    changed_files: list[str]  # uncommitted: staged, modified, deleted or untracked
+    last_push_error: str | None = None

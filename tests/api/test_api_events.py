@@ -1,0 +1,156 @@
+"""`GET /v1/events` in-process: the app driven through ASGI in this test's event loop
+(TestClient hands a response over only once it has ended; an event stream never ends)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from maomao_cli.api.app import create_app
+from maomao_cli.errors import Unavailable
+from maomao_cli.models import Spike
+from maomao_cli.services.registry import ToolSpec
+from maomao_cli.store.base import Event, Watch
+from maomao_cli.store.memory import MemoryStore
+
+from .conftest import Api
+from .streams import EventStream, Message, events_until
+
+
+class SpyWatch:
+    """A memory watch that says whether it was cancelled, and can break as a lost etcd
+    connection breaks a watch (the iteration raises Unavailable)."""
+
+    def __init__(self, inner: Watch) -> None:
+        self.inner = inner
+        self.cancelled = False
+        self.broken = False
+
+    def __iter__(self) -> Iterator[Event]:
+        yield from self.inner
+        if self.broken:
+            raise Unavailable("etcd at memory is unreachable: the watch broke")
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.inner.cancel()
+
+    def break_(self) -> None:
+        self.broken = True
+        self.inner.cancel()
+
+
+class SpyStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.watches: list[SpyWatch] = []
+
+    def watch(self, prefix: str, *, start_revision: int | None = None) -> SpyWatch:  # type: ignore[override]
+        watch = SpyWatch(super().watch(prefix, start_revision=start_revision))
+        self.watches.append(watch)
+        return watch
+
+
+@pytest.fixture
+def store() -> SpyStore:
+    return SpyStore()
+
+
+def spy(api: Api) -> SpyStore:
+    assert isinstance(api.store, SpyStore)
+    return api.store
+
+
+SPIKE = Spike(
+    tool="dummy", sortable="2024-05-01", value=3.0, baseline=1.0, deviation=2.0,
+    deviation_pct=200.0, score=4.0, direction="up",
+)  # fmt: skip
+
+
+def run_statuses(seen: list[tuple[str, int, dict[str, Any]]], run_id: str) -> list[str]:
+    return [d["status"] for k, _, d in seen if k == "run" and d["id"] == run_id]
+
+
+@pytest.mark.timeout(60)
+def test_events_stream_run_changes_and_spikes(api: Api) -> None:
+    app = create_app(api.services)
+    api.services.registry.register_tool(ToolSpec(name="dummy", image="img"))
+
+    async def scenario() -> tuple[Message, list[tuple[str, int, dict[str, Any]]], str]:
+        stream = EventStream(app)
+        start = await stream.start()
+        lines = stream.lines()
+        assert (await anext(lines)).startswith(":")  # the stream is open: the feeds are set
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            started = await client.post("/v1/runs", json={"tool": "dummy"})
+        assert started.status_code == 202, started.text
+        run_id: str = started.json()["run_id"]
+        api.store.put(api.keys.spike("dummy", "2024-05-01"), SPIKE.to_json())
+        seen = await events_until(
+            stream,
+            lambda seen: (
+                "failed" in run_statuses(seen, run_id) and any(k == "spike" for k, _, _ in seen)
+            ),
+        )
+        await stream.close()
+        return start, seen, run_id
+
+    start, seen, run_id = asyncio.run(scenario())
+    headers = dict(start["headers"])
+    assert headers[b"content-type"].startswith(b"text/event-stream")
+    assert headers[b"cache-control"] == b"no-cache"
+    assert run_statuses(seen, run_id) == ["running", "failed"]  # one event per status change
+    assert [d["sortable"] for k, _, d in seen if k == "spike"] == ["2024-05-01"]
+    assert [i for _, i, _ in seen] == sorted(i for _, i, _ in seen)  # ids are revisions
+    watches = spy(api).watches
+    assert len(watches) == 2 and all(w.cancelled for w in watches)  # the client left
+
+
+def test_last_event_id_resumes_after_it_and_unreadable_records_are_logged(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(api.services)
+    first = api.store.put(api.keys.spike("dummy", "2024-05-01"), SPIKE.to_json())
+    api.store.put(api.keys.run("broken"), b"{not json")
+    later = Spike(**{**SPIKE.to_dict(), "sortable": "2024-05-02"})
+    api.store.put(api.keys.spike("dummy", "2024-05-02"), later.to_json())
+
+    async def scenario() -> list[tuple[str, int, dict[str, Any]]]:
+        stream = EventStream(app, {"Last-Event-ID": str(first)})
+        await stream.start()
+        seen = await events_until(stream, lambda seen: len(seen) == 1)
+        await stream.close()
+        return seen
+
+    with caplog.at_level(logging.WARNING, "maomao.api"):
+        seen = asyncio.run(scenario())
+    assert [(k, d["sortable"]) for k, _, d in seen] == [("spike", "2024-05-02")]
+    assert [(r.name, r.getMessage().split(":")[0]) for r in caplog.records] == [
+        ("maomao.api", f"skipping {api.keys.run('broken')}")
+    ]
+
+
+def test_a_broken_feed_ends_the_stream_with_an_error_event(api: Api) -> None:
+    app = create_app(api.services)
+
+    async def scenario() -> list[str]:
+        stream = EventStream(app)
+        await stream.start()
+        lines = stream.lines()
+        assert (await anext(lines)).startswith(":")
+        for watch in spy(api).watches:
+            watch.break_()  # etcd went away
+        rest = [line async for line in lines]
+        await stream.close()
+        return rest
+
+    rest = asyncio.run(scenario())
+    message = json.dumps({"message": "etcd at memory is unreachable: the watch broke"})
+    assert rest == ["", "event: error", f"data: {message}", ""]  # then the stream ends

@@ -5,8 +5,8 @@ Method "robust" (the default) judges each finite point x_i of a series:
 - while fewer than `min_history` finite points precede it, by the 2019 rule (below): a
   young series is still checked, and the detection says `rule="seed"`;
 - then by its robust score against the history (robust.py: a rolling median baseline,
-  a noise scale from the median step), held to a threshold the series has earned and to
-  what is routine for it (judge.py), one notification per event; `rule="robust"`;
+  a noise scale from the median step), and against what is routine for this series
+  (judge.py), one notification per event; `rule="robust"`;
 - where the timestamps show a daily (or, for daily data, weekly) cadence and the series
   follows it, by the same method on its seasonal residual (seasonal.py);
   `rule="seasonal"`.
@@ -249,7 +249,7 @@ def _analyse(
         chosen = _with_seasons(values, params, period, channel)
     for part in chosen:
         found = _merge(found, part, values)
-    return found, _robust_verdict(chosen, len(x), len(values) - 1)
+    return found, _robust_verdict(chosen, len(x), len(values) - 1, params.threshold)
 
 
 @dataclass(frozen=True)
@@ -367,7 +367,7 @@ def _seed_verdict(x: FloatArray, params: DetectorParams, finite: IndexArray, n: 
     return Verdict(count, "seed", gain, params.seed_gain, spike, why)
 
 
-def _robust_verdict(channels: list[_Channel], count: int, newest: int) -> Verdict:
+def _robust_verdict(channels: list[_Channel], count: int, newest: int, threshold: float) -> Verdict:
     from .judge import REASONS
 
     channel = next(c for c in channels if c.owns_newest)
@@ -376,6 +376,4 @@ def _robust_verdict(channels: list[_Channel], count: int, newest: int) -> Verdic
     judged = channel.judged
     spike = judged.last_reason == "spike"
     score = abs(float(channel.scores.z[-1]))
-    return Verdict(
-        count, channel.rule, score, judged.last_threshold, spike, REASONS[judged.last_reason]
-    )
+    return Verdict(count, channel.rule, score, threshold, spike, REASONS[judged.last_reason])

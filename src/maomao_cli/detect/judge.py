@@ -1,5 +1,4 @@
-"""Which robust scores are spikes: sharp, beyond a threshold the series has earned, new, and
-one notification per event.
+"""Which robust scores are spikes: sharp, new for the series, and one notification per event.
 
 Given the scores of robust.py, point i is a spike when, in this order:
 
@@ -10,22 +9,19 @@ Given the scores of robust.py, point i is a spike when, in this order:
    with |z| above half the threshold belong to that event (a level shift keeps them there
    until the median catches up). They are never spikes and never count as history below.
    One notification per event, not one per point.
-3. **Beyond the series' own jumpiness**: the threshold is BASE_THRESHOLD / sensitivity,
-   raised in proportion when the 90th percentile of the step scores in the memory (the
-   last MEMORY points) is above what noise gives (JUMP_REFERENCE). A series whose every
-   tenth point jumps by 20 sigmas has other units of surprise than a quiet one.
-4. **New**: fewer than ROUTINE_COUNT points of the memory deviated from their own
-   baseline in the same direction by at least 1 / ROUTINE_RATIO (80 %) of this point's
-   deviation. A threshold on the empirical tail probability of the deviation itself, in
-   the series' own history: a daily backup that spikes the metric, the same burst every
-   few hours, are what this series does, and nobody wants to hear about them every time.
+3. **New**: on fewer than ROUTINE_COUNT separate occasions of the memory (the last
+   MEMORY points) did the series deviate from its baseline in the same direction by at
+   least 1 / ROUTINE_RATIO (80 %) of this point's deviation. A threshold on the empirical
+   tail probability of the deviation itself, in the series' own history and its own
+   units: a daily backup that spikes the metric, the same burst every few hours, a
+   quantised metric that flips between two values, are what this series does, and nobody
+   wants to hear about them every time.
 
 Every verdict reads the point and the points before it only.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -41,13 +37,9 @@ if TYPE_CHECKING:
 
 # |z| a spike needs at sensitivity 1; tuned with bench/spike_quality.py over several seeds.
 BASE_THRESHOLD = 4.5
-# How far back the series' own history counts: its jumpiness and what is routine for it.
-MEMORY = 2000
-# The 90th percentile of step scores is about 2.4 for normal noise; above 3 the series
-# jumps more than noise does and the threshold rises with it. Not before 50 steps.
-JUMP_QUANTILE = 0.9
-JUMP_REFERENCE = 3.0
-JUMP_MIN_STEPS = 50
+# How far back the series' own history counts for what is routine: two weeks of
+# 5-minute samples, eleven years of daily runs.
+MEMORY = 4000
 # Routine: at least 7 points of the memory went 80 % as far in the same direction.
 ROUTINE_COUNT = 7
 ROUTINE_RATIO = 1.25
@@ -64,7 +56,6 @@ class Judged:
     """The spikes among the scores, and why the last point is or is not one."""
 
     positions: IndexArray
-    last_threshold: float  # the threshold the last point was held to
     last_reason: str  # "spike", or why not (see REASONS)
 
 
@@ -83,7 +74,6 @@ def judge(sc: Scores, threshold: float, first: int) -> Judged:
     import numpy as np
 
     n = len(sc.z)
-    magnitude = np.abs(sc.z)
     member = np.ones(n, dtype=bool)  # points that count as history: not inside an event
     spikes: list[int] = []
     event_end = -1
@@ -91,24 +81,18 @@ def judge(sc: Scores, threshold: float, first: int) -> Judged:
     for i in sharp_candidates(sc.z, threshold, first).tolist():
         if i <= event_end:
             reason = "event"
-        elif not _beyond_jumpiness(sc.step, i, float(magnitude[i]), threshold):
-            reason = "below"
         elif _routine(sc.deviation, member, i):
             reason = "routine"
         else:
             reason = "spike"
             spikes.append(i)
-            event_end = _event_end(sc.z, i, EVENT_END * raised_threshold(sc.step, i, threshold))
+            event_end = _event_end(sc.z, i, EVENT_END * threshold)
             member[i + 1 : event_end + 1] = False
         if i == n - 1:
             last_reason = reason
     if last_reason == "below" and n - 1 >= first:
         last_reason = _why_not_a_candidate(sc.z, n - 1, event_end, threshold)
-    return Judged(
-        np.asarray(spikes, dtype=np.intp),
-        raised_threshold(sc.step, n - 1, threshold) if n - 1 >= 2 else math.inf,
-        last_reason,
-    )
+    return Judged(np.asarray(spikes, dtype=np.intp), last_reason)
 
 
 def _why_not_a_candidate(z: FloatArray, i: int, event_end: int, threshold: float) -> str:
@@ -123,36 +107,6 @@ def _rose_sharply(z: FloatArray, i: int) -> bool:
     before, now = float(z[i - 1]), float(z[i])
     shoulder = min(abs(before), abs(now)) if (before > 0) == (now > 0) and before != 0 else 0.0
     return shoulder <= abs(now) / 2
-
-
-def raised_threshold(step: FloatArray, i: int, threshold: float) -> float:
-    """The threshold at i: raised when the memory's steps are jumpier than noise."""
-    import numpy as np
-
-    steps = step[max(2, i - MEMORY) : i]
-    if len(steps) < JUMP_MIN_STEPS:
-        return threshold
-    rank = _jump_rank(len(steps))
-    tail = float(np.partition(steps, len(steps) - rank)[len(steps) - rank])
-    return threshold * max(1.0, tail / JUMP_REFERENCE)
-
-
-def _jump_rank(count: int) -> int:
-    """The k of the k-th largest step that stands for the JUMP_QUANTILE: the sample
-    quantile rounded down (numpy's method="lower")."""
-    return count - math.floor(JUMP_QUANTILE * (count - 1))
-
-
-def _beyond_jumpiness(step: FloatArray, i: int, magnitude: float, threshold: float) -> bool:
-    """magnitude >= raised_threshold(step, i, threshold), by counting instead of sorting."""
-    import numpy as np
-
-    steps = step[max(2, i - MEMORY) : i]
-    if len(steps) < JUMP_MIN_STEPS:
-        return magnitude >= threshold
-    # The k-th largest step <= t exactly when fewer than k steps exceed t.
-    limit = magnitude * JUMP_REFERENCE / threshold
-    return int(np.count_nonzero(steps > limit)) < _jump_rank(len(steps))
 
 
 def _routine(deviation: FloatArray, member: BoolArray, i: int) -> bool:

@@ -14,8 +14,6 @@ For each point i of the finite values x:
   constant history from dividing by zero.
 - z_i = (x_i - baseline_i) / scale_i, deflated while fewer than `window` points precede
   i (a scale from a handful of points is itself noisy).
-- step_i = |x_i - x_(i-1)| / scale_i: how far the point jumped from its predecessor, in
-  the same unit. Its distribution tells how jumpy the series is (detector.py uses it).
 
 Everything about entry i reads values[:i] and values[i] only.
 """
@@ -49,7 +47,6 @@ class Scores:
     baseline: FloatArray  # nan at 0
     deviation: FloatArray  # value - baseline, 0 at 0
     z: FloatArray
-    step: FloatArray  # |x_i - x_(i-1)| / scale_i, 0 at 0 and 1
 
 
 def scores(values: FloatArray, window: int) -> Scores:
@@ -60,7 +57,6 @@ def scores(values: FloatArray, window: int) -> Scores:
     baseline = np.full(n, np.nan)
     deviation = np.zeros(n)
     z = np.zeros(n)
-    step = np.zeros(n)
     if n >= 2:
         baseline[1:] = trailing_median(values[:-1], window)
         np.subtract(values[1:], baseline[1:], out=deviation[1:])
@@ -68,12 +64,11 @@ def scores(values: FloatArray, window: int) -> Scores:
         steps = np.abs(np.diff(values))
         scale = _scale(steps, baseline, window)
         np.divide(deviation[2:], scale, out=z[2:])
-        np.divide(steps[1:], scale, out=step[2:])
         young = min(n, window)
         if young:
             history = np.maximum(np.arange(young, dtype=np.float64), 1.0)
             z[:young] /= 1.0 + SHORT_HISTORY_PENALTY * (1.0 / history - 1.0 / window)
-    return Scores(baseline, deviation, z, step)
+    return Scores(baseline, deviation, z)
 
 
 def _scale(steps: FloatArray, baseline: FloatArray, window: int) -> FloatArray:

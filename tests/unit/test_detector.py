@@ -336,11 +336,14 @@ def test_explain_agrees_with_detect_latest() -> None:
         assert explain(points[:end]).spike == (detect_latest(points[:end]) is not None)
 
 
-def test_a_gradual_rise_is_explained() -> None:
+def test_a_gradual_rise_is_explained_and_reported_once_far_enough() -> None:
     values = [*noisy(60), 103.0, 106.0, 109.0, 112.0, 115.0, 118.0]
     verdicts = [explain(series(values[:end])) for end in range(61, 67)]
     gradual = [v for v in verdicts if v.reason == judge.REASONS["gradual"]]
     assert gradual and not any(v.spike for v in gradual)
+    # Once twice the threshold away it is a spike all the same, and the rest its event.
+    (far,) = detect(series(values))
+    assert far.score >= 2 * judge.BASE_THRESHOLD and far.index < len(values) - 1
 
 
 # Seasons ----------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ Given the scores of robust.py, point i is a spike when, in this order:
 1. **Sharp**: |z_i| reaches the threshold and the point rose sharply from its predecessor
    (scipy.signal.find_peaks on isolated blocks, below). A level shift is flagged at its
    first point; the points after it are as far from the old baseline but no longer rise.
+   A point FAR times beyond the threshold needs no sharp rise: a metric that slid there
+   over a few points is as far out as one that jumped.
 2. **Not part of the last event**: after a spike, the points that stay on the same side
    with |z| above half the threshold belong to that event (a level shift keeps them there
    until the median catches up). They are never spikes and never count as history below.
@@ -43,6 +45,8 @@ MEMORY = 4000
 # Routine: at least 7 points of the memory went 80 % as far in the same direction.
 ROUTINE_COUNT = 7
 ROUTINE_RATIO = 1.25
+# Twice the threshold away is a spike however the point got there.
+FAR = 2.0
 # An event goes on while the points stay on its side above half the threshold.
 EVENT_END = 0.5
 # Width at half prominence of a block [0, a, p, 0] is 1 + a/p for a <= p/2, above 1.5 beyond.
@@ -62,7 +66,8 @@ class Judged:
 REASONS = {
     "spike": "a spike",
     "below": "its score is below the threshold",
-    "gradual": "not a sharp change: the point before was already about as far out",
+    "gradual": "not a sharp change (the point before was already about as far out), "
+    "and not twice the threshold away",
     "event": "it continues the event of an earlier spike",
     "routine": "routine for this series: it went about as far as often in its recent history",
     "young": "too few points before it",
@@ -98,8 +103,8 @@ def judge(sc: Scores, threshold: float, first: int) -> Judged:
 def _why_not_a_candidate(z: FloatArray, i: int, event_end: int, threshold: float) -> str:
     if i <= event_end:
         return "event"
-    if abs(z[i]) >= threshold:
-        return "gradual" if not _rose_sharply(z, i) else "below"
+    if abs(z[i]) >= threshold and not _rose_sharply(z, i):
+        return "gradual"
     return "below"
 
 
@@ -146,7 +151,8 @@ def _event_end(z: FloatArray, start: int, level: float) -> int:
 
 
 def sharp_candidates(z: FloatArray, threshold: float, first: int) -> IndexArray:
-    """Positions >= first whose |z| reaches the threshold and rose sharply.
+    """Positions >= first whose |z| reaches the threshold and rose sharply, or reaches
+    FAR times the threshold.
 
     find_peaks runs on an array where every candidate i is an isolated block
     [0, a_i, |z_i|, 0], with a_i = min(|z_(i-1)|, |z_i|) when z_(i-1) has the same sign
@@ -180,6 +186,7 @@ def sharp_candidates(z: FloatArray, threshold: float, first: int) -> IndexArray:
         wlen=BLOCK + 1,  # the block and its zeros: prominence never looks further
     )
     # A plateau (a_i == |z_i|) is reported at its first sample, but its width is 2.
-    chosen = peaks[peaks % BLOCK == PEAK_OFFSET] // BLOCK
-    sharp: IndexArray = candidates[chosen].astype(np.intp)
-    return sharp
+    sharp = np.zeros(len(candidates), dtype=bool)
+    sharp[peaks[peaks % BLOCK == PEAK_OFFSET] // BLOCK] = True
+    chosen: IndexArray = candidates[sharp | (magnitude >= FAR * threshold)].astype(np.intp)
+    return chosen

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
     FloatArray = NDArray[np.float64]
     IndexArray = NDArray[np.intp]
+    BoolArray = NDArray[np.bool_]
 
 Rule = Literal["seed", "robust", "seasonal"]
 MAX_WINDOW = 10_000
@@ -262,7 +263,7 @@ class _Channel:
     scores: Scores
     judged: Judged
     rule: Rule
-    keep: Any = None
+    keep: BoolArray | None = None
     owns_newest: bool = True
 
 
@@ -314,7 +315,7 @@ def _merge(found: _Found, channel: _Channel, values: FloatArray) -> _Found:
 
     spikes = channel.judged.positions
     if channel.keep is not None:
-        spikes = spikes[np.asarray(channel.keep, dtype=bool)]
+        spikes = spikes[channel.keep]
     at = channel.where[spikes]
     # The baseline reported is the value expected: value - deviation (for the seasonal
     # channel the forecast plus the residual's own baseline).

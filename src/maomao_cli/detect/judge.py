@@ -42,7 +42,7 @@ BASE_THRESHOLD = 4.5
 # How far back the series' own history counts for what is routine: two weeks of
 # 5-minute samples, eleven years of daily runs.
 MEMORY = 4000
-# Routine: at least 7 points of the memory went 80 % as far in the same direction.
+# Routine: on 7 separate occasions of the memory the series went 80 % as far that way.
 ROUTINE_COUNT = 7
 ROUTINE_RATIO = 1.25
 # Twice the threshold away is a spike however the point got there.

@@ -56,6 +56,7 @@ def period_from_timestamps(sortables: Sequence[str]) -> int | None:
     cadence = statistics.median(gaps)
     if cadence <= 0:
         return None
+    # Samples within a day follow the day; daily samples (or sparser) follow the week.
     cycle = DAY if cadence < DAY * 0.99 else WEEK
     period = cycle / cadence
     whole = round(period)

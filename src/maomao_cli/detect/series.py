@@ -13,6 +13,7 @@ import csv
 import io
 import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -127,8 +128,30 @@ def read_csv_series(path: Path) -> SeriesRead:
     written; rows are taken in file order, and sorted by time only when the file is not.
     Rows whose value or timestamp does not parse are skipped and reported by line.
     """
+    reader = csv.reader(io.StringIO(_csv_text(path), newline=""))
+    points: list[Point] = []
+    times: list[datetime] = []
+    skipped: list[tuple[str, str]] = []
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        timestamp_col, value_col = _columns(path, reader)
+        width = max(timestamp_col, value_col) + 1
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            parsed = _csv_row(row, width, timestamp_col, value_col)
+            if isinstance(parsed, str):
+                skipped.append((f"{path.name}:{reader.line_num}", parsed))
+            else:
+                points.append(parsed[0])
+                times.append(parsed[1])
+    except csv.Error as exc:
+        raise SeriesError(f"{path} line {reader.line_num}: not valid CSV ({exc})") from None
+    return SeriesRead(_in_time_order(path, points, times), skipped)
+
+
+def _csv_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8-sig")
     except FileNotFoundError:
         raise SeriesError(f"no such file: {path}") from None
     except IsADirectoryError:
@@ -137,51 +160,44 @@ def read_csv_series(path: Path) -> SeriesRead:
         raise SeriesError(f"cannot read {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise SeriesError(f"{path} is not UTF-8 text") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
+
+
+def _columns(path: Path, reader: Iterator[list[str]]) -> tuple[int, int]:
+    """(timestamp column, value column) from the first non-blank row, the header."""
+    header = next(reader, None)
+    while header is not None and not any(cell.strip() for cell in header):
         header = next(reader, None)
-        while header is not None and not any(cell.strip() for cell in header):
-            header = next(reader, None)
-        if header is None:
-            raise SeriesError(f"{path} is empty: expected a header with timestamp,value")
-        names = [cell.strip().strip('"').strip().lower() for cell in header]
-        columns = {}
-        for wanted in (TIMESTAMP_COLUMN, VALUE_COLUMN):
-            if wanted not in names:
-                raise SeriesError(
-                    f"{path} has no {wanted!r} column (header: {_shorten(','.join(header), 60)})"
-                )
-            if names.count(wanted) > 1:
-                raise SeriesError(f"{path} has the column {wanted!r} more than once")
-            columns[wanted] = names.index(wanted)
-        timestamp_col, value_col = columns[TIMESTAMP_COLUMN], columns[VALUE_COLUMN]
-        width = max(timestamp_col, value_col) + 1
-        points: list[Point] = []
-        times: list[datetime] = []
-        skipped: list[tuple[str, str]] = []
-        for row in reader:
-            where = f"{path.name}:{reader.line_num}"
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) < width:
-                skipped.append((where, f"expected at least {width} columns, found {len(row)}"))
-                continue
-            stamp = row[timestamp_col].strip()
-            try:
-                # Parsed only to check it and to order the rows; the text is kept.
-                when = datetime.fromisoformat(stamp)
-            except ValueError:
-                skipped.append((where, f"not a timestamp: {_shorten(stamp)!r}"))
-                continue
-            value, reason = _finite_number(row[value_col])
-            if value is None:
-                skipped.append((where, reason))
-                continue
-            points.append(Point(stamp, value))
-            times.append(when)
-    except csv.Error as exc:
-        raise SeriesError(f"{path} line {reader.line_num}: not valid CSV ({exc})") from None
-    return SeriesRead(_in_time_order(path, points, times), skipped)
+    if header is None:
+        raise SeriesError(f"{path} is empty: expected a header with timestamp,value")
+    names = [cell.strip().strip('"').strip().lower() for cell in header]
+    columns = []
+    for wanted in (TIMESTAMP_COLUMN, VALUE_COLUMN):
+        if wanted not in names:
+            raise SeriesError(
+                f"{path} has no {wanted!r} column (header: {_shorten(','.join(header), 60)})"
+            )
+        if names.count(wanted) > 1:
+            raise SeriesError(f"{path} has the column {wanted!r} more than once")
+        columns.append(names.index(wanted))
+    return columns[0], columns[1]
+
+
+def _csv_row(
+    row: list[str], width: int, timestamp_col: int, value_col: int
+) -> tuple[Point, datetime] | str:
+    """The point of a data row and its time, or why the row is skipped."""
+    if len(row) < width:
+        return f"expected at least {width} columns, found {len(row)}"
+    stamp = row[timestamp_col].strip()
+    try:
+        # Parsed only to check it and to order the rows; the text is kept.
+        when = datetime.fromisoformat(stamp)
+    except ValueError:
+        return f"not a timestamp: {_shorten(stamp)!r}"
+    value, reason = _finite_number(row[value_col])
+    if value is None:
+        return reason
+    return Point(stamp, value), when
 
 
 def _in_time_order(path: Path, points: list[Point], times: list[datetime]) -> list[Point]:

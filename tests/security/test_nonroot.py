@@ -46,6 +46,7 @@ WORKER_DOC = ROOT / "docs" / "worker.md"
 MAX_EXPOSURE = 45
 TOOL = "nonroot"  # registered with --user: the worker's uid and gid
 AS_IMAGE = "asimage"  # registered without: the image's user, root
+MEMBER = "nonroot-member"
 STOP_WITHIN = 30.0  # seconds from the one SIGTERM to the worker's exit
 RUN_WITHIN = 90.0  # seconds until the first run of the every-second schedule succeeded
 
@@ -238,6 +239,10 @@ class Layout:
         return self.base / "docker.sock"
 
     @property
+    def tmp(self) -> Path:
+        return self.base / "tmp"
+
+    @property
     def config(self) -> Path:
         return self.base / "config.toml"
 
@@ -248,6 +253,7 @@ def layout_for(user: SystemUser) -> Iterator[Layout]:
     try:
         layout.base.chmod(0o755)
         layout.python_prefix.mkdir()
+        layout.tmp.mkdir()
         layout.socket.touch()
         for directory, mode in ((layout.importdir, 0o750), (layout.statedir, 0o700)):
             directory.mkdir(mode=mode)
@@ -265,18 +271,40 @@ def layout_for(user: SystemUser) -> Iterator[Layout]:
         shutil.rmtree(layout.base)
 
 
+# Run inside the private mount namespace, as root, before it becomes the user: the
+# interpreter's prefix and the socket bind-mounted into the layout, then the unit's
+# sandbox as systemd would build it: every mount read-only (ProtectSystem=strict; the API
+# file systems /proc, /sys and /dev excepted), the writable paths bound back read-write
+# (ReadWritePaths=, and the home StateDirectory= gives), a fresh tmpfs for temporary files
+# (PrivateTmp=), no new privileges and no capabilities (NoNewPrivileges=,
+# CapabilityBoundingSet=). A mount that cannot be made read-only is left so; the probe
+# checks the places that matter.
+SANDBOX = r"""
+set -e
+mount --bind "$1" "$2"; mount --bind "$3" "$4"
+awk '{print $5}' /proc/self/mountinfo | while read -r point; do
+    case "$point" in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*) continue ;; esac
+    mount -o remount,bind,ro "$point" 2>/dev/null || true
+done
+for writable in "$5" "$6" "$7"; do
+    mount --bind "$writable" "$writable"; mount -o remount,bind,rw "$writable"
+done
+mount -t tmpfs -o mode=1777,size=64m,nosuid,nodev maomao-private-tmp "$8"
+shift 8
+exec setpriv --reuid="$USER_UID" --regid="$USER_GID" --init-groups --no-new-privs \
+    --inh-caps=-all --bounding-set=-all -- "$@"
+"""
+
+
 def as_user(user: SystemUser, layout: Layout, docker: DockerDaemon, *argv: str) -> list[str]:
-    """argv (a program under the interpreter's prefix) as user, in a private mount
-    namespace where that prefix and the Docker socket appear inside layout. Every step
-    execs the next, so the returned command's process is the program itself."""
-    script = (
-        'mount --bind "$1" "$2" && mount --bind "$3" "$4" && shift 4 && '
-        f"exec setpriv --reuid={user.uid} --regid={user.gid} --init-groups "
-        '--no-new-privs --inh-caps=-all --bounding-set=-all -- "$@"'
-    )
+    """argv (a program under the interpreter's prefix) as user, in the sandbox above.
+    Every step execs the next, so the returned command's process is the program itself."""
     return [
-        "unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh",
-        str(Path(sys.base_prefix).resolve()), str(layout.python_prefix), str(docker.socket), str(layout.socket),
+        "unshare", "--mount", "--propagation", "private", "--",
+        "env", f"USER_UID={user.uid}", f"USER_GID={user.gid}", "sh", "-c", SANDBOX, "sh",
+        str(Path(sys.base_prefix).resolve()), str(layout.python_prefix),
+        str(docker.socket), str(layout.socket),
+        str(layout.importdir), str(layout.statedir), str(layout.home), str(layout.tmp),
         *argv,
     ]  # fmt: skip
 
@@ -298,6 +326,7 @@ def user_environment(root_env: Env, layout: Layout) -> dict[str, str]:
         "MAOMAO_DOCKER_HOST": f"unix://{layout.socket}",
         "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *packages]),
         "PYTHONDONTWRITEBYTECODE": "1",  # the user cannot write beside the sources anyway
+        "TMPDIR": str(layout.tmp),
     }
 
 
@@ -370,26 +399,44 @@ def stop_within(worker: subprocess.Popen[str], seconds: float) -> float:
     return time.monotonic() - started
 
 
+PROBE = """
+import errno, json, os, socket, sys
+import maomao_cli.cli.app
+sock = socket.socket(socket.AF_UNIX)
+sock.connect(os.environ["MAOMAO_DOCKER_HOST"].removeprefix("unix://"))
+def refusal(directory):
+    try:
+        fd = os.open(os.path.join(directory, f"mmnr-probe-{os.getpid()}"), os.O_CREAT | os.O_WRONLY)
+    except OSError as exc:
+        return errno.errorcode[exc.errno]
+    os.close(fd)
+    os.unlink(os.path.join(directory, f"mmnr-probe-{os.getpid()}"))
+    return None
+json.dump({"ids": [os.getuid(), os.getgid()], "groups": os.getgroups(),
+           "refused": {d: refusal(d) for d in sys.argv[1:]}}, sys.stdout)
+"""
+
+
 def check_the_setup(
     user: SystemUser, layout: Layout, docker: DockerDaemon, user_env: dict[str, str]
 ) -> None:
-    """As the user: maomao imports and the Docker socket accepts a connection."""
-    probe_code = (
-        "import os, socket, maomao_cli.cli.app\n"
-        "s = socket.socket(socket.AF_UNIX); s.connect(os.environ['MAOMAO_DOCKER_HOST'][7:])\n"
-        "print(os.getuid(), os.getgid(), *sorted(os.getgroups()))"
-    )
+    """As the user, sandboxed: maomao imports, the Docker socket takes a connection, the
+    writable paths are writable and the places anyone may write to are read-only."""
+    writable = [layout.importdir, layout.statedir, layout.home, layout.tmp]
+    shared = [Path("/tmp"), Path("/var/tmp")]  # mode 1777: refused only by the sandbox
     probe = subprocess.run(
-        python_as_user(user, layout, docker, "-c", probe_code),
+        python_as_user(user, layout, docker, "-c", PROBE, *map(str, writable + shared)),
         capture_output=True,
         text=True,
         env=user_env,
         timeout=60,
     )
     assert probe.returncode == 0, probe.stderr
-    uid, gid, *groups = (int(n) for n in probe.stdout.split())
-    assert (uid, gid) == (user.uid, user.gid)
-    assert user.socket_gid in groups and 0 not in groups
+    found = json.loads(probe.stdout)
+    assert found["ids"] == [user.uid, user.gid]
+    assert user.socket_gid in found["groups"] and 0 not in found["groups"]
+    expected = {str(d): None for d in writable} | {str(d): "EROFS" for d in shared}
+    assert found["refused"] == expected
 
 
 def assert_everything_is_owned_by(user: SystemUser, layout: Layout) -> None:
@@ -436,18 +483,27 @@ def test_a_worker_as_a_docker_group_user_writes_only_as_that_user(
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 text=True,
-                env={**user_env, "MAOMAO_MEMBER": "nonroot-member"},
+                env={**user_env, "MAOMAO_MEMBER": MEMBER},
             )
         try:
             succeeded, refused = wait_for_outcomes(root_env, worker, log)
             assert_runs_as(user, worker.pid)
+            # The unit's ExecStartPost health probe, as the same user.
+            check = subprocess.run(
+                python_as_user(user, layout, docker, "-m", "maomao_cli", "worker", "--check"),
+                capture_output=True,
+                text=True,
+                env={**user_env, "MAOMAO_MEMBER": MEMBER},
+                timeout=60,
+            )
+            assert check.returncode == 0, check.stdout + check.stderr
             took = stop_within(worker, STOP_WITHIN)
         finally:
             if worker.poll() is None:
                 worker.kill()
                 worker.wait()
         assert worker.returncode == 0, log.read_text(encoding="utf-8")
-        assert succeeded["member"] == "nonroot-member"
+        assert succeeded["member"] == MEMBER
         # The image's root, stripped of every capability by maomao, cannot write a
         # directory the worker's user owns: such a tool fails instead of leaving root's files.
         refusal = root_env.run("logs", refused["id"]).out

@@ -458,6 +458,7 @@ def test_a_worker_as_a_docker_group_user_writes_only_as_that_user(
     tmp_path: Path, etcd: EtcdCluster, prefix: str, docker: DockerDaemon
 ) -> None:
     _need_host_tools()
+    socket_before = os.lstat(docker.socket)
     with (
         system_user() as user,
         layout_for(user) as layout,
@@ -511,3 +512,6 @@ def test_a_worker_as_a_docker_group_user_writes_only_as_that_user(
 
         assert_everything_is_owned_by(user, layout)
         assert took < STOP_WITHIN
+    socket_after = os.lstat(docker.socket)
+    restored = (socket_after.st_uid, socket_after.st_gid, socket_after.st_mode)
+    assert restored == (socket_before.st_uid, socket_before.st_gid, socket_before.st_mode)

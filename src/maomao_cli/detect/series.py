@@ -10,9 +10,12 @@ A series can also come from one CSV file with a header and the columns timestamp
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import itertools
 import math
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -80,37 +83,99 @@ def parse_control_text(text: str) -> tuple[float | None, str]:
     return value, ""
 
 
-def read_control_dir(directory: Path) -> SeriesRead:
-    """The control series of a data directory, ordered by the sortable part of the names."""
-    if not directory.exists():
-        raise SeriesError(f"no data directory at {directory}")
-    if not directory.is_dir():
-        raise SeriesError(f"{directory} is not a directory")
-    named: list[tuple[str, Path]] = []
-    for path in directory.iterdir():
-        name = path.name
-        if name.startswith(CONTROL_PREFIX) and name.endswith(CONTROL_SUFFIX):
-            sortable = name[len(CONTROL_PREFIX) : -len(CONTROL_SUFFIX)]
-            if sortable and path.is_file():
-                named.append((sortable, path))
-    named.sort()
-    points: list[Point] = []
-    skipped: list[tuple[str, str]] = []
-    for sortable, path in named:
-        value, reason = _read_control_file(path)
-        if value is None:
-            skipped.append((path.name, reason))
-        else:
-            points.append(Point(sortable, value))
-    return SeriesRead(points, skipped)
+def read_control_dir(directory: Path, root: Path | None = None) -> SeriesRead:
+    """The control series of a data directory, ordered by the sortable part of the names.
 
-
-def _read_control_file(path: Path) -> tuple[float | None, str]:
+    A container wrote what is in there, and this runs on the host (as root on some
+    members), so nothing here follows a link or blocks: the folder is opened without
+    following a link in any component below `root` (the trusted folder it must be in,
+    e.g. the importdir), each control file by its name in that folder with O_NOFOLLOW and
+    O_NONBLOCK, and read only when fstat says it is a regular file of at most
+    MAX_CONTROL_BYTES. A link, a fifo or a device where a control file should be is
+    skipped and reported by name like a file that does not parse.
+    """
+    folder = _open_folder(directory, root)
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_CONTROL_BYTES + 1)
+        named: list[tuple[str, str]] = []
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith(CONTROL_PREFIX) and name.endswith(CONTROL_SUFFIX):
+                    sortable = name[len(CONTROL_PREFIX) : -len(CONTROL_SUFFIX)]
+                    if sortable and not entry.is_dir(follow_symlinks=False):
+                        named.append((sortable, name))
+        named.sort()
+        points: list[Point] = []
+        skipped: list[tuple[str, str]] = []
+        for sortable, name in named:
+            value, reason = _read_control_file(folder, name)
+            if value is None:
+                skipped.append((name, reason))
+            else:
+                points.append(Point(sortable, value))
+        return SeriesRead(points, skipped)
+    finally:
+        os.close(folder)
+
+
+def _open_folder(directory: Path, root: Path | None) -> int:
+    """A descriptor of directory, reached without following a link below root (root
+    itself, or a directory the user named, is trusted: it may be a link)."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
+    parts: tuple[str, ...] = ()
+    if root is None:
+        start = directory
+    else:
+        relative = os.path.relpath(os.path.normpath(directory), os.path.normpath(root))
+        if relative == os.pardir or relative.startswith(os.pardir + os.sep):
+            raise SeriesError(f"{directory} is not inside {root}")
+        start = root
+        parts = () if relative == os.curdir else tuple(Path(relative).parts)
+    try:
+        fd = os.open(start, flags)
+        flags |= os.O_NOFOLLOW
+    except FileNotFoundError:
+        raise SeriesError(f"no data directory at {directory}") from None
+    except OSError as exc:
+        raise SeriesError(_folder_refusal(directory, exc)) from None
+    for part in parts:
+        try:
+            child = os.open(part, flags, dir_fd=fd)
+        except FileNotFoundError:
+            raise SeriesError(f"no data directory at {directory}") from None
+        except OSError as exc:
+            raise SeriesError(_folder_refusal(directory, exc)) from None
+        finally:
+            os.close(fd)
+        fd = child
+    return fd
+
+
+def _folder_refusal(directory: Path, exc: OSError) -> str:
+    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+        return f"{directory} is not a directory (or a link in its path): not read"
+    return f"cannot read {directory}: {exc.strerror or exc}"
+
+
+def _read_control_file(folder: int, name: str) -> tuple[float | None, str]:
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+    try:
+        fd = os.open(name, flags | getattr(os, "O_CLOEXEC", 0), dir_fd=folder)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None, "a symbolic link, not a regular file: not read"
+        return None, f"unreadable: {exc.strerror or exc}"
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None, "not a regular file (a fifo, socket or device): not read"
+        if info.st_size > MAX_CONTROL_BYTES:
+            return None, f"larger than {MAX_CONTROL_BYTES} bytes"
+        raw = os.read(fd, MAX_CONTROL_BYTES + 1)
     except OSError as exc:
         return None, f"unreadable: {exc.strerror or exc}"
+    finally:
+        os.close(fd)
     if len(raw) > MAX_CONTROL_BYTES:
         return None, f"larger than {MAX_CONTROL_BYTES} bytes"
     try:

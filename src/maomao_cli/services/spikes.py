@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import validation
-from ..config import Settings
+from ..config import Settings, SpikeSettings
 from ..errors import BadInput, NotFound
 from ..keys import Keys
 from ..models import Run, Spike, Tool
@@ -28,7 +28,7 @@ from .feeds import Feed
 from .records import load, load_all
 
 if TYPE_CHECKING:
-    from ..detect.detector import Detection, DetectorParams
+    from ..detect.detector import Detection, DetectorParams, Verdict
     from ..detect.series import SeriesRead
 
 log = logging.getLogger("maomao.spikes")
@@ -59,24 +59,25 @@ class SpikeService:
         sensitivity: float | None = None,
         seed_threshold: float | None = None,
     ) -> DetectorParams:
-        from ..detect.detector import DetectorParams
-
-        cfg = self.settings.spikes
-        chosen = (
-            sensitivity
-            or (tool.sensitivity if tool and tool.sensitivity else None)
-            or cfg.sensitivity
+        return detector_params(
+            self.settings.spikes,
+            tool,
+            method=method,
+            sensitivity=sensitivity,
+            seed_threshold=seed_threshold,
         )
+
+    def explain(self, tool: Tool, data_dir: Path, params: DetectorParams) -> Verdict | None:
+        """Why the newest point of the tool's local series is or is not a spike; None
+        when this member holds no series of it."""
+        from ..detect.detector import explain
+        from ..detect.series import SeriesError
+
         try:
-            return DetectorParams(
-                method=(method or cfg.method),  # type: ignore[arg-type]
-                sensitivity=chosen,
-                window=cfg.window,
-                min_history=cfg.min_history,
-                seed_threshold=seed_threshold or cfg.seed_threshold,
-            )
-        except ValueError as exc:
-            raise BadInput(f"invalid detector setting: {exc}") from None
+            series = self._series(data_dir)
+        except SeriesError:
+            return None
+        return explain(series.points, params)
 
     def _spike(self, tool: str, d: Detection, params: DetectorParams, run_id: str | None) -> Spike:
         return Spike(
@@ -270,15 +271,59 @@ class SpikeService:
             feed.cancel()
 
 
-def detect_points(
-    path: Path, *, is_dir: bool, params: DetectorParams
-) -> tuple[list[Detection], list[tuple[str, str]], list[str]]:
+def detector_params(
+    cfg: SpikeSettings,
+    tool: Tool | None = None,
+    *,
+    method: str | None = None,
+    sensitivity: float | None = None,
+    seed_threshold: float | None = None,
+) -> DetectorParams:
+    """The detector's settings: the options given, else the tool's, else [spikes]."""
+    from ..detect.detector import DetectorParams
+
+    chosen = (
+        sensitivity or (tool.sensitivity if tool and tool.sensitivity else None) or cfg.sensitivity
+    )
+    try:
+        return DetectorParams(
+            method=(method or cfg.method),  # type: ignore[arg-type]
+            sensitivity=chosen,
+            window=cfg.window,
+            min_history=cfg.min_history,
+            seed_threshold=seed_threshold or cfg.seed_threshold,
+        )
+    except ValueError as exc:
+        raise BadInput(f"invalid detector setting: {exc}") from None
+
+
+@dataclass(frozen=True)
+class PathDetection:
+    found: list[Detection]
+    skipped: list[tuple[str, str]]
+    verdict: Verdict  # on the newest point
+
+
+def describe(verdict: Verdict) -> str:
+    """The verdict as one line, for a note."""
+    if verdict.rule == "none" or verdict.score is None or verdict.threshold is None:
+        return f"{verdict.points} points; {verdict.reason}"
+    return (
+        f"{verdict.points} points; the newest was checked by the {verdict.rule} rule: "
+        f"score {verdict.score:.3g} against a threshold of {verdict.threshold:.3g} "
+        f"({verdict.reason})"
+    )
+
+
+def detect_points(path: Path, *, is_dir: bool, params: DetectorParams) -> PathDetection:
     """Detect over a CSV file (timestamp,value) or a folder of control files."""
-    from ..detect.detector import detect
+    from ..detect.detector import detect, explain
     from ..detect.series import SeriesError, read_control_dir, read_csv_series
 
     try:
         series = read_control_dir(path) if is_dir else read_csv_series(path)
     except SeriesError as exc:
         raise BadInput(str(exc)) from None
-    return detect(series.points, params), series.skipped, [p.sortable for p in series.points]
+    return PathDetection(
+        detect(series.points, params), series.skipped, explain(series.points, params)
+    )

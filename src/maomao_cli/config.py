@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import socket
 import tomllib
 from collections.abc import Callable, Mapping
@@ -18,6 +19,7 @@ from typing import Any, Literal
 
 from . import validation
 from .errors import BadInput, ConfigError
+from .gitmodels import HttpsCredential
 
 DEFAULT_ENDPOINT = "127.0.0.1:2379"
 
@@ -103,10 +105,14 @@ class SpikeSettings:
 @dataclass(frozen=True)
 class GitSettings:
     timeout: float = 60.0
-    https_username: str | None = None
-    https_password: str | None = None
     known_hosts: str | None = None
     trust_new_hosts: bool = False
+    # https credentials by "host" (port 443) or "host:port": [git.credentials."HOST"].
+    credentials: dict[str, HttpsCredential] = field(default_factory=dict)
+    ca_file: str | None = None  # CA bundle for https remotes; unset: the system's
+    # Local paths and file:// as dataset URLs: the shared registry could otherwise make
+    # this member clone (and show its tools) any directory of its own disk.
+    allow_local: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,7 +139,8 @@ class Settings:
         return self.worker.member or default_member_name()
 
 
-SECRET_FIELDS = {"password", "https_password", "token"}
+SECRET_FIELDS = {"password", "token"}
+MASK = "********"
 
 
 def default_member_name() -> str:
@@ -185,10 +192,57 @@ def _labels(where: str, value: Any) -> dict[str, str]:
     return validation.labels(value, field=where)
 
 
+_CREDENTIAL_HOST = re.compile(
+    r"(?:[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?"
+)
+_NEW_CREDENTIALS = '[git.credentials."git.example.org"] with username = "..." and password = "..."'
+
+
+def _credential_host(where: str, host: str) -> str:
+    """A host name (or [IPv6]) with an optional port, lowercase; ':443' is dropped."""
+    key = host.strip().lower()
+    port = key.rpartition(":")[2] if not key.endswith("]") and ":" in key else None
+    if not _CREDENTIAL_HOST.fullmatch(key) or (port is not None and not 0 < int(port) < 65536):
+        raise ConfigError(
+            f'{where}."{host}": expected a host name or host:port, e.g. "git.example.org"'
+        )
+    return key.removesuffix(":443")
+
+
+def _credential(where: str, value: Any) -> HttpsCredential:
+    if not isinstance(value, dict) or not set(value) <= {"username", "password"}:
+        raise ConfigError(f"{where} must be a table with username and password")
+    username, password = value.get("username"), value.get("password", "")
+    if not isinstance(username, str) or not username or ":" in username:
+        raise ConfigError(f"{where} username must be a non-empty string without ':'")
+    if not isinstance(password, str):
+        raise ConfigError(f"{where} password must be a string")
+    return HttpsCredential(username, password)
+
+
+def _credentials(where: str, value: Any) -> dict[str, HttpsCredential]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be tables, e.g. {_NEW_CREDENTIALS}")
+    return {
+        _credential_host(where, host): _credential(f'{where}."{host}"', entry)
+        for host, entry in value.items()
+    }
+
+
 # Keys whose value is not a scalar of their default's type.
 _SPECIAL: dict[tuple[str, str], Callable[[str, Any], Any]] = {
     ("etcd", "endpoints"): _endpoints,
     ("worker", "labels"): _labels,
+    ("git", "credentials"): _credentials,
+}
+
+# Keys no longer read, and why: refused, so no one believes they still apply.
+_RETIRED: dict[tuple[str, str], str] = {
+    ("git", key): (
+        f"[git] {key} is no longer read: https credentials are per host, sent only to "
+        f"that host over https, e.g. {_NEW_CREDENTIALS}"
+    )
+    for key in ("https_username", "https_password")
 }
 
 
@@ -237,6 +291,8 @@ def _from_mapping(data: Mapping[str, Any], source: str) -> Settings:
         known = {f.name for f in fields(current)}
         updates: dict[str, Any] = {}
         for key, value in table.items():
+            if (section, key) in _RETIRED:
+                raise ConfigError(f"{source}: {_RETIRED[section, key]}")
             if key not in known:
                 raise ConfigError(
                     f"{source}: unknown key {key!r} in [{section}]",
@@ -305,7 +361,6 @@ _ENVIRONMENT: tuple[tuple[str, str, str], ...] = (
     ("MAOMAO_IMPORTDIR", "data", "importdir"),
     ("MAOMAO_DOCKER_HOST", "docker", "host"),
     ("MAOMAO_MEMBER", "worker", "member"),
-    ("MAOMAO_GIT_PASSWORD", "git", "https_password"),
     ("MAOMAO_SERVE_TOKEN", "serve", "token"),
 )
 
@@ -350,7 +405,20 @@ def _environment_overrides(settings: Settings, environ: Mapping[str, str]) -> Se
             validation.name(value, variable)  # named as the user set it, not as [worker] member
         table = replace(getattr(settings, section), **{key: value})
         settings = replace(settings, **{section: table})
-    return settings
+    return _git_password(settings, environ.get("MAOMAO_GIT_PASSWORD"))
+
+
+def _git_password(settings: Settings, password: str | None) -> Settings:
+    """MAOMAO_GIT_PASSWORD: the password of each [git.credentials] entry that gives none
+    (so the file need not hold it)."""
+    git = settings.git
+    if not password or all(c.password for c in git.credentials.values()):
+        return settings
+    credentials = {
+        host: c if c.password else HttpsCredential(c.username, password)
+        for host, c in git.credentials.items()
+    }
+    return replace(settings, git=replace(git, credentials=credentials))
 
 
 def load(
@@ -379,7 +447,12 @@ def as_dict(settings: Settings, *, mask: bool = True) -> dict[str, Any]:
         for f in fields(current):
             value = getattr(current, f.name)
             if mask and f.name in SECRET_FIELDS and value:
-                value = "********"
+                value = MASK
+            if (section, f.name) == ("git", "credentials"):
+                value = {
+                    host: {"username": c.username, "password": MASK if mask else c.password}
+                    for host, c in value.items()
+                }
             if isinstance(value, tuple):
                 value = list(value)
             table[f.name] = value

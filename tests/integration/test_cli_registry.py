@@ -75,8 +75,8 @@ def test_register_list_update_unregister(env: Env, store: EtcdStore, prefix: str
         (("register", "ok", "img", "--dataset", "absent"), "absent"),
         (("dataset", "add", "d", "ext::sh -c id"), "url"),
         (("dataset", "add", "d", "file://relative"), "url"),
-        (("dataset", "add", "Bad/Name", "/srv/data"), "dataset name"),
-        (("dataset", "add", "d", "/srv/data", "--branch", "a..b"), "branch"),
+        (("dataset", "add", "Bad/Name", "git://h/data"), "dataset name"),
+        (("dataset", "add", "d", "git://h/data", "--branch", "a..b"), "branch"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(
@@ -108,7 +108,7 @@ def test_unreachable_with_json_prints_one_json_error(tmp_path: Path, prefix: str
 
 
 def test_datasets(env: Env, store: EtcdStore, prefix: str, tmp_path: Path) -> None:
-    url = str(tmp_path / "obs.git")
+    url = "https://git.example.org/lab/obs.git"
     added = env.run("dataset", "add", "obs", url, "--branch", "main", "--depth", "3")
     assert added.code == 0, added.err
     assert "added" in added.out
@@ -139,7 +139,7 @@ def test_datasets(env: Env, store: EtcdStore, prefix: str, tmp_path: Path) -> No
 
 def test_status(env: Env, etcd: EtcdCluster, prefix: str) -> None:
     assert env.run("register", "dummy", "img").code == 0
-    assert env.run("dataset", "add", "obs", "/srv/obs").code == 0
+    assert env.run("dataset", "add", "obs", "git://h/obs").code == 0
     result = env.run("status", "--json")
     assert result.code == 0, result.err
     data = json.loads(result.out)

@@ -25,7 +25,7 @@ def runs_json(env: Env, *args: str) -> list[dict[str, Any]]:
 
 
 def data_dir(env: Env, tool: str) -> Path:
-    return Path(env.vars["MAOMAO_CONFIG"]).parent / "data" / tool
+    return Path(env.vars["MAOMAO_CONFIG"]).parent / "data" / "tools" / tool
 
 
 def api(docker: DockerDaemon) -> Any:
@@ -200,7 +200,7 @@ def test_old_records_are_pruned_beyond_runs_kept(
     records = runs_json(env, "--tool", "kept")
 
     assert len(records) == 2
-    assert len(list((tmp_path / "data" / "kept").glob("control-*.csv"))) == 3
+    assert len(list((tmp_path / "data" / "tools" / "kept").glob("control-*.csv"))) == 3
     logs = [env.run("logs", r["id"]).out for r in records]
     assert "run 3 starting" in logs[0] and "run 2 starting" in logs[1]  # newest first
 

@@ -105,7 +105,7 @@ def test_empty_or_missing_folder(env: Env, tmp_path: Path) -> None:
 
 def test_recompute_chart_and_plot_over_a_tools_history(env: Env, tmp_path: Path) -> None:
     assert env.run("register", "hist", "img").code == 0
-    data = tmp_path / "data" / "hist"  # <importdir>/<tool>, as the runner lays it out
+    data = tmp_path / "data" / "tools" / "hist"  # <importdir>/tools/<tool>, as runs lay it out
     data.mkdir(parents=True)
     for i, value in enumerate([*noisy(20), 900.0, *noisy(5, seed=9)]):
         (data / f"control-2026-03-{i + 1:02d}.csv").write_text(f"{value}\n")

@@ -148,12 +148,22 @@ say "worker running$( [ -n "$DURATION" ] && echo " for $DURATION" ); Ctrl-C stop
 trap '' INT  # Ctrl-C goes to the worker, which stops cleanly; this script goes on
 status=0
 if [ -n "$DURATION" ]; then
-  timeout --signal=INT --foreground "$DURATION" "$MAOMAO" worker || status=$?
+  "$MAOMAO" worker &
+  worker=$!
+  sleep "$DURATION" &
+  sleeper=$!
+  # Until the duration is over, or the worker stops first (Ctrl-C); then say why it stops.
+  wait -n "$worker" "$sleeper" || true
+  if kill -0 "$worker" 2>/dev/null; then
+    say "$DURATION are over: stopping the worker (it finishes the runs it started)"
+    kill -TERM "$worker" 2>/dev/null || true
+  fi
+  kill "$sleeper" 2>/dev/null || true
+  wait "$worker" || status=$?
 else
   "$MAOMAO" worker || status=$?
 fi
 trap - INT
-[ "$status" = 124 ] && status=0  # the --for duration ran out: that is the plan
 
 echo
 "$MAOMAO" runs --tool dummy --limit 12

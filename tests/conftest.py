@@ -1,4 +1,5 @@
-"""Shared fixtures: one real etcd per session, an isolated key prefix per test."""
+"""Shared fixtures: one real etcd per session, an isolated key prefix per test, the
+subprocess `Env` for end-to-end tests and the in-process `cli` (tests/cli_harness.py)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,49 @@ from pathlib import Path
 
 import pytest
 
+from cli_harness import cli, make_cli
 from servers import DockerDaemon, EtcdCluster
 
+__all__ = ["cli", "make_cli"]  # the in-process CLI fixtures, for every test folder
+
 ROOT = Path(__file__).resolve().parent.parent
+
+# A test that uses one of these session fixtures (directly or through another fixture)
+# starts that server: it carries the marker, so `-m "not etcd and not docker"` starts none.
+SERVER_FIXTURES = ("etcd", "docker")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        used = getattr(item, "fixturenames", ())
+        for server in SERVER_FIXTURES:
+            if server in used and item.get_closest_marker(server) is None:
+                item.add_marker(server)
+
+
+_current: list[pytest.Item] = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _current[:] = [item]
+
+
+def _require_marker(server: str) -> None:
+    """A test reaching a server fixture dynamically (`request.getfixturevalue`) is not
+    marked by the hook above: it must carry the marker itself, else fail loudly."""
+    if _current and _current[0].get_closest_marker(server) is None:
+        pytest.fail(
+            f"{_current[0].nodeid} starts {server} without the {server} marker: add "
+            f'pytest.mark.{server} (for a parameter: pytest.param("{server}", marks=...))',
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session")
 def etcd() -> Iterator[EtcdCluster]:
+    _require_marker("etcd")
     cluster = EtcdCluster(1).start()
     yield cluster
     cluster.stop()
@@ -102,6 +139,7 @@ DUMMY_IMAGE = "maomao/dummy-tool:test"
 def docker() -> Iterator[DockerDaemon]:
     """A private dockerd with the example tool built into it as DUMMY_IMAGE; everything it
     holds (containers, images) goes with its data root at the end."""
+    _require_marker("docker")
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(

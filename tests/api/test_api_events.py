@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from maomao_cli.api.app import create_app
 from maomao_cli.errors import Unavailable
 from maomao_cli.models import Spike
+from maomao_cli.services.registry import ToolSpec
 from maomao_cli.store.base import Event, Watch
 from maomao_cli.store.memory import MemoryStore
 
@@ -143,7 +144,7 @@ def run_statuses(seen: list[tuple[str, int, dict[str, Any]]], run_id: str) -> li
 @pytest.mark.timeout(60)
 def test_events_stream_run_changes_and_spikes(api: Api) -> None:
     app = create_app(api.services)
-    api.services.registry.register_tool("dummy", "img")
+    api.services.registry.register_tool(ToolSpec(name="dummy", image="img"))
 
     async def scenario() -> tuple[Message, list[tuple[str, int, dict[str, Any]]], str]:
         stream = EventStream(app)

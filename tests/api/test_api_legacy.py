@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from maomao_cli.models import FINAL_STATUSES, R, Run, Schedule, Tool
+from maomao_cli.services.registry import ToolSpec
 
 from .conftest import NO_ENGINE, PREFIX, Api, Cli, make_services
 
@@ -96,7 +97,7 @@ def test_register_schedule_and_run_have_the_cli_effect(api: Api, cli: Cli, tmp_p
 
 def test_run_refuses_what_the_cli_refuses(api: Api) -> None:
     api.client.post("/regdata", json={"name": "obs", "url": "https://git.example.org/obs.git"})
-    api.services.registry.register_tool("dummy", "img", dataset="obs")
+    api.services.registry.register_tool(ToolSpec(name="dummy", image="img", dataset="obs"))
     cases: list[tuple[dict[str, Any], int, str]] = [
         ({"name": "dummy", "dataset": "other"}, 400, "writes into dataset 'obs'"),
         ({"name": "dummy", "dataset": "Bad"}, 400, "dataset name"),

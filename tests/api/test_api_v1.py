@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from maomao_cli.models import Member, Spike
+from maomao_cli.services.registry import ToolSpec
 
 from .conftest import Api
 
@@ -78,7 +79,7 @@ def test_datasets_round_trip(api: Api) -> None:
 
 
 def test_schedules_every_mode_selector_and_replacement(api: Api) -> None:
-    api.services.registry.register_tool("probe", "img")
+    api.services.registry.register_tool(ToolSpec(name="probe", image="img"))
     body = {
         "tool": "probe", "every": "hourly", "mode": "everywhere", "on": {"site": "lab"},
         "name": "probe-hourly", "overlap": True, "retries": 1, "grace": 30.0,
@@ -102,8 +103,8 @@ def test_schedules_every_mode_selector_and_replacement(api: Api) -> None:
 
 
 def test_runs_list_filter_and_run_now(api: Api) -> None:
-    api.services.registry.register_tool("probe", "img")
-    api.services.registry.register_tool("other", "img")
+    api.services.registry.register_tool(ToolSpec(name="probe", image="img"))
+    api.services.registry.register_tool(ToolSpec(name="other", image="img"))
     started = [api.client.post("/v1/runs", json={"tool": t}) for t in ("probe", "other")]
     assert [s.status_code for s in started] == [202, 202], [s.text for s in started]
     ids = [s.json()["run_id"] for s in started]

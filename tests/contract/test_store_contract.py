@@ -16,7 +16,7 @@ from maomao_cli.store.memory import MemoryStore
 from servers import EtcdCluster, free_port
 
 
-@pytest.fixture(params=["memory", "etcd"])
+@pytest.fixture(params=["memory", pytest.param("etcd", marks=pytest.mark.etcd)])
 def store(request: pytest.FixtureRequest, prefix: str) -> Iterator[Store]:
     if request.param == "memory":
         backend: Store = MemoryStore()

@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 import pytest
 
+from figures import figure
+
 from .checks import VERDICTS, Verdict, judge, settled
 from .conftest import Rig
 from .rig import RETRIES, SCHEDULE, TOOL, etcd_leader, fill_disk, wait_until
@@ -40,9 +42,9 @@ def measure(rig: Rig, fault: str, inject: Callable[[], None]) -> Verdict:
     verdict.data_lost = _data_lost(rig, runs, verdict)
     verdict.containers_left = _containers_left(rig)
     VERDICTS.append(verdict)
-    print(f"\n{fault}: window {window}, {verdict.outcomes}")
+    figure(f"\n{fault}: window {window}, {verdict.outcomes}")
     for line in verdict.details[:20]:
-        print("  ", line)
+        figure(f"   {line}")
     return verdict
 
 

@@ -24,6 +24,7 @@ from test_cluster import Host, hosts  # noqa: F401  (hosts: the three-namespace 
 
 from conftest import DUMMY_IMAGE
 from faults.checks import epoch, judge, settled
+from figures import figure
 from servers import DockerDaemon
 
 pytestmark = [pytest.mark.etcd, pytest.mark.docker, pytest.mark.slow]
@@ -209,7 +210,7 @@ def test_workers_on_every_member_survive_the_founders_etcd_stopping(
         and outage_start + 1 <= epoch(r["fire_time"]) <= outage_end
     ]
     by_member = Counter(str(r["member"]) for r in in_outage)
-    print(
+    figure(
         f"\nwindow {window[1] - window[0] + 1} s, outage {outage_end - outage_start:.1f} s: "
         f"firings {verdict.firings}, duplicates {verdict.duplicates}, "
         f"unexplained misses {verdict.unexplained}, records missing {verdict.missing}; "
@@ -217,7 +218,7 @@ def test_workers_on_every_member_survive_the_founders_etcd_stopping(
         f"by member {dict(sorted(by_member.items()))}"
     )
     for line in verdict.details[:20]:
-        print("  ", line)
+        figure(f"   {line}")
     assert verdict.firings >= 15
     assert verdict.duplicates == 0, verdict.details
     assert verdict.unexplained == 0, verdict.details

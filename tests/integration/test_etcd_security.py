@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from conftest import DUMMY_IMAGE, Env, make_env
+from figures import figure
 from servers import DockerDaemon, free_port, wait_for
 
 pytestmark = pytest.mark.etcd
@@ -270,7 +271,7 @@ def test_wrong_credentials_are_one_line(
     for command in (("tools",), ("register", "nope", "alpine:3.19"), ("status",)):
         result = env.run(*command)
         line = one_line_error(result)
-        print(f"{case}: {' '.join(command)} -> exit {result.code}: {line}")
+        figure(f"{case}: {' '.join(command)} -> exit {result.code}: {line}")
         assert expected in line
     assert secure_etcd.keys(env.vars["MAOMAO_ETCD_PREFIX"]) == []
 
@@ -368,7 +369,7 @@ def test_worker_and_spikes_with_tls_and_the_restricted_role(
         code, output = stop_worker(worker)
     spikes = env.run("spikes", "--tool", "sec-spiky", "--json")
 
-    print(f"\nworker output:\n{output}")
+    figure(f"\nworker output:\n{output}")
     assert code == 0, output
     assert "Traceback" not in output
     assert "denied" not in output
@@ -414,7 +415,7 @@ def test_worker_survives_token_expiry(
     finally:
         code, output = stop_worker(worker)
 
-    print(f"\nworker output:\n{output}")
+    figure(f"\nworker output:\n{output}")
     assert code == 0, output
     assert "Traceback" not in output
     assert "denied" not in output and "invalid auth token" not in output

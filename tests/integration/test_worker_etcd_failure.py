@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DUMMY_IMAGE, Env, make_env
+from figures import figure
 from servers import DockerDaemon, EtcdCluster
 
 pytestmark = [pytest.mark.etcd, pytest.mark.docker, pytest.mark.slow]
@@ -76,7 +77,7 @@ def test_stopping_an_etcd_member_keeps_firings_exactly_once(
         for i in range(span)
         if fire_times[0] + i not in ran and fire_times[0] + i not in explained
     ]
-    print(
+    figure(
         f"\nfirings: {len(fire_times)}, succeeded: {len(ran)}, duplicates: {len(duplicates)}, "
         f"unexplained misses: {len(missing)}, others: "
         f"{Counter((r['status'], r['error']) for r in runs if r['status'] != 'succeeded')}"

@@ -8,6 +8,7 @@ Docker, so tests of the worker and of the run service stay fast and deterministi
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
@@ -17,6 +18,7 @@ from ..ports import MOUNT_POINT, ContainerResult, ContainerSpec, PullProgress
 __all__ = ["MOUNT_POINT", "NULL_DIGEST", "NullRunner", "ScriptedRunner"]
 
 NULL_DIGEST = "sha256:" + "0" * 64
+KILLED = 137  # the exit status of a container stopped by SIGKILL (128 + 9)
 
 
 class NullRunner:
@@ -46,7 +48,10 @@ class NullRunner:
 class ScriptedRunner:
     """A runner for unit tests: returns the given results in order (then `default`),
     records every spec, can write files into the data directory, print lines, refuse an
-    image, and block each run until `release()` (or until its cancel event is set).
+    image, and block each run until `release()`, its cancel event (interrupted) or its
+    spec's timeout (timed-out). `leftovers` are the labels of containers an earlier
+    process left behind, for `remove_containers`. It passes the runner contract
+    (tests/contract/test_runner_contract.py) with DockerRunner.
 
         runner = ScriptedRunner([ContainerResult(3, "failed", error="exited with code 3")])
         runner = ScriptedRunner(block=True); ...; runner.started.wait(); runner.release()
@@ -63,6 +68,7 @@ class ScriptedRunner:
         image_error: str | None = None,
         digest: str = NULL_DIGEST,
         log_lines: int = 50,
+        leftovers: Iterable[dict[str, str]] = (),
     ) -> None:
         self._results: deque[ContainerResult] = deque(results)
         self.default = default or ContainerResult(0, "succeeded", digest, [], None)
@@ -71,6 +77,7 @@ class ScriptedRunner:
         self.image_error = image_error
         self.digest = digest
         self.log_lines = log_lines
+        self.leftovers = [dict(labels) for labels in leftovers]
         self.specs: list[ContainerSpec] = []
         self.images: list[str] = []
         self.started = threading.Event()  # set when a run begins
@@ -106,6 +113,7 @@ class ScriptedRunner:
             self.max_running = max(self.max_running, self.running)
             result = self._results.popleft() if self._results else self.default
         self.started.set()
+        deadline = time.monotonic() + spec.timeout
         try:
             for relative, content in self.files.items():
                 target = spec.data_dir / relative.format(n=len(self.specs))
@@ -114,10 +122,14 @@ class ScriptedRunner:
             for line in self.output:
                 if on_output is not None:
                     on_output(line)
+            printed = self.output[-self.log_lines :]
             while not self._released.wait(0.01):
                 if cancel is not None and cancel.is_set():
-                    return ContainerResult(None, "interrupted", self.digest, [], "interrupted")
-            tail = list(self.output[-self.log_lines :]) if self.output else list(result.log_tail)
+                    return ContainerResult(None, "interrupted", self.digest, printed, "interrupted")
+                if time.monotonic() >= deadline:
+                    error = f"stopped after its timeout of {spec.timeout:g}s"
+                    return ContainerResult(KILLED, "timed-out", self.digest, printed, error)
+            tail = list(printed) if self.output else list(result.log_tail)
             return ContainerResult(
                 result.exit_code, result.status, result.image_digest, tail, result.error
             )
@@ -126,7 +138,11 @@ class ScriptedRunner:
                 self.running -= 1
 
     def remove_containers(self, labels: dict[str, str]) -> int:
-        return 0
+        wanted = labels.items()
+        with self._lock:
+            removed = [left for left in self.leftovers if wanted <= left.items()]
+            self.leftovers = [left for left in self.leftovers if not wanted <= left.items()]
+        return len(removed)
 
     def ping(self) -> None:
         return None

@@ -61,7 +61,7 @@ def create_schedule(
     )
     for epoch in upcoming:
         state.out.print(f"  next: {_local(epoch, schedule.timezone)}")
-    state.out.note("a running `maomao worker` picks it up at once; start one if none runs")
+    state.out.note("every running `maomao worker` picks it up at once")
 
 
 def _last_runs(state: CliState) -> dict[str, Any]:

@@ -357,6 +357,8 @@ class DatasetService:
                 return text
             self._push(dataset, work, auth)
         except GitError as exc:
+            with contextlib.suppress(OSError):
+                self._note_push_error(dataset, exc.message)
             return (
                 f"dataset {dataset.name}: not pushed ({exc.message}); "
                 "the commit stays local and is pushed with the next run"

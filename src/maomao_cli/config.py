@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import socket
 import tomllib
 from collections.abc import Callable, Mapping
@@ -17,7 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from . import validation
+from . import gitcredentials, validation
 from .errors import BadInput, ConfigError
 from .gitmodels import HttpsCredential
 
@@ -192,57 +191,16 @@ def _labels(where: str, value: Any) -> dict[str, str]:
     return validation.labels(value, field=where)
 
 
-_CREDENTIAL_HOST = re.compile(
-    r"(?:[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?"
-)
-_NEW_CREDENTIALS = '[git.credentials."git.example.org"] with username = "..." and password = "..."'
-
-
-def _credential_host(where: str, host: str) -> str:
-    """A host name (or [IPv6]) with an optional port, lowercase; ':443' is dropped."""
-    key = host.strip().lower()
-    port = key.rpartition(":")[2] if not key.endswith("]") and ":" in key else None
-    if not _CREDENTIAL_HOST.fullmatch(key) or (port is not None and not 0 < int(port) < 65536):
-        raise ConfigError(
-            f'{where}."{host}": expected a host name or host:port, e.g. "git.example.org"'
-        )
-    return key.removesuffix(":443")
-
-
-def _credential(where: str, value: Any) -> HttpsCredential:
-    if not isinstance(value, dict) or not set(value) <= {"username", "password"}:
-        raise ConfigError(f"{where} must be a table with username and password")
-    username, password = value.get("username"), value.get("password", "")
-    if not isinstance(username, str) or not username or ":" in username:
-        raise ConfigError(f"{where} username must be a non-empty string without ':'")
-    if not isinstance(password, str):
-        raise ConfigError(f"{where} password must be a string")
-    return HttpsCredential(username, password)
-
-
-def _credentials(where: str, value: Any) -> dict[str, HttpsCredential]:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where} must be tables, e.g. {_NEW_CREDENTIALS}")
-    return {
-        _credential_host(where, host): _credential(f'{where}."{host}"', entry)
-        for host, entry in value.items()
-    }
-
-
 # Keys whose value is not a scalar of their default's type.
 _SPECIAL: dict[tuple[str, str], Callable[[str, Any], Any]] = {
     ("etcd", "endpoints"): _endpoints,
     ("worker", "labels"): _labels,
-    ("git", "credentials"): _credentials,
+    ("git", "credentials"): gitcredentials.parse,
 }
 
 # Keys no longer read, and why: refused, so no one believes they still apply.
 _RETIRED: dict[tuple[str, str], str] = {
-    ("git", key): (
-        f"[git] {key} is no longer read: https credentials are per host, sent only to "
-        f"that host over https, e.g. {_NEW_CREDENTIALS}"
-    )
-    for key in ("https_username", "https_password")
+    ("git", key): gitcredentials.retired(key) for key in ("https_username", "https_password")
 }
 
 
@@ -405,20 +363,11 @@ def _environment_overrides(settings: Settings, environ: Mapping[str, str]) -> Se
             validation.name(value, variable)  # named as the user set it, not as [worker] member
         table = replace(getattr(settings, section), **{key: value})
         settings = replace(settings, **{section: table})
-    return _git_password(settings, environ.get("MAOMAO_GIT_PASSWORD"))
-
-
-def _git_password(settings: Settings, password: str | None) -> Settings:
-    """MAOMAO_GIT_PASSWORD: the password of each [git.credentials] entry that gives none
-    (so the file need not hold it)."""
-    git = settings.git
-    if not password or all(c.password for c in git.credentials.values()):
-        return settings
-    credentials = {
-        host: c if c.password else HttpsCredential(c.username, password)
-        for host, c in git.credentials.items()
-    }
-    return replace(settings, git=replace(git, credentials=credentials))
+    password = environ.get("MAOMAO_GIT_PASSWORD")
+    if password:
+        credentials = gitcredentials.with_password(settings.git.credentials, password)
+        settings = replace(settings, git=replace(settings.git, credentials=credentials))
+    return settings
 
 
 def load(
@@ -449,10 +398,7 @@ def as_dict(settings: Settings, *, mask: bool = True) -> dict[str, Any]:
             if mask and f.name in SECRET_FIELDS and value:
                 value = MASK
             if (section, f.name) == ("git", "credentials"):
-                value = {
-                    host: {"username": c.username, "password": MASK if mask else c.password}
-                    for host, c in value.items()
-                }
+                value = gitcredentials.shown(value, MASK if mask else None)
             if isinstance(value, tuple):
                 value = list(value)
             table[f.name] = value

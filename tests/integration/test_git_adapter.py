@@ -413,6 +413,30 @@ def test_the_clones_own_config_is_never_honoured(seed_repo: SeedRepo, tmp_path: 
     assert raw == b"3\r\n"  # no line-ending conversion, no filter
 
 
+def test_a_pull_never_writes_through_a_link_the_dataset_made(
+    seed_repo: SeedRepo, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    upstream = seed_repo.fresh_clone(tmp_path / "upstream")
+    (upstream / "a").symlink_to(outside)
+    git("add", "-A", cwd=upstream)
+    git("commit", "-q", "-m", "a link", cwd=upstream)
+    git("push", "-q", "origin", "main", cwd=upstream)
+    work = tmp_path / "clone"
+    g.clone(seed_repo.urls["git"], work, auth=g.GitAuth(), timeout=TIMEOUT)
+    assert (work / "a").is_symlink()
+    (upstream / "a").unlink()  # the next commit makes the link a folder with a file
+    (upstream / "a").mkdir()
+    (upstream / "a" / "x").write_text("x\n")
+    git("add", "-A", cwd=upstream)
+    git("commit", "-q", "-m", "a folder", cwd=upstream)
+    git("push", "-q", "origin", "main", cwd=upstream)
+    assert g.pull(work, auth=g.GitAuth(), timeout=TIMEOUT).outcome == "fast-forward"
+    assert list(outside.iterdir()) == []
+    assert not (work / "a").is_symlink() and (work / "a" / "x").read_text() == "x\n"
+
+
 def test_an_ssh_user_or_host_that_is_an_option_never_reaches_ssh(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     for url in (

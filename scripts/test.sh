@@ -26,7 +26,7 @@ say "ruff check src tests"
 .venv/bin/ruff check src tests
 say "ruff format --check src tests"
 .venv/bin/ruff format --check src tests
-say "mypy src (strict)"
-.venv/bin/mypy src
+say "mypy --strict src tests"
+.venv/bin/mypy src tests
 say "pytest $* (the whole suite takes about 8 to 12 minutes on 2 cores; progress per file below)"
 exec .venv/bin/pytest "$@"

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from .config import Settings
     from .etcdvalues import Tls
-    from .ports import ConnectAdmin, ContainerRunner, DatasetSync, EtcdAdmin
+    from .ports import Clock, ConnectAdmin, ContainerRunner, DatasetSync, EtcdAdmin
     from .services.cluster import ClusterService
     from .services.datasets import DatasetService
     from .services.members import MemberService
@@ -43,6 +43,7 @@ class Services:
         runner: ContainerRunner | None = None,
         git: DatasetSync | None = None,
         connect_admin: ConnectAdmin | None = None,
+        clock: Clock | None = None,
         endpoints_from_file: bool | None = None,
     ) -> None:
         """`settings` may be a loader, called on first use (a bad config file then fails
@@ -56,6 +57,7 @@ class Services:
         self._owns_runner = runner is None
         self._git = git
         self._connect_admin = connect_admin
+        self._clock = clock
         self._endpoints_from_file = endpoints_from_file
 
     @classmethod
@@ -104,6 +106,14 @@ class Services:
 
             self._runner = DockerRunner(self.settings.docker)
         return self._runner
+
+    @property
+    def clock(self) -> Clock:
+        if self._clock is None:
+            from .clock import SystemClock
+
+            self._clock = SystemClock()
+        return self._clock
 
     @property
     def git(self) -> DatasetSync:
@@ -204,6 +214,7 @@ class Services:
             make_runs=self.make_run_service,
             labels=labels,
             max_parallel=max_parallel,
+            clock=self.clock,
             remove_leftovers=lambda member: self.runner.remove_containers(
                 {"maomao.member": member}
             ),

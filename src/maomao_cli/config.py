@@ -51,6 +51,8 @@ class DataSettings:
     importdir: str = str(_data_home() / "maomao" / "data")
     # Local etcd data, dataset keys, worker health: beside the importdir by default.
     statedir: str | None = None
+    # Bytes one tool's data directory may hold (0: no limit); a tool may ask for less.
+    max_tool_bytes: int = 1024**3
 
     @property
     def import_path(self) -> Path:
@@ -72,6 +74,9 @@ class DockerSettings:
     timeout: float = 3600.0
     user: str | None = None
     api_timeout: float = 10.0
+    # Docker's json-file rotation of every container's output: size of one file, files kept.
+    log_max_size: str = "10m"
+    log_max_files: int = 3
 
 
 @dataclass(frozen=True)
@@ -118,8 +123,11 @@ class GitSettings:
 class ServeSettings:
     host: str = "127.0.0.1"
     port: int = 8080
-    token: str | None = None
+    token: str | None = None  # None: one is made at first start into <statedir>/api-token
     max_body: int = 1_048_576
+    max_streams: int = 8  # event streams open at once
+    # Host header names accepted besides the address served (and loopback names on loopback).
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -185,6 +193,15 @@ def _endpoints(where: str, value: Any) -> tuple[str, ...]:
     raise ConfigError(f"{where} must be a list of host:port strings")
 
 
+def _host_names(where: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f'{where} must be a list of host names, e.g. ["maomao.example.org"]')
+    for name in value:
+        if not name.isprintable() or any(c in name for c in " /@?#"):
+            raise ConfigError(f"{where}: {name!r} is not a host name")
+    return tuple(value)
+
+
 def _labels(where: str, value: Any) -> dict[str, str]:
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise ConfigError(f'{where} must be a table of strings, e.g. {{ region = "eu" }}')
@@ -196,6 +213,7 @@ _SPECIAL: dict[tuple[str, str], Callable[[str, Any], Any]] = {
     ("etcd", "endpoints"): _endpoints,
     ("worker", "labels"): _labels,
     ("git", "credentials"): gitcredentials.parse,
+    ("serve", "allowed_hosts"): _host_names,
 }
 
 # Keys no longer read, and why: refused, so no one believes they still apply.
@@ -279,9 +297,14 @@ def _validate(settings: Settings) -> None:
         validation.name(settings.worker.member, "[worker] member")
     if settings.worker.max_parallel < 1:
         raise ConfigError("[worker] max_parallel must be at least 1")
+    if settings.serve.max_streams < 1:
+        raise ConfigError("[serve] max_streams must be at least 1")
     if settings.worker.lease_ttl < 2:
         raise ConfigError("[worker] lease_ttl must be at least 2 seconds")
     validation.memory(settings.docker.memory, "[docker] memory")
+    validation.size(settings.docker.log_max_size, "[docker] log_max_size", minimum=1024)
+    if settings.docker.log_max_files < 1:
+        raise ConfigError("[docker] log_max_files must be at least 1")
     if settings.spikes.method not in ("robust", "seed"):
         raise ConfigError("[spikes] method must be 'robust' or 'seed'")
     if settings.spikes.sensitivity <= 0:

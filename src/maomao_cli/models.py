@@ -114,6 +114,9 @@ class Tool(Record):
     user: str | None = None
     data_subdir: str | None = None  # inside the dataset work tree
     sensitivity: float | None = None  # spike detector override
+    # Bytes its data directory may hold; each member keeps the lower of this and its own
+    # [data] max_tool_bytes (a record from etcd cannot raise a member's limit).
+    max_data: int | None = None
     created: float = 0.0
     updated: float = 0.0
 

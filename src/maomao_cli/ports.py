@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MOUNT_POINT",
     "Claim",
+    "Clock",
     "ConnectAdmin",
     "ContainerResult",
     "ContainerRunner",
@@ -61,6 +62,9 @@ class ContainerSpec:
     pids: int = 256
     timeout: float = 3600.0
     user: str | None = None
+    # Docker's rotation of the container's output ([docker] log_max_size, log_max_files).
+    log_max_size: str = "10m"
+    log_max_files: int = 3
 
 
 @dataclass(frozen=True)
@@ -218,3 +222,26 @@ class DatasetSync(Protocol):
 
 
 # ------------------------------------------------------------------- end of dataset sync
+
+
+# ---------------------------------------------------------------------------------------
+# The worker's clock. Implemented by clock.SystemClock and tests/fakes/clock.FakeClock. The
+# worker reads the time and waits only through it, so its tests run on a fake clock that
+# moves instantly instead of sleeping.
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Wall time, epoch seconds (what fire times and records use)."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never jumps (for deadlines)."""
+        ...
+
+    def wait(self, event: threading.Event, timeout: float) -> bool:
+        """Block until `event` is set or `timeout` seconds pass; True if it is set."""
+        ...
+
+
+# ---------------------------------------------------------------------- end of the clock

@@ -2,6 +2,9 @@
 
 Each check returns the cleaned value or raises BadInput with one line naming the
 field and the rule, so every entry point (CLI, HTTP, config) refuses the same way.
+No check accepts a string that is not valid UTF-8 (Python hands such command-line bytes
+over as lone surrogates, which no etcd key or JSON record can hold) or that holds a
+control character.
 """
 
 from __future__ import annotations
@@ -40,8 +43,36 @@ _SCP_LIKE = re.compile(rf"{_USER}@{_HOST}:[^\s:][^\s]*")
 _LOCAL_PREFIXES = ("file://", "/", "./", "../", "~/")
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
 
+# What a terminal may act on instead of showing, as a regex character class: C0 controls
+# but tab and newline (ESC starts CSI and OSC sequences, BEL ends OSC, CR rewrites the
+# line), DEL, C1 controls (U+009B is CSI on its own), the bidi marks, embeddings,
+# overrides and isolates (they reorder what is shown) and the Unicode line separators.
+# The renderers (cli/output.py, api/responses.py) escape these; the checks refuse them.
+CONTROL_CHARACTERS = (
+    "\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2028\u2029\u2066-\u2069"
+)
+# Lone surrogates: how Python hands over bytes that were not UTF-8 (from argv, a file
+# name), which no etcd key, UTF-8 stream or JSON record can hold.
+SURROGATES = "\ud800-\udfff"
+_SURROGATE = re.compile(f"[{SURROGATES}]")
+_CONTROL_CHARACTER = re.compile(f"[{CONTROL_CHARACTERS}]")
+
+
+def text(value: str, field: str, *, multiline: bool = False) -> str:
+    """Any string a user gives: valid UTF-8 and free of control characters (tab and
+    newline too, unless `multiline`)."""
+    if _SURROGATE.search(value):
+        raise BadInput(f"invalid {field} {value!r}: not valid UTF-8")
+    found = _CONTROL_CHARACTER.search(value) or (None if multiline else re.search("[\t\n]", value))
+    if found:
+        raise BadInput(
+            f"invalid {field} {value!r}: holds the control character U+{ord(found.group()):04X}"
+        )
+    return value
+
 
 def name(value: str, field: str = "name") -> str:
+    # The pattern is ASCII: it refuses surrogates and control characters as well.
     if not _NAME.fullmatch(value):
         raise BadInput(
             f"invalid {field} {value!r}: must match {NAME_RULE} "
@@ -69,6 +100,7 @@ def git_url(value: str, field: str = "url", *, allow_local: bool = True) -> str:
     )
     if not value or len(value) > 2048 or _CONTROL.search(value):
         raise BadInput(rule)
+    text(value, field)
     if _remote_url(value, field, rule):
         return value
     if not allow_local:
@@ -130,7 +162,7 @@ def branch(value: str) -> str:
         or any(c in value for c in "~^:?*[\\")
     ):
         raise BadInput(f"invalid branch {value!r}: not a valid git branch name")
-    return value
+    return text(value, "branch")
 
 
 def _env_entry(key: str, val: str, given: str) -> None:
@@ -138,6 +170,8 @@ def _env_entry(key: str, val: str, given: str) -> None:
         raise _not_env(given)
     if "\x00" in val:
         raise BadInput(f"invalid environment variable {key}: value holds a NUL byte")
+    if _SURROGATE.search(val):
+        raise BadInput(f"invalid environment variable {key}: value is not valid UTF-8")
 
 
 def _not_env(given: str) -> BadInput:
@@ -200,6 +234,49 @@ def positive(value: float, field: str) -> float:
     return value
 
 
+def whole_between(value: int, low: int, high: int, field: str) -> int:
+    """A whole number within [low, high] (a bool is not one)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise BadInput(f"invalid {field} {value!r}: must be a whole number from {low} to {high}")
+    return value
+
+
+MAX_TIMEOUT = 7 * 24 * 3600.0  # a week: a longer run is a tool that hangs
+
+
+def timeout(value: float, field: str = "timeout") -> float:
+    """Seconds, finite, above 0 and at most a week (nan and inf fail both comparisons)."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not 0 < value <= MAX_TIMEOUT:
+        raise BadInput(
+            f"invalid {field} {value!r}: must be a number of seconds above 0 "
+            f"and at most {MAX_TIMEOUT:g} (7 days)"
+        )
+    return float(value)
+
+
+# The passwd grammar (useradd's default NAME_REGEX) and uids Linux can hold: 2^32-1 is
+# "no uid" and Docker parses ids as signed 32-bit, so 2^31-2 is the largest usable one.
+USER_NAME_RULE = "[a-z_][a-z0-9_-]{0,31}"
+MAX_UID = 2**31 - 2
+_USER_PART = re.compile(rf"[0-9]{{1,10}}|{USER_NAME_RULE}")
+
+
+def user(value: str, field: str = "user") -> str:
+    """A container user as Docker takes it: uid or name, optionally :gid or :group."""
+    parts = value.split(":") if isinstance(value, str) else []
+    fine = 1 <= len(parts) <= 2 and all(
+        _USER_PART.fullmatch(part) and (not part.isdigit() or int(part) <= MAX_UID)
+        for part in parts
+    )
+    if not fine:
+        raise BadInput(
+            f"invalid {field} {value!r}: expected uid[:gid] (numbers 0 to {MAX_UID}) "
+            f"or name[:group] matching {USER_NAME_RULE}"
+        )
+    return value
+
+
 def at_least(value: int, minimum: int, field: str) -> int:
     if value < minimum:
         raise BadInput(f"invalid {field} {value}: must be at least {minimum}")
@@ -208,30 +285,75 @@ def at_least(value: int, minimum: int, field: str) -> int:
 
 def data_subdir(value: str) -> str:
     """A folder inside a dataset's work tree: never absolute, never climbing out of it."""
+    text(value, "data subdir")
     if value.startswith("/") or ".." in value.split("/"):
         raise BadInput(f"invalid data subdir {value!r}: must be a relative path inside the dataset")
     return value
 
 
-_SIZE = re.compile(r"([0-9]+)([kmg]?)b?", re.IGNORECASE)
+_SIZE = re.compile(r"([0-9]{1,19})([kmg]?)b?", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+MIN_MEMORY = 6 * 1024**2  # Docker refuses less
+MAX_BYTES = 2**63 - 1  # Docker's sizes are signed 64-bit
 
 
-def memory(value: str, field: str = "memory") -> str:
-    """Docker-style memory sizes like 256m or 1g; at least 6 MiB, which Docker requires."""
+def _size_bytes(value: str) -> int | None:
     match = _SIZE.fullmatch(value.strip())
-    if not match:
+    if match is None:
+        return None
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+
+
+def memory(value: str, field: str = "memory", at_most: int | None = None) -> str:
+    """Docker-style memory sizes like 256m or 1g; at least 6 MiB, which Docker requires,
+    and at most `at_most` bytes (the host's memory, for a tool's own limit)."""
+    amount = _size_bytes(value) if isinstance(value, str) else None
+    if amount is None:
         raise BadInput(f"invalid {field} {value!r}: expected a size like 256m or 1g")
-    size = int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
-    if size < 6 * 1024**2:
+    if amount < MIN_MEMORY:
         raise BadInput(f"invalid {field} {value!r}: Docker needs at least 6m")
+    if at_most is not None and amount > at_most:
+        raise BadInput(
+            f"invalid {field} {value!r}: must be at most the host's memory ({size_text(at_most)})"
+        )
+    if amount > MAX_BYTES:
+        raise BadInput(f"invalid {field} {value!r}: must be at most {size_text(MAX_BYTES)}")
     return value.strip().lower()
 
 
 def memory_bytes(value: str) -> int:
-    match = _SIZE.fullmatch(memory(value))
-    assert match is not None  # memory() validated it
-    return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+    amount = _size_bytes(memory(value))
+    assert amount is not None  # memory() validated it
+    return amount
+
+
+def size(value: str | int, field: str, minimum: int = 1) -> int:
+    """A size in bytes: a whole number, or text with a unit b, k, m or g as Docker takes
+    it (1024-based); returns the bytes."""
+    if isinstance(value, bool):
+        amount = None
+    elif isinstance(value, int):
+        amount = value
+    else:
+        amount = _size_bytes(value) if isinstance(value, str) else None
+    if amount is None or not minimum <= amount <= MAX_BYTES:
+        raise BadInput(
+            f"invalid {field} {value!r}: expected a size of at least {size_text(minimum)}, "
+            "in bytes or with a unit b, k, m or g (e.g. 500m, 2g)"
+        )
+    return amount
+
+
+def size_text(value: int) -> str:
+    """Bytes for people: 12 B, 64.0 KiB, 1.5 GiB."""
+    if value < 1024:
+        return f"{value} B"
+    amount = float(value)
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        amount /= 1024
+        if amount < 1024:
+            return f"{amount:.1f} {unit}"
+    return f"{amount / 1024:.1f} EiB"
 
 
 _NETWORK = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")

@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.exceptions import StarletteDeprecationWarning
@@ -21,7 +22,7 @@ with warnings.catch_warnings():
 from fakes.git import FakeGit
 from maomao_cli.adapters.containers import ScriptedRunner
 from maomao_cli.api.app import create_app
-from maomao_cli.api.guard import guard
+from maomao_cli.api.guard import allowed_hosts, guard
 from maomao_cli.cli.app import app as cli_app
 from maomao_cli.composition import Services
 from maomao_cli.config import DataSettings, DockerSettings, EtcdSettings, Settings, WorkerSettings
@@ -29,6 +30,8 @@ from maomao_cli.keys import Keys
 from maomao_cli.store.memory import MemoryStore
 
 PREFIX = "/maomao-api"
+TOKEN = "token-of-the-api-tests"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 # What DockerRunner says when no engine answers: a run-now then fails at the pull.
 NO_ENGINE = "cannot reach the Docker engine at unix:///nonexistent/docker.sock"
 
@@ -62,12 +65,28 @@ class Api:
         return self.services.keys
 
 
+def guarded(services: Services, token: str = TOKEN, extra_hosts: tuple[str, ...] = ()) -> Any:
+    """The app as `maomao serve` wraps it on 127.0.0.1: Host, token, body limit."""
+    settings = services.settings.serve
+    return guard(
+        create_app(services),
+        max_body=settings.max_body,
+        token=token,
+        hosts=allowed_hosts(settings.host, (*settings.allowed_hosts, *extra_hosts)),
+    )
+
+
 def open_client(
     services: Services, token: str | None = None, *, raise_server_exceptions: bool = True
 ) -> TestClient:
-    """A client of the app as `maomao serve` wraps it (body limit, token when given)."""
-    app = guard(create_app(services), max_body=services.settings.serve.max_body, token=token)
-    return TestClient(app, raise_server_exceptions=raise_server_exceptions)
+    """A client of the app as `maomao serve` wraps it. Without `token` the client sends
+    the tests' token on every request; with one, it sends none by itself."""
+    return TestClient(
+        guarded(services, token or TOKEN),
+        base_url="http://localhost",
+        headers=None if token else AUTH,
+        raise_server_exceptions=raise_server_exceptions,
+    )
 
 
 @pytest.fixture

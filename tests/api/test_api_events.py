@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator, MutableMapping
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from maomao_cli.api.app import create_app
 from maomao_cli.errors import Unavailable
@@ -21,9 +20,7 @@ from maomao_cli.store.base import Event, Watch
 from maomao_cli.store.memory import MemoryStore
 
 from .conftest import Api
-
-Message = MutableMapping[str, Any]
-TIMEOUT = 20.0
+from .streams import EventStream, Message, events_until
 
 
 class SpyWatch:
@@ -74,67 +71,6 @@ SPIKE = Spike(
     tool="dummy", sortable="2024-05-01", value=3.0, baseline=1.0, deviation=2.0,
     deviation_pct=200.0, score=4.0, direction="up",
 )  # fmt: skip
-
-
-class EventStream:
-    """One GET /v1/events in flight: its response start, then its lines as they come."""
-
-    def __init__(self, app: FastAPI, headers: dict[str, str] | None = None) -> None:
-        self._sent: asyncio.Queue[Message] = asyncio.Queue()
-        self._gone = asyncio.Event()
-        self._asked = False
-        self._buffer = ""
-        scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-            "method": "GET", "scheme": "http", "path": "/v1/events", "raw_path": b"/v1/events",
-            "query_string": b"", "root_path": "", "client": ("127.0.0.1", 50000),
-            "server": ("testserver", 80),
-            "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
-        }  # fmt: skip
-        self._task = asyncio.create_task(app(scope, self._receive, self._sent.put))
-
-    async def _receive(self) -> Message:
-        if not self._asked:
-            self._asked = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await self._gone.wait()
-        return {"type": "http.disconnect"}
-
-    async def start(self) -> Message:
-        message = await asyncio.wait_for(self._sent.get(), TIMEOUT)
-        assert message["type"] == "http.response.start", message
-        return message
-
-    async def lines(self) -> AsyncIterator[str]:
-        while True:
-            while "\n" in self._buffer:
-                line, self._buffer = self._buffer.split("\n", 1)
-                yield line
-            message = await asyncio.wait_for(self._sent.get(), TIMEOUT)
-            if not message.get("more_body", False) and not message.get("body"):
-                return
-            self._buffer += message.get("body", b"").decode()
-
-    async def close(self) -> None:
-        """The client goes away: the stream ends and cancels its feeds."""
-        self._gone.set()
-        await asyncio.wait_for(self._task, TIMEOUT)
-
-
-async def events_until(stream: EventStream, done: Any) -> list[tuple[str, int, dict[str, Any]]]:
-    """(kind, id, data) of each event, until done(events) says enough."""
-    seen: list[tuple[str, int, dict[str, Any]]] = []
-    kind, event_id = "", 0
-    async for line in stream.lines():
-        if line.startswith("id: "):
-            event_id = int(line.removeprefix("id: "))
-        elif line.startswith("event: "):
-            kind = line.removeprefix("event: ")
-        elif line.startswith("data: "):
-            seen.append((kind, event_id, json.loads(line.removeprefix("data: "))))
-            if done(seen):
-                break
-    return seen
 
 
 def run_statuses(seen: list[tuple[str, int, dict[str, Any]]], run_id: str) -> list[str]:

@@ -1,0 +1,1 @@
+"""Test doubles for the ports in maomao_cli.ports."""

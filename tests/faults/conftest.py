@@ -143,6 +143,26 @@ def _build_dummy(daemon: DockerDaemon) -> None:
     module.build(DUMMY_IMAGE, host=daemon.host, quiet=True)
 
 
+def _make_hosts(base: Path, network: Network, docker: DockerDaemon) -> list[Host]:
+    """One host per network namespace, each with its own config, all knowing every endpoint."""
+    prefix = f"/maomao-faults/{network.tag}"
+    hosts: list[Host] = []
+    for i, (ns, veth) in enumerate(network.create(), start=1):
+        root = base / f"h{i}"
+        root.mkdir()
+        host = Host(i, ns, veth, root, prefix, docker.host)
+        host.importdir.mkdir()
+        (root / "config.toml").write_text(
+            f'[data]\nimportdir = "{host.importdir}"\nstatedir = "{root / "state"}"\n'
+            + WORKER_CONFIG
+        )
+        hosts.append(host)
+    endpoints = ",".join(h.endpoint for h in hosts)
+    for host in hosts:
+        host.endpoints = endpoints
+    return hosts
+
+
 @pytest.fixture(scope="session")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     reason = namespaces_unavailable()
@@ -156,20 +176,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     try:
         docker.start()
         _build_dummy(docker)
-        prefix = f"/maomao-faults/{network.tag}"
-        for i, (ns, veth) in enumerate(network.create(), start=1):
-            root = base / f"h{i}"
-            root.mkdir()
-            host = Host(i, ns, veth, root, prefix, docker.host)
-            host.importdir.mkdir()
-            (root / "config.toml").write_text(
-                f'[data]\nimportdir = "{host.importdir}"\nstatedir = "{root / "state"}"\n'
-                + WORKER_CONFIG
-            )
-            hosts.append(host)
-        endpoints = ",".join(h.endpoint for h in hosts)
-        for host in hosts:
-            host.endpoints = endpoints
+        hosts.extend(_make_hosts(base, network, docker))
         # Every host keeps its data on a small disk of its own, filled up by one fault.
         for host in hosts:
             mount = subprocess.run(

@@ -30,6 +30,12 @@ NO_DOCKER = "unix:///nonexistent/maomao-test-docker.sock"  # so runs fail fast, 
 class Server:
     url: str
     proc: subprocess.Popen[str]
+    token_file: Path
+
+    @property
+    def auth(self) -> tuple[str, str]:
+        """curl's arguments for the token `maomao serve` made at its first start."""
+        return ("-H", f"Authorization: Bearer {self.token_file.read_text().strip()}")
 
     def stop(self) -> str:
         if self.proc.poll() is None:
@@ -46,11 +52,11 @@ class Server:
 
 
 @pytest.fixture
-def server(env: Env) -> Iterator[Server]:
+def server(env: Env, tmp_path: Path) -> Iterator[Server]:
     port = free_port()
     env.vars.setdefault("MAOMAO_DOCKER_HOST", NO_DOCKER)
     proc = env.popen("serve", "--port", str(port))
-    started = Server(f"http://127.0.0.1:{port}", proc)
+    started = Server(f"http://127.0.0.1:{port}", proc, tmp_path / "state" / "api-token")
 
     def ready() -> bool:
         if proc.poll() is not None:
@@ -111,7 +117,7 @@ def test_2019_curl_commands_have_the_cli_effect(
     cli_prefix = prefix + "-cli"
     cli_env = make_env(tmp_path, etcd.endpoints, cli_prefix)
     cli_keys = Keys(cli_prefix)
-    json_header = ("-H", "Content-Type: application/json")
+    json_header = ("-H", "Content-Type: application/json", *server.auth)
 
     status, body = curl(
         "-X",
@@ -153,8 +159,8 @@ def test_2019_curl_commands_have_the_cli_effect(
     assert run.tool == "dummy" and run.trigger == "manual"
     assert "Docker" in (run.error or "")
 
-    status, tools = curl(f"{server.url}/regtools")
+    status, tools = curl(*server.auth, f"{server.url}/regtools")
     assert status == 200 and [t["name"] for t in tools] == ["dummy"]
-    status, tools = curl(f"{server.url}/v1/tools")
+    status, tools = curl(*server.auth, f"{server.url}/v1/tools")
     assert status == 200 and [t["name"] for t in tools] == ["dummy"]
     store.delete_prefix(cli_prefix + "/")

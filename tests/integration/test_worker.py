@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from conftest import DUMMY_IMAGE, Env
+from figures import figure
 
 pytestmark = [pytest.mark.etcd, pytest.mark.docker]
 
@@ -112,7 +113,7 @@ def firing_report(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def summary(label: str, report: dict[str, Any]) -> None:
-    print(
+    figure(
         f"\n{label}: firings {report['firings']}, succeeded {report['succeeded']}, "
         f"duplicates {len(report['duplicates'])}, misses {len(report['missing'])}, "
         f"others {dict(report['others'])}"
@@ -169,7 +170,7 @@ def test_everywhere_gives_each_member_its_own_run_of_each_firing(docker_env: Env
         else:
             # Under load a 2 s schedule can find the member's previous run still going.
             assert r["status"] == "skipped" and "overlap" in r["error"], r
-    print(
+    figure(
         f"\neverywhere: {len(by_fire)} firings, members per firing "
         f"{Counter(len(m) for m in by_fire.values())}, ran on both {Counter(map(len, ran.values()))}"
     )
@@ -215,11 +216,11 @@ def test_killed_worker_is_recovered_without_duplicates(docker_env: Env) -> None:
     report = firing_report(runs)
     summary("kill -9 and restart", report)
     lost = [r for r in runs if r["status"] == "lost"]
-    print(f"lost: {[(r['fire_time'], r['member'], r['attempt']) for r in lost]}")
+    figure(f"lost: {[(r['fire_time'], r['member'], r['attempt']) for r in lost]}")
     retries = [r for r in runs if r["attempt"] == 2]
-    print(f"retries: {[(r['fire_time'], r['member'], r['status']) for r in retries]}")
+    figure(f"retries: {[(r['fire_time'], r['member'], r['status']) for r in retries]}")
     skipped = Counter(r["error"] for r in runs if r["status"] == "skipped")
-    print(f"skipped: {dict(skipped)}")
+    figure(f"skipped: {dict(skipped)}")
     assert report["duplicates"] == []
     assert report["missing"] == []
     assert not any(r["status"] == "running" for r in runs), "no run left `running`"
@@ -268,7 +269,7 @@ def test_missed_firings_coalesce_into_one_catch_up(docker_env: Env) -> None:
     # The first start catches up too (the firing just before it): only the restart counts.
     catch_ups = [r for r in after if r["trigger"] == "catch-up"]
     first_after = min(r["fire_time"] for r in after)
-    print(
+    figure(
         f"\ncatch-up: last fire before stop {last_before}, first after restart {first_after} "
         f"(gap {first_after - last_before:.0f}s), catch-up runs {len(catch_ups)}, "
         f"triggers after restart {Counter(r['trigger'] for r in after)}"
@@ -312,7 +313,7 @@ def test_fifth_run_spike_is_stored_and_followed(docker_env: Env) -> None:
     assert stored.code == 0, stored.err
     spikes = json.loads(stored.out)
     runs = sorted(runs_of(docker_env, "--tool", "spiky"), key=lambda r: r["started"])
-    print(f"\nspikes: stored {len(spikes)}, runs {len(runs)}")
+    figure(f"\nspikes: stored {len(spikes)}, runs {len(runs)}")
     assert len(runs) == 5
     assert [s["run_id"] for s in spikes] == [runs[4]["id"]]
     followed = [json.loads(line) for line in followed_out.splitlines() if line.startswith("{")]

@@ -93,11 +93,36 @@ def test_names(value: str) -> None:
         assert "/" not in value and len(value) <= 63  # never escapes its key in etcd
 
 
-IMAGE_LIKE = r"([a-z0-9.-]+(:[0-9]{1,5})?/)?[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9_-]+)*(:[A-Za-z0-9_.-]{1,20})?(@sha256:[0-9a-f]{64})?"
+def _image_like() -> st.SearchStrategy[str]:
+    """Image-reference-shaped strings, built from parts: st.from_regex on the whole
+    grammar costs about 17 ms an example, this well under 1 ms."""
+    word = st.text("abz09", min_size=1, max_size=6)
+    component = st.tuples(word, st.lists(st.tuples(st.sampled_from("._-"), word), max_size=2)).map(
+        lambda parts: parts[0] + "".join(sep + more for sep, more in parts[1])
+    )
+    port = st.one_of(st.just(""), st.integers(0, 99999).map(lambda p: f":{p}"))
+    domain = st.one_of(
+        st.just(""),
+        st.tuples(st.text("abc.-019", min_size=1, max_size=12), port).map(
+            lambda d: f"{d[0]}{d[1]}/"
+        ),
+    )
+    path = st.lists(component, min_size=1, max_size=3).map("/".join)
+    tag = st.one_of(st.just(""), st.text("aZ09_.-", min_size=1, max_size=20).map(lambda t: ":" + t))
+    digest = st.one_of(
+        st.just(""),
+        st.text("0123456789abcdef", min_size=64, max_size=64).map(lambda d: "@sha256:" + d),
+    )
+    return st.tuples(domain, path, tag, digest).map("".join)
+
+
+def _near_image() -> st.SearchStrategy[str]:
+    alphabet = "abcXYZ019._-/:@=+ ~\\\t\n\x00éABC[]"
+    return st.one_of(_image_like(), st.text(alphabet=alphabet, max_size=80), st.text(max_size=80))
 
 
 @fast(1500)
-@given(near(IMAGE_LIKE, extra="ABC[]"))
+@given(_near_image())
 def test_image_references(value: str) -> None:
     accepted = outcome("image", lambda: validation.image(value))
     if accepted is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -56,6 +57,11 @@ def refusal(call: Any) -> MaomaoError:
 
 # Tools ------------------------------------------------------------------------------
 
+PIDS_RULE = "must be a whole number from 1 to 32768"
+TIMEOUT_RULE = "must be a number of seconds above 0 and at most 604800 (7 days)"
+USER_RULE = "expected uid[:gid] (numbers 0 to 2147483646) or name[:group] matching [a-z_]"
+SIZE_RULE = "expected a size of at least 1 B, in bytes or with a unit b, k, m or g"
+
 # (field, bad value, what the message must say: the field and the rule)
 BAD_TOOL_FIELDS: list[tuple[str, Any, str]] = [
     ("name", "Bad/Name", "invalid tool name 'Bad/Name': must match [a-z0-9]"),
@@ -72,17 +78,47 @@ BAD_TOOL_FIELDS: list[tuple[str, Any, str]] = [
     ("network", "a b", "invalid network 'a b'"),
     ("network", "", "invalid network ''"),
     ("memory", "1k", "invalid memory '1k': Docker needs at least 6m"),
+    ("memory", "5m", "invalid memory '5m': Docker needs at least 6m"),
     ("memory", "lots", "invalid memory 'lots': expected a size like 256m or 1g"),
-    ("pids", 0, "invalid pids 0: must be greater than 0"),
-    ("pids", -5, "invalid pids -5: must be greater than 0"),
-    ("timeout", 0.0, "invalid timeout 0.0: must be greater than 0"),
-    ("timeout", -1.5, "invalid timeout -1.5: must be greater than 0"),
-    ("timeout", math.nan, "invalid timeout nan: must be greater than 0"),
+    ("memory", "1.5g", "invalid memory '1.5g': expected a size like 256m or 1g"),
+    ("memory", "99999999g", "invalid memory '99999999g': must be at most the host's memory"),
+    ("memory", "9" * 30, f"invalid memory '{'9' * 30}': expected a size"),
+    ("pids", 0, f"invalid pids 0: {PIDS_RULE}"),
+    ("pids", -5, f"invalid pids -5: {PIDS_RULE}"),
+    ("pids", 32769, f"invalid pids 32769: {PIDS_RULE}"),
+    ("pids", 10**15, f"invalid pids {10**15}: {PIDS_RULE}"),
+    ("timeout", 0.0, f"invalid timeout 0.0: {TIMEOUT_RULE}"),
+    ("timeout", -1.5, f"invalid timeout -1.5: {TIMEOUT_RULE}"),
+    ("timeout", math.nan, f"invalid timeout nan: {TIMEOUT_RULE}"),
+    ("timeout", math.inf, f"invalid timeout inf: {TIMEOUT_RULE}"),
+    ("timeout", 1e300, f"invalid timeout 1e+300: {TIMEOUT_RULE}"),
+    ("timeout", 7 * 86400 + 1.0, f"invalid timeout 604801.0: {TIMEOUT_RULE}"),
+    ("user", "$(id)", f"invalid user '$(id)': {USER_RULE}"),
+    ("user", "root\n", f"invalid user 'root\\n': {USER_RULE}"),
+    ("user", "", f"invalid user '': {USER_RULE}"),
+    ("user", ":", f"invalid user ':': {USER_RULE}"),
+    ("user", "1000:", f"invalid user '1000:': {USER_RULE}"),
+    ("user", "1:2:3", f"invalid user '1:2:3': {USER_RULE}"),
+    ("user", "2147483647", f"invalid user '2147483647': {USER_RULE}"),
+    ("user", "0:4294967295", f"invalid user '0:4294967295': {USER_RULE}"),
+    ("user", "-1", f"invalid user '-1': {USER_RULE}"),
+    ("user", "Root", f"invalid user 'Root': {USER_RULE}"),
+    ("user", "-oProxy", f"invalid user '-oProxy': {USER_RULE}"),
+    ("user", "a" * 33, "invalid user"),
+    ("user", "ana bob", "invalid user 'ana bob'"),
+    ("user", "ana:$(id)", "invalid user 'ana:$(id)'"),
     ("data_subdir", "/abs", "invalid data subdir '/abs': must be a relative path"),
     ("data_subdir", "a/../../x", "invalid data subdir 'a/../../x'"),
     ("data_subdir", "..", "invalid data subdir '..'"),
     ("sensitivity", 0.0, "invalid sensitivity 0.0: must be greater than 0"),
     ("sensitivity", -2.0, "invalid sensitivity -2.0: must be greater than 0"),
+    ("max_data", 0, f"invalid max data 0: {SIZE_RULE}"),
+    ("max_data", "0", f"invalid max data '0': {SIZE_RULE}"),
+    ("max_data", -1, f"invalid max data -1: {SIZE_RULE}"),
+    ("max_data", "lots", f"invalid max data 'lots': {SIZE_RULE}"),
+    ("max_data", "1t", f"invalid max data '1t': {SIZE_RULE}"),
+    ("max_data", "", f"invalid max data '': {SIZE_RULE}"),
+    ("max_data", 2**63, f"invalid max data {2**63}: {SIZE_RULE}"),
 ]
 TOOL_IDS = [f"{field}={value!r}" for field, value, _ in BAD_TOOL_FIELDS]
 
@@ -113,6 +149,88 @@ def test_http_body_translation_refuses_alike(
         legacy = LegacyRegister(name=body.name, url=body.image)
         assert refusal(lambda: registry.register_tool(legacy.spec())).message == direct.message
     assert written(store) == []
+
+
+# (field, good value, what is stored)
+GOOD_TOOL_FIELDS: list[tuple[str, Any, Any]] = [
+    ("user", "0", "0"),
+    ("user", "1000:1000", "1000:1000"),
+    ("user", "2147483646:0", "2147483646:0"),
+    ("user", "nobody", "nobody"),
+    ("user", "_apt", "_apt"),
+    ("user", "www-data:www-data", "www-data:www-data"),
+    ("user", "ana:1000", "ana:1000"),
+    ("user", "a" + "b" * 31, "a" + "b" * 31),
+    ("memory", "6m", "6m"),
+    ("memory", "64MB", "64mb"),
+    ("memory", str(64 * 1024**2), str(64 * 1024**2)),
+    ("pids", 1, 1),
+    ("pids", 32768, 32768),
+    ("timeout", 0.5, 0.5),
+    ("timeout", 604800.0, 604800.0),
+    ("timeout", 60, 60.0),
+    ("max_data", 1, 1),
+    ("max_data", "64k", 64 * 1024),
+    ("max_data", "2g", 2 * 1024**3),
+    ("max_data", "100b", 100),
+    ("max_data", "4096", 4096),
+]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "stored"),
+    GOOD_TOOL_FIELDS,
+    ids=[f"{field}={value!r}" for field, value, _ in GOOD_TOOL_FIELDS],
+)
+def test_registry_accepts_a_good_tool_field(
+    registry: Registry, field: str, value: Any, stored: Any
+) -> None:
+    tool, _ = registry.register_tool(ToolSpec(**tool_fields(field, value)))
+    assert getattr(tool, field) == stored
+    assert getattr(registry.get_tool("ok"), field) == stored
+    through_http, _ = registry.register_tool(ToolCreate(**tool_fields(field, value)).spec())
+    assert getattr(through_http, field) == stored
+
+
+def test_memory_is_bounded_by_this_hosts_memory(
+    registry: Registry, store: MemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host = registry_module.host_memory()
+    assert host is not None and host > 6 * 1024**2  # read from /proc/meminfo
+    registry.register_tool(ToolSpec(name="ok", image="img", memory=str(host)))
+    error = refusal(
+        lambda: registry.register_tool(ToolSpec(name="no", image="img", memory=str(host + 1)))
+    )
+    assert error.message.startswith(f"invalid memory '{host + 1}': must be at most the host's")
+    assert written(store) == [KEYS.tool("ok")]
+
+    monkeypatch.setattr(registry_module, "host_memory", lambda: None)  # not Linux
+    registry.register_tool(ToolSpec(name="big", image="img", memory="99999999g"))
+    error = refusal(
+        lambda: registry.register_tool(ToolSpec(name="no", image="img", memory="8589934592g"))
+    )
+    assert error.message == "invalid memory '8589934592g': must be at most 8.0 EiB"
+
+
+def test_host_memory_reads_memtotal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       16384 kB\nMemFree:         1024 kB\n")
+    real_open = builtins.open
+
+    def fake_open(path: Any, *args: Any, **kwargs: Any) -> Any:
+        return real_open(meminfo if path == "/proc/meminfo" else path, *args, **kwargs)
+
+    registry_module.host_memory.cache_clear()
+    monkeypatch.setattr(builtins, "open", fake_open)
+    try:
+        assert registry_module.host_memory() == 16384 * 1024
+        meminfo.write_text("garbage\n")
+        registry_module.host_memory.cache_clear()
+        assert registry_module.host_memory() is None
+    finally:
+        registry_module.host_memory.cache_clear()
 
 
 @pytest.mark.parametrize(
@@ -159,12 +277,14 @@ def test_every_field_is_stored_cleaned(registry: Registry) -> None:
             user="1000:1000",
             data_subdir="weather/raw",
             sensitivity=1.5,
+            max_data="500M",
         )
     )
     assert created
     assert tool == registry.get_tool("weather")
     assert tool.env == {"CITY": "Lyon", "EMPTY": "", "X": "a=b"}
     assert tool.memory == "256m"
+    assert tool.max_data == 500 * 1024**2
     assert (tool.author, tool.user, tool.description) == (
         "ana",
         "1000:1000",

@@ -175,7 +175,12 @@ def test_a_failing_hook_never_fails_the_run(tmp_path: Path) -> None:
         raise RuntimeError("detector exploded")
 
     service.add_hook(broken)
-    service.add_hook(lambda tool, run, data_dir: after.append(run.id) and None)
+
+    def later(tool: Tool, run: Run, data_dir: Path) -> Run | None:
+        after.append(run.id)
+        return None
+
+    service.add_hook(later)
 
     run = service.execute(TOOL)
 
@@ -187,7 +192,12 @@ def test_a_failing_hook_never_fails_the_run(tmp_path: Path) -> None:
 def test_hooks_are_not_called_after_a_failure(tmp_path: Path) -> None:
     service = make_service(tmp_path, ScriptedRunner([ContainerResult(1, "failed")]))
     calls: list[str] = []
-    service.add_hook(lambda tool, run, data_dir: calls.append(run.id) and None)
+
+    def hook(tool: Tool, run: Run, data_dir: Path) -> Run | None:
+        calls.append(run.id)
+        return None
+
+    service.add_hook(hook)
 
     service.execute(TOOL)
 

@@ -1,52 +1,115 @@
-"""The worker against the in-memory store and a fake run executor: claims, exactly-once
-across workers, everywhere mode, overlap, retries, lost runs. Real threads, real time,
-second-granularity schedules; assertions are on counts, never on durations."""
+"""The worker against the in-memory store, a fake run executor and a fake clock: claims,
+exactly-once across workers, everywhere mode, overlap, retries, catch-up, lost runs, an
+etcd outage. Time moves only through the fake clock, so nothing here waits in real time,
+and runs execute inline (on the scheduler thread) unless a test needs them concurrent."""
 
 from __future__ import annotations
 
+import functools
+import json
+import logging
 import threading
-import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import replace
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, replace
+from typing import ParamSpec, TypeVar
 
 import pytest
 
+from fakes.clock import START, FakeClock
 from maomao_cli.config import Settings, WorkerSettings
 from maomao_cli.keys import Keys
 from maomao_cli.models import Run, Schedule, Tool
 from maomao_cli.services.worker import Worker
+from maomao_cli.services.worker.claims import GuardValue
 from maomao_cli.store.base import Store
 from maomao_cli.store.memory import MemoryStore
 
 PREFIX = "/maomao"
+KEYS = Keys(PREFIX)
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class InlineExecutor(Executor):
+    """Runs each submitted call at once, on the submitting thread."""
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
+def inline_pool(workers: int, name: str) -> Executor:
+    return InlineExecutor()
+
+
+@dataclass(frozen=True)
+class Execution:
+    schedule: str
+    fire_time: float
+    member: str
+    attempt: int
+    trigger: str
+
+
+class Journal:
+    """What every fake run executor did, shared by the workers of a test."""
+
+    def __init__(self) -> None:
+        self.executions: list[Execution] = []
+        self.saved: list[Run] = []
+        self._cond = threading.Condition()
+
+    def add(self, item: Execution | Run) -> None:
+        with self._cond:
+            if isinstance(item, Run):
+                self.saved.append(item)
+            else:
+                self.executions.append(item)
+            self._cond.notify_all()
+
+    def wait_for(self, done: Callable[[Journal], bool]) -> None:
+        """Block (real time, bounded) until `done` holds: for runs on pool threads."""
+        with self._cond:
+            assert self._cond.wait_for(lambda: done(self), timeout=10), "it never happened"
+
+    def final(self) -> dict[tuple[float, int], Run]:
+        """The last record of each (fire time, attempt)."""
+        return {(r.fire_time or 0.0, r.attempt): r for r in self.saved}
 
 
 class FakeRuns:
-    """Records every execution; writes run records like the real service does."""
+    """Writes run records like the real service does; fails the first `failing` attempts
+    of each firing; holds each run until `gate` is set, if given."""
 
     def __init__(
         self,
         store: Store,
         member: str,
-        log: list[tuple[str, float, str, int]],
-        lock: threading.Lock,
-        fail_first: bool = False,
-        hold: float = 0.0,
+        journal: Journal,
+        clock: FakeClock,
+        *,
+        failing: int = 0,
+        gate: threading.Event | None = None,
     ) -> None:
         self.store = store
         self.member = member
-        self.log = log
-        self.lock = lock
-        self.fail_first = fail_first
-        self.hold = hold
-        self.keys = Keys(PREFIX)
+        self.journal = journal
+        self.clock = clock
+        self.failing = failing
+        self.gate = gate
 
     def new_run_id(self) -> str:
-        return f"{time.time():.6f}-{uuid.uuid4().hex[:6]}"
+        return f"{self.clock.now():.6f}-{uuid.uuid4().hex[:6]}"
 
     def save(self, run: Run) -> None:
-        self.store.put(self.keys.run(run.id), run.to_json())
+        self.store.put(KEYS.run(run.id), run.to_json())
+        self.journal.add(run)
 
     def execute(
         self,
@@ -63,23 +126,22 @@ class FakeRuns:
             tool=tool.name,
             member=self.member,
             status="running",
-            trigger=trigger,
+            trigger=trigger,  # type: ignore[arg-type]
             schedule=schedule,
             fire_time=fire_time,
-            attempt=attempt,  # type: ignore[arg-type]
-            started=time.time(),
+            attempt=attempt,
+            started=self.clock.now(),
         )
         self.save(run)
-        with self.lock:
-            self.log.append((schedule or "", fire_time or 0.0, self.member, attempt))
-        if self.hold:
-            (cancel or threading.Event()).wait(self.hold)
-        failed = self.fail_first and attempt == 1
+        self.journal.add(Execution(schedule or "", fire_time or 0.0, self.member, attempt, trigger))
+        if self.gate is not None:
+            assert self.gate.wait(10), "the test never opened the gate"
+        failed = attempt <= self.failing
         final = replace(
             run,
             status="failed" if failed else "succeeded",
             exit_code=1 if failed else 0,
-            finished=time.time(),
+            finished=self.clock.now(),
         )
         self.save(final)
         return final
@@ -90,114 +152,199 @@ def settings(**worker: object) -> Settings:
     return Settings(worker=replace(base, **worker))  # type: ignore[arg-type]
 
 
+@dataclass
+class Started:
+    worker: Worker
+    stop: threading.Event
+    thread: threading.Thread
+
+
+class Members:
+    """A few workers on one store and one fake clock."""
+
+    def __init__(self, store: MemoryStore, clock: FakeClock) -> None:
+        self.store = store
+        self.clock = clock
+        self.journal = Journal()
+        self.started: list[Started] = []
+
+    def start(
+        self,
+        names: list[str],
+        *,
+        concurrent: bool = False,
+        failing: int = 0,
+        gate: threading.Event | None = None,
+    ) -> list[Worker]:
+        def make_runs(store: Store, *, name: str) -> FakeRuns:
+            return FakeRuns(store, name, self.journal, self.clock, failing=failing, gate=gate)
+
+        fresh = []
+        for name in names:
+            worker = Worker(
+                settings(),
+                store_factory=lambda: self.store,
+                make_runs=functools.partial(make_runs, name=name),
+                member=name,
+                clock=self.clock,
+                make_pool=None if concurrent else inline_pool,
+            )
+            stop = threading.Event()
+            thread = threading.Thread(target=worker.run, args=(stop,), name=f"worker-{name}")
+            thread.start()
+            fresh.append(Started(worker, stop, thread))
+        for item in fresh:
+            assert item.worker.ready.wait(10)
+        self.started += fresh
+        # Each worker's loop and keep-alive wait on the clock: it is idle.
+        self.clock.wait_for_waiters(2 * len(self.started))
+        return [item.worker for item in fresh]
+
+    def stop(self) -> None:
+        for item in self.started:
+            item.stop.set()
+        # The loops notice at their next wake-up; shutdown waits on the clock too.
+        for _ in range(40):
+            if not any(item.thread.is_alive() for item in self.started):
+                break
+            self.clock.advance(0.5)
+        for item in self.started:
+            item.thread.join(10)
+            assert not item.thread.is_alive(), f"{item.thread.name} did not stop"
+
+    def tick(self, seconds: int) -> None:
+        """Let `seconds` of fake time pass, one second at a time."""
+        for _ in range(seconds):
+            self.clock.advance(1.0)
+
+
 @pytest.fixture
-def store() -> Iterator[MemoryStore]:
-    backend = MemoryStore()
-    keys = Keys(PREFIX)
-    backend.put(keys.tool("t"), Tool(name="t", image="img").to_json())
-    yield backend
+def clock() -> FakeClock:
+    return FakeClock()
 
 
-def start_workers(
-    store: MemoryStore,
-    names: list[str],
-    log: list[tuple[str, float, str, int]],
-    cfg: Settings | None = None,
-    **fake: object,
-) -> list[tuple[Worker, threading.Event, threading.Thread]]:
-    lock = threading.Lock()
-    started = []
-    for name in names:
-        worker = Worker(
-            cfg or settings(),
-            store_factory=lambda: store,
-            make_runs=lambda s, n=name: FakeRuns(s, n, log, lock, **fake),  # type: ignore[arg-type]
-            member=name,
-        )
-        stop = threading.Event()
-        thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
-        thread.start()
-        started.append((worker, stop, thread))
-    return started
+@pytest.fixture
+def store(clock: FakeClock) -> MemoryStore:
+    backend = MemoryStore(clock=clock.monotonic)
+    backend.put(KEYS.tool("t"), Tool(name="t", image="img").to_json())
+    return backend
 
 
-def stop_all(workers: list[tuple[Worker, threading.Event, threading.Thread]]) -> None:
-    for _, stop, _ in workers:
-        stop.set()
-    for _, _, thread in workers:
-        thread.join(30)
+@pytest.fixture
+def members(store: MemoryStore, clock: FakeClock) -> Iterator[Members]:
+    group = Members(store, clock)
+    yield group
+    group.stop()  # also when a test failed: no worker thread outlives its test
 
 
 def put_schedule(store: MemoryStore, **fields: object) -> Schedule:
     fields.setdefault("cron", "* * * * * *")
+    fields.setdefault("created", START)  # so no firing before START was missed
     schedule = Schedule(name="s", tool="t", **fields)  # type: ignore[arg-type]
-    store.put(Keys(PREFIX).schedule("s"), schedule.to_json())
+    store.put(KEYS.schedule("s"), schedule.to_json())
     return schedule
 
 
-def test_three_workers_run_each_firing_exactly_once(store: MemoryStore) -> None:
-    log: list[tuple[str, float, str, int]] = []
+def seconds_after_start(fire_times: list[float]) -> list[int]:
+    return sorted(int(f - START) for f in fire_times)
+
+
+def test_three_workers_run_each_firing_exactly_once(store: MemoryStore, members: Members) -> None:
     put_schedule(store)
-    workers = start_workers(store, ["a", "b", "c"], log)
-    time.sleep(5)
-    stop_all(workers)
-    fire_times = [f for _, f, _, _ in log]
-    assert len(fire_times) >= 3
-    assert len(fire_times) == len(set(fire_times)), "a firing ran twice"
-    span = int(max(fire_times) - min(fire_times)) + 1
-    assert len(fire_times) == span, "a firing is missing between the first and the last"
+    workers = members.start(["a", "b", "c"])
+    members.tick(5)
+    members.stop()
+    executions = members.journal.executions
+    assert seconds_after_start([e.fire_time for e in executions]) == [1, 2, 3, 4, 5]
+    assert sum(w.stats.claims_won for w in workers) == 5
+    assert sum(w.stats.claims_lost for w in workers) == 10, "every member tried every firing"
+    assert all(r.status == "succeeded" for r in members.journal.final().values())
 
 
-def test_everywhere_runs_each_firing_on_every_member(store: MemoryStore) -> None:
-    log: list[tuple[str, float, str, int]] = []
+def test_everywhere_runs_each_firing_on_every_member(store: MemoryStore, members: Members) -> None:
     put_schedule(store, mode="everywhere")
-    workers = start_workers(store, ["a", "b"], log)
-    time.sleep(4)
-    stop_all(workers)
-    by_fire: dict[float, list[str]] = {}
-    for _, fire, member, _ in log:
-        by_fire.setdefault(fire, []).append(member)
-    complete = [members for members in by_fire.values() if len(members) == 2]
-    assert complete, "no firing ran on both members"
-    assert all(sorted(m) == ["a", "b"] for m in by_fire.values() if len(m) == 2)
-    assert all(len(m) <= 2 for m in by_fire.values())
+    members.start(["a", "b"])
+    members.tick(4)
+    members.stop()
+    by_fire: dict[int, list[str]] = {}
+    for e in members.journal.executions:
+        by_fire.setdefault(int(e.fire_time - START), []).append(e.member)
+    assert {k: sorted(v) for k, v in by_fire.items()} == {k: ["a", "b"] for k in (1, 2, 3, 4)}
 
 
-def test_failed_run_is_retried_with_backoff(store: MemoryStore) -> None:
-    log: list[tuple[str, float, str, int]] = []
-    put_schedule(store, cron="0 0 1 1 *", retries=1)  # never fires by itself this year
-    workers = start_workers(store, ["a"], log, fail_first=True)
-    worker = workers[0][0]
-    # Fire once by hand through the heap, as the loop would.
-    time.sleep(0.5)
-    from maomao_cli.services.worker import _Due
-
-    with worker._cond:
-        tracked = worker._schedules["s"]
-        # A fire time of now: within the misfire grace, so it runs rather than being skipped.
-        fire = float(int(time.time()))
-        worker._push(_Due(time.time(), 0, "s", fire, tracked.generation))
-        worker._cond.notify_all()
-    time.sleep(2.5)
-    stop_all(workers)
-    attempts = sorted(a for _, f, _, a in log if f == fire)
-    assert attempts == [1, 2]
+def test_failed_run_is_retried_with_backoff(store: MemoryStore, members: Members) -> None:
+    put_schedule(store, cron="41 * * * * *", retries=1)  # START is at :40
+    members.start(["a"], failing=1)
+    members.tick(2)
+    members.stop()
+    fire = START + 1
+    assert [(e.fire_time, e.attempt, e.trigger) for e in members.journal.executions] == [
+        (fire, 1, "schedule"),
+        (fire, 2, "retry"),
+    ]
+    final = members.journal.final()
+    assert final[fire, 1].status == "failed" and final[fire, 2].status == "succeeded"
+    assert final[fire, 2].started == pytest.approx(fire + 0.2)  # [worker] backoff
 
 
-def test_overlap_forbidden_records_skipped(store: MemoryStore) -> None:
-    log: list[tuple[str, float, str, int]] = []
+def test_retries_back_off_exponentially_then_give_up(store: MemoryStore, members: Members) -> None:
+    put_schedule(store, cron="41 * * * * *", retries=2)
+    members.start(["a"], failing=99)
+    members.tick(4)
+    members.stop()
+    final = members.journal.final()
+    assert sorted(final) == [(START + 1, 1), (START + 1, 2), (START + 1, 3)]
+    starts = [final[START + 1, attempt].started or 0.0 for attempt in (1, 2, 3)]
+    assert starts == pytest.approx([START + 1, START + 1.2, START + 1.6])  # 0.2, then 0.4
+    assert all(r.status == "failed" for r in final.values())
+
+
+def test_overlap_forbidden_records_skipped(store: MemoryStore, members: Members) -> None:
     put_schedule(store)
-    workers = start_workers(store, ["a"], log, hold=2.5)
-    time.sleep(4)
-    stop_all(workers)
-    runs = [Run.from_json(e.value) for e in store.scan(Keys(PREFIX).runs())]
-    skipped = [r for r in runs if r.status == "skipped"]
-    assert skipped and all("overlap" in (r.error or "") for r in skipped)
+    gate = threading.Event()
+    members.start(["a"], concurrent=True, gate=gate)
+    members.tick(1)
+    members.journal.wait_for(lambda j: len(j.executions) == 1)  # started, held at the gate
+    members.tick(1)
+    members.journal.wait_for(lambda j: any(r.status == "skipped" for r in j.saved))
+    gate.set()
+    members.journal.wait_for(lambda j: j.final()[START + 1, 1].status == "succeeded")
+    members.stop()
+    final = members.journal.final()
+    assert final[START + 1, 1].status == "succeeded"
+    skipped = final[START + 2, 1]
+    assert skipped.status == "skipped" and "overlap" in (skipped.error or "")
+    busy = store.get(KEYS.firing("s", int(START + 2)))
+    assert busy is not None and json.loads(busy.value)["skipped"] == "overlap"
 
 
-def test_runs_of_a_dead_member_are_marked_lost_and_retried(store: MemoryStore) -> None:
-    keys = Keys(PREFIX)
-    put_schedule(store, cron="0 0 1 1 *", retries=2)
+def test_a_missed_firing_within_the_grace_window_is_caught_up(
+    store: MemoryStore, members: Members
+) -> None:
+    put_schedule(
+        store, cron="39 * * * * *", grace=5.0, created=START - 60
+    )  # last fired 1 s before START
+    members.start(["a"])
+    members.stop()
+    [caught_up] = members.journal.executions
+    assert (caught_up.fire_time, caught_up.trigger) == (START - 1, "catch-up")
+
+
+def test_a_missed_firing_beyond_the_grace_window_is_not_run(
+    store: MemoryStore, members: Members
+) -> None:
+    put_schedule(
+        store, cron="30 * * * * *", grace=5.0, created=START - 60
+    )  # last fired 10 s before START
+    members.start(["a"])
+    members.stop()
+    assert members.journal.executions == []
+
+
+def test_runs_of_a_dead_member_are_marked_lost_and_retried(
+    store: MemoryStore, members: Members
+) -> None:
+    put_schedule(store, cron="0 0 1 1 *", retries=2)  # does not fire during the test
     orphan = Run(
         id="orphan",
         tool="t",
@@ -206,32 +353,83 @@ def test_runs_of_a_dead_member_are_marked_lost_and_retried(store: MemoryStore) -
         trigger="schedule",
         schedule="s",
         fire_time=1_700_000_000.0,
-        started=time.time() - 5,
+        started=START - 5,
     )
-    store.put(keys.run("orphan"), orphan.to_json())
-    log: list[tuple[str, float, str, int]] = []
-    workers = start_workers(store, ["a", "b"], log)
-    time.sleep(2)
-    stop_all(workers)
-    lost = Run.from_json(store.get(keys.run("orphan")).value)  # type: ignore[union-attr]
-    assert lost.status == "lost"
-    retries = [(f, a) for _, f, _, a in log if f == 1_700_000_000.0]
-    assert retries == [(1_700_000_000.0, 2)], "exactly one live worker retries the lost run"
+    store.put(KEYS.run("orphan"), orphan.to_json())
+    # The ghost's overlap guard, still there (its lease has not expired yet).
+    store.put(KEYS.active("s"), GuardValue("ghost", 1_700_000_000.0).encode())
+    members.start(["a", "b"])  # the retry is queued on connect and runs at once
+    members.stop()
+    lost = store.get(KEYS.run("orphan"))
+    assert lost is not None and Run.from_json(lost.value).status == "lost"
+    retries = [(e.fire_time, e.attempt, e.trigger) for e in members.journal.executions]
+    assert retries == [(1_700_000_000.0, 2, "retry")], "exactly one live worker retries it"
+    assert store.get(KEYS.active("s")) is None, "the lost run's guard was released"
 
 
-def test_paused_schedule_does_not_fire(store: MemoryStore) -> None:
-    log: list[tuple[str, float, str, int]] = []
+def test_paused_schedule_does_not_fire(store: MemoryStore, members: Members) -> None:
     put_schedule(store, paused=True)
-    workers = start_workers(store, ["a"], log)
-    time.sleep(2.5)
-    stop_all(workers)
-    assert log == []
+    [worker] = members.start(["a"])
+    members.tick(3)
+    members.stop()
+    assert members.journal.executions == []
+    assert (worker.stats.claims_won, worker.stats.claims_lost) == (0, 0)
 
 
-def test_member_entry_lives_on_a_lease_and_leaves_on_stop(store: MemoryStore) -> None:
-    log: list[tuple[str, float, str, int]] = []
-    workers = start_workers(store, ["a"], log)
-    time.sleep(0.5)
-    assert store.get(Keys(PREFIX).member("a")) is not None
-    stop_all(workers)
-    assert store.get(Keys(PREFIX).member("a")) is None
+class Seen(logging.Handler):
+    """Sets `seen` when a record containing `text` is logged (from any thread)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.seen.set()
+
+
+def test_a_schedule_added_while_running_fires(
+    store: MemoryStore, members: Members, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="maomao.worker")
+    members.start(["a"])
+    followed = Seen("schedule s: * * * * * * (UTC)")
+    logging.getLogger("maomao.worker").addHandler(followed)
+    try:
+        put_schedule(store)  # reaches the worker through its watch
+        assert followed.seen.wait(10)
+    finally:
+        logging.getLogger("maomao.worker").removeHandler(followed)
+    members.tick(2)
+    members.stop()
+    assert seconds_after_start([e.fire_time for e in members.journal.executions]) == [1, 2]
+
+
+def test_member_entry_lives_on_a_lease_and_leaves_on_stop(
+    store: MemoryStore, members: Members
+) -> None:
+    members.start(["a"])
+    members.tick(5)  # beyond the lease TTL: the keep-alive renews it
+    entry = store.get(KEYS.member("a"))
+    assert entry is not None and entry.lease != 0
+    members.stop()
+    assert store.get(KEYS.member("a")) is None
+
+
+def test_an_etcd_outage_loses_no_firing_and_runs_none_twice(
+    store: MemoryStore, members: Members, caplog: pytest.LogCaptureFixture
+) -> None:
+    put_schedule(store)
+    members.start(["a"])
+    caplog.set_level(logging.INFO, logger="maomao.worker")
+    members.tick(1)
+    store.down = True
+    members.tick(3)
+    assert seconds_after_start([e.fire_time for e in members.journal.executions]) == [1]
+    store.down = False
+    members.tick(3)
+    members.stop()
+    ran = seconds_after_start([e.fire_time for e in members.journal.executions])
+    assert ran == list(range(1, ran[-1] + 1)) and ran[-1] >= 6, ran
+    assert "etcd unreachable" in caplog.text and "etcd reachable again" in caplog.text

@@ -8,7 +8,8 @@ Every other call uses [docker] api_timeout, so an unreachable engine fails in se
 
 Every container runs with the same safe defaults: not privileged, every capability
 dropped, no-new-privileges, memory and process limits, the tool's network, an optional
-user, and exactly one bind mount: the tool's data directory.
+user, exactly one bind mount (the tool's data directory), /tmp in memory with a size cap,
+and Docker's log rotation.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import DockerSettings
 from ..errors import ContainerError, Unavailable
 from ..ports import ContainerResult, ContainerSpec, ContainerStatus, PullProgress
+from ..validation import memory_bytes
 
 if TYPE_CHECKING:
     import docker
@@ -245,6 +247,8 @@ class DockerRunner:
             mem_limit=spec.memory,
             pids_limit=spec.pids,
             network_mode=spec.network,
+            log_config=log_config(spec),
+            tmpfs=tmpfs(spec),
         )
         return config
 
@@ -377,6 +381,23 @@ class DockerRunner:
             if client is not None:
                 client.close()
             done.set()
+
+
+def log_config(spec: ContainerSpec) -> dict[str, Any]:
+    """Rotated json-file logs whatever the daemon's default driver: a chatty tool cannot
+    fill Docker's disk, and the log stream the runner reads stays available."""
+    return {
+        "type": "json-file",
+        "config": {"max-size": spec.log_max_size, "max-file": str(spec.log_max_files)},
+    }
+
+
+def tmpfs(spec: ContainerSpec) -> dict[str, str]:
+    """/tmp in memory, capped at the run's memory limit (its pages count against that
+    limit too), so scratch files never reach the host's disk. exec and a sticky 1777
+    keep /tmp as tools expect it; nosuid and nodev as Docker's own default."""
+    size = memory_bytes(spec.memory)
+    return {"/tmp": f"rw,exec,nosuid,nodev,mode=1777,size={size}"}
 
 
 def _result(

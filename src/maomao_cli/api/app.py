@@ -2,7 +2,8 @@
 
 `create_app(services)` is the whole wiring: the routes (one module per resource group,
 in `api/routes/` and `api/events.py`) reach the services through `api/deps.py`, and
-`api/errors.py` turns every failure into one JSON error body.
+`api/errors.py` turns every failure into one JSON error body. Every JSON body is written
+by `api/responses.py`, which escapes the control characters a terminal would act on.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from .. import __version__
 from ..composition import Services
 from . import events
 from .errors import ERROR_RESPONSES, install_error_handlers
+from .guard import PathCheck
 from .launcher import RunLauncher
+from .responses import SafeJSONResponse
 from .routes import datasets, legacy, members, runs, schedules, spikes, tools
 
 
@@ -37,9 +40,12 @@ def create_app(services: Services) -> FastAPI:
         redoc_url=None,
         responses=ERROR_RESPONSES,
         lifespan=lifespan,
+        default_response_class=SafeJSONResponse,
     )
     app.state.services = services
     app.state.launcher = launcher
+    app.state.stream_slots = events.StreamSlots(services.settings.serve.max_streams)
+    app.add_middleware(PathCheck)
     install_error_handlers(app)
     app.include_router(legacy.router)
     for group in (tools, datasets, schedules, runs, spikes, members, events):

@@ -5,6 +5,10 @@ asyncio queue from their threads. A run is sent when its status changes (not on 
 log-tail update); a spike when it is written. Each event's id is its etcd revision, so a
 client that reconnects with Last-Event-ID resumes exactly where it stopped (within
 etcd's compaction window).
+
+Each stream holds two feed threads and two etcd watches, so at most `[serve] max_streams`
+are open at once (503 beyond); a stream's slot is given back as soon as its client goes
+away, whether or not the stream had started.
 """
 
 from __future__ import annotations
@@ -14,25 +18,84 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from ..composition import Services
 from ..errors import MaomaoError
 from ..models import Run, Spike
 from ..services.feeds import Feed
 from .deps import ServicesDep
+from .errors import Refused
 
 log = logging.getLogger("maomao.api")
 
 KEEPALIVE_SECONDS = 15.0  # a comment line this often lets proxies and clients see a live stream
 STATUSES_KEPT = 10_000  # bounds the memory of a long-lived stream
+RETRY_AFTER_SECONDS = 10
 
 router = APIRouter(tags=["events"])
+
+
+class StreamSlots:
+    """At most `limit` event streams at once."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> None:
+        with self._lock:
+            if self.open >= self.limit:
+                raise Refused(
+                    503,
+                    "too-many-streams",
+                    f"{self.open} event streams are open, the most [serve] max_streams allows",
+                    retry_after=RETRY_AFTER_SECONDS,
+                )
+            self.open += 1
+
+    def give_back(self) -> None:
+        with self._lock:
+            self.open -= 1
+
+
+class EventStreamResponse(StreamingResponse):
+    """A stream that ends when its client goes away (listened for, not only noticed at
+    the next send), then cancels its feeds and gives its slot back, exactly once."""
+
+    def __init__(self, feeds: Feeds, slots: StreamSlots) -> None:
+        super().__init__(
+            stream(feeds),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self._feeds = feeds
+        self._slots = slots
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with anyio.create_task_group() as group:
+
+                async def until_done(part: Callable[[], Awaitable[None]]) -> None:
+                    await part()
+                    group.cancel_scope.cancel()
+
+                group.start_soon(until_done, partial(self.stream_response, send))
+                await until_done(partial(self.listen_for_disconnect, receive))
+        except* OSError:
+            pass  # the client went away while an event was being sent
+        finally:
+            self._feeds.cancel()
+            self._slots.give_back()
 
 
 @router.get(
@@ -42,12 +105,14 @@ router = APIRouter(tags=["events"])
 )
 async def stream_events(request: Request, services: ServicesDep) -> StreamingResponse:
     """Server-sent events: `run` (a run's status changed) and `spike` (a new spike)."""
-    feeds = await run_in_threadpool(open_feeds, services, request.headers.get("last-event-id"))
-    return StreamingResponse(
-        stream(feeds),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    slots: StreamSlots = request.app.state.stream_slots  # set by create_app
+    slots.take()
+    try:
+        feeds = await run_in_threadpool(open_feeds, services, request.headers.get("last-event-id"))
+        return EventStreamResponse(feeds, slots)
+    except BaseException:
+        slots.give_back()
+        raise
 
 
 @dataclass(frozen=True)

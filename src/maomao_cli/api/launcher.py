@@ -1,5 +1,10 @@
 """Run-now for the API: each run in a background thread through the run service; the
-request is answered as soon as the `running` record is in etcd."""
+request is answered as soon as the `running` record is in etcd.
+
+The runs share `[worker] max_parallel` with this member's worker: the runs started here
+and those the worker reports running (its member record) never exceed it together, so
+no flood of requests starts a flood of containers; beyond it a request is refused (429).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,11 @@ import time
 from ..composition import Services
 from ..errors import MaomaoError, Unavailable
 from ..models import Run
+from .errors import Refused
 
 log = logging.getLogger("maomao.api")
+
+RETRY_AFTER_SECONDS = 10
 
 
 class RunLauncher:
@@ -20,10 +28,21 @@ class RunLauncher:
         self.cancel = threading.Event()
         self._threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
+        self.limit = services.settings.worker.max_parallel
+
+    def running(self) -> int:
+        with self._lock:
+            return len(self._threads)
+
+    def _worker_running(self) -> int:
+        """The runs this member's worker reports (0 when no worker of this member lives)."""
+        member = self.services.settings.member
+        return sum(m.running for m in self.services.members.live() if m.name == member)
 
     def start(self, tool_name: str) -> Run:
         """The run's first record, once saved; the run goes on in the background."""
         tool = self.services.registry.get_tool(tool_name)
+        worker_running = self._worker_running()
         runs = self.services.runs
         run_id = runs.new_run_id()
         recorded = threading.Event()
@@ -49,7 +68,16 @@ class RunLauncher:
                     self._threads.discard(threading.current_thread())
 
         thread = threading.Thread(target=work, name=f"maomao-run-{run_id}", daemon=True)
-        with self._lock:
+        with self._lock:  # the count and the new thread in one step: no race past the limit
+            busy = len(self._threads) + worker_running
+            if busy >= self.limit:
+                raise Refused(
+                    429,
+                    "too-many-runs",
+                    f"{busy} runs are running on member {self.services.settings.member!r}, "
+                    f"the most [worker] max_parallel ({self.limit}) allows",
+                    retry_after=RETRY_AFTER_SECONDS,
+                )
             self._threads.add(thread)
         thread.start()
         recorded.wait(self.services.settings.etcd.timeout * 3)

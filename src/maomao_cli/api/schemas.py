@@ -3,9 +3,10 @@ so the OpenAPI document always matches what etcd holds; only bodies live here.
 
 Request bodies are strict (no "1" for 1, no 1 for true): a wrong type is refused with
 422 instead of being guessed. The 2019 bodies ignore unknown fields, as the 2019 servers
-did; the v1 bodies refuse them. Bodies check types only: `spec()` translates a tool or
-dataset body into the registry's input type, whose rules refuse a bad value (400) with
-the message the CLI gives.
+did; the v1 bodies refuse them. Bodies check types and what the schema can say (a
+required string is not empty; a schedule has `cron` or `every`, 422): `spec()` translates
+a tool or dataset body into the registry's input type, whose rules refuse a bad value
+(400) with the message the CLI gives.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..models import Dataset, Schedule, Tool
 from ..services.registry import DatasetSpec, ToolSpec
@@ -23,6 +24,8 @@ from ..validation import NAME_RULE
 # by the services, like every other rule, so HTTP and CLI refuse with the same message.
 NAME_DOC: dict[str, Any] = {"pattern": f"^{NAME_RULE}$"}
 Name = Annotated[str, Field(json_schema_extra=NAME_DOC)]
+# An image or a URL is never empty; the services check the rest of its rule.
+Required = Annotated[str, Field(min_length=1)]
 
 
 class _Legacy(BaseModel):
@@ -51,7 +54,7 @@ Frequency = Literal["hourly", "daily", "weekly"]
 
 class LegacyRegister(_Legacy):
     name: Name
-    url: str = Field(description="The Docker image of the tool (the 2019 name of the field).")
+    url: Required = Field(description="The Docker image of the tool (the 2019 name of the field).")
 
     def spec(self) -> ToolSpec:
         return ToolSpec(name=self.name, image=self.url)
@@ -68,7 +71,7 @@ class LegacyRun(_Legacy):
 
 class LegacyDataset(_Legacy):
     name: Name
-    url: str
+    url: Required
 
     def spec(self) -> DatasetSpec:
         return DatasetSpec(name=self.name, url=self.url)
@@ -93,7 +96,7 @@ class LegacyDatasetOut(BaseModel):
 
 class ToolCreate(_Strict):
     name: Name
-    image: str
+    image: Required
     dataset: Name | None = None
     author: str | None = None
     description: str | None = None
@@ -105,6 +108,9 @@ class ToolCreate(_Strict):
     user: str | None = None
     data_subdir: str | None = None
     sensitivity: float | None = None
+    max_data: str | int | None = Field(
+        default=None, description="Most the data directory may hold: bytes, or a size like 500m."
+    )
 
     def spec(self) -> ToolSpec:
         return ToolSpec(**self.model_dump())
@@ -112,7 +118,7 @@ class ToolCreate(_Strict):
 
 class DatasetCreate(_Strict):
     name: Name
-    url: str
+    url: Required
     branch: str | None = None
     push: bool = False
     depth: int | None = None
@@ -121,7 +127,18 @@ class DatasetCreate(_Strict):
         return DatasetSpec(**self.model_dump())
 
 
+# Exactly one of `cron` and `every`, as a string: said in the schema, checked by the body.
+_ONE_SCHEDULE: dict[str, Any] = {
+    "oneOf": [
+        {"required": ["cron"], "properties": {"cron": {"type": "string"}}},
+        {"required": ["every"], "properties": {"every": {"type": "string"}}},
+    ]
+}
+
+
 class ScheduleCreate(_Strict):
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra=_ONE_SCHEDULE)
+
     tool: Name
     cron: str | None = Field(None, description="5 or 6 cron fields; or give `every`.")
     every: Frequency | None = None
@@ -132,6 +149,12 @@ class ScheduleCreate(_Strict):
     overlap: bool = False
     retries: int | None = None
     grace: float | None = None
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> ScheduleCreate:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError("give exactly one of cron and every")
+        return self
 
 
 class RunCreate(_Strict):

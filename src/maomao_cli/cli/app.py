@@ -84,9 +84,11 @@ app.command("serve")(serve_cmd.serve)
 def _setup_logging() -> None:
     import logging
 
+    from .output import safe
+
     class OneLine(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:
-            return f"{record.levelname.lower()}: {record.getMessage()}"
+            return f"{record.levelname.lower()}: {safe(record.getMessage())}"
 
     logger = logging.getLogger("maomao")
     if not logger.handlers:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import BadInput
+from .output import safe
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -38,9 +39,8 @@ def terminal_chart(
             {"up": "▲", "down": "▼"}.get(marks.get(p.sortable, ""), " "),
             style="red" if marks.get(p.sortable) == "up" else "blue",
         )
-    text.append(
-        f"\nmin {low:.6g}  max {high:.6g}  from {shown[0].sortable} to {shown[-1].sortable}"
-    )
+    first, last = safe(shown[0].sortable), safe(shown[-1].sortable)  # a container wrote them
+    text.append(f"\nmin {low:.6g}  max {high:.6g}  from {first} to {last}")
     return text
 
 

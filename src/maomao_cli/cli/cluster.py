@@ -197,7 +197,7 @@ def join(
         return
     state.out.success(
         f"joined as voting member {member.name} ({member.member_id:x}) on {member.endpoint}; "
-        f"members: {', '.join(joined.members)}"
+        f"members: {output.safe_markup(', '.join(joined.members))}"
     )
     _print_worker_config(state, snippet, joined.endpoints_file)
 
@@ -224,7 +224,8 @@ def leave(
         )
         return
     state.out.success(
-        f"member {left.name} left the cluster; remaining: {', '.join(left.remaining) or 'none'}"
+        f"member {output.safe_markup(left.name)} left the cluster; "
+        f"remaining: {output.safe_markup(', '.join(left.remaining)) or 'none'}"
     )
 
 

@@ -34,9 +34,8 @@ def add(
     spec = DatasetSpec(name=name, url=url, branch=branch, push=push, depth=depth)
     state = use(ctx)
     dataset, created = state.services.registry.add_dataset(spec)
-    state.out.success(
-        f"{'added' if created else 'updated'} dataset [bold]{dataset.name}[/bold] → {dataset.url}"
-    )
+    name, url = output.safe_markup(dataset.name), output.safe_markup(dataset.url)
+    state.out.success(f"{'added' if created else 'updated'} dataset [bold]{name}[/bold] → {url}")
 
 
 @app.command("list")
@@ -83,7 +82,7 @@ def show(
         state.out.print_json(dataset.to_dict())
         return
     for key, value in dataset.to_dict().items():
-        state.out.print(f"[bold]{key}[/bold]: {value}", markup=True)
+        state.out.print(f"[bold]{key}[/bold]: {output.safe_markup(str(value))}", markup=True)
 
 
 @app.command("rm")
@@ -91,7 +90,7 @@ def rm(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     """Remove a dataset from the registry (local clones stay)."""
     state = use(ctx)
     dataset = state.services.registry.remove_dataset(name)
-    state.out.success(f"removed dataset [bold]{dataset.name}[/bold]")
+    state.out.success(f"removed dataset [bold]{output.safe_markup(dataset.name)}[/bold]")
 
 
 @app.command("clone")
@@ -109,7 +108,9 @@ def clone(
     service = state.services.datasets
     with GitProgress(state.out) as progress:
         path = service.clone(name, Path(dest) if dest else None, progress=progress)
-    state.out.success(f"cloned dataset [bold]{name}[/bold] into {path}")
+    state.out.success(
+        f"cloned dataset [bold]{output.safe_markup(name)}[/bold] into {output.safe_markup(str(path))}"
+    )
 
 
 @app.command("pull")
@@ -133,7 +134,8 @@ def pull(ctx: typer.Context, name: str = typer.Argument(..., help="Dataset name.
         "fast-forward": f"fast-forwarded to {head}",
         "merged": f"merged the remote changes ({head})",
     }
-    state.out.success(f"dataset [bold]{name}[/bold] {messages.get(result.outcome, result.outcome)}")
+    outcome = output.safe_markup(messages.get(result.outcome, result.outcome))
+    state.out.success(f"dataset [bold]{output.safe_markup(name)}[/bold] {outcome}")
 
 
 @app.command("push")
@@ -141,7 +143,7 @@ def push(ctx: typer.Context, name: str = typer.Argument(..., help="Dataset name.
     """Push this member's local commits now (runs push on their own when --push is set)."""
     state = use(ctx)
     state.services.datasets.push(name)
-    state.out.success(f"pushed dataset [bold]{name}[/bold]")
+    state.out.success(f"pushed dataset [bold]{output.safe_markup(name)}[/bold]")
 
 
 @app.command("status")
@@ -170,8 +172,7 @@ def status(
             }
         )
         return
-    from rich.markup import escape
-
+    escape = output.safe_markup  # file names and the push error come from the remote
     con = state.out.console
     con.print(f"[bold]{escape(name)}[/bold] at {escape(str(path))} on {escape(st.branch)}")
     con.print(f"  ahead {st.ahead} (local commits not pushed), behind {st.behind}")
@@ -233,6 +234,7 @@ class GitProgress:
             self._progress.start()
         task = self._tasks.get(phase)
         if task is None:
-            task = self._progress.add_task(phase, total=total or None)
+            # The remote wrote the phase; a task description is markup.
+            task = self._progress.add_task(output.safe_markup(phase), total=total or None)
             self._tasks[phase] = task
         self._progress.update(task, completed=done, total=total or None)

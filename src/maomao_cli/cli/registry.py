@@ -39,6 +39,13 @@ def register(
     sensitivity: float | None = typer.Option(
         None, "--sensitivity", help="Spike detector sensitivity for this tool."
     ),
+    max_data: str | None = typer.Option(
+        None,
+        "--max-data",
+        metavar="SIZE",
+        help="Most its data directory may hold, e.g. 500m or 2g (each member keeps the "
+        "lower of this and its own [data] max_tool_bytes).",
+    ),
 ) -> None:
     """Register a tool (a dockerized collector), or update it if it exists."""
     from ..services.registry import ToolSpec
@@ -57,18 +64,20 @@ def register(
         user=user,
         data_subdir=data_subdir,
         sensitivity=sensitivity,
+        max_data=max_data,
     )
     state = use(ctx)
     tool, created = state.services.registry.register_tool(spec)
     verb = "registered" if created else "updated"
-    state.out.success(f"{verb} tool [bold]{tool.name}[/bold] → {tool.image}")
+    name, image = output.safe_markup(tool.name), output.safe_markup(tool.image)
+    state.out.success(f"{verb} tool [bold]{name}[/bold] → {image}")
 
 
 def unregister(ctx: typer.Context, name: str = typer.Argument(..., help="Tool name.")) -> None:
     """Remove a tool from the registry (its data and runs stay)."""
     state = use(ctx)
     tool = state.services.registry.unregister_tool(name)
-    state.out.success(f"unregistered tool [bold]{tool.name}[/bold]")
+    state.out.success(f"unregistered tool [bold]{output.safe_markup(tool.name)}[/bold]")
 
 
 def tools(

@@ -98,7 +98,7 @@ def run_now(state: CliState, name: str) -> None:
         raise Interrupted(f"interrupted: {summary}; the container was stopped and removed")
     if record.status != "succeeded":
         raise RunFailed(summary + (f": {record.error}" if record.error else ""))
-    state.out.success(summary)
+    state.out.success(output.safe_markup(summary))
     if record.warning:
         state.out.note(f"warning: {record.warning}")
 
@@ -178,7 +178,8 @@ class PullDisplay:
             if event.layer is None:
                 return
             task = self._tasks.get(event.layer)
-            description = f"{event.layer} {event.status.lower()}"
+            # The registry chose these strings; a task description is markup.
+            description = output.safe_markup(f"{event.layer} {event.status.lower()}")
             if task is None:
                 task = self._progress.add_task(description, total=event.total)
                 self._tasks[event.layer] = task
@@ -247,8 +248,6 @@ def runs(
     if not found:
         state.out.note("no runs recorded" + (f" for tool {tool}" if tool else ""))
         return
-    from rich.markup import escape
-
     state.out.print(
         output.table(
             "Runs",
@@ -257,13 +256,13 @@ def runs(
                 (
                     r.id,
                     r.tool,
-                    f"[{_STATUS_STYLE.get(r.status, '')}]{r.status}[/]",
+                    output.styled(r.status, _STATUS_STYLE.get(r.status, "")),
                     "-" if r.exit_code is None else str(r.exit_code),
                     r.member,
                     r.trigger if r.schedule is None else f"{r.trigger} ({r.schedule})",
                     output.when(r.started),
                     output.duration(r.duration),
-                    escape(r.error or ""),
+                    r.error or "",
                 )
                 for r in found
             ),
@@ -272,14 +271,19 @@ def runs(
 
 
 def logs(
-    ctx: typer.Context, run_id: str = typer.Argument(..., help="Run id, from `maomao runs`.")
+    ctx: typer.Context,
+    run_id: str = typer.Argument(..., help="Run id, from `maomao runs`."),
+    raw: bool = typer.Option(
+        False, "--raw", help="Print the output as the container wrote it, escape sequences too."
+    ),
 ) -> None:
-    """Print the stored output tail of a run."""
+    """Print the stored output tail of a run (control characters shown escaped)."""
     state = use(ctx)
     record = state.services.runs.get(run_id)
     if not record.log_tail:
         state.out.note(f"run {record.id} recorded no output")
         return
-    for line in record.log_tail:
-        sys.stdout.write(line + "\n")
+    # The container wrote these lines: escaped, unless the user asked for them as they are.
+    shown = record.log_tail if raw else [output.safe(line) for line in record.log_tail]
+    sys.stdout.write("".join(line + "\n" for line in shown))
     sys.stdout.flush()

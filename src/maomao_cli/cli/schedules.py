@@ -55,12 +55,13 @@ def create_schedule(
     upcoming = context.schedules.upcoming(schedule, time.time(), 3)
     verb = "scheduled" if created else "rescheduled"
     where = "on every member" if schedule.mode == "everywhere" else "once per firing"
-    state.out.success(
-        f"{verb} [bold]{schedule.tool}[/bold] as [bold]{schedule.name}[/bold]: "
-        f"{schedule.cron} ({schedule.timezone}), {where}"
+    tool, name, when = (
+        output.safe_markup(text)
+        for text in (schedule.tool, schedule.name, f"{schedule.cron} ({schedule.timezone})")
     )
+    state.out.success(f"{verb} [bold]{tool}[/bold] as [bold]{name}[/bold]: {when}, {where}")
     for epoch in upcoming:
-        state.out.print(f"  next: {_local(epoch, schedule.timezone)}")
+        state.out.print(f"  next: {_local(epoch, schedule.timezone)}", markup=False)
     state.out.note("every running `maomao worker` picks it up at once")
 
 
@@ -143,7 +144,7 @@ def show(
         )
         return
     for key, value in schedule.to_dict().items():
-        state.out.print(f"{key}: {value}", markup=False)
+        state.out.print(output.safe(f"{key}: {value}"), markup=False)
     for epoch in upcoming:
         state.out.print(f"next: {_local(epoch, schedule.timezone)}", markup=False)
 
@@ -153,7 +154,7 @@ def pause(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     """Pause a schedule (workers stop firing it)."""
     state = use(ctx)
     state.services.schedules.set_paused(name, True)
-    state.out.success(f"paused schedule [bold]{name}[/bold]")
+    state.out.success(f"paused schedule [bold]{output.safe_markup(name)}[/bold]")
 
 
 @app.command("resume")
@@ -161,7 +162,7 @@ def resume(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     """Resume a paused schedule."""
     state = use(ctx)
     state.services.schedules.set_paused(name, False)
-    state.out.success(f"resumed schedule [bold]{name}[/bold]")
+    state.out.success(f"resumed schedule [bold]{output.safe_markup(name)}[/bold]")
 
 
 @app.command("rm")
@@ -169,4 +170,4 @@ def rm(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     """Remove a schedule (its runs stay)."""
     state = use(ctx)
     state.services.schedules.remove(name)
-    state.out.success(f"removed schedule [bold]{name}[/bold]")
+    state.out.success(f"removed schedule [bold]{output.safe_markup(name)}[/bold]")

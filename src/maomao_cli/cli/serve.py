@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
-from .state import use
+from .state import CliState, use
+
+if TYPE_CHECKING:
+    import socket
+
+    from ..config import Settings
 
 
 def serve(
@@ -18,20 +25,21 @@ def serve(
 ) -> None:
     """Serve the HTTP API (the 2019 routes and /v1/) until interrupted.
 
-    Any address other than loopback needs a token ([serve] token or MAOMAO_SERVE_TOKEN);
-    with a token set, every request must send `Authorization: Bearer <token>`.
+    Every request must send `Authorization: Bearer <token>`: [serve] token (or
+    MAOMAO_SERVE_TOKEN), else a token made at the first start and kept in
+    <statedir>/api-token. Any address other than loopback needs the token set. The Host
+    header must name the address served (on loopback: localhost, 127.0.0.1 or [::1]) or
+    a name in [serve] allowed_hosts.
     """
     state = use(ctx)
-    import socket
-
-    from ..errors import BadInput, Unavailable
+    from ..errors import BadInput
 
     services = state.services
     settings = services.settings.serve
     bind_host = host if host is not None else settings.host
     bind_port = port if port is not None else settings.port
 
-    from ..api.guard import is_loopback
+    from ..api.guard import allowed_hosts, is_loopback
 
     if not is_loopback(bind_host) and not settings.token:
         raise BadInput(
@@ -40,17 +48,9 @@ def serve(
         )
     if settings.max_body < 1:
         raise BadInput("[serve] max_body must be at least 1 byte")
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            bind_host, bind_port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        sock = socket.socket(family, kind, proto)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError as exc:
-        raise Unavailable(
-            f"cannot listen on {bind_host}:{bind_port}: {exc.strerror or exc}"
-        ) from None
+    hosts = allowed_hosts(bind_host, settings.allowed_hosts)
+    token = _token(state, services.settings)
+    sock = _listen(bind_host, bind_port)
 
     import uvicorn  # the web stack loads only for `maomao serve`
 
@@ -58,12 +58,11 @@ def serve(
     from ..api.guard import guard
 
     services.registry  # noqa: B018 - build the shared store before request threads race for it
-    guarded = guard(create_app(services), max_body=settings.max_body, token=settings.token)
+    guarded = guard(create_app(services), max_body=settings.max_body, token=token, hosts=hosts)
     shown = f"[{bind_host}]" if ":" in bind_host else bind_host
     actual_port = sock.getsockname()[1]
     state.out.err_console.print(
-        f"maomao serve: http://{shown}:{actual_port}"
-        + (" (bearer token required)" if settings.token else ""),
+        f"maomao serve: http://{shown}:{actual_port} (bearer token required)",
         markup=False,
         highlight=False,
     )
@@ -76,3 +75,37 @@ def serve(
     )
     server = uvicorn.Server(config)
     server.run(sockets=[sock])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    import socket
+
+    from ..errors import Unavailable
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        raise Unavailable(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+def _token(state: CliState, settings: Settings) -> str:
+    """The configured token, else the one kept in the state dir (made at first start)."""
+    if settings.serve.token:
+        return settings.serve.token
+    from ..api.token import kept_token
+
+    kept = kept_token(settings.data.state_path)
+    state.out.err_console.print(
+        f"maomao serve: bearer token {'created in' if kept.created else 'read from'} "
+        f"{kept.path} (send Authorization: Bearer $(cat {kept.path}))",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    return kept.token

@@ -20,7 +20,7 @@ def _pct(value: float | None) -> str:
 
 
 def _row(s: Spike) -> list[Any]:
-    arrow = "[red]▲ up[/red]" if s.direction == "up" else "[blue]▼ down[/blue]"
+    arrow = output.styled("▲ up", "red") if s.direction == "up" else output.styled("▼ down", "blue")
     return [
         s.tool,
         s.sortable,
@@ -86,6 +86,11 @@ def spikes(
         )
     context = state.services
     if tool is not None:
+        from .. import validation
+
+        # Checked before any key is built from it: `--tool $'\xff'` is bad input, not a
+        # key etcd's client cannot encode.
+        validation.name(tool, "tool name")
         context.registry.get_tool(tool) if recompute or chart or plot else None
     if follow:
         _follow(state, tool, as_json)
@@ -116,12 +121,12 @@ def _follow(state: CliState, tool: str | None, as_json: bool) -> None:
                 sys.stdout.write(__import__("json").dumps(spike.to_dict()) + "\n")
                 sys.stdout.flush()
             else:
-                state.out.print(
+                line = (
                     f"{spike.sortable}  {spike.tool}  {spike.direction}  value {spike.value:.6g} "
                     f"baseline {spike.baseline:.6g} ({_pct(spike.deviation_pct)}) score {spike.score:.1f} "
-                    f"on {spike.member or '-'}",
-                    markup=False,
+                    f"on {spike.member or '-'}"
                 )
+                state.out.print(output.safe(line), markup=False)
     except KeyboardInterrupt:
         return
 
@@ -157,7 +162,7 @@ def _recompute(
             state.out.print(terminal_chart(points, marks, title=f"{tool.name} control metric"))
         if plot:
             write_png(points, marks, plot, title=f"{tool.name} control metric")
-            state.out.success(f"wrote {plot}")
+            state.out.success(f"wrote {output.safe_markup(str(plot))}")
         if not show_table:
             return
     if as_json:

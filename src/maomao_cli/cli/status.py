@@ -32,8 +32,9 @@ def status(
     if as_json:
         state.out.print_json(data)
         return
+    version, endpoint = output.safe_markup(cluster.version), output.safe_markup(cluster.endpoint)
     state.out.print(
-        f"[green]●[/green] etcd {cluster.version} reachable at {cluster.endpoint} (prefix {keys.prefix})"
+        f"[green]●[/green] etcd {version} reachable at {endpoint} (prefix {output.safe_markup(keys.prefix)})"
     )
     state.out.print(
         output.table(

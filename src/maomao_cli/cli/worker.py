@@ -29,12 +29,12 @@ def _setup_worker_logging(out: Output) -> None:
         handler = RichHandler(
             console=out.err_console, show_path=False, markup=False, log_time_format="%H:%M:%S"
         )
-        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.setFormatter(output.safe_formatter("%(message)s"))
     else:
         # Plain, one line per event: for journald, files and pipes.
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+            output.safe_formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
         )
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 from .. import validation
@@ -41,6 +41,7 @@ class ToolSpec:
     user: str | None = None
     data_subdir: str | None = None  # inside the dataset work tree
     sensitivity: float | None = None  # spike detector override
+    max_data: str | int | None = None  # the data directory's size limit: 500m, or bytes
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,28 @@ def _as_given(value: Any) -> Any:
     return value
 
 
+@cache
+def host_memory() -> int | None:
+    """This host's memory in bytes (MemTotal of /proc/meminfo); None where unreadable."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                key, _, rest = line.partition(":")
+                if key == "MemTotal":
+                    amount, unit = rest.split()
+                    return int(amount) * (1024 if unit == "kB" else 1)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _memory(value: str) -> str:
+    # A tool asking for more than the host has would only fail later, at Docker.
+    return validation.memory(value, "memory", at_most=host_memory())
+
+
+MAX_PIDS = 32768  # the kernel's default pid_max: more is a fork bomb's budget
+
 # Every field's rule: it returns the value to store or raises BadInput naming the field.
 _TOOL_RULES: dict[str, Callable[[Any], Any]] = {
     "name": partial(validation.name, field="tool name"),
@@ -68,12 +91,13 @@ _TOOL_RULES: dict[str, Callable[[Any], Any]] = {
     "description": _as_given,
     "env": validation.env,
     "network": validation.network,
-    "memory": validation.memory,
-    "pids": partial(validation.positive, field="pids"),
-    "timeout": partial(validation.positive, field="timeout"),
-    "user": _as_given,
+    "memory": _memory,
+    "pids": partial(validation.whole_between, low=1, high=MAX_PIDS, field="pids"),
+    "timeout": validation.timeout,
+    "user": validation.user,
     "data_subdir": validation.data_subdir,
     "sensitivity": partial(validation.positive, field="sensitivity"),
+    "max_data": partial(validation.size, field="max data"),
 }
 
 # The URL a member may register: remote only (https, ssh, git, user@host:path; users and

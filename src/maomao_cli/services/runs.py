@@ -5,6 +5,7 @@ progress, and written again with the outcome whatever happens (a failed pull, an
 engine refusal, Ctrl-C). After a successful run the hooks run in order (the spike check,
 the dataset commit); a hook that raises is logged and noted on the record, never turns
 the run into a failure. Old records of the tool beyond [worker] runs_kept are pruned.
+The data directory's size limit is held here too (services/datalimit.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ..keys import Keys
 from ..models import FINAL_STATUSES, Run, Tool
 from ..ports import ContainerResult, ContainerRunner, ContainerSpec, PullProgress
 from ..store.base import Store
-from . import staging
+from . import datalimit, staging
 from .feeds import Feed
 from .records import decode, load
 
@@ -47,6 +48,7 @@ class RunService:
         member: str,
         *,
         clock: Callable[[], float] = time.time,
+        data_watch_interval: float = 5.0,
     ) -> None:
         self.store = store
         self.keys = keys
@@ -54,6 +56,7 @@ class RunService:
         self.runner = runner
         self.member = member
         self.clock = clock
+        self.data_watch_interval = data_watch_interval  # seconds between measures in a run
         self._hooks: list[AfterRunHook] = []
         self._resolver: DataDirResolver | None = None
 
@@ -205,12 +208,49 @@ class RunService:
             data_dir.mkdir(parents=True, exist_ok=True)
         except (OSError, BadInput, GitError) as exc:  # GitError: the dataset clone
             return failed(f"cannot prepare the data directory: {_one_line(exc)}")
+        limit = self.data_limit(tool)
+        if limit is not None and (found := datalimit.excess(data_dir, limit)) is not None:
+            return failed(found.describe("run refused before its container started"))
         spec = self.spec_for(tool, run, data_dir)
         try:
-            result = self.runner.run(spec, on_output=on_output, cancel=cancel)
+            result, over = self._contain(spec, limit, on_output, cancel)
         except (ContainerError, Unavailable) as exc:
             return failed(exc.message)
-        return self._finish(run, result, data_dir), data_dir
+        run = self._finish(run, result, data_dir)
+        if over is not None:
+            # Failed, so the after-run hooks neither commit nor push what it wrote.
+            error = over if result.error is None else f"{over}; {result.error}"
+            run = replace(run, status="failed", error=error)
+        return run, data_dir
+
+    # Data limit ------------------------------------------------------------
+
+    def data_limit(self, tool: Tool) -> int | None:
+        """Bytes the tool's data directory may hold here; None: no limit."""
+        return datalimit.effective_limit(self.settings.data.max_tool_bytes, tool.max_data)
+
+    def _contain(
+        self,
+        spec: ContainerSpec,
+        limit: int | None,
+        on_output: Callable[[str], None] | None,
+        cancel: threading.Event | None,
+    ) -> tuple[ContainerResult, str | None]:
+        """Run the container, its data directory watched while it runs and measured after;
+        the second item is the data-limit error, if it went over."""
+        if limit is None:
+            return self.runner.run(spec, on_output=on_output, cancel=cancel), None
+        watch = datalimit.watching(spec.data_dir, limit, cancel, self.data_watch_interval)
+        with watch as (stop, tripped):
+            result = self.runner.run(spec, on_output=on_output, cancel=stop)
+        found = tripped()
+        if found is not None:  # it was interrupted by the watch, not by a Ctrl-C
+            stopped = replace(result, error=None)
+            return stopped, found.describe("the container was stopped; its next runs are refused")
+        found = datalimit.excess(spec.data_dir, limit)
+        if found is not None:
+            return result, found.describe("its next runs are refused until it is under")
+        return result, None
 
     def spec_for(self, tool: Tool, run: Run, data_dir: Path) -> ContainerSpec:
         docker = self.settings.docker
@@ -225,6 +265,8 @@ class RunService:
             pids=tool.pids or docker.pids,
             timeout=tool.timeout or docker.timeout,
             user=tool.user or docker.user,
+            log_max_size=docker.log_max_size,
+            log_max_files=docker.log_max_files,
         )
 
     def _finish(self, run: Run, result: ContainerResult, data_dir: Path) -> Run:

@@ -12,7 +12,8 @@ from ...errors import BadInput
 from ...models import Dataset, Tool
 from ...scheduling import resolve_cron
 from ..deps import LauncherDep, ServicesDep
-from ..errors import error
+from ..errors import BUSY_RESPONSE, error
+from ..responses import SafeJSONResponse
 from ..schemas import (
     LegacyDataset,
     LegacyDatasetOut,
@@ -39,7 +40,7 @@ def register(body: LegacyRegister, services: ServicesDep) -> LegacyToolOut:
     "/run",
     status_code=202,
     response_model=RunAccepted | ScheduleResult,
-    responses={200: {"model": ScheduleResult, "description": "Scheduled"}},
+    responses={200: {"model": ScheduleResult, "description": "Scheduled"}, **BUSY_RESPONSE},
 )
 def run(body: LegacyRun, services: ServicesDep, launcher: LauncherDep) -> Any:
     """`cron: false` runs now (202, the run id at once), like `maomao run NAME`;
@@ -60,7 +61,7 @@ def run(body: LegacyRun, services: ServicesDep, launcher: LauncherDep) -> Any:
             status="scheduled" if created else "rescheduled",
             schedule=schedule_out(services, schedule, 3),
         )
-        return JSONResponse(result.model_dump(mode="json"), status_code=200)
+        return SafeJSONResponse(result.model_dump(mode="json"), status_code=200)
     if body.frequency is not None:
         raise BadInput('"frequency" needs "cron": true (or leave it out to run now)')
     started = launcher.start(tool.name)
@@ -110,4 +111,4 @@ def retrieve(body: LegacyRetrieve, services: ServicesDep) -> JSONResponse:
         if service.is_cloned(dataset) or target.exists():
             return already()  # a concurrent request cloned it, or something is in the way
         raise
-    return JSONResponse({"status": "cloned", "name": dataset.name, "path": str(path)})
+    return SafeJSONResponse({"status": "cloned", "name": dataset.name, "path": str(path)})

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query
 from ... import validation
 from ...models import Run
 from ..deps import LauncherDep, QueryName, ServicesDep
+from ..errors import BUSY_RESPONSE
 from ..schemas import RunAccepted, RunCreate
 
 router = APIRouter(tags=["runs"])
@@ -29,7 +30,7 @@ def run(run_id: str, services: ServicesDep) -> Run:
     return services.runs.get(run_id)
 
 
-@router.post("/runs", response_model=RunAccepted, status_code=202)
+@router.post("/runs", response_model=RunAccepted, status_code=202, responses=BUSY_RESPONSE)
 def create_run(body: RunCreate, launcher: LauncherDep) -> RunAccepted:
     """Run a tool now on this server's member, like `maomao run TOOL`."""
     started = launcher.start(body.tool)

@@ -1,0 +1,365 @@
+"""The loop that wires the worker's parts: it connects, follows the schedules through a
+watch into the timetable, hands what is due to firing, keeps the membership alive and
+has recovery sweep up lost runs. Every wait goes through the injected clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+
+from ...clock import SystemClock
+from ...config import Settings
+from ...errors import MaomaoError, RecordError, Unavailable
+from ...keys import Keys
+from ...models import Schedule
+from ...ports import Clock
+from ...store.base import Store, Watch
+from ..outbox import Outbox
+from ..records import decode
+from .firing import Firing, RunExecutor, Shared
+from .membership import Membership, remove_leftover_containers
+from .policy import misfire_grace
+from .recovery import LostRuns
+from .timetable import Due
+
+log = logging.getLogger("maomao.worker")
+
+# The endpoint list is asked of the cluster on every (re)connect and this often, so a
+# member that joined later is known before the local one fails.
+ENDPOINTS_REFRESH = 60.0
+
+
+def _thread_pool(workers: int, name: str) -> Executor:
+    return ThreadPoolExecutor(workers, thread_name_prefix=name)
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store_factory: Callable[[], Store],
+        make_runs: Callable[[Store], RunExecutor],
+        member: str | None = None,
+        labels: dict[str, str] | None = None,
+        max_parallel: int | None = None,
+        clock: Clock | None = None,
+        remove_leftovers: Callable[[str], int] | None = None,
+        refresh_endpoints: Callable[[], bool] | None = None,
+        endpoints_every: float = ENDPOINTS_REFRESH,
+        make_pool: Callable[[int, str], Executor] | None = None,
+    ) -> None:
+        self.settings = settings
+        # Replaces the endpoints the next store_factory() uses with the cluster's members.
+        self._refresh_endpoints = refresh_endpoints
+        self._endpoints_every = endpoints_every
+        # Removes the containers labelled with a member (those of a killed process).
+        self._remove_leftovers = remove_leftovers
+        self.keys = Keys(settings.etcd.prefix)
+        self.member = member or settings.member
+        self.labels = labels if labels is not None else dict(settings.worker.labels)
+        self.max_parallel = max_parallel or settings.worker.max_parallel
+        self.clock: Clock = clock or SystemClock()
+        self._store_factory = store_factory
+        self._store: Store | None = None
+        self._outbox: Outbox | None = None
+        self._make_runs = make_runs
+        self.runs: RunExecutor | None = None
+        self.ready = threading.Event()
+        self._shared = Shared()
+        self._stopping = threading.Event()
+        self._hurry = threading.Event()
+        self._disconnected = threading.Event()
+        self._membership = Membership(
+            self.keys,
+            self.member,
+            self.labels,
+            lease_ttl=settings.worker.lease_ttl,
+            clock=self.clock,
+            running=lambda: self._firing.running(),
+        )
+        self._lost_runs = LostRuns(
+            self.keys,
+            self.member,
+            started=self._membership.started,
+            settings=settings.worker,
+            clock=self.clock,
+        )
+        # make_pool(workers, thread name prefix): tests run runs inline.
+        pool = make_pool or _thread_pool
+        self._firing = Firing(
+            settings.worker,
+            self.keys,
+            member=self.member,
+            labels=self.labels,
+            guard_lease=lambda: self._membership.lease_id,
+            shared=self._shared,
+            clock=self.clock,
+            store=lambda: self.store,
+            runs=lambda: self.runs,
+            pools=(pool(self.max_parallel, "maomao-run"), pool(1, "maomao-books")),
+        )
+        self.stats = self._firing.stats
+        self._watches: list[Watch] = []
+
+    # Connection ------------------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise Unavailable("not connected to etcd")
+        return self._store
+
+    def connect(self, *, first: bool) -> None:
+        """(Re)connect: register the member, load schedules, watch, recover lost runs."""
+        store = self._store_factory()
+        self._store = store
+        if self._outbox is None:
+            self._outbox = Outbox(store, runs_prefix=self.keys.runs())
+            self.runs = self._make_runs(self._outbox)
+        else:
+            self._outbox.target = store
+        self._membership.register(store)
+        if first:
+            remove_leftover_containers(self._remove_leftovers, self.member)
+        self._firing.forget_claim_lease()
+        self._load_schedules(first=first)
+        flushed = self._outbox.flush()
+        if flushed:
+            log.info("wrote %d run record(s) kept while etcd was unreachable", flushed)
+        self._sweep_lost_runs()
+        self._refresh_endpoints_quietly()
+
+    def _refresh_endpoints_quietly(self) -> None:
+        if self._refresh_endpoints is None:
+            return
+        try:
+            self._refresh_endpoints()
+        except MaomaoError as exc:
+            log.warning("could not refresh the etcd endpoint list: %s", exc)
+        except Exception:  # a failed refresh must never stop the worker
+            log.exception("refreshing the etcd endpoint list crashed")
+
+    def _endpoints_loop(self) -> None:
+        while not self.clock.wait(self._stopping, self._endpoints_every):
+            if not self._disconnected.is_set():
+                self._refresh_endpoints_quietly()
+
+    def _keepalive_loop(self) -> None:
+        while not self.clock.wait(self._stopping, self._membership.keepalive_interval):
+            if self._disconnected.is_set():
+                continue
+            try:
+                self._membership.beat(self.store)
+                # A record kept through a brief error that cost no reconnect goes now.
+                if self._outbox is not None and self._outbox.pending:
+                    self._outbox.flush()
+            except Unavailable:
+                self._lost_connection()
+
+    def _lost_connection(self) -> None:
+        if not self._disconnected.is_set():
+            self._disconnected.set()
+            self._shared.wake.set()
+
+    # Schedules -------------------------------------------------------------
+
+    def _load_schedules(self, *, first: bool) -> None:
+        entries, revision = self.store.scan_with_revision(self.keys.schedules())
+        now = self.clock.now()
+        seen: set[str] = set()
+        with self._shared.lock:
+            for entry in entries:
+                schedule = decode(Schedule, entry)
+                if schedule is None:
+                    continue
+                seen.add(schedule.name)
+                if self._shared.timetable.follows(schedule):
+                    continue  # unchanged across a reconnect: keep its pending firings
+                self._track(schedule, now, catch_up=first)
+            self._shared.timetable.keep_only(seen)
+        self._shared.wake.set()
+        for watch in self._watches:
+            watch.cancel()
+        self._watches = [
+            self._start_watch(self.keys.schedules(), revision + 1, self._on_schedule_event),
+            self._start_watch(self.keys.members(), revision + 1, self._on_member_event),
+        ]
+
+    def _track(self, schedule: Schedule, now: float, *, catch_up: bool) -> None:
+        """Start following a schedule (caller holds the lock)."""
+        grace = misfire_grace(schedule, self.settings.worker) if catch_up else None
+        self._shared.timetable.track(schedule, now, catch_up_grace=grace)
+
+    def _start_watch(
+        self, prefix: str, revision: int, handler: Callable[[str, bytes | None], None]
+    ) -> Watch:
+        watch = self.store.watch(prefix, start_revision=revision)
+
+        def follow() -> None:
+            try:
+                for event in watch:
+                    handler(event.key, event.value)
+            except MaomaoError:
+                if not self._stopping.is_set():
+                    self._lost_connection()
+
+        threading.Thread(target=follow, name=f"watch{prefix}", daemon=True).start()
+        return watch
+
+    def _on_schedule_event(self, key: str, value: bytes | None) -> None:
+        name = self.keys.leaf(key)
+        with self._shared.lock:
+            if value is None:
+                if self._shared.timetable.untrack(name):
+                    log.info("schedule %s removed", name)
+            else:
+                try:
+                    schedule = Schedule.from_json(value)
+                except RecordError as exc:
+                    log.warning("skipping %s: %s", key, exc)
+                    return
+                if not self._shared.timetable.follows(schedule):
+                    self._track(schedule, self.clock.now(), catch_up=False)
+                    log.info(
+                        "schedule %s: %s (%s)%s",
+                        name,
+                        schedule.cron,
+                        schedule.timezone,
+                        " paused" if schedule.paused else "",
+                    )
+        self._shared.wake.set()
+
+    def _on_member_event(self, key: str, value: bytes | None) -> None:
+        name = self.keys.leaf(key)
+        if value is None and name != self.member:
+            log.info("member %s left or lost its lease", name)
+            threading.Thread(target=self._sweep_lost_runs_safely, daemon=True).start()
+
+    # Lost runs -------------------------------------------------------------
+
+    def _sweep_lost_runs_safely(self) -> None:
+        try:
+            self._sweep_lost_runs()
+        except Unavailable:
+            self._lost_connection()
+
+    def _sweep_lost_runs(self) -> None:
+        self._lost_runs.sweep(
+            self.store,
+            schedule_of=self._followed,
+            retry=lambda name, fire_time, attempt: self._firing.queue_retry(
+                name, fire_time, attempt, 0.0
+            ),
+        )
+
+    def _followed(self, name: str) -> Schedule | None:
+        with self._shared.lock:
+            return self._shared.timetable.schedule(name)
+
+    # Main loop -------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Run until `stop` is set; then drain gracefully. Raises only on a bad start."""
+        self.connect(first=True)
+        keepalive = threading.Thread(target=self._keepalive_loop, name="keepalive", daemon=True)
+        keepalive.start()
+        if self._refresh_endpoints is not None:
+            threading.Thread(target=self._endpoints_loop, name="endpoints", daemon=True).start()
+        log.info(
+            "worker %s up: %d schedule(s), max %d parallel run(s)",
+            self.member,
+            len(self._shared.timetable),
+            self.max_parallel,
+        )
+        self.ready.set()
+        while not stop.is_set():
+            # Cleared before looking, so a change made while we look cuts the wait short.
+            self._shared.wake.clear()
+            if self._disconnected.is_set():
+                self._reconnect(stop)
+                continue
+            with self._shared.lock:
+                now = self.clock.now()
+                dues = self._shared.timetable.pop_due(now)
+                wait = self._shared.timetable.wait_time(now)
+            if dues:
+                self._fire_safely(dues)
+            else:
+                self.clock.wait(self._shared.wake, wait)
+        self.shutdown()
+
+    def _fire_safely(self, dues: list[Due]) -> None:
+        try:
+            if not self._firing.fire(dues):
+                self._lost_connection()
+        except Unavailable:
+            # Nothing was claimed (the claim lease could not be granted): keep them all.
+            with self._shared.lock:
+                for due in dues:
+                    self._shared.timetable.put_back(due)
+            self._lost_connection()
+        except Exception:  # the scheduler loop must never die
+            log.exception("firing %d due firing(s) crashed", len(dues))
+
+    def _reconnect(self, stop: threading.Event) -> None:
+        log.warning(
+            "etcd unreachable at %s; running containers go on; retrying",
+            self.settings.etcd.endpoints,
+        )
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                if self._store is not None:
+                    self._store.close()
+                self.connect(first=False)
+            except Unavailable:
+                self.clock.wait(stop, delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            self._disconnected.clear()
+            log.info("etcd reachable again; resumed from its state")
+            return
+
+    def hurry(self) -> None:
+        """Stop waiting for running runs: stop their containers now."""
+        self._hurry.set()
+        self._shared.wake.set()
+
+    def _wait_for_runs(self, seconds: float, *, until_hurried: bool) -> None:
+        deadline = self.clock.monotonic() + seconds
+        while True:
+            self._shared.wake.clear()
+            running = self._firing.running()
+            if not running or self.clock.monotonic() >= deadline:
+                return
+            if until_hurried and self._hurry.is_set():
+                return
+            self.clock.wait(self._shared.wake, 0.2)
+
+    def shutdown(self) -> None:
+        """Stop claiming, let running containers finish within the grace period, then stop
+        them (recorded as interrupted), and leave the member list."""
+        self._stopping.set()
+        grace = self.settings.worker.shutdown_grace
+        running = self._firing.running()
+        if running:
+            log.info("waiting up to %.0fs for %d running run(s)", grace, running)
+        self._wait_for_runs(grace, until_hurried=True)
+        self._firing.stop_running()
+        self._wait_for_runs(30, until_hurried=False)  # stopped runs are recorded by their threads
+        self._firing.close()
+        for watch in self._watches:
+            watch.cancel()
+        try:
+            if self._outbox is not None:
+                self._outbox.flush()
+            self._membership.leave()
+        except MaomaoError:
+            log.warning("could not leave the member list cleanly; the lease will expire")
+        if self._store is not None:
+            self._store.close()
+        log.info("worker %s stopped", self.member)

@@ -1,0 +1,145 @@
+"""The timetable: which firing is due when.
+
+A heap of due entries over the schedules it follows, driven by the `now` it is given: no
+threads, no clock, no store. Changing or dropping a schedule makes its queued entries
+stale (a new generation), and stale entries are dropped as they reach the top.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from ...errors import MaomaoError
+from ...models import Schedule
+from ...scheduling import CronClock, catch_up_time
+
+log = logging.getLogger("maomao.worker")
+
+# The longest the loop waits before it looks again, even with nothing due sooner.
+LONGEST_WAIT = 1.0
+
+
+@dataclass(order=True)
+class Due:
+    due: float
+    seq: int
+    schedule: str = field(compare=False)
+    fire_time: float = field(compare=False)
+    generation: int = field(compare=False)  # stale entries are dropped when a schedule changes
+    attempt: int = field(compare=False, default=1)
+    trigger: str = field(compare=False, default="schedule")
+    # Identifies this attempt in its claim, so a claim retried after a lost answer is ours.
+    nonce: str = field(compare=False, default_factory=lambda: uuid.uuid4().hex[:12])
+
+
+@dataclass
+class _Tracked:
+    schedule: Schedule
+    cron: CronClock
+    generation: int
+
+
+class Timetable:
+    def __init__(self) -> None:
+        self._heap: list[Due] = []
+        self._seq = itertools.count()
+        self._tracked: dict[str, _Tracked] = {}
+        self._generation = itertools.count(1)
+
+    def __len__(self) -> int:
+        """How many schedules are followed."""
+        return len(self._tracked)
+
+    def schedule(self, name: str) -> Schedule | None:
+        tracked = self._tracked.get(name)
+        return None if tracked is None else tracked.schedule
+
+    def follows(self, schedule: Schedule) -> bool:
+        """Is exactly this version of the schedule followed already?"""
+        tracked = self._tracked.get(schedule.name)
+        return tracked is not None and tracked.schedule == schedule
+
+    def track(self, schedule: Schedule, now: float, *, catch_up_grace: float | None) -> bool:
+        """Follow a schedule (new or changed) from `now`: queue its next firing and, given
+        a grace window, the newest missed firing within it. False if its cron or time zone
+        is invalid (then it is not followed)."""
+        try:
+            cron = CronClock(schedule.cron, schedule.timezone)
+        except MaomaoError as exc:
+            log.warning("skipping schedule %s: %s", schedule.name, exc)
+            self._tracked.pop(schedule.name, None)
+            return False
+        generation = next(self._generation)
+        self._tracked[schedule.name] = _Tracked(schedule, cron, generation)
+        missed = catch_up_time(cron, now, catch_up_grace) if catch_up_grace is not None else None
+        # A firing from before the schedule existed was never missed.
+        if missed is not None and missed < now and missed >= schedule.created:
+            self._push(now, schedule.name, missed, generation, trigger="catch-up")
+        fire = cron.next_after(now)
+        self._push(fire, schedule.name, fire, generation)
+        return True
+
+    def untrack(self, name: str) -> bool:
+        """Stop following a schedule; False if it was not followed."""
+        return self._tracked.pop(name, None) is not None
+
+    def keep_only(self, names: set[str]) -> None:
+        for name in set(self._tracked) - names:
+            del self._tracked[name]
+
+    def pop_due(self, now: float) -> list[Due]:
+        """Take every current entry due at `now`, earliest first."""
+        dues: list[Due] = []
+        while self._heap:
+            head = self._heap[0]
+            tracked = self._tracked.get(head.schedule)
+            if tracked is None or tracked.generation != head.generation:
+                heapq.heappop(self._heap)
+                continue
+            if head.due > now:
+                break
+            dues.append(heapq.heappop(self._heap))
+        return dues
+
+    def wait_time(self, now: float) -> float:
+        """How long to wait from `now` before the next entry is due (at most LONGEST_WAIT)."""
+        if not self._heap:
+            return LONGEST_WAIT
+        return max(0.0, min(self._heap[0].due - now, LONGEST_WAIT))
+
+    def next_regular(self, due: Due) -> None:
+        """Queue the regular firing after `due`'s, whatever becomes of this one."""
+        tracked = self._tracked.get(due.schedule)
+        if tracked is None:
+            return
+        fire = tracked.cron.next_after(due.fire_time)
+        self._push(fire, due.schedule, fire, tracked.generation)
+
+    def queue_retry(self, name: str, fire_time: float, attempt: int, at: float) -> bool:
+        """Queue attempt `attempt` of a firing, due at `at`; False if the schedule is gone."""
+        tracked = self._tracked.get(name)
+        if tracked is None:
+            return False
+        self._push(at, name, fire_time, tracked.generation, attempt=attempt, trigger="retry")
+        return True
+
+    def put_back(self, due: Due) -> None:
+        """Queue an entry again as it was (its claim's outcome is unknown)."""
+        heapq.heappush(self._heap, due)
+
+    def _push(
+        self,
+        at: float,
+        name: str,
+        fire_time: float,
+        generation: int,
+        *,
+        attempt: int = 1,
+        trigger: str = "schedule",
+    ) -> None:
+        due = Due(at, next(self._seq), name, fire_time, generation, attempt, trigger)
+        heapq.heappush(self._heap, due)

@@ -1,0 +1,158 @@
+"""The timetable: which firing is due when, driven by the time it is given (tables)."""
+
+from __future__ import annotations
+
+import pytest
+
+from maomao_cli.models import Schedule
+from maomao_cli.services.worker.timetable import LONGEST_WAIT, Due, Timetable
+
+T0 = 1_900_000_000.0  # 2030-03-17T17:46:40Z
+
+
+def schedule(name: str = "s", **fields: object) -> Schedule:
+    fields.setdefault("cron", "* * * * * *")
+    fields.setdefault("created", T0 - 3600)
+    return Schedule(name=name, tool="t", **fields)  # type: ignore[arg-type]
+
+
+def firings(dues: list[Due]) -> list[tuple[str, float, str, int]]:
+    return [(d.schedule, d.fire_time - T0, d.trigger, d.attempt) for d in dues]
+
+
+def tracking(*schedules: Schedule, now: float = T0, grace: float | None = None) -> Timetable:
+    table = Timetable()
+    for s in schedules:
+        assert table.track(s, now, catch_up_grace=grace)
+    return table
+
+
+@pytest.mark.parametrize(
+    ("cron", "now", "due_at", "expected"),
+    [
+        # Every second: the next whole second after `now`, never `now` itself.
+        ("* * * * * *", T0, T0 + 1, [("s", 1.0, "schedule", 1)]),
+        ("* * * * * *", T0 + 0.5, T0 + 1, [("s", 1.0, "schedule", 1)]),
+        ("* * * * * *", T0, T0 + 0.999, []),
+        # Every 20 seconds (T0 is at :40): the next is at :00.
+        ("*/20 * * * * *", T0, T0 + 20, [("s", 20.0, "schedule", 1)]),
+        ("*/20 * * * * *", T0, T0 + 19, []),
+        # Daily at midnight UTC: 6 h 13 min 20 s after T0.
+        ("0 0 * * *", T0, T0 + 22400, [("s", 22400.0, "schedule", 1)]),
+    ],
+)
+def test_the_next_firing_is_due_at_its_time(
+    cron: str, now: float, due_at: float, expected: list[tuple[str, float, str, int]]
+) -> None:
+    table = tracking(schedule(cron=cron), now=now)
+    assert firings(table.pop_due(due_at)) == expected
+
+
+@pytest.mark.parametrize(
+    ("cron", "grace", "created", "expected"),
+    [
+        # The newest missed firing, within the grace window: caught up, due now.
+        ("39 * * * * *", 5.0, T0 - 3600, [("s", -1.0, "catch-up", 1)]),
+        ("39 * * * * *", 1.0, T0 - 3600, [("s", -1.0, "catch-up", 1)]),
+        # Older than the grace window: not run.
+        ("30 * * * * *", 5.0, T0 - 3600, []),
+        # From before the schedule existed: never missed.
+        ("39 * * * * *", 5.0, T0 - 0.5, []),
+        # A firing exactly now is the regular one, not a catch-up.
+        ("40 * * * * *", 5.0, T0 - 3600, []),
+        # No grace window given (not the first connect): nothing is caught up.
+        ("39 * * * * *", None, T0 - 3600, []),
+    ],
+)
+def test_catch_up_on_start(
+    cron: str, grace: float | None, created: float, expected: list[tuple[str, float, str, int]]
+) -> None:
+    table = tracking(schedule(cron=cron, created=created), grace=grace)
+    assert firings(table.pop_due(T0)) == expected
+
+
+@pytest.mark.parametrize(
+    ("heads", "now", "expected"),
+    [
+        ([], T0, LONGEST_WAIT),
+        ([T0 + 0.25], T0, 0.25),
+        ([T0 + 5], T0, LONGEST_WAIT),
+        ([T0 - 2], T0, 0.0),
+        ([T0 + 0.75, T0 + 0.5], T0, 0.5),
+    ],
+)
+def test_wait_time(heads: list[float], now: float, expected: float) -> None:
+    table = tracking(schedule(cron="0 0 1 1 *"))
+    table.pop_due(T0 + 10 * 365 * 86400)  # empties the heap
+    for at in heads:
+        assert table.queue_retry("s", T0, 2, at)
+    assert table.wait_time(now) == pytest.approx(expected)
+
+
+def test_pop_due_takes_everything_due_earliest_first_and_nothing_later() -> None:
+    table = tracking(schedule("a"), schedule("b", cron="*/2 * * * * *"))
+    assert table.queue_retry("a", T0 - 7, 2, T0 + 1.5)
+    assert firings(table.pop_due(T0 + 1)) == [("a", 1.0, "schedule", 1)]
+    assert firings(table.pop_due(T0 + 2)) == [
+        ("a", -7.0, "retry", 2),
+        ("b", 2.0, "schedule", 1),
+    ]
+    assert table.pop_due(T0 + 100) == [], "only what was queued: next_regular queues more"
+
+
+def test_next_regular_queues_the_firing_after_the_given_one() -> None:
+    table = tracking(schedule(cron="*/10 * * * * *"))  # T0 is at :40
+    [due] = table.pop_due(T0 + 30)
+    assert due.fire_time == T0 + 10
+    table.next_regular(due)
+    assert firings(table.pop_due(T0 + 100)) == [("s", 20.0, "schedule", 1)]
+
+
+def test_a_changed_schedule_drops_the_entries_of_its_old_version() -> None:
+    table = tracking(schedule(cron="* * * * * *"))
+    changed = schedule(cron="*/5 * * * * *")
+    assert not table.follows(changed)
+    assert table.track(changed, T0 + 0.5, catch_up_grace=None)
+    assert table.follows(changed)
+    assert firings(table.pop_due(T0 + 30)) == [("s", 5.0, "schedule", 1)]
+
+
+def test_entries_of_an_untracked_schedule_are_dropped() -> None:
+    table = tracking(schedule("a"), schedule("b"))
+    assert table.untrack("a") and not table.untrack("a")
+    assert [d.schedule for d in table.pop_due(T0 + 1)] == ["b"]
+    assert table.schedule("a") is None and len(table) == 1
+
+
+def test_keep_only_forgets_the_others() -> None:
+    table = tracking(schedule("a"), schedule("b"), schedule("c"))
+    table.keep_only({"b"})
+    assert len(table) == 1 and table.schedule("b") is not None
+    assert [d.schedule for d in table.pop_due(T0 + 1)] == ["b"]
+
+
+def test_a_retry_of_an_unknown_schedule_is_refused() -> None:
+    assert not Timetable().queue_retry("gone", T0, 2, T0)
+
+
+def test_an_entry_put_back_is_due_again_as_it_was() -> None:
+    table = tracking(schedule())
+    [due] = table.pop_due(T0 + 1)
+    table.put_back(due)
+    [again] = table.pop_due(T0 + 1)
+    assert again == due and again.nonce == due.nonce, "the same claim value when retried"
+
+
+@pytest.mark.parametrize(
+    ("cron", "timezone"), [("every day", "UTC"), ("* * * * *", "Mars/Olympus_Mons")]
+)
+def test_an_invalid_schedule_is_not_followed(cron: str, timezone: str) -> None:
+    table = tracking(schedule("good"))
+    assert not table.track(schedule("bad", cron=cron, timezone=timezone), T0, catch_up_grace=None)
+    assert table.schedule("bad") is None and len(table) == 1
+
+
+def test_an_invalid_change_stops_following_the_old_version() -> None:
+    table = tracking(schedule())
+    assert not table.track(schedule(cron="nonsense"), T0, catch_up_grace=None)
+    assert table.pop_due(T0 + 10) == []

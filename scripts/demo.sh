@@ -136,7 +136,7 @@ else
 fi
 say "building the example tool offline (examples/dummy-tool)"
 DOCKER_HOST="${docker_host:-${DOCKER_HOST:-}}" "$ROOT/.venv/bin/python" examples/dummy-tool/build.py --tag maomao/dummy-tool:latest 2>&1 | tail -1
-data_dir=$("$MAOMAO" config --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["importdir"])')/dummy
+data_dir=$("$MAOMAO" config --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["importdir"])')/tools/dummy
 count=$(cat "$data_dir/.dummy-run-count" 2>/dev/null || echo 0)
 spike_at=$((count + 6))
 "$MAOMAO" register dummy maomao/dummy-tool:latest --network none --env "SPIKE_AT=$spike_at" \

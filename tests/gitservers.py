@@ -2,7 +2,9 @@
 
 - `git daemon` (git://) with receive-pack enabled;
 - smart HTTP: `git http-backend` run as CGI behind a small threaded Python HTTP server that
-  asks for Basic credentials (user `maomao`, password `s3cret`);
+  asks for Basic credentials (user `maomao`, password `s3cret`) and logs each request's
+  Authorization header (`GitHttp.requests`); over plain http (`git_http`) and over https
+  (`git_https`, a self-signed certificate for 127.0.0.1 made with openssl, `tls.cert`);
 - OpenSSH `sshd` on a free port with its own host key and config in a temp dir, logging in
   as the current user with an authorized_keys holding a key made by generate_ssh_key.
   Skipped with the reason when sshd is not installed or does not start.
@@ -20,6 +22,7 @@ import base64
 import getpass
 import os
 import shutil
+import ssl
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -133,7 +136,37 @@ def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
     return handler.rfile.read(length) if length else b""
 
 
-def _http_handler(root: Path) -> type[BaseHTTPRequestHandler]:
+@dataclass(frozen=True)
+class Request:
+    """One request the HTTP server saw: what a test checks credentials against."""
+
+    method: str
+    path: str
+    authorization: str | None
+
+
+@dataclass(frozen=True)
+class Tls:
+    cert: Path
+    key: Path
+
+
+def make_tls(folder: Path) -> Tls:
+    """A self-signed certificate for 127.0.0.1 (openssl), for the https git server."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tls = Tls(folder / "cert.pem", folder / "key.pem")
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-keyout", str(tls.key), "-out", str(tls.cert), "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return tls
+
+
+def _http_handler(root: Path, requests: list[Request]) -> type[BaseHTTPRequestHandler]:
     expected = "Basic " + base64.b64encode(f"{HTTP_USER}:{HTTP_PASSWORD}".encode()).decode()
 
     class Handler(BaseHTTPRequestHandler):
@@ -144,6 +177,7 @@ def _http_handler(root: Path) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self) -> None:
             body = _read_body(self)
+            requests.append(Request(self.command, self.path, self.headers.get("Authorization")))
             if self.headers.get("Authorization") != expected:
                 self.send_response(401)
                 self.send_header("WWW-Authenticate", 'Basic realm="git"')
@@ -201,19 +235,39 @@ def _http_handler(root: Path) -> type[BaseHTTPRequestHandler]:
 @dataclass
 class GitHttp:
     root: Path
+    tls: Tls | None = None  # https with this certificate, else plain http
     port: int = field(default_factory=free_port)
     server: ThreadingHTTPServer | None = None
+    requests: list[Request] = field(default_factory=list)
 
     def start(self) -> GitHttp:
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), _http_handler(self.root))
+        handler = _http_handler(self.root, self.requests)
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
         self.server.daemon_threads = True
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self.tls.cert, self.tls.key)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         wait_for(lambda: port_open(self.port), 10, "git http server")
         return self
 
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
+
+    @property
+    def host(self) -> str:
+        """The credential key of this server: 127.0.0.1:PORT."""
+        return f"127.0.0.1:{self.port}"
+
     def url(self, name: str, *, credentials: bool = False) -> str:
         auth = f"{HTTP_USER}:{HTTP_PASSWORD}@" if credentials else ""
-        return f"http://{auth}127.0.0.1:{self.port}/{name}"
+        return f"{self.scheme}://{auth}127.0.0.1:{self.port}/{name}"
+
+    def authorizations(self) -> list[str]:
+        """Every Authorization header this server has received."""
+        return [r.authorization for r in self.requests if r.authorization is not None]
 
     def stop(self) -> None:
         if self.server is not None:
@@ -354,6 +408,16 @@ def git_http(git_root: Path) -> Iterator[GitHttp]:
 
 
 @pytest.fixture(scope="session")
+def git_https(git_root: Path) -> Iterator[GitHttp]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed (Debian package openssl)")
+    git_root.mkdir(parents=True, exist_ok=True)
+    server = GitHttp(git_root, tls=make_tls(git_root.parent / "tls")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def sshd(git_root: Path) -> Iterator[Sshd]:
     home = git_root.parent / "sshd"
     server = Sshd(home, client_key=git_root.parent / "keys" / "id_ed25519").start()
@@ -363,9 +427,14 @@ def sshd(git_root: Path) -> Iterator[Sshd]:
 
 @pytest.fixture
 def seed_repo(
-    request: pytest.FixtureRequest, git_root: Path, git_daemon: GitDaemon, git_http: GitHttp
+    request: pytest.FixtureRequest,
+    git_root: Path,
+    git_daemon: GitDaemon,
+    git_http: GitHttp,
+    git_https: GitHttp,
 ) -> SeedRepo:
-    """A new bare repo with a seed commit, served over file, git:// and HTTP (ssh via sshd)."""
+    """A new bare repo with a seed commit, served over file, git://, HTTP and HTTPS (ssh
+    via sshd)."""
     git_root.mkdir(parents=True, exist_ok=True)
     name = f"{request.node.name.replace('[', '-').replace(']', '')[:40]}-{os.urandom(3).hex()}.git"
     path = git_root / name
@@ -375,5 +444,6 @@ def seed_repo(
         "file": f"file://{path}",
         "git": git_daemon.url(name),
         "http": git_http.url(name),
+        "https": git_https.url(name),
     }
     return SeedRepo(name, path, seed, urls)

@@ -134,7 +134,7 @@ class Services:
     def registry(self) -> Registry:
         from .services.registry import Registry
 
-        return Registry(self.store, self.keys)
+        return Registry(self.store, self.keys, allow_local_urls=self.settings.git.allow_local)
 
     @cached_property
     def schedules(self) -> ScheduleService:
@@ -180,7 +180,11 @@ class Services:
         from .services.datasets import DatasetService
         from .services.registry import Registry
 
-        registry = self.registry if store is self._store else Registry(store, self.keys)
+        registry = (
+            self.registry
+            if store is self._store
+            else Registry(store, self.keys, allow_local_urls=self.settings.git.allow_local)
+        )
         return DatasetService(self.settings, registry, self.settings.member, self.git)
 
     def make_worker(

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from . import validation
+from . import gitcredentials, validation
 from .errors import BadInput, ConfigError
+from .gitmodels import HttpsCredential
 
 DEFAULT_ENDPOINT = "127.0.0.1:2379"
 
@@ -108,10 +109,14 @@ class SpikeSettings:
 @dataclass(frozen=True)
 class GitSettings:
     timeout: float = 60.0
-    https_username: str | None = None
-    https_password: str | None = None
     known_hosts: str | None = None
     trust_new_hosts: bool = False
+    # https credentials by "host" (port 443) or "host:port": [git.credentials."HOST"].
+    credentials: dict[str, HttpsCredential] = field(default_factory=dict)
+    ca_file: str | None = None  # CA bundle for https remotes; unset: the system's
+    # Local paths and file:// as dataset URLs: the shared registry could otherwise make
+    # this member clone (and show its tools) any directory of its own disk.
+    allow_local: bool = False
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,8 @@ class Settings:
         return self.worker.member or default_member_name()
 
 
-SECRET_FIELDS = {"password", "https_password", "token"}
+SECRET_FIELDS = {"password", "token"}
+MASK = "********"
 
 
 def default_member_name() -> str:
@@ -206,7 +212,13 @@ def _labels(where: str, value: Any) -> dict[str, str]:
 _SPECIAL: dict[tuple[str, str], Callable[[str, Any], Any]] = {
     ("etcd", "endpoints"): _endpoints,
     ("worker", "labels"): _labels,
+    ("git", "credentials"): gitcredentials.parse,
     ("serve", "allowed_hosts"): _host_names,
+}
+
+# Keys no longer read, and why: refused, so no one believes they still apply.
+_RETIRED: dict[tuple[str, str], str] = {
+    ("git", key): gitcredentials.retired(key) for key in ("https_username", "https_password")
 }
 
 
@@ -255,6 +267,8 @@ def _from_mapping(data: Mapping[str, Any], source: str) -> Settings:
         known = {f.name for f in fields(current)}
         updates: dict[str, Any] = {}
         for key, value in table.items():
+            if (section, key) in _RETIRED:
+                raise ConfigError(f"{source}: {_RETIRED[section, key]}")
             if key not in known:
                 raise ConfigError(
                     f"{source}: unknown key {key!r} in [{section}]",
@@ -344,7 +358,6 @@ _ENVIRONMENT: tuple[tuple[str, str, str], ...] = (
     ("MAOMAO_IMPORTDIR", "data", "importdir"),
     ("MAOMAO_DOCKER_HOST", "docker", "host"),
     ("MAOMAO_MEMBER", "worker", "member"),
-    ("MAOMAO_GIT_PASSWORD", "git", "https_password"),
     ("MAOMAO_SERVE_TOKEN", "serve", "token"),
 )
 
@@ -389,6 +402,10 @@ def _environment_overrides(settings: Settings, environ: Mapping[str, str]) -> Se
             validation.name(value, variable)  # named as the user set it, not as [worker] member
         table = replace(getattr(settings, section), **{key: value})
         settings = replace(settings, **{section: table})
+    password = environ.get("MAOMAO_GIT_PASSWORD")
+    if password:
+        credentials = gitcredentials.with_password(settings.git.credentials, password)
+        settings = replace(settings, git=replace(settings.git, credentials=credentials))
     return settings
 
 
@@ -418,7 +435,9 @@ def as_dict(settings: Settings, *, mask: bool = True) -> dict[str, Any]:
         for f in fields(current):
             value = getattr(current, f.name)
             if mask and f.name in SECRET_FIELDS and value:
-                value = "********"
+                value = MASK
+            if (section, f.name) == ("git", "credentials"):
+                value = gitcredentials.shown(value, MASK if mask else None)
             if isinstance(value, tuple):
                 value = list(value)
             table[f.name] = value

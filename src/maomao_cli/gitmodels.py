@@ -5,7 +5,7 @@ Services and front ends use them without importing the git adapter (or dulwich).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -14,14 +14,29 @@ Progress = Callable[[str], None]  # one git progress line at a time
 
 
 @dataclass(frozen=True)
+class HttpsCredential:
+    """A username and password for one https host, from the member's own config. The
+    password never appears in repr, logs or errors."""
+
+    username: str
+    password: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
 class GitAuth:
-    """Credentials for one dataset. The password never appears in repr, logs or errors."""
+    """What this member allows and holds for one dataset's remote.
+
+    `https` maps "host" (port 443) or "host:port", lowercase, to its credential: it is
+    sent only to that host, only over https, only after the host asked (a 401).
+    `allow_local`: local paths and file:// remotes (tests and single-machine use only).
+    """
 
     ssh_key: Path | None = None
     known_hosts: Path | None = None
     trust_new_hosts: bool = False  # StrictHostKeyChecking=accept-new instead of yes
-    https_username: str | None = None
-    https_password: str | None = field(default=None, repr=False)
+    https: Mapping[str, HttpsCredential] = field(default_factory=dict)
+    ca_file: Path | None = None  # CA bundle for https remotes; None: the system's
+    allow_local: bool = False
 
 
 @dataclass(frozen=True)
@@ -44,4 +59,4 @@ class RepoStatus:
     ahead: int  # local commits not on the remote-tracking ref (i.e. not pushed)
     behind: int  # commits on the remote-tracking ref (as of the last pull) not local
     changed_files: list[str]  # uncommitted: staged, modified, deleted or untracked
-    last_push_error: str | None = None
+    last_push_error: str | None = None  # filled in by the dataset service, not by git

@@ -167,6 +167,8 @@ class ConnectAdmin(Protocol):
 # ---------------------------------------------------------------------------------------
 # Dataset sync (git). Implemented by adapters.git.DulwichSync and tests/fakes/git.FakeGit;
 # the contract is tests/contract/test_git_contract.py. Every failure is a GitError.
+# A clone is opened as maomao's own: its config's worktree, hooks, filters and ssh command
+# are never honoured; local remotes only with GitAuth.allow_local.
 
 
 class DatasetSync(Protocol):
@@ -206,15 +208,12 @@ class DatasetSync(Protocol):
         ...
 
     def push(self, repo_dir: Path, *, branch: str | None, auth: GitAuth, timeout: float) -> None:
-        """Push to origin, fast-forward only; a failure is remembered for `status`."""
+        """Push to origin, fast-forward only."""
         ...
 
     def status(self, repo_dir: Path, *, branch: str | None) -> RepoStatus:
-        """The local view, without the network: unpushed and unmerged commits, edits."""
-        ...
-
-    def record_push_error(self, repo_dir: Path, message: str) -> None:
-        """Remember why local commits were not pushed, for `status`, until a push succeeds."""
+        """The local view, without the network: unpushed and unmerged commits, edits
+        (`last_push_error` is the dataset service's to fill: it keeps that note)."""
         ...
 
     def generate_ssh_key(self, path: Path, comment: str) -> str:

@@ -34,7 +34,13 @@ _LABEL_KEY = re.compile(r"[a-z0-9][a-z0-9._/-]{0,62}")
 _LABEL_VALUE = re.compile(r"[A-Za-z0-9._-]{0,63}")
 
 _URL_SCHEMES = ("https://", "http://", "ssh://", "git://", "file://")
-_SCP_LIKE = re.compile(r"[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s:][^\s]*")
+# Host names and users as ssh reads them: never an option (no leading '-'), nothing a
+# shell or ssh_config token would expand.
+_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
+_USER = r"[A-Za-z0-9_][A-Za-z0-9._-]*"
+_HOST_PORT = re.compile(rf"(?:{_HOST}|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?")
+_SCP_LIKE = re.compile(rf"{_USER}@{_HOST}:[^\s:][^\s]*")
+_LOCAL_PREFIXES = ("file://", "/", "./", "../", "~/")
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
 
 # What a terminal may act on instead of showing, as a regex character class: C0 controls
@@ -84,8 +90,10 @@ def image(value: str, field: str = "image") -> str:
     return value
 
 
-def git_url(value: str, field: str = "url") -> str:
-    """Accept https, http, ssh, git, file URLs, scp-like user@host:path, and local paths."""
+def git_url(value: str, field: str = "url", *, allow_local: bool = True) -> str:
+    """Accept https, http, ssh, git URLs and scp-like user@host:path; file:// URLs and
+    local paths only with `allow_local` (the registry allows them when the member's own
+    config says [git] allow_local). A password in the URL is refused: it would be shared."""
     rule = (
         f"invalid {field} {value!r}: must be a git URL "
         "(https://, ssh://, git://, file://, user@host:path, or a local path)"
@@ -93,23 +101,55 @@ def git_url(value: str, field: str = "url") -> str:
     if not value or len(value) > 2048 or _CONTROL.search(value):
         raise BadInput(rule)
     text(value, field)
+    if _remote_url(value, field, rule):
+        return value
+    if not allow_local:
+        raise BadInput(
+            f"invalid {field} {value!r}: a local path; datasets are shared, so their URLs "
+            "must be remote (https://, ssh://, git://, user@host:path)",
+            hint="a member that clones from its own disk sets [git] allow_local = true",
+        )
+    return value
+
+
+def _remote_url(value: str, field: str, rule: str) -> bool:
+    """True for a well-formed remote URL, False for a well-formed local one; else refused."""
     lowered = value.lower()
-    for scheme in _URL_SCHEMES:
-        if lowered.startswith(scheme):
-            rest = value[len(scheme) :]
-            if scheme == "file://":
-                if not rest.startswith("/"):
-                    raise BadInput(rule)
-            elif not rest or rest.startswith("/") or "/" not in rest.strip("/"):
-                raise BadInput(rule)
-            return value
+    scheme = next((s for s in _URL_SCHEMES if lowered.startswith(s)), None)
+    if scheme == "file://":
+        if not value[len(scheme) :].startswith("/"):
+            raise BadInput(rule)
+        return False
+    if scheme is not None:
+        rest = value[len(scheme) :]
+        if not rest or rest.startswith("/") or "/" not in rest.strip("/"):
+            raise BadInput(rule)
+        _authority(rest.split("/", 1)[0], field, rule)
+        return True
     if "://" in value or value.startswith("-") or value.startswith("ext::"):
         raise BadInput(rule)
     if _SCP_LIKE.fullmatch(value):
-        return value
-    if value.startswith(("/", "./", "../", "~/")):
-        return value
+        return True
+    if value.startswith(_LOCAL_PREFIXES):
+        return False
     raise BadInput(rule)
+
+
+def _authority(authority: str, field: str, rule: str) -> None:
+    """[user@]host[:port], the user and host as ssh reads them; no password."""
+    userinfo, at, host_port = authority.rpartition("@")
+    if at and ":" in userinfo:
+        raise BadInput(  # not echoed: the value holds a password
+            f"invalid {field}: it holds a password, which every member would see",
+            hint='put credentials in your own config: [git.credentials."HOST"]',
+        )
+    port = host_port.rpartition("]")[2].rpartition(":")[2] if ":" in host_port else ""
+    if (
+        (at and not re.fullmatch(_USER, userinfo))
+        or not _HOST_PORT.fullmatch(host_port)
+        or (port and not 0 < int(port) < 65536)
+    ):
+        raise BadInput(rule)
 
 
 def branch(value: str) -> str:

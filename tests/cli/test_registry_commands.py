@@ -58,8 +58,8 @@ def test_register_list_update_unregister(cli: Cli) -> None:
         (("register", "ok", "img", "--dataset", "absent"), "absent"),
         (("dataset", "add", "d", "ext::sh -c id"), "url"),
         (("dataset", "add", "d", "file://relative"), "url"),
-        (("dataset", "add", "Bad/Name", "/srv/data"), "dataset name"),
-        (("dataset", "add", "d", "/srv/data", "--branch", "a..b"), "branch"),
+        (("dataset", "add", "Bad/Name", "git://h/data"), "dataset name"),
+        (("dataset", "add", "d", "git://h/data", "--branch", "a..b"), "branch"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(
@@ -87,7 +87,7 @@ def test_unreachable_with_json_prints_one_json_error(cli: Cli) -> None:
 
 
 def test_datasets(cli: Cli) -> None:
-    url = str(cli.root / "obs.git")
+    url = "https://git.example.org/lab/obs.git"
     added = succeeded(cli.invoke("dataset", "add", "obs", url, "--branch", "main", "--depth", "3"))
     assert "added" in added.out
 
@@ -115,7 +115,7 @@ def test_datasets(cli: Cli) -> None:
 
 def test_status(cli: Cli) -> None:
     succeeded(cli.invoke("register", "dummy", "img"))
-    succeeded(cli.invoke("dataset", "add", "obs", "/srv/obs"))
+    succeeded(cli.invoke("dataset", "add", "obs", "git://h/obs"))
     data = succeeded(cli.invoke("status", "--json")).json()
     assert data["etcd"] == {"reachable": True, "endpoint": "memory", "version": "memory"}
     assert data["prefix"] == PREFIX

@@ -33,7 +33,7 @@ def runs_json(cli: Cli, *args: str) -> list[dict[str, Any]]:
 
 
 def data_dir(cli: Cli, tool: str) -> Path:
-    return cli.importdir / tool
+    return cli.importdir / "tools" / tool
 
 
 def test_run_succeeds_writes_control_file_and_is_listed(make_cli: MakeCli) -> None:

@@ -103,7 +103,7 @@ def test_empty_or_missing_folder(cli: Cli) -> None:
 
 def test_recompute_chart_and_plot_over_a_tools_history(cli: Cli) -> None:
     assert cli.invoke("register", "hist", "img").code == 0
-    data = cli.importdir / "hist"  # <importdir>/<tool>, as the runner lays it out
+    data = cli.importdir / "tools" / "hist"  # <importdir>/tools/<tool>, as runs lay it out
     data.mkdir(parents=True)
     for i, value in enumerate([*noisy(20), 900.0, *noisy(5, seed=9)]):
         (data / f"control-2026-03-{i + 1:02d}.csv").write_text(f"{value}\n")

@@ -246,21 +246,18 @@ def test_a_conflict_touches_nothing_and_blocks_the_push(harness: Harness, tmp_pa
     with pytest.raises(GitError) as err:
         push(harness, work)
     assert "pull first" in (err.value.hint or "")
-    assert harness.sync.status(work, branch="main").last_push_error == err.value.message
     assert harness.remote_head(url) == theirs
 
 
-def test_a_recorded_push_error_shows_until_a_push_succeeds(
-    harness: Harness, tmp_path: Path
-) -> None:
-    _, work = cloned(harness, tmp_path)
-    harness.sync.record_push_error(work, "dataset obs: not pushed:\n  a conflict")
-    st = harness.sync.status(work, branch="main")
-    assert st.last_push_error == "dataset obs: not pushed: a conflict"
-    (work / "new.csv").write_text("1\n")
-    harness.sync.commit_all(work, "run", "member-a")
-    push(harness, work)
-    assert harness.sync.status(work, branch="main").last_push_error is None
+def test_a_local_remote_is_refused_unless_allowed(harness: Harness, tmp_path: Path) -> None:
+    source = tmp_path / "secrets"
+    source.mkdir()
+    for url in (str(source), f"file://{source}"):
+        with pytest.raises(GitError, match="refusing a local path"):
+            harness.sync.clone(
+                url, tmp_path / "dest", branch=None, depth=None, auth=AUTH, timeout=TIMEOUT
+            )
+        assert not (tmp_path / "dest").exists()
 
 
 def test_an_unreachable_remote_is_a_one_line_git_error(harness: Harness, tmp_path: Path) -> None:
@@ -286,7 +283,7 @@ def test_a_vanished_remote_is_a_git_error_and_the_clone_stays(
     with pytest.raises(GitError):
         push(harness, work)
     st = harness.sync.status(work, branch="main")
-    assert st.ahead == 1 and st.last_push_error is not None
+    assert st.ahead == 1 and st.last_push_error is None  # the service keeps that note
     assert (work / "run.csv").read_text() == "1\n" and sha is not None
 
 

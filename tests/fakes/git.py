@@ -44,7 +44,6 @@ class _Clone:
     branch: str
     head: str | None
     tracking: str | None
-    push_error: str | None = None
 
 
 class FakeGit:
@@ -100,6 +99,8 @@ class FakeGit:
         progress: Progress | None = None,
     ) -> None:
         self.calls.append("clone")
+        if url.startswith(("/", "file://", ".", "~")) and not auth.allow_local:
+            raise GitError(f"clone {url}: refusing a local path as a dataset remote")
         dest = Path(dest)
         if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
             raise GitError(f"clone {url}: {dest} exists and is not empty")
@@ -156,13 +157,7 @@ class FakeGit:
 
     def push(self, repo_dir: Path, *, branch: str | None, auth: GitAuth, timeout: float) -> None:
         self.calls.append("push")
-        clone = self._clone(repo_dir, branch)
-        try:
-            self._push(clone)
-        except GitError as exc:
-            clone.push_error = exc.message
-            raise
-        clone.push_error = None
+        self._push(self._clone(repo_dir, branch))
 
     def status(self, repo_dir: Path, *, branch: str | None) -> RepoStatus:
         self.calls.append("status")
@@ -172,11 +167,7 @@ class FakeGit:
         old = self.commits[clone.head].files if clone.head else {}
         files = _read_tree(Path(repo_dir))
         changed = sorted(p for p in old.keys() | files.keys() if old.get(p) != files.get(p))
-        return RepoStatus(clone.branch, ahead, behind, changed, clone.push_error)
-
-    def record_push_error(self, repo_dir: Path, message: str) -> None:
-        self.calls.append("record_push_error")
-        self._clone(repo_dir, None).push_error = " ".join(message.split())
+        return RepoStatus(clone.branch, ahead, behind, changed)
 
     def generate_ssh_key(self, path: Path, comment: str) -> str:
         self.calls.append("generate_ssh_key")

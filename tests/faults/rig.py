@@ -206,7 +206,7 @@ class Host:
         assert done.returncode == 0, done.stderr
 
     def data_files(self) -> int:
-        folder = self.importdir / TOOL
+        folder = self.importdir / "tools" / TOOL
         return len(list(folder.glob("data-*.txt"))) if folder.exists() else 0
 
 

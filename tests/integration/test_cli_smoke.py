@@ -31,7 +31,7 @@ def test_registry_datasets_schedules_spikes_and_status(
     assert "registered" in ok(env.run("register", "dummy", "img")).out
     assert [t["name"] for t in as_json(env.run("tools", "--json"))] == ["dummy"]
 
-    assert "added" in ok(env.run("dataset", "add", "obs", "/srv/obs")).out
+    assert "added" in ok(env.run("dataset", "add", "obs", "git://h/obs")).out
     assert [d["name"] for d in as_json(env.run("dataset", "list", "--json"))] == ["obs"]
 
     scheduled = env.run("run", "dummy", "--daily")
@@ -66,7 +66,7 @@ def test_run_of_the_dummy_image_then_runs_and_logs(docker_env: Env) -> None:
     assert result.code == 0, result.err
     assert "dummy-tool: run 1 starting" in result.out  # the container's output, streamed
     assert "dummy succeeded (exit 0)" in result.out
-    data = Path(docker_env.vars["MAOMAO_CONFIG"]).parent / "data" / "dummy"
+    data = Path(docker_env.vars["MAOMAO_CONFIG"]).parent / "data" / "tools" / "dummy"
     assert len(list(data.glob("control-*.csv"))) == 1
     [record] = as_json(docker_env.run("runs", "--tool", "dummy", "--json"))
     assert (record["status"], record["exit_code"], record["member"]) == (

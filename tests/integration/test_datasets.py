@@ -1,5 +1,5 @@
 """`maomao dataset clone/pull/status/key` and runs that commit and push into datasets,
-against real git servers on loopback (git daemon, smart HTTP, sshd), a real etcd and a
+against real git servers on loopback (git daemon, smart HTTPS, sshd), a real etcd and a
 private dockerd for the runs."""
 
 # The server fixtures are imported by name below, so test arguments shadow them.
@@ -21,11 +21,13 @@ from conftest import DUMMY_IMAGE, Env, make_env
 from gitservers import (  # noqa: F401  (fixtures)
     HTTP_PASSWORD,
     HTTP_USER,
+    GitHttp,
     SeedRepo,
     Sshd,
     git,
     git_daemon,
     git_http,
+    git_https,
     git_root,
     seed_repo,
     sshd,
@@ -35,6 +37,16 @@ from servers import free_port
 pytestmark = [pytest.mark.etcd]
 
 
+def https_config(server: GitHttp) -> str:
+    """[git] lines for the https server: its CA, and a credential for its host whose
+    password comes from MAOMAO_GIT_PASSWORD (member_env sets it)."""
+    assert server.tls is not None
+    return (
+        f'ca_file = "{server.tls.cert}"\n'
+        f'[git.credentials."{server.host}"]\nusername = "{HTTP_USER}"\n'
+    )
+
+
 def member_env(
     root: Path, etcd: Any, prefix: str, member: str, git_config: str = "", **extra: str
 ) -> Env:
@@ -42,7 +54,7 @@ def member_env(
     root.mkdir(parents=True, exist_ok=True)
     (root / "config.toml").write_text(
         f'[data]\nimportdir = "{root / "data"}"\n[docker]\nnetwork = "none"\n'
-        f'[git]\ntimeout = 20.0\nhttps_username = "{HTTP_USER}"\n{git_config}'
+        f"[git]\ntimeout = 20.0\n{git_config}"
     )
     env = make_env(root, etcd.endpoints, prefix, MAOMAO_GIT_PASSWORD=HTTP_PASSWORD, **extra)
     env.vars["MAOMAO_MEMBER"] = member
@@ -110,16 +122,17 @@ def prepare_ssh(env: Env, root: Path, request: pytest.FixtureRequest, name: str)
 # ---------------------------------------------------------------------------- clone/pull/status
 
 
-@pytest.mark.parametrize("protocol", ["git", "http", "ssh"])
+@pytest.mark.parametrize("protocol", ["git", "https", "ssh"])
 def test_clone_pull_status_over_each_protocol(
     protocol: str,
     seed_repo: SeedRepo,
+    git_https: GitHttp,
     tmp_path: Path,
     etcd: Any,
     prefix: str,
     request: pytest.FixtureRequest,
 ) -> None:
-    env = member_env(tmp_path / "m", etcd, prefix, "member-a")
+    env = member_env(tmp_path / "m", etcd, prefix, "member-a", https_config(git_https))
     ok(env.run("dataset", "add", "census", url_for(protocol, seed_repo, request), "-b", "main"))
     if protocol == "ssh":
         server: Sshd = request.getfixturevalue("sshd")
@@ -239,10 +252,11 @@ def run_id_of(env: Env, tool: str) -> dict[str, Any]:
 
 @pytest.mark.docker
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("protocol", ["git", "http", "ssh"])
+@pytest.mark.parametrize("protocol", ["git", "https", "ssh"])
 def test_run_writes_into_the_dataset_commits_and_pushes(
     protocol: str,
     seed_repo: SeedRepo,
+    git_https: GitHttp,
     tmp_path: Path,
     etcd: Any,
     prefix: str,
@@ -250,7 +264,8 @@ def test_run_writes_into_the_dataset_commits_and_pushes(
     request: pytest.FixtureRequest,
 ) -> None:
     root = tmp_path / "m"
-    env = member_env(root, etcd, prefix, "member-a", MAOMAO_DOCKER_HOST=docker.host)
+    config = https_config(git_https)
+    env = member_env(root, etcd, prefix, "member-a", config, MAOMAO_DOCKER_HOST=docker.host)
     url = url_for(protocol, seed_repo, request)
     ok(env.run("dataset", "add", "census", url, "--branch", "main", "--push"))
     if protocol == "ssh":
@@ -264,7 +279,11 @@ def test_run_writes_into_the_dataset_commits_and_pushes(
     work = root / "data" / "datasets" / "census"
     written = sorted(p.name for p in (work / "obs").glob("control-*.csv"))
     assert len(written) == 1
-    assert not (root / "data" / "dummy").exists()  # not the per-tool folder
+    assert not (root / "data" / "dummy").exists()
+    # The container wrote into its staging folder, which holds no .git.
+    staged = root / "data" / "tools" / "dummy"
+    assert sorted(p.name for p in staged.glob("control-*.csv")) == written
+    assert not (staged / ".git").exists() and (work / ".git").is_dir()
 
     message = server_messages(seed_repo)[0]
     assert "dummy" in message and run["id"] in message and "member-a" in message
@@ -337,6 +356,11 @@ def test_conflict_keeps_local_commits_and_warns(
     assert st["ahead"] == 1 and st["changed_files"] == []
     assert "README.md" in st["last_push_error"]
     assert "last push error" in ok(b.run("dataset", "status", "shared")).out
+    # maomao's bookkeeping is in the state dir, outside anything a container can reach.
+    own = tmp_path / "b" / "state" / "datasets" / "shared"
+    assert "README.md" in (own / "last-push-error").read_text()
+    assert (own / "lock").exists()
+    assert sorted(p.name for p in (work_b / ".git").glob("maomao*")) == []
 
     # The next run retries (and still cannot): a second local commit, still succeeded.
     ok(b.run("run", "dummy", timeout=120))
@@ -359,10 +383,10 @@ def test_conflict_keeps_local_commits_and_warns(
 
 
 def test_files_are_owner_only_and_config_masks_the_password(
-    seed_repo: SeedRepo, tmp_path: Path, etcd: Any, prefix: str
+    seed_repo: SeedRepo, git_https: GitHttp, tmp_path: Path, etcd: Any, prefix: str
 ) -> None:
-    env = member_env(tmp_path / "m", etcd, prefix, "member-a")
-    ok(env.run("dataset", "add", "census", seed_repo.urls["http"]))
+    env = member_env(tmp_path / "m", etcd, prefix, "member-a", https_config(git_https))
+    ok(env.run("dataset", "add", "census", seed_repo.urls["https"]))
     ok(env.run("dataset", "clone", "census"))
     config = ok(env.run("config")).out
     assert HTTP_PASSWORD not in config

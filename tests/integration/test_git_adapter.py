@@ -1,4 +1,4 @@
-"""The git adapter against real servers on loopback: file, git daemon, smart HTTP and sshd."""
+"""The git adapter against real servers on loopback: file, git daemon, smart HTTP(S) and sshd."""
 
 # The server fixtures are imported by name below, so test arguments shadow them.
 # ruff: noqa: F811
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import stat
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,11 +18,13 @@ import pytest
 from gitservers import (  # noqa: F401  (fixtures)
     HTTP_PASSWORD,
     HTTP_USER,
+    GitHttp,
     SeedRepo,
     Sshd,
     git,
     git_daemon,
     git_http,
+    git_https,
     git_root,
     seed_repo,
     sshd,
@@ -29,10 +32,20 @@ from gitservers import (  # noqa: F401  (fixtures)
 from maomao_cli.adapters import git as g
 from maomao_cli.adapters import packindex
 from maomao_cli.errors import GitError
+from maomao_cli.gitmodels import HttpsCredential
 
-HTTP_AUTH = g.GitAuth(https_username=HTTP_USER, https_password=HTTP_PASSWORD)
-PROTOCOLS = ["path", "file", "git", "http", "ssh"]
+PROTOCOLS = ["path", "file", "git", "https", "ssh"]
 TIMEOUT = 20.0
+LOCAL = g.GitAuth(allow_local=True)  # local paths and file:// are refused without it
+
+
+def https_auth(
+    server: GitHttp, password: str = HTTP_PASSWORD, host: str | None = None
+) -> g.GitAuth:
+    """The member's own credential for the https server, and its self-signed CA."""
+    assert server.tls is not None
+    credential = HttpsCredential(HTTP_USER, password)
+    return g.GitAuth(https={host or server.host: credential}, ca_file=server.tls.cert)
 
 
 def remote(seed: SeedRepo, protocol: str, request: pytest.FixtureRequest) -> tuple[str, g.GitAuth]:
@@ -40,8 +53,10 @@ def remote(seed: SeedRepo, protocol: str, request: pytest.FixtureRequest) -> tup
     if protocol == "ssh":
         sshd: Sshd = request.getfixturevalue("sshd")
         return sshd.url(seed.path), g.GitAuth(ssh_key=sshd.client_key, known_hosts=sshd.known_hosts)
-    if protocol == "http":
-        return seed.urls["http"], HTTP_AUTH
+    if protocol == "https":
+        return seed.urls["https"], https_auth(request.getfixturevalue("git_https"))
+    if protocol in ("path", "file"):
+        return seed.urls[protocol], LOCAL
     return seed.urls[protocol], g.GitAuth()
 
 
@@ -107,7 +122,7 @@ def test_clone_pull_commit_push_round_trip(
 
 def test_commit_all_nothing_changed_and_gitignore(seed_repo: SeedRepo, tmp_path: Path) -> None:
     work = tmp_path / "clone"
-    g.clone(seed_repo.urls["file"], work, auth=g.GitAuth(), timeout=TIMEOUT)
+    g.clone(seed_repo.urls["file"], work, auth=LOCAL, timeout=TIMEOUT)
     assert g.commit_all(work, "nothing", "member-a") is None
     (work / ".gitignore").write_text("*.tmp\n")
     (work / "scratch.tmp").write_text("ignored\n")
@@ -121,7 +136,7 @@ def test_commit_all_nothing_changed_and_gitignore(seed_repo: SeedRepo, tmp_path:
 # ---------------------------------------------------------------------------- two members
 
 
-@pytest.mark.parametrize("protocol", ["git", "http", "ssh"])
+@pytest.mark.parametrize("protocol", ["git", "https", "ssh"])
 def test_two_members_push_in_turn_merge_without_loss(
     protocol: str, seed_repo: SeedRepo, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -140,11 +155,9 @@ def test_two_members_push_in_turn_merge_without_loss(
     with pytest.raises(GitError) as rejected:  # b is behind: a plain push must not clobber a
         g.push(b, auth=auth, timeout=TIMEOUT)
     assert "pull first" in (rejected.value.hint or "")
-    assert g.status(b).last_push_error == rejected.value.message
     merged = g.pull(b, auth=auth, timeout=TIMEOUT, author="member-b")
     assert merged.outcome == "merged"
     g.push(b, auth=auth, timeout=TIMEOUT)
-    assert g.status(b).last_push_error is None
 
     assert g.pull(a, auth=auth, timeout=TIMEOUT).outcome == "fast-forward"
     assert (a / "data" / "control-b.csv").read_text() == "2\n"
@@ -181,7 +194,6 @@ def test_real_conflict_keeps_both_local_commits(seed_repo: SeedRepo, tmp_path: P
     assert (st.ahead, st.behind, st.changed_files) == (1, 1, [])
     with pytest.raises(GitError):
         g.push(b, auth=auth, timeout=TIMEOUT)
-    assert g.status(b).last_push_error is not None
     # The remote still holds a's commit, and b's commit is still in b's history.
     assert seed_repo.head() == sha_a
     assert sha_b in git("rev-list", "HEAD", cwd=b)
@@ -297,28 +309,151 @@ def test_ssh_wrong_key_is_an_auth_failure(seed_repo: SeedRepo, sshd: Sshd, tmp_p
     assert "authentication failed" in one_line(err.value)
 
 
-def test_http_wrong_password_is_an_auth_failure_and_not_shown(
-    seed_repo: SeedRepo, tmp_path: Path
+def test_https_wrong_password_is_an_auth_failure_and_not_shown(
+    seed_repo: SeedRepo, git_https: GitHttp, tmp_path: Path
 ) -> None:
-    auth = g.GitAuth(https_username=HTTP_USER, https_password="wrong-password-123")
+    auth = https_auth(git_https, password="wrong-password-123")
     with pytest.raises(GitError) as err:
-        g.clone(seed_repo.urls["http"], tmp_path / "dest", auth=auth, timeout=TIMEOUT)
+        g.clone(seed_repo.urls["https"], tmp_path / "dest", auth=auth, timeout=TIMEOUT)
     assert "authentication failed" in one_line(err.value)
     assert "wrong-password-123" not in err.value.message + (err.value.hint or "")
     assert "wrong-password-123" not in repr(auth)
 
 
-def test_http_credentials_in_url_are_not_stored(seed_repo: SeedRepo, tmp_path: Path) -> None:
-    url = seed_repo.urls["http"].replace("http://", f"http://{HTTP_USER}:{HTTP_PASSWORD}@")
-    g.clone(url, tmp_path / "dest", auth=g.GitAuth(), timeout=TIMEOUT)
+def test_https_credential_is_sent_only_after_the_host_asks(
+    seed_repo: SeedRepo, git_https: GitHttp, tmp_path: Path
+) -> None:
+    seen = len(git_https.requests)
+    g.clone(seed_repo.urls["https"], tmp_path / "dest", auth=https_auth(git_https), timeout=TIMEOUT)
+    requests = git_https.requests[seen:]
+    assert requests[0].authorization is None  # the first request carries nothing
+    assert len({r.authorization for r in requests[1:]}) == 1
+    assert requests[1].path == requests[0].path and requests[1].authorization is not None
     assert HTTP_PASSWORD not in (tmp_path / "dest" / ".git" / "config").read_text()
+
+
+def test_no_credential_over_plain_http_or_to_another_host(
+    seed_repo: SeedRepo, git_http: GitHttp, git_https: GitHttp, tmp_path: Path
+) -> None:
+    seen_http, seen_https = len(git_http.requests), len(git_https.requests)
+    assert git_https.tls is not None
+    plain = g.GitAuth(https={git_http.host: HttpsCredential(HTTP_USER, HTTP_PASSWORD)})
+    elsewhere = https_auth(git_https, host="git.example.org")
+    for url, auth in ((seed_repo.urls["http"], plain), (seed_repo.urls["https"], elsewhere)):
+        with pytest.raises(GitError, match="authentication failed"):
+            g.clone(url, tmp_path / "dest", auth=auth, timeout=TIMEOUT)
+    assert len(git_http.requests) > seen_http and len(git_https.requests) > seen_https
+    assert [r.authorization for r in git_http.requests[seen_http:]] == [None] * (
+        len(git_http.requests) - seen_http
+    )
+    assert all(r.authorization is None for r in git_https.requests[seen_https:])
+
+
+def test_credentials_in_a_url_are_never_sent(
+    seed_repo: SeedRepo, git_https: GitHttp, tmp_path: Path
+) -> None:
+    assert git_https.tls is not None
+    seen = len(git_https.requests)
+    url = git_https.url(seed_repo.name, credentials=True)
+    with pytest.raises(GitError, match="authentication failed"):
+        g.clone(url, tmp_path / "dest", auth=g.GitAuth(ca_file=git_https.tls.cert), timeout=TIMEOUT)
+    assert all(r.authorization is None for r in git_https.requests[seen:])
+    assert not (tmp_path / "dest").exists()
+
+
+def test_a_local_remote_needs_allow_local(seed_repo: SeedRepo, tmp_path: Path) -> None:
+    for url in (seed_repo.urls["path"], seed_repo.urls["file"]):
+        with pytest.raises(GitError) as err:
+            g.clone(url, tmp_path / "dest", auth=g.GitAuth(), timeout=TIMEOUT)
+        assert "refusing a local path" in one_line(err.value)
+        assert "allow_local" in (err.value.hint or "")
+        assert not (tmp_path / "dest").exists()
+
+
+def test_the_clones_own_config_is_never_honoured(seed_repo: SeedRepo, tmp_path: Path) -> None:
+    """core.worktree, hooks, filters, core.sshCommand in .git/config: maomao ignores them."""
+    url, auth = seed_repo.urls["git"], g.GitAuth()
+    work, outside, marker = tmp_path / "clone", tmp_path / "outside", tmp_path / "ran"
+    outside.mkdir()
+    g.clone(url, work, auth=auth, timeout=TIMEOUT)
+    hooks = work / ".git" / "hooks"
+    hooks.mkdir(exist_ok=True)
+    for hook in ("pre-commit", "commit-msg", "post-commit", "post-merge", "post-checkout"):
+        (hooks / hook).write_text(f"#!/bin/sh\ntouch {marker}\n")
+        (hooks / hook).chmod(0o755)
+    with open(work / ".git" / "config", "a") as config:
+        config.write(
+            f"[core]\n\tworktree = {outside}\n\tsshCommand = touch {marker}\n"
+            f"\thooksPath = {hooks}\n\tautocrlf = true\n"
+            f'[filter "evil"]\n\tclean = sh -c "touch {marker}; cat"\n'
+            f'\tsmudge = sh -c "touch {marker}; cat"\n\trequired = true\n'
+        )
+    (work / ".gitattributes").write_text("* filter=evil\n")
+    (work / "data" / "new.csv").write_text("3\r\n")
+    other = seed_repo.fresh_clone(tmp_path / "other")
+    (other / "theirs.txt").write_text("theirs\n")
+    git("add", "-A", cwd=other)
+    git("commit", "-q", "-m", "theirs", cwd=other)
+    git("push", "-q", "origin", "main", cwd=other)
+
+    assert "data/new.csv" in g.status(work, branch="main").changed_files
+    assert g.commit_all(work, "run", "member-a") is not None
+    assert g.pull(work, auth=auth, timeout=TIMEOUT, author="member-a").outcome == "merged"
+    g.push(work, auth=auth, timeout=TIMEOUT)
+
+    assert not marker.exists()
+    assert list(outside.iterdir()) == []
+    assert (work / "theirs.txt").read_text() == "theirs\n"
+    stored = git("cat-file", "-p", "main:data/new.csv", cwd=seed_repo.path)
+    assert stored == "3"  # byte for byte (git strips the trailing newline it prints)
+    raw = subprocess.run(
+        ["git", "cat-file", "blob", "main:data/new.csv"],
+        cwd=seed_repo.path, capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    assert raw == b"3\r\n"  # no line-ending conversion, no filter
+
+
+def test_a_pull_never_writes_through_a_link_the_dataset_made(
+    seed_repo: SeedRepo, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    upstream = seed_repo.fresh_clone(tmp_path / "upstream")
+    (upstream / "a").symlink_to(outside)
+    git("add", "-A", cwd=upstream)
+    git("commit", "-q", "-m", "a link", cwd=upstream)
+    git("push", "-q", "origin", "main", cwd=upstream)
+    work = tmp_path / "clone"
+    g.clone(seed_repo.urls["git"], work, auth=g.GitAuth(), timeout=TIMEOUT)
+    assert (work / "a").is_symlink()
+    (upstream / "a").unlink()  # the next commit makes the link a folder with a file
+    (upstream / "a").mkdir()
+    (upstream / "a" / "x").write_text("x\n")
+    git("add", "-A", cwd=upstream)
+    git("commit", "-q", "-m", "a folder", cwd=upstream)
+    git("push", "-q", "origin", "main", cwd=upstream)
+    assert g.pull(work, auth=g.GitAuth(), timeout=TIMEOUT).outcome == "fast-forward"
+    assert list(outside.iterdir()) == []
+    assert not (work / "a").is_symlink() and (work / "a" / "x").read_text() == "x\n"
+
+
+def test_an_ssh_user_or_host_that_is_an_option_never_reaches_ssh(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    for url in (
+        f"ssh://-oProxyCommand=touch%20{marker}@127.0.0.1/x",
+        f"ssh://git@-oProxyCommand=touch%20{marker}/x",
+        "-oProxyCommand=touch@127.0.0.1:x",
+    ):
+        with pytest.raises(GitError, match="refusing SSH"):
+            g.clone(url, tmp_path / "dest", auth=g.GitAuth(), timeout=5)
+    assert not marker.exists() and not (tmp_path / "dest").exists()
 
 
 def test_clone_refuses_non_empty_destination(seed_repo: SeedRepo, tmp_path: Path) -> None:
     (tmp_path / "dest").mkdir()
     (tmp_path / "dest" / "keep.txt").write_text("mine\n")
     with pytest.raises(GitError) as err:
-        g.clone(seed_repo.urls["file"], tmp_path / "dest", auth=g.GitAuth(), timeout=TIMEOUT)
+        g.clone(seed_repo.urls["file"], tmp_path / "dest", auth=LOCAL, timeout=TIMEOUT)
     assert "not empty" in one_line(err.value)
     assert (tmp_path / "dest" / "keep.txt").read_text() == "mine\n"
 
@@ -326,7 +461,7 @@ def test_clone_refuses_non_empty_destination(seed_repo: SeedRepo, tmp_path: Path
 # ---------------------------------------------------------------------------- depth
 
 
-@pytest.mark.parametrize("protocol", ["file", "git", "http"])
+@pytest.mark.parametrize("protocol", ["file", "git", "https"])
 def test_depth_limited_clone_then_pull(
     protocol: str, seed_repo: SeedRepo, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -383,7 +518,7 @@ def _count_index_pack(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return counts
 
 
-@pytest.mark.parametrize("protocol", ["git", "http", "ssh"])
+@pytest.mark.parametrize("protocol", ["git", "https", "ssh"])
 def test_clone_indexes_the_pack_in_one_pass_and_git_agrees(
     protocol: str,
     seed_repo: SeedRepo,
@@ -442,7 +577,7 @@ def test_local_clone_copies_packs_and_loose_objects(
     assert git("count-objects", cwd=seed_repo.path).split()[0] != "0"
     indexed = _count_index_pack(monkeypatch)
     work = tmp_path / "clone"
-    g.clone(seed_repo.urls[protocol], work, auth=g.GitAuth(), timeout=TIMEOUT)
+    g.clone(seed_repo.urls[protocol], work, auth=LOCAL, timeout=TIMEOUT)
 
     assert len(indexed) == 1  # the one pack, copied and indexed
     assert (work / "loose.txt").read_text() == "not packed yet\n"
@@ -457,7 +592,7 @@ def test_local_clone_of_a_shallow_source_is_shallow(seed_repo: SeedRepo, tmp_pat
     shallow = tmp_path / "shallow-source"
     git("clone", "-q", "--bare", "--depth=2", seed_repo.urls["file"], str(shallow))
     work = tmp_path / "clone"
-    g.clone(str(shallow), work, auth=g.GitAuth(), timeout=TIMEOUT)
+    g.clone(str(shallow), work, auth=LOCAL, timeout=TIMEOUT)
     assert git("rev-parse", "HEAD", cwd=work) == seed_repo.head()
     assert git("rev-list", "--count", "HEAD", cwd=work) == "2"
     assert (work / ".git" / "shallow").read_text() == (shallow / "shallow").read_text()

@@ -112,12 +112,16 @@ def test_other_environment_variables(tmp_path: Path) -> None:
         "MAOMAO_GIT_PASSWORD": "gitpw",
         "MAOMAO_SERVE_TOKEN": "tok",
     }
+    (tmp_path / "maomao").mkdir()
+    (tmp_path / "maomao" / "config.toml").write_text(
+        '[git.credentials."git.example.org"]\nusername = "bot"\n'
+    )
     settings = config.load(env=env)
     assert (settings.etcd.user, settings.etcd.password) == ("alice", "s3cret")
     assert settings.data.importdir == "/data/in"
     assert settings.docker.host == "unix:///run/d.sock"
     assert settings.member == "node-7"
-    assert settings.git.https_password == "gitpw"
+    assert settings.git.credentials["git.example.org"].password == "gitpw"
     assert settings.serve.token == "tok"
 
 
@@ -197,7 +201,8 @@ def test_missing_file_refused(tmp_path: Path) -> None:
 def test_as_dict_masks_secrets(tmp_path: Path) -> None:
     path = write(
         tmp_path,
-        '[etcd]\nuser = "alice"\npassword = "etcd-pw"\n[git]\nhttps_password = "git-pw"\n'
+        '[etcd]\nuser = "alice"\npassword = "etcd-pw"\n'
+        '[git.credentials."h"]\nusername = "u"\npassword = "git-pw"\n'
         '[serve]\ntoken = "serve-token"\n',
     )
     settings = config.load(path, env={})
@@ -206,7 +211,7 @@ def test_as_dict_masks_secrets(tmp_path: Path) -> None:
     for secret in ("etcd-pw", "git-pw", "serve-token"):
         assert secret not in text
     assert shown["etcd"]["password"] == "********"
-    assert shown["git"]["https_password"] == "********"
+    assert shown["git"]["credentials"]["h"] == {"username": "u", "password": "********"}
     assert shown["serve"]["token"] == "********"
     assert shown["etcd"]["user"] == "alice"  # not a secret
     assert shown["source"] == path

@@ -39,7 +39,7 @@ def store() -> MemoryStore:
 
 @pytest.fixture
 def registry(store: MemoryStore) -> Registry:
-    return Registry(store, KEYS)
+    return Registry(store, KEYS, allow_local_urls=True)  # the datasets below are local paths
 
 
 def written(store: MemoryStore) -> list[str]:

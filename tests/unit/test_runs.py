@@ -54,7 +54,7 @@ def test_successful_run_is_recorded_with_digest_times_and_tail(tmp_path: Path) -
     assert seen == ["hello", "world"]
     assert run.started is not None and run.finished is not None and run.finished > run.started
     assert service.get(run.id) == run
-    assert (tmp_path / "data" / "dummy").is_dir()
+    assert (tmp_path / "data" / "tools" / "dummy").is_dir()
 
 
 def test_record_is_running_while_the_container_runs(tmp_path: Path) -> None:
@@ -84,7 +84,7 @@ def test_spec_carries_limits_labels_env_and_the_data_dir(tmp_path: Path) -> None
     [spec] = runner.specs
     assert spec.image == tool.image
     assert spec.env == {"A": "1"}
-    assert spec.data_dir == (tmp_path / "data" / "dummy").resolve()
+    assert spec.data_dir == (tmp_path / "data" / "tools" / "dummy").resolve()
     assert spec.mount_point == "/usr/src/app/data"
     assert spec.labels == {
         "maomao.tool": "dummy",
@@ -161,7 +161,7 @@ def test_hooks_run_in_order_after_success_and_may_update_the_run(tmp_path: Path)
 
     run = service.execute(TOOL)
 
-    data_dir = (tmp_path / "data" / "dummy").resolve()
+    data_dir = (tmp_path / "data" / "tools" / "dummy").resolve()
     assert calls == [("first", "succeeded", data_dir), ("second", "succeeded", data_dir)]
     assert run.warning == "spike found"
     assert service.get(run.id).warning == "spike found"

@@ -1,14 +1,19 @@
 """Datasets on this member: clones, pulls, status, keys, and the run hooks that fill them.
 
 A dataset is registered once in etcd (services/registry.py); each member keeps its own
-clone, by default at <importdir>/datasets/<name>. A tool linked to a dataset writes
-straight into that clone (or a subfolder of it); after each successful run its new and
-changed files are committed, and when the dataset has push enabled maomao pulls and
-pushes. A conflict or a failed push never loses data: the local commit stays, the run
-stays succeeded with a warning, and the next run (or `maomao dataset pull`) tries again.
+clone, by default at <importdir>/datasets/<name>. A tool linked to a dataset never sees
+that clone: its data directory is its staging folder <importdir>/tools/<tool> (see
+staging.py), a copy of the dataset's folder (its data subdir, or the whole work tree
+without .git) made before each run. After each successful run what the run changed is
+copied back into the work tree, without following any link, and committed; when the
+dataset has push enabled maomao pulls and pushes. A conflict or a failed push never
+loses data: the local commit stays, the run stays succeeded with a warning, and the next
+run (or `maomao dataset pull`) tries again.
 
-Credentials never leave this member: SSH keys live in <statedir>/keys/<name>, HTTPS
-passwords come from [git] settings or MAOMAO_GIT_PASSWORD, neither reaches etcd.
+maomao's own bookkeeping (the lock of a clone, the last push error) lives in the state
+directory, <statedir>/datasets/<name>/, which no container can reach, and is opened with
+O_NOFOLLOW. Credentials never leave this member: SSH keys live in <statedir>/keys/<name>,
+HTTPS credentials in [git.credentials."HOST"], neither reaches etcd.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +35,7 @@ from ..config import Settings
 from ..errors import BadInput, GitError, NotFound
 from ..gitmodels import GitAuth
 from ..models import Dataset, Run, Tool
+from . import staging
 from .registry import Registry
 
 if TYPE_CHECKING:
@@ -39,7 +46,7 @@ log = logging.getLogger("maomao.datasets")
 
 Progress = Callable[[str], None]
 
-_LOCK_FILE = "maomao.lock"  # inside .git: serialises commit/pull/push between processes
+_NOTE_LIMIT = 64 * 1024  # a push error note is one line; more is not ours
 
 
 class DatasetService:
@@ -52,6 +59,8 @@ class DatasetService:
         self.git = git
         # A failed pull before a run, reported on that run's record by the after-run hook.
         self._pre_run_notes: dict[str, str] = {}
+        # What each dataset tool's staging folder was given before its run, by tool.
+        self._staged: dict[str, staging.Manifest] = {}
         self._notes_lock = threading.Lock()
 
     # Places ------------------------------------------------------------------
@@ -72,17 +81,24 @@ class DatasetService:
         """Where a clone made with --dest is remembered (this member only)."""
         return self._statedir / "clones" / name
 
+    def _own(self, name: str) -> Path:
+        """<statedir>/datasets/<name>: maomao's bookkeeping of this member's clone."""
+        validation.name(name, "dataset name")
+        folder = self._statedir / "datasets" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
     def work_dir(self, dataset: Dataset) -> Path:
         """This member's clone of the dataset: where `clone --dest` put it, else the default."""
         note = self._clone_note(dataset.name)
         with contextlib.suppress(OSError):
             remembered = Path(note.read_text(encoding="utf-8").strip())
-            if remembered.is_absolute() and (remembered / ".git").is_dir():
+            if remembered.is_absolute() and _is_clone(remembered):
                 return remembered
         return self.default_dir(dataset.name)
 
     def is_cloned(self, dataset: Dataset) -> bool:
-        return (self.work_dir(dataset) / ".git").is_dir()
+        return _is_clone(self.work_dir(dataset))
 
     def key_path(self, name: str) -> Path:
         validation.name(name, "dataset name")
@@ -103,8 +119,9 @@ class DatasetService:
             ssh_key=key if key.exists() else None,
             known_hosts=known,
             trust_new_hosts=git.trust_new_hosts,
-            https_username=git.https_username,
-            https_password=git.https_password,
+            https=git.credentials,
+            ca_file=Path(git.ca_file).expanduser() if git.ca_file else None,
+            allow_local=git.allow_local,
         )
 
     # Commands ----------------------------------------------------------------
@@ -123,15 +140,13 @@ class DatasetService:
             target = Path(dest).expanduser().absolute()
             if not target.parent.is_dir():
                 raise BadInput(f"cannot clone into {target}: {target.parent} does not exist")
-        locks = self._statedir / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
         # One clone of a dataset at a time on this member (CLI, worker, HTTP): a second one
         # would find the first's files and, failing, remove them.
-        with _flocked(locks / f"clone-{dataset.name}.lock"):
+        with _flocked(self._own(dataset.name) / "clone.lock"):
             if target.exists() and (not target.is_dir() or any(target.iterdir())):
                 hint = (
                     "it is cloned already: `maomao dataset pull " + dataset.name + "`"
-                    if (target / ".git").is_dir()
+                    if _is_clone(target)
                     else "choose another --dest, or empty it"
                 )
                 raise BadInput(f"cannot clone into {target}: it exists and is not empty", hint=hint)
@@ -152,7 +167,7 @@ class DatasetService:
 
     def _cloned_dir(self, dataset: Dataset) -> Path:
         work = self.work_dir(dataset)
-        if not (work / ".git").is_dir():
+        if not _is_clone(work):
             raise NotFound(
                 f"dataset {dataset.name!r} is not cloned on this member ({work})",
                 hint=f"clone it with `maomao dataset clone {dataset.name}`",
@@ -164,7 +179,7 @@ class DatasetService:
         nothing local and is remembered for `status`."""
         dataset = self.registry.get_dataset(name)
         work = self._cloned_dir(dataset)
-        with _locked(work):
+        with self._locked(dataset):
             result = self.git.pull(
                 work,
                 branch=dataset.branch,
@@ -174,23 +189,57 @@ class DatasetService:
                 author=self.member,
             )
             if result.conflict:
-                self.git.record_push_error(work, _conflict_text(dataset, result))
+                self._note_push_error(dataset, _conflict_text(dataset, result))
         return result
 
     def push(self, name: str) -> None:
         dataset = self.registry.get_dataset(name)
         work = self._cloned_dir(dataset)
-        with _locked(work):
-            self.git.push(
-                work,
-                branch=dataset.branch,
-                auth=self.auth(dataset),
-                timeout=self.settings.git.timeout,
-            )
+        with self._locked(dataset):
+            self._push(dataset, work, self.auth(dataset))
+
+    def _push(self, dataset: Dataset, work: Path, auth: GitAuth) -> None:
+        """Push, remembering the outcome for `status` until a push succeeds."""
+        try:
+            self.git.push(work, branch=dataset.branch, auth=auth, timeout=self.settings.git.timeout)
+        except GitError as exc:
+            with contextlib.suppress(OSError):
+                self._note_push_error(dataset, exc.message)
+            raise
+        self._note_push_error(dataset, None)
 
     def status(self, name: str) -> RepoStatus:
         dataset = self.registry.get_dataset(name)
-        return self.git.status(self._cloned_dir(dataset), branch=dataset.branch)
+        st = self.git.status(self._cloned_dir(dataset), branch=dataset.branch)
+        return replace(st, last_push_error=self._last_push_error(dataset))
+
+    # Bookkeeping, in the state directory --------------------------------------
+
+    def _locked(self, dataset: Dataset) -> contextlib.AbstractContextManager[None]:
+        """One writer per clone at a time, across threads and processes (CLI and worker)."""
+        return _flocked(self._own(dataset.name) / "lock")
+
+    def _note_push_error(self, dataset: Dataset, message: str | None) -> None:
+        """Remember why local commits were not pushed (None: they were), for `status`."""
+        path = self._own(dataset.name) / "last-push-error"
+        if message is None:
+            path.unlink(missing_ok=True)
+            return
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(" ".join(message.split()) + "\n")
+
+    def _last_push_error(self, dataset: Dataset) -> str | None:
+        path = self._own(dataset.name) / "last-push-error"
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return None
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            text = f.read(_NOTE_LIMIT).decode("utf-8", "replace").strip()
+        return text or None
 
     def key(self, name: str) -> tuple[Path, str]:
         """The dataset's ed25519 key (created once, owner-only): its path and public line."""
@@ -203,30 +252,43 @@ class DatasetService:
     # Run hooks ---------------------------------------------------------------
 
     def data_dir(self, tool: Tool) -> Path:
-        """The data-dir resolver: a dataset tool writes into its clone (cloned before the
-        first run, brought up to date before each run); other tools into <importdir>/<tool>."""
+        """The data-dir resolver: <importdir>/tools/<tool> for every tool. For a dataset
+        tool it is filled from the clone (cloned before the first run, brought up to date
+        before each run); an old <importdir>/<tool> of another tool is moved there once."""
         if tool.dataset is None:
-            path = (self._importdir / tool.name).resolve()
-            # Names are validated already; this guards against a record written by hand.
-            if self._importdir not in path.parents:
-                raise BadInput(f"data directory of tool {tool.name!r} leaves {self._importdir}")
-            return path
+            return staging.prepare_tool_dir(self._importdir, tool.name)
         dataset = self.registry.get_dataset(tool.dataset)
         work = self.work_dir(dataset)
-        if not (work / ".git").is_dir():
+        if not _is_clone(work):
             log.info("cloning dataset %s for tool %s", dataset.name, tool.name)
             work = self.clone(dataset.name)
         else:
             self._pull_before_run(tool, dataset, work)
-        return _inside(work, tool.data_subdir)
+        path = staging.prepare_tool_dir(self._importdir, tool.name, migrate=False)
+        with self._locked(dataset), self._staging(tool) as folder:
+            copied = staging.mirror(work, tool.data_subdir, folder)
+        for rel, why in copied.skipped:
+            log.warning(
+                "dataset %s: %s not given to tool %s: %s", dataset.name, rel, tool.name, why
+            )
+        with self._notes_lock:
+            self._staged[tool.name] = copied.manifest
+        return path
+
+    @contextlib.contextmanager
+    def _staging(self, tool: Tool) -> Iterator[int]:
+        fd = staging.open_tool_dir(self._importdir, tool.name)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
 
     def _pull_before_run(self, tool: Tool, dataset: Dataset, work: Path) -> None:
         """Let the tool see the collaboration's latest data. Skipped when the work tree has
-        uncommitted files: never pull over them (that is also the case on the resolver's
-        second call, after the run and before the commit)."""
+        uncommitted files: never pull over them."""
         note: str | None = None
         try:
-            with _locked(work):
+            with self._locked(dataset):
                 if self.git.status(work, branch=dataset.branch).changed_files:
                     return
                 result = self.git.pull(
@@ -248,12 +310,14 @@ class DatasetService:
                 self._pre_run_notes[tool.name] = note
 
     def after_run(self, tool: Tool, run: Run, data_dir: Path) -> Run | None:
-        """Commit the run's files; with push enabled, pull then push. Problems with the
-        remote become a warning on the run (which stays succeeded); the commit stays."""
+        """Copy the run's files into the work tree and commit them; with push enabled, pull
+        then push. Problems with the remote become a warning on the run (which stays
+        succeeded); the commit stays."""
         if tool.dataset is None:
             return None
         with self._notes_lock:
             notes = [n for n in [self._pre_run_notes.pop(tool.name, None)] if n]
+            manifest = self._staged.pop(tool.name, staging.Manifest())
         dataset = self.registry.get_dataset(tool.dataset)
         work = self._cloned_dir(dataset)
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(run.finished or time.time()))
@@ -261,13 +325,17 @@ class DatasetService:
             f"{tool.name}: run {run.id} by {self.member} at {when}\n\n"
             f"maomao-tool: {tool.name}\nmaomao-run: {run.id}\nmaomao-member: {self.member}\n"
         )
-        with _locked(work):
+        with self._locked(dataset):
+            with self._staging(tool) as folder:
+                copied = staging.copy_back(folder, work, tool.data_subdir, manifest)
+            skipped = _skipped_note(dataset, tool, copied.skipped)
             sha = self.git.commit_all(work, message, self.member)
             log.info("dataset %s: run %s committed as %s", dataset.name, run.id, sha or "nothing")
             if dataset.push:
                 problem = self._sync(dataset, work)
                 if problem:
                     notes = [problem]  # supersedes the pre-run note: it is the newer news
+        notes += [skipped] if skipped else []
         if not notes:
             return None
         warning = "; ".join(([run.warning] if run.warning else []) + notes)
@@ -285,12 +353,12 @@ class DatasetService:
             )
             if result.conflict:
                 text = _conflict_text(dataset, result)
-                self.git.record_push_error(work, text)
+                self._note_push_error(dataset, text)
                 return text
-            self.git.push(work, branch=dataset.branch, auth=auth, timeout=timeout)
+            self._push(dataset, work, auth)
         except GitError as exc:
-            with contextlib.suppress(GitError, OSError):
-                self.git.record_push_error(work, exc.message)
+            with contextlib.suppress(OSError):
+                self._note_push_error(dataset, exc.message)
             return (
                 f"dataset {dataset.name}: not pushed ({exc.message}); "
                 "the commit stays local and is pushed with the next run"
@@ -307,29 +375,28 @@ def _conflict_text(dataset: Dataset, result: PullResult) -> str:
     )
 
 
-def _inside(work: Path, subdir: str | None) -> Path:
-    """work/subdir, refusing anything that leaves the work tree or enters .git."""
-    if not subdir:
-        return work
-    parts = [p for p in subdir.split("/") if p not in ("", ".")]
-    if subdir.startswith("/") or ".." in parts or ".git" in parts:
-        raise BadInput(f"invalid data subdir {subdir!r}: must be a folder inside the dataset")
-    path = work.joinpath(*parts)
-    real_work = work.resolve()
-    real = path.resolve()
-    if real != real_work and real_work not in real.parents:
-        raise BadInput(f"data subdir {subdir!r} leaves the dataset work tree (a symlink?)")
-    return path
+def _skipped_note(dataset: Dataset, tool: Tool, skipped: list[tuple[str, str]]) -> str | None:
+    """One warning line per entry the run made that is not copied; a summary for the run."""
+    for rel, why in skipped:
+        log.warning("dataset %s: %s from tool %s not copied: %s", dataset.name, rel, tool.name, why)
+    if not skipped:
+        return None
+    shown = ", ".join(f"{rel} ({why})" for rel, why in skipped[:5])
+    more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+    return f"dataset {dataset.name}: not copied from the run: {shown}{more}"
 
 
-def _locked(work: Path) -> contextlib.AbstractContextManager[None]:
-    """One writer per clone at a time, across threads and processes (CLI and worker)."""
-    return _flocked(work / ".git" / _LOCK_FILE)
+def _is_clone(work: Path) -> bool:
+    """A clone of maomao's: its .git is a real folder (not a link, not a gitfile)."""
+    try:
+        return stat.S_ISDIR(os.lstat(work / ".git").st_mode)
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
 def _flocked(lock_path: Path) -> Iterator[None]:
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -100,9 +100,12 @@ _TOOL_RULES: dict[str, Callable[[Any], Any]] = {
     "max_data": partial(validation.size, field="max data"),
 }
 
+# The URL a member may register: remote only (https, ssh, git, user@host:path; users and
+# hosts as ssh reads them, never an option), since every member clones it; local paths
+# and file:// only when this member's own config allows them (Registry(allow_local_urls)).
 _DATASET_RULES: dict[str, Callable[[Any], Any]] = {
     "name": partial(validation.name, field="dataset name"),
-    "url": validation.git_url,
+    "url": partial(validation.git_url, allow_local=False),
     "branch": validation.branch,
     "push": _as_given,
     "depth": partial(validation.at_least, minimum=1, field="depth"),
@@ -118,9 +121,12 @@ def _checked(
 
 
 class Registry:
-    def __init__(self, store: Store, keys: Keys) -> None:
+    def __init__(self, store: Store, keys: Keys, *, allow_local_urls: bool = False) -> None:
         self.store = store
         self.keys = keys
+        self._dataset_rules = (
+            {**_DATASET_RULES, "url": validation.git_url} if allow_local_urls else _DATASET_RULES
+        )
 
     # Tools -----------------------------------------------------------------
 
@@ -160,7 +166,7 @@ class Registry:
     # Datasets --------------------------------------------------------------
 
     def add_dataset(self, spec: DatasetSpec) -> tuple[Dataset, bool]:
-        values = _checked(spec, _DATASET_RULES)
+        values = _checked(spec, self._dataset_rules)
         existing = load(self.store, self.keys.dataset(spec.name), Dataset)
         dataset = Dataset(created=existing.created if existing else time.time(), **values)
         self.store.put(self.keys.dataset(spec.name), dataset.to_json())

@@ -26,7 +26,7 @@ from ..keys import Keys
 from ..models import FINAL_STATUSES, Run, Tool
 from ..ports import ContainerResult, ContainerRunner, ContainerSpec, PullProgress
 from ..store.base import Store
-from . import datalimit
+from . import datalimit, staging
 from .feeds import Feed
 from .records import decode, load
 
@@ -68,7 +68,8 @@ class RunService:
         self._hooks.append(hook)
 
     def set_data_dir_resolver(self, resolver: DataDirResolver | None) -> None:
-        """Let another service choose a tool's data directory (a dataset work tree)."""
+        """Let another service prepare a tool's data directory (a dataset tool's staging
+        folder); it is called once per run, before the container starts."""
         self._resolver = resolver
 
     def data_dir_for(self, tool: Tool) -> Path:
@@ -77,12 +78,8 @@ class RunService:
             if not chosen.is_absolute():
                 raise BadInput(f"data directory {chosen} of tool {tool.name!r} is not absolute")
             return chosen
-        importdir = self.settings.data.import_path.resolve()
-        path = (importdir / tool.name).resolve()
-        # Names are validated already; this guards against a record written by hand.
-        if importdir not in path.parents:
-            raise BadInput(f"data directory of tool {tool.name!r} leaves {importdir}")
-        return path
+        # <importdir>/tools/<name>: no tool name reaches another of maomao's folders.
+        return staging.tool_dir(self.settings.data.import_path.resolve(), tool.name)
 
     # Records ---------------------------------------------------------------
 
@@ -168,15 +165,15 @@ class RunService:
         try:
             if on_start is not None:
                 on_start(run)
-            run = self._execute(run, tool, on_output, cancel, progress)
+            run, data_dir = self._execute(run, tool, on_output, cancel, progress)
         except BaseException as exc:
             # Ctrl-C or a bug: the record must not stay `running` forever.
             error = "interrupted" if isinstance(exc, KeyboardInterrupt) else _one_line(exc)
             self._save_quietly(replace(run, status="failed", finished=self.clock(), error=error))
             raise
         self.save(run)
-        if run.status == "succeeded":
-            run = self._call_hooks(tool, run)
+        if run.status == "succeeded" and data_dir is not None:
+            run = self._call_hooks(tool, run, data_dir)
         try:
             self.prune(tool.name)
         except Unavailable as exc:
@@ -190,9 +187,14 @@ class RunService:
         on_output: Callable[[str], None] | None,
         cancel: threading.Event | None,
         progress: Callable[[PullProgress], None] | None,
-    ) -> Run:
-        def failed(error: str, **changes: Any) -> Run:
-            return replace(run, status="failed", finished=self.clock(), error=error, **changes)
+    ) -> tuple[Run, Path | None]:
+        """The run's record once its container is done, and its data directory (None when
+        it never got one). The data directory is resolved once: the hooks get that one."""
+
+        def failed(error: str, **changes: Any) -> tuple[Run, None]:
+            return replace(
+                run, status="failed", finished=self.clock(), error=error, **changes
+            ), None
 
         try:
             digest = self.runner.ensure_image(tool.image, progress)
@@ -219,7 +221,7 @@ class RunService:
             # Failed, so the after-run hooks neither commit nor push what it wrote.
             error = over if result.error is None else f"{over}; {result.error}"
             run = replace(run, status="failed", error=error)
-        return run
+        return run, data_dir
 
     # Data limit ------------------------------------------------------------
 
@@ -279,8 +281,7 @@ class RunService:
             image_digest=run.image_digest or result.image_digest,
         )
 
-    def _call_hooks(self, tool: Tool, run: Run) -> Run:
-        data_dir = self.data_dir_for(tool)
+    def _call_hooks(self, tool: Tool, run: Run, data_dir: Path) -> Run:
         for hook in self._hooks:
             name = getattr(hook, "__qualname__", None) or type(hook).__name__
             try:

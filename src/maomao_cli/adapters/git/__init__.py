@@ -34,7 +34,6 @@ if TYPE_CHECKING:
         commit_all,
         pull,
         push,
-        record_push_error,
         status,
     )
     from .sshkeys import generate_ssh_key
@@ -52,7 +51,6 @@ __all__ = [
     "parse_progress",
     "pull",
     "push",
-    "record_push_error",
     "status",
 ]
 
@@ -62,7 +60,6 @@ _LAZY = {
     "commit_all": "operations",
     "pull": "operations",
     "push": "operations",
-    "record_push_error": "operations",
     "status": "operations",
     "generate_ssh_key": "sshkeys",
 }

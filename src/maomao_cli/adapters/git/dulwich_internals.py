@@ -1,8 +1,8 @@
 """Every use of dulwich's private names, in one place.
 
-dulwich's public API has no hook for a connect timeout on git://, for opening the source
-of a local clone, or for switching an empty repository to SHA-256, so the transports reach
-into these. `USED` lists each name and `missing()` says which the installed dulwich lacks;
+dulwich's public API has no hook for a connect timeout on git://, for sending https
+credentials only once the server asked for them, for opening the source of a local clone,
+or for switching an empty repository to SHA-256, so the transports reach into these. `USED` lists each name and `missing()` says which the installed dulwich lacks;
 tests/unit/test_dulwich_internals.py fails on an upgrade that drops one, naming it and the
 version, instead of a clone failing somewhere with an AttributeError.
 """
@@ -15,7 +15,13 @@ from contextlib import closing
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dulwich.client import GitClient, LocalGitClient, TCPGitClient, TraditionalGitClient
+    from dulwich.client import (
+        GitClient,
+        LocalGitClient,
+        TCPGitClient,
+        TraditionalGitClient,
+        Urllib3HttpGitClient,
+    )
     from dulwich.protocol import Protocol
     from dulwich.repo import Repo
 
@@ -26,13 +32,17 @@ USED: tuple[tuple[str, str, str], ...] = (
     ("dulwich.client", "TCPGitClient", "_port"),
     ("dulwich.client", "TraditionalGitClient", "_remote_path_encoding"),
     ("dulwich.client", "GitClient", "_report_activity"),
+    ("dulwich.client", "Urllib3HttpGitClient", "_http_request"),
     ("dulwich.client", "LocalGitClient", "_open_repo"),
     ("dulwich.repo", "Repo", "_change_object_format"),
 )
 # What dulwich passes to `_connect`; an override with other parameters would be broken.
 CONNECT_PARAMETERS = ("self", "cmd", "path", "protocol_version")
+# What dulwich passes to `_http_request`, likewise.
+HTTP_REQUEST_PARAMETERS = ("self", "url", "headers", "data", "raise_for_status")
 
 Connection = tuple["Protocol", Callable[[], bool], "IO[bytes] | None"]
+HttpResponse = tuple[Any, Callable[[int], bytes]]  # urllib3's response and its reader
 
 
 class ConnectHook:
@@ -48,6 +58,42 @@ class ConnectHook:
         self, cmd: bytes, path: str | bytes, protocol_version: int | None = None
     ) -> Connection:
         return self.open_connection(cmd, path, protocol_version)
+
+
+class HttpRequestHook:
+    """Mixin for an Urllib3HttpGitClient subclass: dulwich makes every HTTP request through
+    its private `_http_request`; this hands that call to the subclass's `send_request`,
+    which may call dulwich's own with `http_request`."""
+
+    def send_request(
+        self, url: str, headers: dict[str, str] | None, data: Any, raise_for_status: bool
+    ) -> HttpResponse:
+        raise NotImplementedError
+
+    def _http_request(
+        self,
+        url: str,
+        headers: dict[str, str] | None = None,
+        data: Any = None,
+        raise_for_status: bool = True,
+    ) -> HttpResponse:
+        return self.send_request(url, headers, data, raise_for_status)
+
+
+def http_request(
+    client: Urllib3HttpGitClient,
+    url: str,
+    headers: dict[str, str] | None,
+    data: Any,
+    raise_for_status: bool,
+) -> HttpResponse:
+    """dulwich's own request, the one HttpRequestHook stands in front of."""
+    from dulwich.client import Urllib3HttpGitClient
+
+    response: HttpResponse = Urllib3HttpGitClient._http_request(
+        client, url, headers, data, raise_for_status
+    )
+    return response
 
 
 def remote_path_encoding(client: TraditionalGitClient) -> str:
@@ -93,11 +139,15 @@ def missing() -> list[str]:
             out.append(f"{module}.{cls_name}")
         elif not hasattr(cls, attr) and not hasattr(samples.get(cls_name), attr):
             out.append(where)
-    connect = getattr(TCPGitClient, "_connect", None)
-    if connect is not None:
-        params = tuple(inspect.signature(connect).parameters)
-        if params != CONNECT_PARAMETERS:
-            out.append(
-                f"dulwich.client.TCPGitClient._connect{params} (expected {CONNECT_PARAMETERS})"
-            )
+    from dulwich.client import Urllib3HttpGitClient
+
+    for cls, attr, expected in (
+        (TCPGitClient, "_connect", CONNECT_PARAMETERS),
+        (Urllib3HttpGitClient, "_http_request", HTTP_REQUEST_PARAMETERS),
+    ):
+        method = getattr(cls, attr, None)
+        if method is not None:
+            params = tuple(inspect.signature(method).parameters)
+            if params != expected:
+                out.append(f"dulwich.client.{cls.__name__}.{attr}{params} (expected {expected})")
     return out

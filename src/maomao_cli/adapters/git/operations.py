@@ -53,7 +53,7 @@ def clone(
         raise GitError(f"clone {remote.shown}: {dest} exists and is not empty")
     if depth is not None and depth < 1:
         raise GitError(f"clone {remote.shown}: depth must be at least 1")
-    client, path = client_for(remote, auth, timeout)
+    client, path = client_for("clone", remote, auth, timeout)
     lines = splitter(progress)
     try:
         with translated("clone", remote, auth, timeout):
@@ -119,7 +119,7 @@ def _fetch(
     repo: Repo, name: str, remote: Remote, auth: GitAuth, timeout: float, progress: Progress | None
 ) -> ObjectID | None:
     """Fetch the remote `name` branch's new objects; return its tip (None: no such branch)."""
-    client, path = client_for(remote, auth, timeout)
+    client, path = client_for("pull", remote, auth, timeout)
     ref = r.branch_ref(name)
     lines = splitter(progress)
 
@@ -252,21 +252,11 @@ def push(
     timeout: float = DEFAULT_TIMEOUT,
     progress: Progress | None = None,
 ) -> None:
-    """Push `branch` to origin, fast-forward only.
-
-    The outcome is remembered in the clone, so `status` can show the last push error
-    until a push succeeds.
-    """
+    """Push `branch` to origin, fast-forward only."""
     repo = r.open_repo(Path(repo_dir))
     try:
         name = r.current_branch(repo, branch)
-        remote = parse_url(r.origin(repo))
-        try:
-            _push(repo, name, remote, auth, timeout, progress)
-        except GitError as exc:
-            r.push_error_path(repo).write_text(exc.message + "\n")
-            raise
-        r.push_error_path(repo).unlink(missing_ok=True)
+        _push(repo, name, parse_url(r.origin(repo)), auth, timeout, progress)
     finally:
         repo.close()
 
@@ -278,7 +268,7 @@ def _push(
     local = r.read_ref(repo, ref)
     if local is None:
         raise GitError(f"push {remote.shown}: no commit on {name} to push")
-    client, path = client_for(remote, auth, timeout)
+    client, path = client_for("push", remote, auth, timeout)
     lines = splitter(progress)
 
     def update_refs(refs: dict[Ref, ObjectID]) -> dict[Ref, ObjectID]:
@@ -312,16 +302,6 @@ def _push(
     repo.refs[r.tracking_ref(name)] = local
 
 
-def record_push_error(repo_dir: Path, message: str) -> None:
-    """Remember why local commits were not pushed (e.g. a pull conflict), for `status`,
-    until a push succeeds."""
-    repo = r.open_repo(Path(repo_dir))
-    try:
-        r.push_error_path(repo).write_text(" ".join(message.split()) + "\n")
-    finally:
-        repo.close()
-
-
 def status(repo_dir: Path, *, branch: str | None = None) -> RepoStatus:
     """Local view, no network: commits not pushed, commits pulled but not merged, edits."""
     repo = r.open_repo(Path(repo_dir))
@@ -334,9 +314,7 @@ def status(repo_dir: Path, *, branch: str | None = None) -> RepoStatus:
             ahead = len(list(repo.get_walker(include=[local], exclude=_opt(tracking))))
         if tracking is not None:
             behind = len(list(repo.get_walker(include=[tracking], exclude=_opt(local))))
-        err_file = r.push_error_path(repo)
-        last = err_file.read_text().strip() if err_file.exists() else None
-        return RepoStatus(name, ahead, behind, r.changed_paths(repo), last or None)
+        return RepoStatus(name, ahead, behind, r.changed_paths(repo))
     finally:
         repo.close()
 

@@ -1,12 +1,21 @@
-"""A clone on disk: opening it, its branch and refs, new commits, its work tree's changes."""
+"""A clone on disk: opening it, its branch and refs, new commits, its work tree's changes.
+
+A clone is opened as maomao's own, whatever its configuration says: the work tree is the
+directory that holds `.git` (never `core.worktree`, never a `.git` file or link pointing
+elsewhere), no hook runs, no clean or smudge filter (nor any line-ending conversion)
+touches a file. maomao itself builds every transport, so `core.sshCommand`, `url.*`,
+`http.*` and credential helpers are never read either.
+"""
 
 from __future__ import annotations
 
 import os
 import re
 import shutil
+import stat
 import time
 from pathlib import Path
+from typing import Any
 
 from dulwich.diff_tree import tree_changes
 from dulwich.errors import NotGitRepository
@@ -19,12 +28,39 @@ from maomao_cli.errors import GitError
 
 from .translate import one_line
 
-PUSH_ERROR_FILE = "maomao-last-push-error"  # inside .git: survives runs, never committed
+
+class _AsIs:
+    """A blob normalizer that changes nothing: data files are stored as written."""
+
+    def checkin_normalize(self, blob: Any, path: bytes) -> Any:
+        return blob
+
+    def checkout_normalize(self, blob: Any, path: bytes) -> Any:
+        return blob
+
+
+class OwnRepo(Repo):
+    """A clone opened on maomao's terms (see the module's docstring)."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.path = root  # core.worktree may have moved it; the clone is where .git is
+        self.bare = False
+        self.hooks = {}
+
+    def get_blob_normalizer(self, config: Any = None, tree: Any = None) -> Any:
+        return _AsIs()
 
 
 def open_repo(repo_dir: Path) -> Repo:
     try:
-        return Repo(str(repo_dir))
+        control = os.lstat(Path(repo_dir) / ".git")
+    except OSError:
+        raise GitError(f"{repo_dir} is not a git clone") from None
+    if not stat.S_ISDIR(control.st_mode):  # a link or a gitfile would name another place
+        raise GitError(f"{repo_dir} is not a git clone: its .git is not a directory")
+    try:
+        return OwnRepo(str(repo_dir))
     except NotGitRepository:
         raise GitError(f"{repo_dir} is not a git clone") from None
 
@@ -124,10 +160,6 @@ def update_tree(repo: Repo, old_tree: ObjectID | None, new_tree: ObjectID) -> No
             f"{repo.path}: local changes would be overwritten: {one_line(str(exc))}",
             "commit or remove the local changes, then pull again",
         ) from None
-
-
-def push_error_path(repo: Repo) -> Path:
-    return Path(repo.controldir()) / PUSH_ERROR_FILE
 
 
 def remove_created(dest: Path, existed: bool) -> None:

@@ -61,11 +61,6 @@ class DulwichSync:
 
         return operations.status(repo_dir, branch=branch)
 
-    def record_push_error(self, repo_dir: Path, message: str) -> None:
-        from . import operations
-
-        operations.record_push_error(repo_dir, message)
-
     def generate_ssh_key(self, path: Path, comment: str) -> str:
         from .sshkeys import generate_ssh_key
 

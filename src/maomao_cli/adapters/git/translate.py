@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
 # A status code standing alone, not digits of a port, a count or a URL path.
 _HTTP_STATUS_RE = re.compile(r"(?<![\w:=/.])(40[134])(?![\w.])")
-_AUTH_HINT = "check the HTTPS username and password"
+_AUTH_HINT = (
+    'check this host\'s [git.credentials."HOST"] username and password (sent over https only)'
+)
 
 
 def one_line(text: str) -> str:

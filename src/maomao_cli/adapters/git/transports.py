@@ -6,7 +6,18 @@ remote that is silent for `timeout` seconds fails. git:// uses socket timeouts, 
 urllib3 connect/read timeouts without retries, SSH ConnectTimeout and ServerAlive probes.
 
 SSH goes through the system `ssh` client (the only way to get OpenSSH's host key checking
-and agent-free key files without paramiko).
+and agent-free key files without paramiko). Its command line is maomao's own: the user
+and host are checked as names (never an option) and `--` ends the options before them;
+`core.sshCommand`, GIT_SSH_COMMAND and dulwich's ssh_command are never used.
+
+HTTPS credentials come from the member's config, per host: a request goes out without
+them, and only when that very host answers 401 over https is it sent again with the
+credential (and the later requests of the same transfer carry it from the start, as git
+does). Plain http never gets one; neither does a host it was not configured for, nor a
+redirect to another origin (urllib3 drops Authorization on those, and the check is made
+again per request). Credentials inside a URL are never sent.
+
+Local paths and file:// are refused unless the member allows them (GitAuth.allow_local).
 
 A first clone indexes the received pack in one pass with `packindex` (local clones copy the
 source's packs, see onepass.py); the trees and blobs it keeps feed the checkout.
@@ -17,10 +28,11 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import socket
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -43,7 +55,7 @@ from dulwich.protocol import (
 )
 
 from maomao_cli.errors import GitError
-from maomao_cli.gitmodels import GitAuth
+from maomao_cli.gitmodels import GitAuth, HttpsCredential
 
 from . import dulwich_internals as internals
 from . import onepass
@@ -211,12 +223,78 @@ class SSHClient(FreshCloneFetch, SSHGitClient):
     pass
 
 
-class HttpClient(FreshCloneFetch, Urllib3HttpGitClient):
-    pass
+class HttpClient(internals.HttpRequestHook, FreshCloneFetch, Urllib3HttpGitClient):
+    """Smart HTTP(S) whose credentials go only where they belong, and only when asked."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        pool_manager: Any,
+        credentials: Mapping[str, HttpsCredential],
+        timeout: float,
+    ) -> None:
+        # No username/password for dulwich: it would send them before any challenge.
+        super().__init__(base_url, pool_manager=pool_manager, timeout=timeout)
+        self._credentials = credentials
+        self._challenged: set[str] = set()  # hosts that asked (401) during this transfer
+
+    def send_request(
+        self, url: str, headers: dict[str, str] | None, data: Any, raise_for_status: bool
+    ) -> internals.HttpResponse:
+        from dulwich.client import HTTPUnauthorized
+
+        sent = {k: v for k, v in (headers or {}).items() if k.lower() != "authorization"}
+        host = https_host(url)
+        credential = self._credentials.get(host) if host is not None else None
+        if credential is None:
+            return internals.http_request(self, url, sent, data, raise_for_status)
+        assert host is not None
+        if host in self._challenged:
+            return internals.http_request(self, url, _authorized(sent, credential), data, True)
+        try:
+            return internals.http_request(self, url, sent, data, True)
+        except HTTPUnauthorized:
+            if not isinstance(data, bytes | None):
+                raise  # a streamed body cannot be sent twice (the first GET asks first)
+            self._challenged.add(host)
+            return internals.http_request(self, url, _authorized(sent, credential), data, True)
+
+
+def https_host(url: str) -> str | None:
+    """The credential key of an https URL ("host", or "host:port" off port 443); None for
+    anything that is not https."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "https" or not parts.hostname:
+        return None
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port or 443
+    except ValueError:
+        return None
+    return host if port == 443 else f"{host}:{port}"
+
+
+def _authorized(headers: dict[str, str], credential: HttpsCredential) -> dict[str, str]:
+    import urllib3.util
+
+    basic = urllib3.util.make_headers(basic_auth=f"{credential.username}:{credential.password}")
+    return {**headers, "Authorization": basic["authorization"]}
+
+
+# Users and hosts as ssh reads them, never an option (the registry refuses others; this
+# holds for records written before it did).
+_SSH_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+_SSH_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")
 
 
 class OpenSSHVendor(SSHVendor):
-    """OpenSSH with the dataset's key, a strict known-hosts file and no prompts."""
+    """OpenSSH with the dataset's key, a strict known-hosts file and no prompts.
+
+    dulwich's ssh_command, password and key_filename are ignored: the command line is
+    built here only."""
 
     def __init__(self, auth: GitAuth, timeout: float) -> None:
         self.auth = auth
@@ -233,8 +311,10 @@ class OpenSSHVendor(SSHVendor):
         ssh_command: str | None = None,
         protocol_version: int | None = None,
     ) -> SubprocessWrapper:
-        if host.startswith("-"):
+        if not _SSH_HOST.fullmatch(host):
             raise GitError(f"refusing SSH host name {host!r}")
+        if username is not None and not _SSH_USER.fullmatch(username):
+            raise GitError(f"refusing SSH user name {username!r}")
         t = max(1, math.ceil(self.timeout))
         alive = max(1, math.ceil(self.timeout / 3))
         strict = "accept-new" if self.auth.trust_new_hosts else "yes"
@@ -254,16 +334,22 @@ class OpenSSHVendor(SSHVendor):
             args += ["-p", str(port)]
         if username:
             host = f"{username}@{host}"
-        args += [host, command.decode("utf-8", "surrogateescape")]
+        # "--": nothing after it is an option, whatever the destination looks like.
+        args += ["--", host, command.decode("utf-8", "surrogateescape")]
         proc = subprocess.Popen(
             args, bufsize=0, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         return SubprocessWrapper(proc)
 
 
-def client_for(remote: Remote, auth: GitAuth, timeout: float) -> tuple[GitClient, str]:
+def client_for(op: str, remote: Remote, auth: GitAuth, timeout: float) -> tuple[GitClient, str]:
     """The client for `remote` and the path to ask it for."""
     if remote.kind == "local":
+        if not auth.allow_local:
+            raise GitError(
+                f"{op} {remote.shown}: refusing a local path as a dataset remote",
+                "set [git] allow_local = true in this member's config to clone from its disk",
+            )
         return LocalClient(), remote.path
     if remote.kind == "git":
         assert remote.host is not None
@@ -283,21 +369,20 @@ def client_for(remote: Remote, auth: GitAuth, timeout: float) -> tuple[GitClient
 def _http_client(remote: Remote, auth: GitAuth, timeout: float) -> HttpClient:
     parts = urlsplit(remote.url)
     netloc = parts.hostname or ""
+    if ":" in netloc:
+        netloc = f"[{netloc}]"
     if parts.port is not None:
         netloc += f":{parts.port}"
-    base = urlunsplit((parts.scheme, netloc, "/", "", ""))
+    base = urlunsplit((parts.scheme, netloc, "/", "", ""))  # never the URL's userinfo
     import urllib3
 
     pool = default_urllib3_manager(None, base_url=base, timeout=timeout)
-    # urllib3 retries connects and reads 3 times by default, which would multiply the
-    # timeout; redirects stay allowed.
     kw: Any = getattr(pool, "connection_pool_kw", None)
     if isinstance(kw, dict):
+        # urllib3 retries connects and reads 3 times by default, which would multiply
+        # the timeout; redirects stay allowed, and lose Authorization across origins.
         kw["retries"] = urllib3.Retry(total=5, connect=0, read=0, status=0, redirect=5)
-    return HttpClient(
-        base,
-        pool_manager=pool,
-        username=auth.https_username or parts.username,
-        password=auth.https_password or parts.password,
-        timeout=timeout,
-    )
+        if auth.ca_file is not None:
+            kw["ca_certs"] = str(auth.ca_file)
+            kw["cert_reqs"] = "CERT_REQUIRED"
+    return HttpClient(base, pool_manager=pool, credentials=auth.https, timeout=timeout)

@@ -24,7 +24,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SUBNET = "10.231.77"
 
-pytestmark = [pytest.mark.etcd, pytest.mark.slow]
+# One xdist worker for both cluster modules: their hosts share one subnet.
+pytestmark = [pytest.mark.etcd, pytest.mark.slow, pytest.mark.xdist_group("cluster-netns")]
 
 
 def _ip(*args: str) -> subprocess.CompletedProcess[str]:

@@ -27,7 +27,13 @@ from faults.checks import epoch, judge, settled
 from figures import figure
 from servers import DockerDaemon
 
-pytestmark = [pytest.mark.etcd, pytest.mark.docker, pytest.mark.slow]
+# One xdist worker for both cluster modules: their hosts share one subnet (test_cluster.py).
+pytestmark = [
+    pytest.mark.etcd,
+    pytest.mark.docker,
+    pytest.mark.slow,
+    pytest.mark.xdist_group("cluster-netns"),
+]
 
 SCHEDULE = "every-second"
 TOOL = "ticker"

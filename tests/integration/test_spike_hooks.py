@@ -1,4 +1,4 @@
-"""Spike detection after a run, stored once, and the notification hooks (a command and a
+"""Spike and data-warning hooks delivered for real: a shell command gets the event on stdin, a webhook server gets a JSON POST; a hanging or failing hook is logged and never blocks (real subprocesses and a real HTTP server, so these wait, bounded, for delivery)."""
 webhook on loopback): delivered as JSON, bounded by a timeout, never blocking the run."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Spike and data-warning hooks delivered for real: a shell command gets the event on stdin, a webhook server gets a JSON POST; a hanging or failing hook is logged and never blocks (real subprocesses and a real HTTP server, so these wait, bounded, for delivery)."""
-webhook on loopback): delivered as JSON, bounded by a timeout, never blocking the run."""
+"""Spike detection after a run, stored once, and the notification hooks delivered for real
+(a shell command, a webhook server on loopback): JSON, bounded by a timeout, never blocking
+the run. Real processes and a real server, so these wait (bounded) for the delivery."""
 
 from __future__ import annotations
 

@@ -20,14 +20,7 @@ from .checks import VERDICTS, Verdict, judge, settled
 from .conftest import Rig
 from .rig import RETRIES, SCHEDULE, TOOL, etcd_leader, fill_disk, wait_until
 
-# One xdist worker for the whole suite: its rig is one set of network namespaces on one subnet.
-pytestmark = [
-    pytest.mark.faults,
-    pytest.mark.etcd,
-    pytest.mark.docker,
-    pytest.mark.slow,
-    pytest.mark.xdist_group("faults-netns"),
-]
+pytestmark = [pytest.mark.faults, pytest.mark.etcd, pytest.mark.docker, pytest.mark.slow]
 
 SETTLE_LIMIT = 90.0  # seconds to wait for retries and outboxes to land before judging
 

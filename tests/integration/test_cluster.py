@@ -24,8 +24,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SUBNET = "10.231.77"
 
-# One xdist worker for both cluster modules: their hosts share one subnet.
-pytestmark = [pytest.mark.etcd, pytest.mark.slow, pytest.mark.xdist_group("cluster-netns")]
+pytestmark = [pytest.mark.etcd, pytest.mark.slow]
 
 
 def _ip(*args: str) -> subprocess.CompletedProcess[str]:

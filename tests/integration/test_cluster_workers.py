@@ -27,13 +27,7 @@ from faults.checks import epoch, judge, settled
 from figures import figure
 from servers import DockerDaemon
 
-# One xdist worker for both cluster modules: their hosts share one subnet (test_cluster.py).
-pytestmark = [
-    pytest.mark.etcd,
-    pytest.mark.docker,
-    pytest.mark.slow,
-    pytest.mark.xdist_group("cluster-netns"),
-]
+pytestmark = [pytest.mark.etcd, pytest.mark.docker, pytest.mark.slow]
 
 SCHEDULE = "every-second"
 TOOL = "ticker"

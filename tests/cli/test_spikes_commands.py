@@ -177,7 +177,7 @@ def test_json_stays_an_array_and_explain_adds_the_verdict(cli: Cli) -> None:
 
 def test_a_tool_without_spikes_explains_its_local_series(cli: Cli) -> None:
     assert cli.invoke("register", "quiet", "img").code == 0
-    data = cli.importdir / "quiet"
+    data = cli.importdir / "tools" / "quiet"
     data.mkdir(parents=True)
     for i, value in enumerate([630, 600, 610]):
         (data / f"control-2019-05-{i + 1:02d}.csv").write_text(f"{value}\n")

@@ -305,10 +305,26 @@ def _validate(settings: Settings) -> None:
     validation.size(settings.docker.log_max_size, "[docker] log_max_size", minimum=1024)
     if settings.docker.log_max_files < 1:
         raise ConfigError("[docker] log_max_files must be at least 1")
-    if settings.spikes.method not in ("robust", "seed"):
+    _validate_spikes(settings.spikes)
+
+
+# What the detector (detect/detector.py: DetectorParams) can use; checked here so a bad
+# value fails when the config loads, not at every run's spike check.
+SPIKE_WINDOW_MAX = 10_000
+
+
+def _validate_spikes(spikes: SpikeSettings) -> None:
+    if spikes.method not in ("robust", "seed"):
         raise ConfigError("[spikes] method must be 'robust' or 'seed'")
-    if settings.spikes.sensitivity <= 0:
-        raise ConfigError("[spikes] sensitivity must be greater than 0")
+    for key in ("sensitivity", "seed_threshold", "hook_timeout"):
+        if not getattr(spikes, key) > 0:
+            raise ConfigError(f"[spikes] {key} must be greater than 0")
+    for key in ("min_history", "window"):
+        if not 3 <= getattr(spikes, key) <= SPIKE_WINDOW_MAX:
+            raise ConfigError(
+                f"[spikes] {key} must be a whole number from 3 to {SPIKE_WINDOW_MAX}",
+                hint="the detector compares a point with at least the 2 before it",
+            )
 
 
 def _read_endpoints_file(name: str) -> tuple[str, ...]:

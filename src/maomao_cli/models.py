@@ -166,6 +166,9 @@ class Run(Record):
     finished: float | None = None
     error: str | None = None
     warning: str | None = None
+    # What the run's data says about the collector: "missing-control", "bad-control" or
+    # "no-new-data" (docs/spikes.md); None when its data looks like a run's data.
+    data_warning: str | None = None
     log_tail: list[str] = field(default_factory=list)
 
     @property
@@ -200,6 +203,7 @@ class Spike(Record):
     score: float
     direction: Direction
     method: str = "robust"
+    rule: str | None = None  # which rule found it: seed, robust or seasonal
     run_id: str | None = None
     member: str | None = None
     found: float = 0.0

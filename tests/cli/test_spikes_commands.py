@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_harness import Cli
+from cli_harness import Cli, MakeCli
 
 
 def stamp(i: int) -> str:
@@ -128,3 +128,76 @@ def test_listing_needs_a_tool_or_all(cli: Cli) -> None:
     assert len(result.err_lines) == 1
     nothing = cli.invoke("spikes", "--all", "--json")
     assert (nothing.code, nothing.json(), nothing.err) == (0, [], "")
+
+
+def demo_folder(root: Path, values: list[float]) -> Path:
+    folder = root / "demo"
+    folder.mkdir()
+    for i, value in enumerate(values):
+        (folder / f"control-2019-05-{i + 1:02d}.csv").write_text(f"{value}\n")
+    return folder
+
+
+@pytest.mark.parametrize(("last", "direction"), [(900.0, "up"), (300.0, "down")])
+@pytest.mark.parametrize("method", [[], ["--method", "seed"]])
+def test_the_2019_demo_is_found_with_defaults_both_ways(
+    cli: Cli, last: float, direction: str, method: list[str]
+) -> None:
+    folder = demo_folder(cli.root, [630, 600, last])
+    result = cli.invoke("spikes", "--dir", str(folder), "--json", *method)
+    assert (result.code, result.err) == (0, ""), result.err
+    [spike] = result.json()
+    assert (spike["value"], spike["direction"], spike["rule"]) == (last, direction, "seed")
+    assert spike["baseline"] == 615.0
+
+
+def test_nothing_found_says_why_on_stderr(cli: Cli) -> None:
+    folder = demo_folder(cli.root, [630, 600, 610])
+    result = cli.invoke("spikes", "--dir", str(folder))
+    assert (result.code, result.out) == (0, ""), result.err
+    line = " ".join(result.err_lines)  # one note, wrapped to the terminal's width
+    assert line.startswith("no spikes found")
+    assert "no spikes found" in line and "3 points" in line and "seed rule" in line
+    assert "threshold of 0.2" in line
+
+
+def test_json_stays_an_array_and_explain_adds_the_verdict(cli: Cli) -> None:
+    folder = demo_folder(cli.root, [630, 600, 610])
+    plain = cli.invoke("spikes", "--dir", str(folder), "--json")
+    assert (plain.code, plain.json(), plain.err) == (0, [], "")
+    explained = cli.invoke("spikes", "--dir", str(folder), "--json", "--explain")
+    assert (explained.code, explained.err) == (0, ""), explained.err
+    report = explained.json()
+    assert report["spikes"] == []
+    verdict = report["explanation"]
+    assert (verdict["points"], verdict["rule"], verdict["spike"]) == (3, "seed", False)
+    assert verdict["threshold"] == pytest.approx(0.2)
+    assert verdict["score"] == pytest.approx(5 / 615)
+
+
+def test_a_tool_without_spikes_explains_its_local_series(cli: Cli) -> None:
+    assert cli.invoke("register", "quiet", "img").code == 0
+    data = cli.importdir / "quiet"
+    data.mkdir(parents=True)
+    for i, value in enumerate([630, 600, 610]):
+        (data / f"control-2019-05-{i + 1:02d}.csv").write_text(f"{value}\n")
+    result = cli.invoke("spikes", "--tool", "quiet")
+    assert (result.code, result.out) == (0, ""), result.err
+    assert result.err_lines[0] == "no spikes stored for quiet"
+    explanation = " ".join(result.err_lines[1:])
+    assert "3 points" in explanation and "seed rule" in explanation
+    as_json = cli.invoke("spikes", "--tool", "quiet", "--json")
+    assert (as_json.code, as_json.json(), as_json.err) == (0, [], "")
+    explained = cli.invoke("spikes", "--tool", "quiet", "--json", "--explain")
+    assert explained.json()["spikes"] == []
+    assert explained.json()["explanation"]["points"] == 3
+
+
+def test_csv_and_dir_honour_the_config(make_cli: MakeCli) -> None:
+    cli = make_cli(
+        config_text='[data]\nimportdir = "{importdir}"\n[spikes]\nmethod = "seed"\n'
+        "seed_threshold = 0.5\n"
+    )
+    folder = demo_folder(cli.root, [630, 600, 900])  # +46 %: below 50 %
+    result = cli.invoke("spikes", "--dir", str(folder), "--json")
+    assert (result.code, result.json()) == (0, []), result.err

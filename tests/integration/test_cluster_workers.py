@@ -79,13 +79,13 @@ def _configure(host: Host, printed: str, docker: DockerDaemon) -> None:
 
 
 def _start_worker(host: Host) -> subprocess.Popen[bytes]:
-    log = open(host.root / "worker.log", "ab")  # noqa: SIM115
-    return subprocess.Popen(
-        ["ip", "netns", "exec", host.ns, sys.executable, "-m", "maomao_cli", "worker"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=host.env(),
-    )
+    with open(host.root / "worker.log", "ab") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            ["ip", "netns", "exec", host.ns, sys.executable, "-m", "maomao_cli", "worker"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=host.env(),
+        )
 
 
 def _stop_worker(worker: subprocess.Popen[bytes]) -> int:

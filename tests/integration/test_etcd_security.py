@@ -111,7 +111,7 @@ def secure_etcd() -> Iterator[SecureEtcd]:
     make_ca(certs, "other-ca")  # signs nothing we use: a wrong CA to trust
     client_port, peer_port = free_port(), free_port()
     peer = f"http://127.0.0.1:{peer_port}"
-    log = open(root / "etcd.log", "wb")  # noqa: SIM115
+    log = open(root / "etcd.log", "wb")  # noqa: SIM115 - closed below, once etcd has it
     process = subprocess.Popen(
         [
             "etcd",
@@ -131,6 +131,7 @@ def secure_etcd() -> Iterator[SecureEtcd]:
         stdout=log,
         stderr=subprocess.STDOUT,
     )  # fmt: skip
+    log.close()
     server = SecureEtcd(f"127.0.0.1:{client_port}", certs, process)
     try:
         wait_for(lambda: server.ctl("endpoint", "health").returncode == 0, 30, "TLS etcd")

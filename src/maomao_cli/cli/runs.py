@@ -216,6 +216,7 @@ def _as_json(record: Run) -> dict[str, Any]:
         "image_digest": record.image_digest,
         "error": record.error,
         "warning": record.warning,
+        "data_warning": record.data_warning,
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,7 @@ from . import output
 from .state import CliState, use
 
 if TYPE_CHECKING:
+    from ..detect.detector import Verdict
     from ..models import Spike
 
 
@@ -72,13 +74,20 @@ def spikes(
     plot: Path | None = typer.Option(
         None, "--plot", help="Write a PNG chart (needs matplotlib: pip install 'maomao-cli[plot]')."
     ),
+    explain: bool = typer.Option(
+        False,
+        "--explain",
+        help="Say why the newest point is or is not a spike (with --json: an object "
+        "with the spikes and the explanation).",
+    ),
 ) -> None:
     """Spikes in a tool's control metric: list what workers found, follow, or detect anew."""
     state = use(ctx)
     if method is not None and method not in ("robust", "seed"):
         raise BadInput(f"invalid --method {method!r}: expected robust or seed")
     if csv_file is not None or directory is not None:
-        _detect_path(state, csv_file, directory, method, sensitivity, threshold, as_json)
+        options = _Options(method, sensitivity, threshold, as_json, explain)
+        _detect_path(state, csv_file, directory, options)
         return
     if tool is None and not all_tools and not follow:
         raise BadInput(
@@ -102,13 +111,47 @@ def spikes(
         )
         return
     found = context.spikes.stored(None if all_tools else tool, since)
+    verdict = None
+    if tool is not None and not all_tools and (explain or (not found and not as_json)):
+        verdict = _tool_verdict(state, tool, method, sensitivity, threshold)
     if as_json:
-        state.out.print_json([s.to_dict() for s in found])
+        rows = [s.to_dict() for s in found]
+        if explain:
+            state.out.print_json(
+                {"spikes": rows, "explanation": verdict.to_dict() if verdict else None}
+            )
+        else:
+            state.out.print_json(rows)
         return
     if not found:
         state.out.note(f"no spikes stored{' for ' + tool if tool else ''}")
-        return
-    state.out.print(output.table("Spikes (newest first)", COLUMNS, (_row(s) for s in found)))
+    else:
+        state.out.print(output.table("Spikes (newest first)", COLUMNS, (_row(s) for s in found)))
+    if verdict is not None:
+        from ..services.spikes import describe
+
+        state.out.note(output.safe(f"newest point of {tool}'s local series: {describe(verdict)}"))
+
+
+def _tool_verdict(
+    state: CliState,
+    name: str,
+    method: str | None,
+    sensitivity: float | None,
+    threshold: float | None,
+) -> Verdict | None:
+    """The verdict on the newest point of the tool's series on this member, if any."""
+    from ..errors import NotFound
+
+    context = state.services
+    try:
+        tool = context.registry.get_tool(name)
+    except NotFound:
+        return None
+    params = context.spikes.params(
+        tool, method=method, sensitivity=sensitivity, seed_threshold=threshold
+    )
+    return context.spikes.explain(tool, context.runs.data_dir_for(tool), params)
 
 
 def _follow(state: CliState, tool: str | None, as_json: bool) -> None:
@@ -182,36 +225,32 @@ def _recompute(
         state.out.note("same as what is stored")
 
 
+@dataclass(frozen=True)
+class _Options:
+    method: str | None
+    sensitivity: float | None
+    threshold: float | None
+    as_json: bool
+    explain: bool
+
+
 def _detect_path(
-    state: CliState,
-    csv_file: Path | None,
-    directory: Path | None,
-    method: str | None,
-    sensitivity: float | None,
-    threshold: float | None,
-    as_json: bool,
+    state: CliState, csv_file: Path | None, directory: Path | None, options: _Options
 ) -> None:
-    from ..config import SpikeSettings
-    from ..detect.detector import DetectorParams
-    from ..services.spikes import detect_points
+    from ..services.spikes import describe, detect_points, detector_params
 
     if csv_file is not None and directory is not None:
         raise BadInput("give --csv or --dir, not both")
-    cfg = SpikeSettings()
-    try:
-        params = DetectorParams(
-            method=(method or cfg.method),  # type: ignore[arg-type]
-            sensitivity=sensitivity or cfg.sensitivity,
-            window=cfg.window,
-            min_history=cfg.min_history,
-            seed_threshold=threshold or cfg.seed_threshold,
-        )
-    except ValueError as exc:
-        raise BadInput(f"invalid detector setting: {exc}") from None
+    params = detector_params(
+        state.services.settings.spikes,
+        method=options.method,
+        sensitivity=options.sensitivity,
+        seed_threshold=options.threshold,
+    )
     path = csv_file if csv_file is not None else directory
     assert path is not None
-    found, skipped, _ = detect_points(path, is_dir=directory is not None, params=params)
-    for name, reason in skipped[:20]:
+    result = detect_points(path, is_dir=directory is not None, params=params)
+    for name, reason in result.skipped[:20]:
         state.out.note(f"skipped {name}: {reason}")
     rows: list[dict[str, Any]] = [
         {
@@ -223,19 +262,24 @@ def _detect_path(
             "deviation_pct": d.deviation_pct,
             "direction": d.direction,
             "score": d.score,
+            "rule": d.rule,
         }
-        for d in found
+        for d in result.found
     ]
-    if as_json:
-        state.out.print_json(rows)
+    if options.as_json:
+        # The array alone unless --explain: scorers (nab_eval.py) parse it.
+        if options.explain:
+            state.out.print_json({"spikes": rows, "explanation": result.verdict.to_dict()})
+        else:
+            state.out.print_json(rows)
         return
     if not rows:
-        state.out.note("no spikes found")
+        state.out.note(f"no spikes found: {describe(result.verdict)}")
         return
     state.out.print(
         output.table(
             "Spikes",
-            ["index", "timestamp", "value", "baseline", "deviation", "score", "direction"],
+            ["index", "timestamp", "value", "baseline", "deviation", "score", "direction", "rule"],
             (
                 [
                     r["index"],
@@ -245,8 +289,11 @@ def _detect_path(
                     _pct(r["deviation_pct"]),
                     f"{r['score']:.1f}",
                     r["direction"],
+                    r["rule"],
                 ]
                 for r in rows
             ),
         )
     )
+    if options.explain:
+        state.out.note(f"newest point: {describe(result.verdict)}")

@@ -1,1 +1,2 @@
-"""Spike detection: reading series (series.py, no scipy) and the detector (detector.py)."""
+"""Spike detection: reading series (series.py, no scipy) and the detector (detector.py, with
+robust.py for the scores, judge.py for the verdicts and seasonal.py for daily patterns)."""

@@ -1,36 +1,25 @@
-"""The spike detector: causal, robust, both directions, scipy.signal.find_peaks at its core.
+"""The spike detector: causal, robust, both directions, and able to say why.
 
-Method "robust", for each point i of the finite values x:
+Method "robust" (the default) judges each finite point x_i of a series:
 
-- baseline_i: the median of the `window` points before i (fewer at the start).
-- scale_i: the robust noise sigma of that same window, from the MAD of its successive
-  steps |x_k - x_(k-1)| (median x 1.4826 / sqrt(2)). Why steps and not the MAD around
-  the baseline: a level shift adds one large step but half a window of large residuals,
-  so a residual MAD stays inflated for 1 to 1.5 windows after every shift and the
-  detector goes blind (recall 0.72 against 0.91 in bench/spike_quality.py, both at
-  threshold 4). It is also exact with one median filter, where a rolling MAD needs a
-  sort per window. When more than half the steps are 0 (a quantised or mostly constant
-  history) their mean stands in, never below the smallest nonzero step (the metric's
-  resolution); and a floor of 1e-6 x |baseline| (at least 1e-12) keeps a constant
-  history from dividing by zero: a constant series has no spikes, a change after it is.
-- z_i = (x_i - baseline_i) / scale_i, the robust score. |z_i| is `Detection.score`.
+- while fewer than `min_history` finite points precede it, by the 2019 rule (below): a
+  young series is still checked, and the detection says `rule="seed"`;
+- then by its robust score against the history (robust.py: a rolling median baseline,
+  a noise scale from the median step), and against what is routine for this series
+  (judge.py), one notification per event; `rule="robust"`;
+- where the timestamps show a daily (or, for daily data, weekly) cadence and the series
+  follows it, by the same method on its seasonal residual (seasonal.py);
+  `rule="seasonal"`.
 
-find_peaks then runs on an array where every point i is an isolated block
-[0, a_i, |z_i|, 0], with a_i = min(|z_{i-1}|, |z_i|) when z_{i-1} has the same sign as
-z_i, else 0. Blocks never touch (zeros between them, and wlen bounds the search), so a
-verdict never depends on a later point. In a block:
+Method "seed": the 2019 rule for every point. Flag x_i when its relative gain over the
+mean m of the two finite points before it, (x_i - m) / m, is above seed_threshold /
+sensitivity or below minus that (m > 0; the rule is undefined otherwise): both
+directions, as 2019's differ.py (`gain > 20 or gain < -20`).
 
-- prominence = |z_i|: the spike criterion is prominence >= BASE_THRESHOLD / sensitivity.
-- width at half prominence <= 1.5 samples exactly when a_i <= |z_i| / 2: the point rose
-  sharply from its predecessor. So a level shift is flagged at its first point; the
-  following points on the new level are as far from the old baseline but no longer
-  rise, and they stay quiet while the baseline catches up (about window / 2 points).
-
-No verdict before `min_history` finite points. Non-finite values are skipped.
-
-Method "seed": the 2019 rule, kept for comparison: flag x_i when it exceeds the mean m of
-the two finite points before it by a relative gain (x_i - m) / m > seed_threshold /
-sensitivity (m > 0; the rule is undefined otherwise). Up only, as in 2019.
+Every verdict reads the point and the points before it only, so `detect` over a series
+returns exactly the points for which `detect_latest` on each prefix says "spike".
+`explain` tells, for the newest point, which rule checked it with what score against
+what threshold, and why it is or is not a spike.
 
 numpy and scipy are imported when something is detected, not when this module is: the
 CLI validates DetectorParams without paying for them.
@@ -44,35 +33,30 @@ from dataclasses import asdict, dataclass
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Literal
 
+from .judge import BASE_THRESHOLD
 from .series import Point
 
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
+    from .judge import Judged
+    from .robust import Scores
+
     FloatArray = NDArray[np.float64]
     IndexArray = NDArray[np.intp]
+    BoolArray = NDArray[np.bool_]
 
-# |z| a spike needs at sensitivity 1; tuned with bench/spike_quality.py over several seeds.
-BASE_THRESHOLD = 4.5
-# The step between two points of a normal series with sigma s has sigma s x sqrt(2):
-# its MAD x 1.4826 / sqrt(2) and its mean absolute value x 1.2533 / sqrt(2) estimate s.
-STEP_MAD_TO_SIGMA = 1.4826 / math.sqrt(2)
-STEP_MEAN_TO_SIGMA = 1.2533 / math.sqrt(2)
-SCALE_FLOOR_RELATIVE = 1e-6
-SCALE_FLOOR_ABSOLUTE = 1e-12
-# Width at half prominence of a block [0, a, p, 0] is 1 + a/p for a <= p/2, above 1.5 beyond.
-MAX_SPIKE_WIDTH = 1.5
-BLOCK = 4  # samples per point in the isolated array: 0, a_i, |z_i|, 0
-PEAK_OFFSET = 2  # where |z_i| sits in its block
-MAX_WINDOW = 10_000  # the first `window` points are handled one by one
+Rule = Literal["seed", "robust", "seasonal"]
+MAX_WINDOW = 10_000
 
 
 @dataclass(frozen=True)
 class DetectorParams:
-    """How to detect. `sensitivity` divides the threshold of either method: for "robust"
+    """How to detect. `sensitivity` divides the threshold of either rule: for "robust"
     the |z| a spike needs (BASE_THRESHOLD / sensitivity), for "seed" the relative gain
-    (seed_threshold / sensitivity). Higher sensitivity, more spikes."""
+    (seed_threshold / sensitivity). Higher sensitivity, more spikes. Below `min_history`
+    finite points the robust method uses the seed rule."""
 
     method: Literal["robust", "seed"] = "robust"
     sensitivity: float = 1.0
@@ -103,9 +87,16 @@ class DetectorParams:
 
     @property
     def threshold(self) -> float:
-        """The score a spike needs: |z| for robust, the relative gain for seed."""
-        base = BASE_THRESHOLD if self.method == "robust" else self.seed_threshold
-        return base / self.sensitivity
+        """The score a spike needs under the method's main rule: |z| for robust (before
+        the series' jumpiness raises it), the relative gain for seed."""
+        return (BASE_THRESHOLD if self.method == "robust" else self.seed_threshold) / (
+            self.sensitivity
+        )
+
+    @property
+    def seed_gain(self) -> float:
+        """The relative gain the 2019 rule needs, either way."""
+        return self.seed_threshold / self.sensitivity
 
 
 def _is_number(value: object) -> bool:
@@ -121,98 +112,103 @@ class Detection:
     index: int  # position in the points given to detect (non-finite points included)
     sortable: str
     value: float
-    baseline: float  # robust: the causal median; seed: the mean of the two points before
+    baseline: float  # the value expected: robust median, seasonal forecast, or 2019 mean
     deviation: float  # value - baseline
     deviation_pct: float | None  # 100 x deviation / |baseline|; None when baseline is 0
-    score: float  # robust: |z|; seed: the relative gain
+    score: float  # robust, seasonal: |z|; seed: |relative gain|
     direction: Literal["up", "down"]
+    rule: Rule = "robust"  # which rule found it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 @dataclass(frozen=True)
-class _Verdicts:
-    """Spikes among `values`: positions, with the baseline and score of each."""
+class Verdict:
+    """Why the newest point is or is not a spike."""
 
-    positions: IndexArray
-    baselines: FloatArray
-    scores: FloatArray
+    points: int  # finite points in the series, the newest included
+    rule: Rule | Literal["none"]  # the rule that checked the newest point
+    score: float | None  # its score under that rule (None when nothing could judge it)
+    threshold: float | None  # what the score had to reach
+    spike: bool
+    reason: str  # one line
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Found:
+    positions: list[int]  # indices into the values given
+    baselines: list[float]
+    scores: list[float]
+    rules: list[Rule]
 
 
 def detect(points: Sequence[Point], params: DetectorParams = DetectorParams()) -> list[Detection]:
     """Every spike of the series, in order. Causal: equals detect_latest on each prefix."""
-    import numpy as np
-
-    if len(points) < 2:
-        return []
-    values = np.fromiter(map(attrgetter("value"), points), dtype=np.float64, count=len(points))
-    finite = np.flatnonzero(np.isfinite(values))
-    verdicts = _judge(values[finite], params, first_judged=0)
+    found, _ = _analyse(_values(points), params, _period(points, params))
     return [
-        _detection(points, int(finite[p]), float(b), float(s))
-        for p, b, s in zip(verdicts.positions, verdicts.baselines, verdicts.scores, strict=True)
+        _detection(points, i, baseline, score, rule)
+        for i, baseline, score, rule in zip(
+            found.positions, found.baselines, found.scores, found.rules, strict=True
+        )
     ]
-
-
-def spike_positions(values: FloatArray, params: DetectorParams = DetectorParams()) -> IndexArray:
-    """The positions of the spikes in an array of values (non-finite ones skipped).
-
-    The vectorised core of `detect`, for callers that hold a numpy array already.
-    """
-    import numpy as np
-
-    values = np.asarray(values, dtype=np.float64)
-    finite = np.flatnonzero(np.isfinite(values))
-    if len(finite) == len(values):
-        return _judge(values, params, first_judged=0).positions
-    return finite[_judge(values[finite], params, first_judged=0).positions]
 
 
 def detect_latest(
     points: Sequence[Point], params: DetectorParams = DetectorParams()
 ) -> Detection | None:
-    """Is the newest point a spike? Reads only the tail its verdict depends on."""
-    import numpy as np
-
-    if len(points) < 2 or not math.isfinite(points[-1].value):
+    """Is the newest point a spike? Its verdict depends on the history's own events, so
+    the whole series is read (one control file per run: small)."""
+    if len(points) < 3 or not math.isfinite(points[-1].value):
         return None
-    needed = _history_needed(params)
-    # Walk back over just enough finite points (non-finite ones do not count).
-    tail: list[float] = []
-    finite_seen = 0
-    start = len(points)
-    while start > 0 and finite_seen < needed:
-        start -= 1
-        value = points[start].value
-        if math.isfinite(value):
-            tail.append(value)
-            finite_seen += 1
-    tail.reverse()
-    newest = len(tail) - 1
-    before = 0
-    if newest < params.min_history:
-        # min_history counts from the true start: count the finite points before the tail.
-        before = sum(1 for p in points[:start] if math.isfinite(p.value))
-    verdicts = _judge(
-        np.asarray(tail, dtype=np.float64), params, first_judged=max(newest, 0), offset=before
-    )
-    if len(verdicts.positions) == 0 or verdicts.positions[-1] != newest:
+    found, _ = _analyse(_values(points), params, _period(points, params))
+    if not found.positions or found.positions[-1] != len(points) - 1:
         return None
     return _detection(
-        points, len(points) - 1, float(verdicts.baselines[-1]), float(verdicts.scores[-1])
+        points, len(points) - 1, found.baselines[-1], found.scores[-1], found.rules[-1]
     )
 
 
-def _history_needed(params: DetectorParams) -> int:
-    """Finite points a verdict on the newest reads, itself included."""
-    if params.method == "seed":
-        return 3
-    # z_(i-1) reads the window of points before i - 1: window + 1 points, and the newest.
-    return params.window + 2
+def explain(points: Sequence[Point], params: DetectorParams = DetectorParams()) -> Verdict:
+    """How many points, which rule checked the newest one, its score and threshold, and
+    why it is or is not a spike."""
+    return _analyse(_values(points), params, _period(points, params))[1]
 
 
-def _detection(points: Sequence[Point], index: int, baseline: float, score: float) -> Detection:
+def spike_positions(
+    values: FloatArray, params: DetectorParams = DetectorParams(), period: int | None = None
+) -> IndexArray:
+    """The positions of the spikes in an array of values (non-finite ones skipped).
+
+    The core of `detect`, for callers that hold a numpy array already; `period` (in
+    points) turns the seasonal channel on, which `detect` reads from the timestamps.
+    """
+    import numpy as np
+
+    found, _ = _analyse(np.asarray(values, dtype=np.float64), params, period)
+    return np.asarray(found.positions, dtype=np.intp)
+
+
+def _values(points: Sequence[Point]) -> FloatArray:
+    import numpy as np
+
+    return np.fromiter(map(attrgetter("value"), points), dtype=np.float64, count=len(points))
+
+
+def _period(points: Sequence[Point], params: DetectorParams) -> int | None:
+    from .seasonal import CADENCE_SAMPLE, period_from_timestamps
+
+    if params.method != "robust" or len(points) <= CADENCE_SAMPLE:
+        return None
+    return period_from_timestamps([p.sortable for p in points[:CADENCE_SAMPLE]])
+
+
+def _detection(
+    points: Sequence[Point], index: int, baseline: float, score: float, rule: Rule
+) -> Detection:
     point = points[index]
     deviation = point.value - baseline
     return Detection(
@@ -224,167 +220,161 @@ def _detection(points: Sequence[Point], index: int, baseline: float, score: floa
         deviation_pct=None if baseline == 0 else 100.0 * deviation / abs(baseline),
         score=score,
         direction="up" if deviation > 0 else "down",
+        rule=rule,
     )
 
 
-SHORT_HISTORY_PENALTY = 8.0  # z is divided by 1 + 8 (1/n - 1/window) for n < window points
-
-
-def _judge(
-    values: FloatArray, params: DetectorParams, *, first_judged: int, offset: int = 0
-) -> _Verdicts:
-    """Spikes among finite `values` at positions >= first_judged.
-
-    `offset` is how many finite points came before `values` (when judging a tail), so
-    that min_history counts from the true start of the series.
-    """
-    first = max(first_judged, params.min_history - offset if params.method == "robust" else 2)
-    if params.method == "seed":
-        return _seed(values, params.threshold, first)
-    return _robust(values, params, first, offset)
-
-
-def _seed(values: FloatArray, threshold: float, first: int) -> _Verdicts:
+def _analyse(
+    values: FloatArray, params: DetectorParams, period: int | None
+) -> tuple[_Found, Verdict]:
+    """The spikes of `values` (all positions) and the verdict on the newest one."""
     import numpy as np
 
-    first = max(first, 2)
-    if len(values) <= first:
-        return _no_verdicts()
-    mean = (values[first - 1 : -1] + values[first - 2 : -2]) / 2
-    current = values[first:]
+    finite = np.flatnonzero(np.isfinite(values))
+    x = values[finite]
+    young = len(x) if params.method == "seed" else min(len(x), params.min_history)
+    seed = _seed(x[:young], params.seed_gain)
+    found = _Found(
+        finite[seed[0]].tolist(), seed[1].tolist(), seed[2].tolist(), ["seed"] * len(seed[0])
+    )
+    if young == len(x):
+        return found, _seed_verdict(x, params, finite, len(values))
+    from .judge import judge
+    from .robust import scores
+
+    local = scores(x, params.window)
+    judged = judge(local, params.threshold, params.min_history)
+    channel = _Channel(finite, local, judged, "robust")
+    chosen = [channel]
+    if period is not None:
+        chosen = _with_seasons(values, params, period, channel)
+    for part in chosen:
+        found = _merge(found, part, values)
+    return found, _robust_verdict(chosen, len(x), len(values) - 1, params.threshold)
+
+
+@dataclass(frozen=True)
+class _Channel:
+    """One way of judging: where its scores sit in the values, and its verdicts. `keep`
+    says which of its spikes count (the seasonal choice), `owns_newest` whether its
+    verdict is the one for the newest point."""
+
+    where: IndexArray
+    scores: Scores
+    judged: Judged
+    rule: Rule
+    keep: BoolArray | None = None
+    owns_newest: bool = True
+
+
+def _with_seasons(
+    values: FloatArray, params: DetectorParams, period: int, local: _Channel
+) -> list[_Channel]:
+    import numpy as np
+
+    from .judge import judge
+    from .robust import scores
+    from .seasonal import first_seasonal, seasonal_residual, seasonal_wins
+
+    n = len(values)
+    if n <= first_seasonal(period):
+        return [local]
+    residual = seasonal_residual(values, period)
+    where = np.flatnonzero(np.isfinite(residual))
+    season = scores(residual[where], params.window)
+    judged = judge(season, params.threshold, params.min_history)
+    errors = []
+    for channel_where, channel_scores in ((local.where, local.scores), (where, season)):
+        error = np.full(n, np.nan)
+        error[channel_where[1:]] = np.abs(channel_scores.deviation[1:])
+        errors.append(error)
+    local_spikes = local.where[local.judged.positions]
+    season_spikes = where[judged.positions]
+    newest_seasonal = bool(
+        len(where)
+        and where[-1] == n - 1
+        and seasonal_wins(errors[0], errors[1], [n - 1], period)[0]
+    )
+    return [
+        _Channel(
+            local.where, local.scores, local.judged, "robust",
+            keep=~seasonal_wins(errors[0], errors[1], local_spikes.tolist(), period),
+            owns_newest=not newest_seasonal,
+        ),
+        _Channel(
+            where, season, judged, "seasonal",
+            keep=seasonal_wins(errors[0], errors[1], season_spikes.tolist(), period),
+            owns_newest=newest_seasonal,
+        ),
+    ]  # fmt: skip
+
+
+def _merge(found: _Found, channel: _Channel, values: FloatArray) -> _Found:
+    """found plus the channel's kept spikes, in order of position."""
+    import numpy as np
+
+    spikes = channel.judged.positions
+    if channel.keep is not None:
+        spikes = spikes[channel.keep]
+    at = channel.where[spikes]
+    # The baseline reported is the value expected: value - deviation (for the seasonal
+    # channel the forecast plus the residual's own baseline).
+    baselines = values[at] - channel.scores.deviation[spikes]
+    rows = sorted(
+        zip(
+            [*found.positions, *at.tolist()],
+            [*found.baselines, *baselines.tolist()],
+            [*found.scores, *np.abs(channel.scores.z[spikes]).tolist()],
+            [*found.rules, *[channel.rule] * len(at)],
+            strict=True,
+        )
+    )
+    return _Found(
+        [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows]
+    )
+
+
+def _seed(x: FloatArray, gain_needed: float) -> tuple[IndexArray, FloatArray, FloatArray]:
+    """The 2019 rule over finite values: (positions, the means before, |gains|)."""
+    import numpy as np
+
+    if len(x) < 3:
+        return np.zeros(0, dtype=np.intp), np.zeros(0), np.zeros(0)
+    mean = (x[1:-1] + x[:-2]) / 2
     positive = mean > 0
-    gain = np.divide(current - mean, mean, out=np.zeros_like(mean), where=positive)
-    hits = np.flatnonzero(positive & (gain > threshold))
-    return _Verdicts(hits + first, mean[hits], gain[hits])
+    gain = np.divide(x[2:] - mean, mean, out=np.zeros_like(mean), where=positive)
+    hits = np.flatnonzero(positive & (np.abs(gain) > gain_needed))
+    return (hits + 2).astype(np.intp), mean[hits], np.abs(gain[hits])
 
 
-def _robust(values: FloatArray, params: DetectorParams, first: int, offset: int = 0) -> _Verdicts:
-    import numpy as np
-    from scipy.signal import find_peaks
-
-    if len(values) <= first or len(values) < 3:
-        return _no_verdicts()
-    baseline, z = robust_scores(values, params.window)
-    # A scale estimated from few points is itself noisy: while the history is shorter
-    # than the window, deflate z so that young series do not raise false alarms.
-    young = max(0, min(len(values), params.window - offset))
-    if young:
-        history = np.maximum(np.arange(young, dtype=np.float64) + offset, 1.0)
-        z = z.copy()
-        z[:young] /= 1.0 + SHORT_HISTORY_PENALTY * (1.0 / history - 1.0 / params.window)
-    threshold = params.threshold
-    # Only points whose |z| reaches the threshold can pass find_peaks' height test; the
-    # others never get a block, which keeps the 4-samples-per-point array off the hot path.
-    candidates = np.flatnonzero(np.abs(z[first:]) >= threshold) + first
-    if len(candidates) == 0:
-        return _no_verdicts()
-    magnitude = np.abs(z[candidates])
-    before = z[candidates - 1]  # first >= 2: a verdict always has history
-    same_direction = np.sign(before) == np.sign(z[candidates])
-    shoulder = np.where(same_direction, np.minimum(np.abs(before), magnitude), 0.0)
-    isolated = np.zeros(BLOCK * len(candidates))
-    isolated[1::BLOCK] = shoulder
-    isolated[PEAK_OFFSET::BLOCK] = magnitude
-    peaks, _ = find_peaks(
-        isolated,
-        height=threshold,  # equal to the prominence here; filters cheaply first
-        prominence=threshold,
-        width=(None, MAX_SPIKE_WIDTH),
-        rel_height=0.5,
-        wlen=BLOCK + 1,  # the block and its zeros: prominence never looks further
-    )
-    # A plateau (a_i == |z_i|) is reported at its first sample, but its width is 2.
-    chosen = peaks[peaks % BLOCK == PEAK_OFFSET] // BLOCK
-    positions = candidates[chosen].astype(np.intp)
-    return _Verdicts(positions, baseline[positions], magnitude[chosen])
+def _seed_verdict(x: FloatArray, params: DetectorParams, finite: IndexArray, n: int) -> Verdict:
+    """The verdict on the newest point when the seed rule (or nothing) judges it."""
+    count = len(x)
+    if n == 0 or count == 0 or finite[-1] != n - 1:
+        return Verdict(count, "none", None, None, False, "the newest value is not a finite number")
+    if count < 3:
+        return Verdict(count, "none", None, None, False, "fewer than 3 points: nothing to compare")
+    mean = (float(x[-2]) + float(x[-3])) / 2
+    if mean <= 0:
+        return Verdict(
+            count, "seed", None, params.seed_gain, False,
+            "the 2019 rule needs a positive mean of the two points before",
+        )  # fmt: skip
+    gain = abs(float(x[-1]) - mean) / mean
+    spike = gain > params.seed_gain
+    why = "a spike" if spike else "its gain over the two points before is below the threshold"
+    if params.method == "robust" and not spike:
+        why += f" (the robust rule starts after {params.min_history} points)"
+    return Verdict(count, "seed", gain, params.seed_gain, spike, why)
 
 
-def _no_verdicts() -> _Verdicts:
-    import numpy as np
+def _robust_verdict(channels: list[_Channel], count: int, newest: int, threshold: float) -> Verdict:
+    from .judge import REASONS
 
-    return _Verdicts(np.zeros(0, dtype=np.intp), np.zeros(0), np.zeros(0))
-
-
-def robust_scores(values: FloatArray, window: int) -> tuple[FloatArray, FloatArray]:
-    """(baseline, z) of finite `values`, causal: entry i reads values[:i] and values[i].
-
-    baseline[0] is nan; z[0] and z[1] are 0 (no history, no scale yet).
-    """
-    import numpy as np
-
-    n = len(values)
-    baseline = np.full(n, np.nan)
-    z = np.zeros(n)
-    if n < 2:
-        return baseline, z
-    baseline[1:] = trailing_median(values[:-1], window)
-    if n < 3:
-        return baseline, z
-    # step[k - 1] = |x_k - x_(k-1)|; scale[i] for i >= 2 reads the steps inside the window
-    # of points before i (between points max(0, i - window) .. i - 1).
-    step = np.abs(np.diff(values))
-    spread = trailing_median(step[:-1], window - 1)
-    scale = np.multiply(spread, STEP_MAD_TO_SIGMA, out=spread)
-    flat = np.flatnonzero(scale == 0)
-    if len(flat):
-        # Quantised history: more than half the steps are 0. Fall back on their mean, and
-        # never below the smallest step seen (the resolution of the metric): a series of
-        # counts that sits at 5 and sometimes reads 4 or 6 must not call 4 a spike.
-        mean_based = STEP_MEAN_TO_SIGMA * _window_means(step, flat, window - 1)
-        scale[flat] = np.maximum(mean_based, _resolution(step, window - 1)[flat])
-    floor = np.abs(baseline[2:])
-    floor *= SCALE_FLOOR_RELATIVE
-    np.maximum(floor, SCALE_FLOOR_ABSOLUTE, out=floor)
-    np.maximum(scale, floor, out=scale)
-    np.subtract(values[2:], baseline[2:], out=z[2:])
-    z[2:] /= scale
-    return baseline, z
-
-
-def _window_means(values: FloatArray, ends: IndexArray, window: int) -> FloatArray:
-    """The mean of values[max(0, j - window + 1) : j + 1] for each j in `ends`."""
-    import numpy as np
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    means = np.empty(len(ends))
-    partial = ends < window - 1
-    for k in np.flatnonzero(partial).tolist():
-        means[k] = values[: ends[k] + 1].mean()
-    full = ~partial
-    if full.any():
-        # Each row is summed on its own, in the same order wherever it sits in the series.
-        rows = sliding_window_view(values, window)[ends[full] - window + 1]
-        means[full] = rows.mean(axis=1)
-    return means
-
-
-def _resolution(steps: FloatArray, window: int) -> FloatArray:
-    """r[j] = the smallest nonzero step in steps[max(0, j - window + 1) : j + 1], else 0."""
-    import numpy as np
-    from scipy.ndimage import minimum_filter1d
-
-    nonzero = np.where(steps > 0, steps, np.inf)
-    # mode="nearest" repeats steps[0], which is inside every short window at the start.
-    smallest = minimum_filter1d(nonzero, size=window, origin=(window - 1) // 2, mode="nearest")
-    return np.where(np.isfinite(smallest), smallest, 0.0)
-
-
-def trailing_median(values: FloatArray, window: int) -> FloatArray:
-    """m[j] = the median of values[max(0, j - window + 1) : j + 1].
-
-    For an even count the upper of the two middle values (what median_filter returns),
-    so the first, shorter windows agree with the full ones.
-    """
-    import numpy as np
-    from scipy.ndimage import median_filter
-
-    n = len(values)
-    out = np.empty(n)
-    head = min(n, window - 1)
-    for j in range(head):
-        out[j] = np.partition(values[: j + 1], (j + 1) // 2)[(j + 1) // 2]
-    if n >= window:
-        # origin shifts the window to end at j instead of being centred on it.
-        full = median_filter(values, size=window, origin=(window - 1) // 2, mode="nearest")
-        out[head:] = full[head:]
-    return out
+    channel = next(c for c in channels if c.owns_newest)
+    if len(channel.where) == 0 or channel.where[-1] != newest:
+        return Verdict(count, "none", None, None, False, "the newest value is not a finite number")
+    judged = channel.judged
+    spike = judged.last_reason == "spike"
+    score = abs(float(channel.scores.z[-1]))
+    return Verdict(count, channel.rule, score, threshold, spike, REASONS[judged.last_reason])

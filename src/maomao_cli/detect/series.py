@@ -10,9 +10,13 @@ A series can also come from one CSV file with a header and the columns timestamp
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import itertools
 import math
+import os
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -79,37 +83,99 @@ def parse_control_text(text: str) -> tuple[float | None, str]:
     return value, ""
 
 
-def read_control_dir(directory: Path) -> SeriesRead:
-    """The control series of a data directory, ordered by the sortable part of the names."""
-    if not directory.exists():
-        raise SeriesError(f"no data directory at {directory}")
-    if not directory.is_dir():
-        raise SeriesError(f"{directory} is not a directory")
-    named: list[tuple[str, Path]] = []
-    for path in directory.iterdir():
-        name = path.name
-        if name.startswith(CONTROL_PREFIX) and name.endswith(CONTROL_SUFFIX):
-            sortable = name[len(CONTROL_PREFIX) : -len(CONTROL_SUFFIX)]
-            if sortable and path.is_file():
-                named.append((sortable, path))
-    named.sort()
-    points: list[Point] = []
-    skipped: list[tuple[str, str]] = []
-    for sortable, path in named:
-        value, reason = _read_control_file(path)
-        if value is None:
-            skipped.append((path.name, reason))
-        else:
-            points.append(Point(sortable, value))
-    return SeriesRead(points, skipped)
+def read_control_dir(directory: Path, root: Path | None = None) -> SeriesRead:
+    """The control series of a data directory, ordered by the sortable part of the names.
 
-
-def _read_control_file(path: Path) -> tuple[float | None, str]:
+    A container wrote what is in there, and this runs on the host (as root on some
+    members), so nothing here follows a link or blocks: the folder is opened without
+    following a link in any component below `root` (the trusted folder it must be in,
+    e.g. the importdir), each control file by its name in that folder with O_NOFOLLOW and
+    O_NONBLOCK, and read only when fstat says it is a regular file of at most
+    MAX_CONTROL_BYTES. A link, a fifo or a device where a control file should be is
+    skipped and reported by name like a file that does not parse.
+    """
+    folder = _open_folder(directory, root)
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_CONTROL_BYTES + 1)
+        named: list[tuple[str, str]] = []
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith(CONTROL_PREFIX) and name.endswith(CONTROL_SUFFIX):
+                    sortable = name[len(CONTROL_PREFIX) : -len(CONTROL_SUFFIX)]
+                    if sortable and not entry.is_dir(follow_symlinks=False):
+                        named.append((sortable, name))
+        named.sort()
+        points: list[Point] = []
+        skipped: list[tuple[str, str]] = []
+        for sortable, name in named:
+            value, reason = _read_control_file(folder, name)
+            if value is None:
+                skipped.append((name, reason))
+            else:
+                points.append(Point(sortable, value))
+        return SeriesRead(points, skipped)
+    finally:
+        os.close(folder)
+
+
+def _open_folder(directory: Path, root: Path | None) -> int:
+    """A descriptor of directory, reached without following a link below root (root
+    itself, or a directory the user named, is trusted: it may be a link)."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
+    parts: tuple[str, ...] = ()
+    if root is None:
+        start = directory
+    else:
+        relative = os.path.relpath(os.path.normpath(directory), os.path.normpath(root))
+        if relative == os.pardir or relative.startswith(os.pardir + os.sep):
+            raise SeriesError(f"{directory} is not inside {root}")
+        start = root
+        parts = () if relative == os.curdir else tuple(Path(relative).parts)
+    try:
+        fd = os.open(start, flags)
+        flags |= os.O_NOFOLLOW
+    except FileNotFoundError:
+        raise SeriesError(f"no data directory at {directory}") from None
+    except OSError as exc:
+        raise SeriesError(_folder_refusal(directory, exc)) from None
+    for part in parts:
+        try:
+            child = os.open(part, flags, dir_fd=fd)
+        except FileNotFoundError:
+            raise SeriesError(f"no data directory at {directory}") from None
+        except OSError as exc:
+            raise SeriesError(_folder_refusal(directory, exc)) from None
+        finally:
+            os.close(fd)
+        fd = child
+    return fd
+
+
+def _folder_refusal(directory: Path, exc: OSError) -> str:
+    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+        return f"{directory} is not a directory (or a link in its path): not read"
+    return f"cannot read {directory}: {exc.strerror or exc}"
+
+
+def _read_control_file(folder: int, name: str) -> tuple[float | None, str]:
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+    try:
+        fd = os.open(name, flags | getattr(os, "O_CLOEXEC", 0), dir_fd=folder)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None, "a symbolic link, not a regular file: not read"
+        return None, f"unreadable: {exc.strerror or exc}"
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None, "not a regular file (a fifo, socket or device): not read"
+        if info.st_size > MAX_CONTROL_BYTES:
+            return None, f"larger than {MAX_CONTROL_BYTES} bytes"
+        raw = os.read(fd, MAX_CONTROL_BYTES + 1)
     except OSError as exc:
         return None, f"unreadable: {exc.strerror or exc}"
+    finally:
+        os.close(fd)
     if len(raw) > MAX_CONTROL_BYTES:
         return None, f"larger than {MAX_CONTROL_BYTES} bytes"
     try:
@@ -127,8 +193,30 @@ def read_csv_series(path: Path) -> SeriesRead:
     written; rows are taken in file order, and sorted by time only when the file is not.
     Rows whose value or timestamp does not parse are skipped and reported by line.
     """
+    reader = csv.reader(io.StringIO(_csv_text(path), newline=""))
+    points: list[Point] = []
+    times: list[datetime] = []
+    skipped: list[tuple[str, str]] = []
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        timestamp_col, value_col = _columns(path, reader)
+        width = max(timestamp_col, value_col) + 1
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            parsed = _csv_row(row, width, timestamp_col, value_col)
+            if isinstance(parsed, str):
+                skipped.append((f"{path.name}:{reader.line_num}", parsed))
+            else:
+                points.append(parsed[0])
+                times.append(parsed[1])
+    except csv.Error as exc:
+        raise SeriesError(f"{path} line {reader.line_num}: not valid CSV ({exc})") from None
+    return SeriesRead(_in_time_order(path, points, times), skipped)
+
+
+def _csv_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8-sig")
     except FileNotFoundError:
         raise SeriesError(f"no such file: {path}") from None
     except IsADirectoryError:
@@ -137,51 +225,44 @@ def read_csv_series(path: Path) -> SeriesRead:
         raise SeriesError(f"cannot read {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise SeriesError(f"{path} is not UTF-8 text") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
+
+
+def _columns(path: Path, reader: Iterator[list[str]]) -> tuple[int, int]:
+    """(timestamp column, value column) from the first non-blank row, the header."""
+    header = next(reader, None)
+    while header is not None and not any(cell.strip() for cell in header):
         header = next(reader, None)
-        while header is not None and not any(cell.strip() for cell in header):
-            header = next(reader, None)
-        if header is None:
-            raise SeriesError(f"{path} is empty: expected a header with timestamp,value")
-        names = [cell.strip().strip('"').strip().lower() for cell in header]
-        columns = {}
-        for wanted in (TIMESTAMP_COLUMN, VALUE_COLUMN):
-            if wanted not in names:
-                raise SeriesError(
-                    f"{path} has no {wanted!r} column (header: {_shorten(','.join(header), 60)})"
-                )
-            if names.count(wanted) > 1:
-                raise SeriesError(f"{path} has the column {wanted!r} more than once")
-            columns[wanted] = names.index(wanted)
-        timestamp_col, value_col = columns[TIMESTAMP_COLUMN], columns[VALUE_COLUMN]
-        width = max(timestamp_col, value_col) + 1
-        points: list[Point] = []
-        times: list[datetime] = []
-        skipped: list[tuple[str, str]] = []
-        for row in reader:
-            where = f"{path.name}:{reader.line_num}"
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) < width:
-                skipped.append((where, f"expected at least {width} columns, found {len(row)}"))
-                continue
-            stamp = row[timestamp_col].strip()
-            try:
-                # Parsed only to check it and to order the rows; the text is kept.
-                when = datetime.fromisoformat(stamp)
-            except ValueError:
-                skipped.append((where, f"not a timestamp: {_shorten(stamp)!r}"))
-                continue
-            value, reason = _finite_number(row[value_col])
-            if value is None:
-                skipped.append((where, reason))
-                continue
-            points.append(Point(stamp, value))
-            times.append(when)
-    except csv.Error as exc:
-        raise SeriesError(f"{path} line {reader.line_num}: not valid CSV ({exc})") from None
-    return SeriesRead(_in_time_order(path, points, times), skipped)
+    if header is None:
+        raise SeriesError(f"{path} is empty: expected a header with timestamp,value")
+    names = [cell.strip().strip('"').strip().lower() for cell in header]
+    columns = []
+    for wanted in (TIMESTAMP_COLUMN, VALUE_COLUMN):
+        if wanted not in names:
+            raise SeriesError(
+                f"{path} has no {wanted!r} column (header: {_shorten(','.join(header), 60)})"
+            )
+        if names.count(wanted) > 1:
+            raise SeriesError(f"{path} has the column {wanted!r} more than once")
+        columns.append(names.index(wanted))
+    return columns[0], columns[1]
+
+
+def _csv_row(
+    row: list[str], width: int, timestamp_col: int, value_col: int
+) -> tuple[Point, datetime] | str:
+    """The point of a data row and its time, or why the row is skipped."""
+    if len(row) < width:
+        return f"expected at least {width} columns, found {len(row)}"
+    stamp = row[timestamp_col].strip()
+    try:
+        # Parsed only to check it and to order the rows; the text is kept.
+        when = datetime.fromisoformat(stamp)
+    except ValueError:
+        return f"not a timestamp: {_shorten(stamp)!r}"
+    value, reason = _finite_number(row[value_col])
+    if value is None:
+        return reason
+    return Point(stamp, value), when
 
 
 def _in_time_order(path: Path, points: list[Point], times: list[datetime]) -> list[Point]:

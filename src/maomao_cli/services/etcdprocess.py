@@ -134,6 +134,9 @@ def start(files: EtcdFiles, spec: EtcdSpec, *, wait: float) -> int:
                 hint=f"see {files.log}",
             )
         if port_open(spec.endpoint):
+            # Detached on purpose (it outlives this command): say so, or Popen warns that
+            # its child still runs when the object goes.
+            process.returncode = 0
             return process.pid
         time.sleep(0.1)
     stop(files)

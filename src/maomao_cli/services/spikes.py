@@ -13,21 +13,23 @@ import threading
 import time
 import urllib.request
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import validation
-from ..config import Settings
+from ..config import Settings, SpikeSettings
 from ..errors import BadInput, NotFound
 from ..keys import Keys
 from ..models import Run, Spike, Tool
 from ..store.base import Store
+from . import datawarnings
 from .feeds import Feed
 from .records import load, load_all
 
 if TYPE_CHECKING:
-    from ..detect.detector import Detection, DetectorParams
+    from ..detect.detector import Detection, DetectorParams, Verdict
+    from ..detect.series import SeriesRead
 
 log = logging.getLogger("maomao.spikes")
 
@@ -45,6 +47,9 @@ class SpikeService:
         self.keys = keys
         self.settings = settings
         self.member = member
+        self._warned: set[str] = set()  # runs whose data warning was notified
+        # Each tool's data directory after its last check here: what the next run wrote.
+        self._snapshots: dict[str, datawarnings.Snapshot] = {}
 
     def params(
         self,
@@ -54,24 +59,25 @@ class SpikeService:
         sensitivity: float | None = None,
         seed_threshold: float | None = None,
     ) -> DetectorParams:
-        from ..detect.detector import DetectorParams
-
-        cfg = self.settings.spikes
-        chosen = (
-            sensitivity
-            or (tool.sensitivity if tool and tool.sensitivity else None)
-            or cfg.sensitivity
+        return detector_params(
+            self.settings.spikes,
+            tool,
+            method=method,
+            sensitivity=sensitivity,
+            seed_threshold=seed_threshold,
         )
+
+    def explain(self, tool: Tool, data_dir: Path, params: DetectorParams) -> Verdict | None:
+        """Why the newest point of the tool's local series is or is not a spike; None
+        when this member holds no series of it."""
+        from ..detect.detector import explain
+        from ..detect.series import SeriesError
+
         try:
-            return DetectorParams(
-                method=(method or cfg.method),  # type: ignore[arg-type]
-                sensitivity=chosen,
-                window=cfg.window,
-                min_history=cfg.min_history,
-                seed_threshold=seed_threshold or cfg.seed_threshold,
-            )
-        except ValueError as exc:
-            raise BadInput(f"invalid detector setting: {exc}") from None
+            series = self._series(data_dir)
+        except SeriesError:
+            return None
+        return explain(series.points, params)
 
     def _spike(self, tool: str, d: Detection, params: DetectorParams, run_id: str | None) -> Spike:
         return Spike(
@@ -84,6 +90,7 @@ class SpikeService:
             score=d.score,
             direction=d.direction,
             method=params.method,
+            rule=d.rule,
             run_id=run_id,
             member=self.member,
             found=time.time(),
@@ -91,44 +98,85 @@ class SpikeService:
 
     # After a run -------------------------------------------------------------
 
+    def _series(self, data_dir: Path) -> SeriesRead:
+        """The control series, read without following a link below the importdir."""
+        from ..detect.series import read_control_dir
+
+        importdir = self.settings.data.import_path.resolve()
+        root = importdir if importdir in data_dir.parents else data_dir
+        return read_control_dir(data_dir, root)
+
     def check_after_run(self, tool: Tool, run: Run, data_dir: Path) -> Run | None:
-        """The after-run hook: if the newest control point is a spike, store it once."""
+        """The after-run hook: if the newest control point is a spike, store it once; if
+        the run's data looks wrong (datawarnings.py), record and notify a data warning."""
         from ..detect.detector import detect_latest
-        from ..detect.series import SeriesError, read_control_dir
+        from ..detect.series import SeriesError
 
         try:
-            series = read_control_dir(data_dir)
+            series = self._series(data_dir)
         except SeriesError as exc:
             log.warning("spike check for %s skipped: %s", tool.name, exc)
             return None
-        newest = f"control-{series.points[-1].sortable}.csv" if series.points else ""
-        for name, reason in series.skipped:
-            if name > newest:  # only this run's broken file: older ones were reported already
-                log.warning("spike check for %s: skipped %s (%s)", tool.name, name, reason)
+        found, self._snapshots[tool.name] = datawarnings.assess(
+            data_dir, series, run.started, self._snapshots.get(tool.name)
+        )
+        for name, reason in found.skipped:
+            log.warning("spike check for %s: skipped %s (%s)", tool.name, name, reason)
+        updated = None
+        if found.warning is not None:
+            updated = self._warn(tool, run, found.warning)
         params = self.params(tool)
         latest = detect_latest(series.points, params)
-        if latest is None:
-            return None
-        spike = self._spike(tool.name, latest, params, run.id)
-        if self.store.create(self.keys.spike(tool.name, spike.sortable), spike.to_json()):
+        if latest is not None:
+            self._store(self._spike(tool.name, latest, params, run.id))
+        return updated
+
+    def _store(self, spike: Spike) -> None:
+        if self.store.create(self.keys.spike(spike.tool, spike.sortable), spike.to_json()):
             log.info(
-                "spike found in %s at %s: %s %.4g (baseline %.4g, score %.1f)",
-                tool.name,
+                "spike found in %s at %s: %s %.4g (baseline %.4g, score %.1f, %s rule)",
+                spike.tool,
                 spike.sortable,
                 spike.direction,
                 spike.value,
                 spike.baseline,
                 spike.score,
+                spike.rule,
             )
             self.notify(spike)
-        return None
+
+    def _warn(self, tool: Tool, run: Run, warning: datawarnings.DataWarning) -> Run:
+        """Record the data warning on the run and notify it, once per run."""
+        log.warning("data warning for %s run %s: %s", tool.name, run.id, warning.line)
+        if run.id not in self._warned:
+            self._warned.add(run.id)
+            self._deliver(
+                {
+                    "kind": warning.kind,
+                    "tool": tool.name,
+                    "run_id": run.id,
+                    "member": self.member,
+                    "message": warning.message,
+                    "found": time.time(),
+                }
+            )
+        note = warning.line
+        return replace(
+            run,
+            data_warning=warning.kind,
+            warning=f"{run.warning}; {note}" if run.warning else note,
+        )
 
     def notify(self, spike: Spike) -> None:
+        """Run the configured hooks for a spike (kind "spike")."""
+        self._deliver({"kind": "spike", **spike.to_dict()})
+
+    def _deliver(self, event: dict[str, object]) -> None:
         """Run the configured hooks in the background, bounded by a timeout, never blocking."""
         cfg = self.settings.spikes
         if not cfg.hook_command and not cfg.webhook_url:
             return
-        payload = json.dumps(spike.to_dict()).encode()
+        payload = json.dumps(event).encode()
 
         def deliver() -> None:
             if cfg.hook_command:
@@ -171,10 +219,10 @@ class SpikeService:
         self, tool: Tool, data_dir: Path, params: DetectorParams
     ) -> tuple[Recomputed, list[tuple[str, str]]]:
         from ..detect.detector import detect
-        from ..detect.series import SeriesError, read_control_dir
+        from ..detect.series import SeriesError
 
         try:
-            series = read_control_dir(data_dir)
+            series = self._series(data_dir)
         except SeriesError as exc:
             raise BadInput(str(exc)) from None
         found = [self._spike(tool.name, d, params, None) for d in detect(series.points, params)]
@@ -223,15 +271,59 @@ class SpikeService:
             feed.cancel()
 
 
-def detect_points(
-    path: Path, *, is_dir: bool, params: DetectorParams
-) -> tuple[list[Detection], list[tuple[str, str]], list[str]]:
+def detector_params(
+    cfg: SpikeSettings,
+    tool: Tool | None = None,
+    *,
+    method: str | None = None,
+    sensitivity: float | None = None,
+    seed_threshold: float | None = None,
+) -> DetectorParams:
+    """The detector's settings: the options given, else the tool's, else [spikes]."""
+    from ..detect.detector import DetectorParams
+
+    chosen = (
+        sensitivity or (tool.sensitivity if tool and tool.sensitivity else None) or cfg.sensitivity
+    )
+    try:
+        return DetectorParams(
+            method=(method or cfg.method),  # type: ignore[arg-type]
+            sensitivity=chosen,
+            window=cfg.window,
+            min_history=cfg.min_history,
+            seed_threshold=seed_threshold or cfg.seed_threshold,
+        )
+    except ValueError as exc:
+        raise BadInput(f"invalid detector setting: {exc}") from None
+
+
+@dataclass(frozen=True)
+class PathDetection:
+    found: list[Detection]
+    skipped: list[tuple[str, str]]
+    verdict: Verdict  # on the newest point
+
+
+def describe(verdict: Verdict) -> str:
+    """The verdict as one line, for a note."""
+    if verdict.rule == "none" or verdict.score is None or verdict.threshold is None:
+        return f"{verdict.points} points; {verdict.reason}"
+    return (
+        f"{verdict.points} points; the newest was checked by the {verdict.rule} rule: "
+        f"score {verdict.score:.3g} against a threshold of {verdict.threshold:.3g} "
+        f"({verdict.reason})"
+    )
+
+
+def detect_points(path: Path, *, is_dir: bool, params: DetectorParams) -> PathDetection:
     """Detect over a CSV file (timestamp,value) or a folder of control files."""
-    from ..detect.detector import detect
+    from ..detect.detector import detect, explain
     from ..detect.series import SeriesError, read_control_dir, read_csv_series
 
     try:
         series = read_control_dir(path) if is_dir else read_csv_series(path)
     except SeriesError as exc:
         raise BadInput(str(exc)) from None
-    return detect(series.points, params), series.skipped, [p.sortable for p in series.points]
+    return PathDetection(
+        detect(series.points, params), series.skipped, explain(series.points, params)
+    )

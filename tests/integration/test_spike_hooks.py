@@ -1,5 +1,6 @@
-"""Spike detection after a run, stored once, and the notification hooks (a command and a
-webhook on loopback): delivered as JSON, bounded by a timeout, never blocking the run."""
+"""Spike detection after a run, stored once, and the notification hooks delivered for real
+(a shell command, a webhook server on loopback): JSON, bounded by a timeout, never blocking
+the run. Real processes and a real server, so these wait (bounded) for the delivery."""
 
 from __future__ import annotations
 
@@ -128,3 +129,28 @@ def test_a_failing_hook_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixtu
     caplog.set_level(logging.WARNING, logger="maomao.spikes")
     spikes.check_after_run(TOOL, run("r6"), tmp_path)
     assert wait_until(lambda: "hook command failed" in caplog.text)
+
+
+def test_hook_command_gets_a_data_warning_with_its_kind(tmp_path: Path) -> None:
+    received = tmp_path / "received.json"
+    spikes = service(MemoryStore(), hook_command=f"cat > {received}")
+    data = tmp_path / "data"
+    write_series(data, [100, 101])
+    (data / "control-2026-01-03.csv").write_text("not a number\n")
+    started = Run(id="r3", tool="t", member="member-a", status="succeeded", started=0.0)
+    updated = spikes.check_after_run(TOOL, started, data)
+    assert updated is not None and updated.data_warning == "bad-control"
+    assert wait_until(lambda: received.exists() and received.read_text().strip())
+    payload = json.loads(received.read_text())
+    assert payload["kind"] == "bad-control" and payload["run_id"] == "r3"
+    assert "control-2026-01-03.csv" in payload["message"]
+
+
+def test_the_spike_hook_payload_says_its_kind_and_rule(tmp_path: Path) -> None:
+    received = tmp_path / "received.json"
+    spikes = service(MemoryStore(), hook_command=f"cat > {received}")
+    write_series(tmp_path / "data", [630, 600, 900])
+    spikes.check_after_run(TOOL, run("r3"), tmp_path / "data")
+    assert wait_until(lambda: received.exists() and received.read_text().strip())
+    payload = json.loads(received.read_text())
+    assert (payload["kind"], payload["rule"], payload["value"]) == ("spike", "seed", 900)

@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -395,5 +396,11 @@ def test_files_are_owner_only_and_config_masks_the_password(
     git_config = (tmp_path / "m" / "data" / "datasets" / "census" / ".git" / "config").read_text()
     assert HTTP_PASSWORD not in git_config
     # etcd holds no credentials either.
-    dump = os.popen(f"ETCDCTL_API=3 etcdctl --endpoints={etcd.endpoints} get --prefix {prefix}")
-    assert HTTP_PASSWORD not in dump.read()
+    dump = subprocess.run(
+        ["etcdctl", f"--endpoints={etcd.endpoints}", "get", "--prefix", prefix],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ETCDCTL_API": "3"},
+        timeout=30,
+    )
+    assert dump.returncode == 0 and HTTP_PASSWORD not in dump.stdout

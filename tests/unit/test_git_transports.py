@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from maomao_cli.adapters.git import dulwich_internals
-from maomao_cli.adapters.git.transports import HttpClient, OpenSSHVendor, https_host
+from maomao_cli.adapters.git.transports import HttpClient, OpenSSHVendor, SSHClient, https_host
 from maomao_cli.errors import GitError
 from maomao_cli.gitmodels import GitAuth
 
@@ -92,3 +92,7 @@ def test_dulwichs_requests_go_through_maomaos_hook() -> None:
     # the way it likes (before any challenge).
     assert HttpClient._http_request is dulwich_internals.HttpRequestHook._http_request
     assert not dulwich_internals.missing()
+
+
+def test_ssh_connections_go_through_the_hook_that_closes_them() -> None:
+    assert SSHClient._connect is dulwich_internals.ConnectHook._connect

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 # (module, class, attribute). Instance attributes are checked on a constructed client.
 USED: tuple[tuple[str, str, str], ...] = (
     ("dulwich.client", "TCPGitClient", "_connect"),
+    ("dulwich.client", "SSHGitClient", "_connect"),
     ("dulwich.client", "TCPGitClient", "_host"),
     ("dulwich.client", "TCPGitClient", "_port"),
     ("dulwich.client", "TraditionalGitClient", "_remote_path_encoding"),
@@ -46,8 +47,10 @@ HttpResponse = tuple[Any, Callable[[int], bytes]]  # urllib3's response and its 
 
 
 class ConnectHook:
-    """Mixin for a TCPGitClient subclass: dulwich opens every connection through its
-    private `_connect`; this hands that call to the subclass's `open_connection`."""
+    """Mixin for a TraditionalGitClient subclass: dulwich opens every connection through
+    its private `_connect`; this hands that call to the subclass's `open_connection` and
+    keeps the protocol, so `close_connections` can close what a failure left open (dulwich
+    does not close it when the server fails before the first exchange)."""
 
     def open_connection(
         self, cmd: bytes, path: str | bytes, protocol_version: int | None
@@ -57,7 +60,25 @@ class ConnectHook:
     def _connect(
         self, cmd: bytes, path: str | bytes, protocol_version: int | None = None
     ) -> Connection:
-        return self.open_connection(cmd, path, protocol_version)
+        connection = self.open_connection(cmd, path, protocol_version)
+        self.__dict__.setdefault("_maomao_opened", []).append(connection[0])
+        return connection
+
+    def close_connections(self) -> None:
+        for proto in self.__dict__.pop("_maomao_opened", []):
+            proto.close()  # a no-op on one dulwich closed already
+
+
+def dulwich_connect(
+    client: TraditionalGitClient,
+    cls: type[TraditionalGitClient],
+    cmd: bytes,
+    path: str | bytes,
+    protocol_version: int | None,
+) -> Connection:
+    """The `_connect` of dulwich's class `cls`, the one ConnectHook stands in front of."""
+    connection: Connection = cls._connect(client, cmd, path, protocol_version)
+    return connection
 
 
 class HttpRequestHook:
@@ -139,10 +160,11 @@ def missing() -> list[str]:
             out.append(f"{module}.{cls_name}")
         elif not hasattr(cls, attr) and not hasattr(samples.get(cls_name), attr):
             out.append(where)
-    from dulwich.client import Urllib3HttpGitClient
+    from dulwich.client import SSHGitClient, Urllib3HttpGitClient
 
     for cls, attr, expected in (
         (TCPGitClient, "_connect", CONNECT_PARAMETERS),
+        (SSHGitClient, "_connect", CONNECT_PARAMETERS),
         (Urllib3HttpGitClient, "_http_request", HTTP_REQUEST_PARAMETERS),
     ):
         method = getattr(cls, attr, None)

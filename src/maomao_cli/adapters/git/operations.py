@@ -24,7 +24,7 @@ from . import repository as r
 from .checkout import checkout_fresh
 from .remotes import Remote, parse_url
 from .translate import one_line, translated
-from .transports import client_for
+from .transports import client_for, close_connections
 
 if TYPE_CHECKING:
     from dulwich.diff_tree import TreeChange
@@ -81,6 +81,7 @@ def clone(
         r.remove_created(dest, existed)
         raise
     finally:
+        close_connections(client)
         if lines:
             lines.flush()
 
@@ -136,6 +137,7 @@ def _fetch(
                 path, repo, determine_wants=wants, progress=lines, protocol_version=1
             )
         finally:
+            close_connections(client)
             if lines:
                 lines.flush()
     theirs: ObjectID | None = fetched.refs.get(ref)
@@ -293,6 +295,7 @@ def _push(
                 "pull first, then push again",
             ) from None
         finally:
+            close_connections(client)
             if lines:
                 lines.flush()
     errors = {k: e for k, e in (result.ref_status or {}).items() if e is not None}

@@ -219,8 +219,18 @@ class TimeoutTCPGitClient(internals.ConnectHook, FreshCloneFetch, TCPGitClient):
         return proto, can_read, None
 
 
-class SSHClient(FreshCloneFetch, SSHGitClient):
-    pass
+class SSHClient(internals.ConnectHook, FreshCloneFetch, SSHGitClient):
+    def open_connection(
+        self, cmd: bytes, path: str | bytes, protocol_version: int | None
+    ) -> internals.Connection:
+        return internals.dulwich_connect(self, SSHGitClient, cmd, path, protocol_version)
+
+
+def close_connections(client: GitClient) -> None:
+    """Close what a transfer left open (a failure before dulwich's first exchange)."""
+    close = getattr(client, "close_connections", None)
+    if close is not None:
+        close()
 
 
 class HttpClient(internals.HttpRequestHook, FreshCloneFetch, Urllib3HttpGitClient):
@@ -242,23 +252,51 @@ class HttpClient(internals.HttpRequestHook, FreshCloneFetch, Urllib3HttpGitClien
     def send_request(
         self, url: str, headers: dict[str, str] | None, data: Any, raise_for_status: bool
     ) -> internals.HttpResponse:
-        from dulwich.client import HTTPUnauthorized
-
         sent = {k: v for k, v in (headers or {}).items() if k.lower() != "authorization"}
         host = https_host(url)
         credential = self._credentials.get(host) if host is not None else None
-        if credential is None:
-            return internals.http_request(self, url, sent, data, raise_for_status)
-        assert host is not None
-        if host in self._challenged:
-            return internals.http_request(self, url, _authorized(sent, credential), data, True)
-        try:
-            return internals.http_request(self, url, sent, data, True)
-        except HTTPUnauthorized:
-            if not isinstance(data, bytes | None):
-                raise  # a streamed body cannot be sent twice (the first GET asks first)
+        if credential is not None and host in self._challenged:
+            sent = _authorized(sent, credential)
+        # dulwich's own status check would raise with the response still open (a socket
+        # left to the garbage collector): check here, closing it first.
+        resp, read = internals.http_request(self, url, sent, data, False)
+        asked = resp.status == 401 and "Authorization" not in sent
+        # A streamed body cannot be sent twice; the first request (a GET) asks first.
+        if asked and credential is not None and isinstance(data, bytes | None):
+            _close(resp)
+            assert host is not None
             self._challenged.add(host)
-            return internals.http_request(self, url, _authorized(sent, credential), data, True)
+            resp, read = internals.http_request(
+                self, url, _authorized(sent, credential), data, False
+            )
+        if raise_for_status:
+            _check_status(resp, url)
+        return resp, read
+
+
+def _close(resp: Any) -> None:
+    with contextlib.suppress(Exception):
+        resp.drain_conn()
+    resp.release_conn()
+
+
+def _check_status(resp: Any, url: str) -> None:
+    """What dulwich's request does with a status that is not 200, the response closed."""
+    from dulwich.client import HTTPProxyUnauthorized, HTTPUnauthorized
+    from dulwich.errors import NotGitRepository
+
+    status = resp.status
+    if status == 200:
+        return
+    headers = resp.headers
+    _close(resp)
+    if status == 404:
+        raise NotGitRepository
+    if status == 401:
+        raise HTTPUnauthorized(headers.get("WWW-Authenticate"), url)
+    if status == 407:
+        raise HTTPProxyUnauthorized(headers.get("Proxy-Authenticate"), url)
+    raise GitProtocolError(f"unexpected http resp {status} for {url}")
 
 
 def https_host(url: str) -> str | None:

@@ -185,8 +185,8 @@ def test_everywhere_gives_each_member_its_own_run_of_each_firing(docker_env: Env
 
 @pytest.mark.timeout(110 + 2 * WINDOW)
 def test_killed_worker_is_recovered_without_duplicates(docker_env: Env) -> None:
-    # Runs of ~2 s: the kill lands while w3 has one in its container.
-    register_and_schedule(docker_env, "killed", "--env", "SLEEP=2")
+    # Runs of ~3 s: the kill lands while w3 has one in its container.
+    register_and_schedule(docker_env, "killed", "--env", "SLEEP=3")
     names = ["w1", "w2", "w3"]
     workers = [start_worker(docker_env, name) for name in names]
     restarted: subprocess.Popen[str] | None = None
@@ -194,8 +194,12 @@ def test_killed_worker_is_recovered_without_duplicates(docker_env: Env) -> None:
         wait_for_members(docker_env, set(names), workers)
         # The shape, scaled by the window: kill at a third, restart at two thirds.
         time.sleep(WINDOW / 3)
+        # A run of w3 that started at most 1.5 s ago (times are kept to the second): it has
+        # more than a second left in its container, longer than the kill takes to land.
         while not any(
-            r["status"] == "running" and r["member"] == "w3"
+            r["status"] == "running"
+            and r["member"] == "w3"
+            and time.time() - epoch(r["started"]) <= 1.5
             for r in runs_of(docker_env, "--tool", "killed")
         ):
             time.sleep(0.1)

@@ -311,10 +311,11 @@ def _validate(settings: Settings) -> None:
 # What the detector (detect/detector.py: DetectorParams) can use; checked here so a bad
 # value fails when the config loads, not at every run's spike check.
 SPIKE_WINDOW_MAX = 10_000
+SPIKE_METHODS = ("robust", "seed")
 
 
 def _validate_spikes(spikes: SpikeSettings) -> None:
-    if spikes.method not in ("robust", "seed"):
+    if spikes.method not in SPIKE_METHODS:
         raise ConfigError("[spikes] method must be 'robust' or 'seed'")
     for key in ("sensitivity", "seed_threshold", "hook_timeout"):
         if not getattr(spikes, key) > 0:

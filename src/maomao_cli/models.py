@@ -113,7 +113,10 @@ class Tool(Record):
     timeout: float | None = None  # seconds
     user: str | None = None
     data_subdir: str | None = None  # inside the dataset work tree
-    sensitivity: float | None = None  # spike detector override
+    # Spike detection for this tool; None: the detecting member's [spikes] setting.
+    spike_method: Literal["robust", "seed"] | None = None
+    sensitivity: float | None = None
+    min_history: int | None = None
     # Bytes its data directory may hold; each member keeps the lower of this and its own
     # [data] max_tool_bytes (a record from etcd cannot raise a member's limit).
     max_data: int | None = None

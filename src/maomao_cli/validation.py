@@ -9,8 +9,9 @@ control character.
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from .errors import BadInput
 
@@ -231,6 +232,20 @@ def labels_match(selector: Mapping[str, str], member_labels: Mapping[str, str]) 
 def positive(value: float, field: str) -> float:
     if not value > 0:
         raise BadInput(f"invalid {field} {value!r}: must be greater than 0")
+    return value
+
+
+def finite_positive(value: float, field: str) -> float:
+    """A finite number above 0 (nan and inf fail the comparison, a bool is not one)."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not 0 < value < math.inf:
+        raise BadInput(f"invalid {field} {value!r}: must be a finite number greater than 0")
+    return float(value)
+
+
+def choice(value: str, choices: Sequence[str], field: str) -> str:
+    if value not in choices:
+        raise BadInput(f"invalid {field} {value!r}: must be one of {', '.join(choices)}")
     return value
 
 

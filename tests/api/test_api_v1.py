@@ -43,7 +43,7 @@ def test_tools_carry_every_option_and_refuse_bad_ones(api: Api) -> None:
     body = {
         "name": "probe", "image": "alpine:3.19", "author": "ana", "description": "d",
         "env": {"A": "1"}, "network": "none", "memory": "256m", "pids": 64, "timeout": 60.0,
-        "user": "1000:1000", "sensitivity": 2.0,
+        "user": "1000:1000", "spike_method": "seed", "sensitivity": 2.0, "min_history": 5,
     }  # fmt: skip
     made = api.client.post("/v1/tools", json=body)
     assert made.status_code == 201, made.text
@@ -57,6 +57,8 @@ def test_tools_carry_every_option_and_refuse_bad_ones(api: Api) -> None:
         ({"network": "host"}, "network"),
         ({"env": {"1A": "x"}}, "1A"),
         ({"dataset": "ghost"}, "no dataset named 'ghost'"),
+        ({"spike_method": "zscore"}, "spike method"),
+        ({"min_history": 2}, "min history"),
     ):
         refused = api.client.post("/v1/tools", json={"name": "other", "image": "img", **bad})
         assert refused.status_code in (400, 404), refused.text

@@ -201,3 +201,25 @@ def test_csv_and_dir_honour_the_config(make_cli: MakeCli) -> None:
     folder = demo_folder(cli.root, [630, 600, 900])  # +46 %: below 50 %
     result = cli.invoke("spikes", "--dir", str(folder), "--json")
     assert (result.code, result.json()) == (0, []), result.err
+
+
+def test_a_tools_own_detection_settings_decide_and_options_override_them(cli: Cli) -> None:
+    # 25 % below the baseline: a spike for the 2019 rule at 20 %, none at 40 %.
+    values = [100.0, 104.0, 97.0, 103.0, 99.0, 101.0, 75.0]
+    data = cli.importdir / "tools" / "own"
+    data.mkdir(parents=True)
+    for i, value in enumerate(values):
+        (data / f"control-2026-03-{i + 1:02d}.csv").write_text(f"{value}\n")
+
+    def found(*options: str) -> list[str]:
+        result = cli.invoke("spikes", "--tool", "own", "--recompute", "--json", *options)
+        assert (result.code, result.err) == (0, ""), result.err
+        return [s["sortable"] for s in result.json()["found"]]
+
+    assert cli.invoke("register", "own", "img", "--spike-method", "seed").code == 0
+    assert found() == ["2026-03-07"]
+    assert found("--sensitivity", "0.5") == []  # the option beats the tool: 40 % needed
+    assert cli.invoke("register", "own", "img", "--sensitivity", "0.5").code == 0
+    assert found() == []  # the tool's sensitivity, its method kept by the update
+    (tool,) = cli.invoke("tools", "--json").json()
+    assert (tool["spike_method"], tool["sensitivity"], tool["min_history"]) == ("seed", 0.5, None)

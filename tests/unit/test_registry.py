@@ -63,6 +63,7 @@ USER_RULE = "expected uid[:gid] (numbers 0 to 2147483646) or name[:group] matchi
 SIZE_RULE = "expected a size of at least 1 B, in bytes or with a unit b, k, m or g"
 
 # (field, bad value, what the message must say: the field and the rule)
+FINITE_POSITIVE = "must be a finite number greater than 0"
 BAD_TOOL_FIELDS: list[tuple[str, Any, str]] = [
     ("name", "Bad/Name", "invalid tool name 'Bad/Name': must match [a-z0-9]"),
     ("name", "", "invalid tool name '': must match"),
@@ -110,8 +111,14 @@ BAD_TOOL_FIELDS: list[tuple[str, Any, str]] = [
     ("data_subdir", "/abs", "invalid data subdir '/abs': must be a relative path"),
     ("data_subdir", "a/../../x", "invalid data subdir 'a/../../x'"),
     ("data_subdir", "..", "invalid data subdir '..'"),
-    ("sensitivity", 0.0, "invalid sensitivity 0.0: must be greater than 0"),
-    ("sensitivity", -2.0, "invalid sensitivity -2.0: must be greater than 0"),
+    ("spike_method", "zscore", "invalid spike method 'zscore': must be one of robust, seed"),
+    ("spike_method", "", "invalid spike method '': must be one of robust, seed"),
+    ("sensitivity", 0.0, f"invalid sensitivity 0.0: {FINITE_POSITIVE}"),
+    ("sensitivity", -2.0, f"invalid sensitivity -2.0: {FINITE_POSITIVE}"),
+    ("sensitivity", float("nan"), f"invalid sensitivity nan: {FINITE_POSITIVE}"),
+    ("sensitivity", float("inf"), f"invalid sensitivity inf: {FINITE_POSITIVE}"),
+    ("min_history", 2, "invalid min history 2: must be a whole number from 3 to 10000"),
+    ("min_history", 10_001, "invalid min history 10001: must be a whole number from 3 to 10000"),
     ("max_data", 0, f"invalid max data 0: {SIZE_RULE}"),
     ("max_data", "0", f"invalid max data '0': {SIZE_RULE}"),
     ("max_data", -1, f"invalid max data -1: {SIZE_RULE}"),
@@ -148,6 +155,18 @@ def test_http_body_translation_refuses_alike(
     if field in ("name", "image"):
         legacy = LegacyRegister(name=body.name, url=body.image)
         assert refusal(lambda: registry.register_tool(legacy.spec())).message == direct.message
+    assert written(store) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("sensitivity", True), ("min_history", 4.5), ("min_history", True)]
+)
+def test_registry_refuses_json_values_of_the_wrong_kind(
+    registry: Registry, store: MemoryStore, field: str, value: Any
+) -> None:
+    error = refusal(lambda: registry.register_tool(ToolSpec(**tool_fields(field, value))))
+    assert isinstance(error, BadInput)
+    assert error.message.startswith(f"invalid {field.replace('_', ' ')} {value!r}")
     assert written(store) == []
 
 
@@ -276,7 +295,9 @@ def test_every_field_is_stored_cleaned(registry: Registry) -> None:
             timeout=120.5,
             user="1000:1000",
             data_subdir="weather/raw",
+            spike_method="seed",
             sensitivity=1.5,
+            min_history=12,
             max_data="500M",
         )
     )
@@ -285,6 +306,7 @@ def test_every_field_is_stored_cleaned(registry: Registry) -> None:
     assert tool.env == {"CITY": "Lyon", "EMPTY": "", "X": "a=b"}
     assert tool.memory == "256m"
     assert tool.max_data == 500 * 1024**2
+    assert (tool.spike_method, tool.sensitivity, tool.min_history) == ("seed", 1.5, 12)
     assert (tool.author, tool.user, tool.description) == (
         "ana",
         "1000:1000",

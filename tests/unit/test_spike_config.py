@@ -1,13 +1,17 @@
-"""Every [spikes] setting is checked when the config loads, with the field named."""
+"""Every [spikes] setting is checked when the config loads, with the field named; a
+tool's own settings and the command's options take precedence over it."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from maomao_cli import config
 from maomao_cli.errors import ConfigError
+from maomao_cli.models import Tool
+from maomao_cli.services.spikes import detector_params
 
 
 @pytest.mark.parametrize(
@@ -40,3 +44,24 @@ def test_good_spike_settings_load(tmp_path: Path) -> None:
 def test_the_shipped_config_loads() -> None:
     shipped = Path(__file__).resolve().parents[2] / "config.toml"
     config.load(str(shipped), env={})
+
+
+CONFIGURED = config.SpikeSettings(method="robust", sensitivity=1.0, min_history=4)
+TUNED = Tool(name="t", image="img", spike_method="seed", sensitivity=2.0, min_history=9)
+
+
+@pytest.mark.parametrize(
+    ("tool", "options", "expected"),
+    [
+        (None, {}, ("robust", 1.0, 4)),
+        (Tool(name="t", image="img"), {}, ("robust", 1.0, 4)),  # no settings of its own
+        (TUNED, {}, ("seed", 2.0, 9)),
+        (TUNED, {"method": "robust", "sensitivity": 0.5}, ("robust", 0.5, 9)),
+        (None, {"sensitivity": 3.0}, ("robust", 3.0, 4)),
+    ],
+)
+def test_detection_settings_come_from_the_options_then_the_tool_then_the_config(
+    tool: Tool | None, options: dict[str, Any], expected: tuple[str, float, int]
+) -> None:
+    params = detector_params(CONFIGURED, tool, **options)
+    assert (params.method, params.sensitivity, params.min_history) == expected

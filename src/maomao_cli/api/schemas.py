@@ -107,7 +107,11 @@ class ToolCreate(_Strict):
     timeout: float | None = None
     user: str | None = None
     data_subdir: str | None = None
+    spike_method: str | None = Field(
+        default=None, description="robust or seed; unset: each member's [spikes] method."
+    )
     sensitivity: float | None = None
+    min_history: int | None = None
     max_data: str | int | None = Field(
         default=None, description="Most the data directory may hold: bytes, or a size like 500m."
     )

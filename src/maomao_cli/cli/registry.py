@@ -36,8 +36,23 @@ def register(
     data_subdir: str | None = typer.Option(
         None, "--data-subdir", help="Folder inside the dataset to write into."
     ),
+    spike_method: str | None = typer.Option(
+        None,
+        "--spike-method",
+        metavar="robust|seed",
+        help="Spike detection for this tool (default: [spikes] method).",
+    ),
     sensitivity: float | None = typer.Option(
-        None, "--sensitivity", help="Spike detector sensitivity for this tool."
+        None,
+        "--sensitivity",
+        help="Higher finds more spikes in this tool's data (default: [spikes] sensitivity).",
+    ),
+    min_history: int | None = typer.Option(
+        None,
+        "--min-history",
+        metavar="POINTS",
+        help="Points before the statistical rule takes over from the 2019 rule "
+        "(default: [spikes] min_history).",
     ),
     max_data: str | None = typer.Option(
         None,
@@ -63,7 +78,9 @@ def register(
         timeout=timeout,
         user=user,
         data_subdir=data_subdir,
+        spike_method=spike_method,
         sensitivity=sensitivity,
+        min_history=min_history,
         max_data=max_data,
     )
     state = use(ctx)

@@ -16,6 +16,7 @@ from functools import cache, partial
 from typing import Any
 
 from .. import validation
+from ..config import SPIKE_METHODS, SPIKE_WINDOW_MAX
 from ..errors import BadInput, NotFound
 from ..keys import Keys
 from ..models import Dataset, Tool
@@ -40,7 +41,10 @@ class ToolSpec:
     timeout: float | None = None  # seconds
     user: str | None = None
     data_subdir: str | None = None  # inside the dataset work tree
-    sensitivity: float | None = None  # spike detector override
+    # Spike detection for this tool; None: the detecting member's [spikes] setting.
+    spike_method: str | None = None
+    sensitivity: float | None = None
+    min_history: int | None = None
     max_data: str | int | None = None  # the data directory's size limit: 500m, or bytes
 
 
@@ -96,7 +100,11 @@ _TOOL_RULES: dict[str, Callable[[Any], Any]] = {
     "timeout": validation.timeout,
     "user": validation.user,
     "data_subdir": validation.data_subdir,
-    "sensitivity": partial(validation.positive, field="sensitivity"),
+    "spike_method": partial(validation.choice, choices=SPIKE_METHODS, field="spike method"),
+    "sensitivity": partial(validation.finite_positive, field="sensitivity"),
+    "min_history": partial(
+        validation.whole_between, low=3, high=SPIKE_WINDOW_MAX, field="min history"
+    ),
     "max_data": partial(validation.size, field="max data"),
 }
 

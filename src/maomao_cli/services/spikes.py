@@ -15,7 +15,7 @@ import urllib.request
 from collections.abc import Generator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from .. import validation
 from ..config import Settings, SpikeSettings
@@ -271,6 +271,14 @@ class SpikeService:
             feed.cancel()
 
 
+T = TypeVar("T")
+
+
+def _first(*values: T | None) -> T:
+    """The first value that is set (the last is always set: the config's)."""
+    return next(value for value in values if value is not None)
+
+
 def detector_params(
     cfg: SpikeSettings,
     tool: Tool | None = None,
@@ -282,15 +290,13 @@ def detector_params(
     """The detector's settings: the options given, else the tool's, else [spikes]."""
     from ..detect.detector import DetectorParams
 
-    chosen = (
-        sensitivity or (tool.sensitivity if tool and tool.sensitivity else None) or cfg.sensitivity
-    )
+    registered = tool or Tool(name="-", image="-")  # a tool without settings of its own
     try:
         return DetectorParams(
-            method=(method or cfg.method),  # type: ignore[arg-type]
-            sensitivity=chosen,
+            method=method or registered.spike_method or cfg.method,  # type: ignore[arg-type]
+            sensitivity=_first(sensitivity, registered.sensitivity, cfg.sensitivity),
             window=cfg.window,
-            min_history=cfg.min_history,
+            min_history=_first(registered.min_history, cfg.min_history),
             seed_threshold=seed_threshold or cfg.seed_threshold,
         )
     except ValueError as exc:

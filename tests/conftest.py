@@ -169,3 +169,31 @@ def docker() -> Iterator[DockerDaemon]:
 def docker_env(tmp_path: Path, etcd: EtcdCluster, prefix: str, docker: DockerDaemon) -> Env:
     """Like `env`, with MAOMAO_DOCKER_HOST pointing at the private dockerd."""
     return make_env(tmp_path, etcd.endpoints, prefix, MAOMAO_DOCKER_HOST=docker.host)
+
+
+SCRIPT_IMAGE = "maomao/script-tool:test"
+
+
+@pytest.fixture(scope="session")
+def script_image(docker: DockerDaemon) -> str:
+    """The dummy tool's busybox running the shell script in $SCRIPT: a tool a test writes
+    in one line (`register NAME IMAGE --env SCRIPT=...`). Removed with the daemon."""
+    import io
+
+    import docker as docker_py
+
+    client = docker_py.APIClient(base_url=docker.host, timeout=120)
+    dockerfile = f'FROM {DUMMY_IMAGE}\nENTRYPOINT ["/bin/sh", "-c", "eval \\"$SCRIPT\\""]\n'
+    try:
+        for event in client.build(
+            fileobj=io.BytesIO(dockerfile.encode()),
+            tag=SCRIPT_IMAGE,
+            rm=True,
+            pull=False,
+            network_mode="none",
+            decode=True,
+        ):
+            assert "error" not in event, event
+    finally:
+        client.close()
+    return SCRIPT_IMAGE

@@ -7,47 +7,21 @@ and the worker stops on the first SIGTERM."""
 
 from __future__ import annotations
 
-import io
 import json
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import DUMMY_IMAGE, Env, make_env
+from conftest import Env, make_env
 from servers import DockerDaemon, EtcdCluster
 
-SCRIPT_IMAGE = "maomao/control-files-tool:test"
 DATA = "/usr/src/app/data"
 SECRET = "900"  # after 630 and 600 the 2019 rule would call it a spike: +46 %
 DEADLINE = 120.0
-
-
-@pytest.fixture(scope="module")
-def script_image(docker: DockerDaemon) -> Iterator[str]:
-    """The dummy tool's busybox, running the shell script in $SCRIPT."""
-    import docker as docker_py
-
-    client = docker_py.APIClient(base_url=docker.host, timeout=120)
-    dockerfile = f'FROM {DUMMY_IMAGE}\nENTRYPOINT ["/bin/sh", "-c", "eval \\"$SCRIPT\\""]\n'
-    for event in client.build(
-        fileobj=io.BytesIO(dockerfile.encode()),
-        tag=SCRIPT_IMAGE,
-        rm=True,
-        pull=False,
-        network_mode="none",
-        decode=True,
-    ):
-        assert "error" not in event, event
-    try:
-        yield SCRIPT_IMAGE
-    finally:
-        client.remove_image(SCRIPT_IMAGE, force=True)
-        client.close()
 
 
 def runs_of(env: Env, tool: str) -> list[dict[str, Any]]:

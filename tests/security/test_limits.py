@@ -8,7 +8,6 @@ private dockerd and etcd of tests/conftest.py, with a tool that runs a shell scr
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -33,7 +32,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from fastapi.testclient import TestClient
 
-from conftest import DUMMY_IMAGE, Env, make_env
+from conftest import Env, make_env
 from fakes.git import FakeGit
 from maomao_cli import config
 from maomao_cli.adapters.containers import ScriptedRunner
@@ -392,32 +391,7 @@ def test_an_unmeasurable_tree_counts_as_over_the_limit(tmp_path: Path) -> None:
 
 # Against the real dockerd ------------------------------------------------------------
 
-SCRIPT_IMAGE = "maomao/script-tool:test"
 DATA = "/usr/src/app/data"
-
-
-@pytest.fixture(scope="module")
-def script_image(docker: DockerDaemon) -> Iterator[str]:
-    """The dummy tool's busybox, running the shell script in $SCRIPT."""
-    import docker as docker_py
-
-    client = docker_py.APIClient(base_url=docker.host, timeout=120)
-    dockerfile = f'FROM {DUMMY_IMAGE}\nENTRYPOINT ["/bin/sh", "-c", "eval \\"$SCRIPT\\""]\n'
-    for event in client.build(
-        fileobj=io.BytesIO(dockerfile.encode()),
-        tag=SCRIPT_IMAGE,
-        rm=True,
-        pull=False,
-        network_mode="none",
-        decode=True,
-    ):
-        assert "error" not in event, event
-    try:
-        yield SCRIPT_IMAGE
-    finally:
-        # Before the session's teardown removes its parent, the dummy image.
-        client.remove_image(SCRIPT_IMAGE, force=True)
-        client.close()
 
 
 def limits_env(tmp_path: Path, etcd: EtcdCluster, prefix: str, docker: DockerDaemon) -> Env:

@@ -14,6 +14,7 @@ class ExitStatus(IntEnum):
     OK = 0
     ERROR = 1  # a service is unavailable, a run failed, an operation could not complete
     BAD_INPUT = 2  # the user asked for something invalid or unknown; nothing was written
+    NO_QUORUM = 3  # the etcd cluster has lost its quorum: nothing can be read or written
     INTERRUPTED = 130
 
 
@@ -55,6 +56,37 @@ class Unavailable(MaomaoError):
     code = "unavailable"
 
 
+class EtcdUnreachable(Unavailable):
+    """No configured etcd endpoint answered (connection refused, or no answer in time)."""
+
+
+class NoQuorum(Unavailable):
+    """The members that answer are too few for a quorum: etcd can neither read nor write."""
+
+    exit_status = ExitStatus.NO_QUORUM
+    code = "no-quorum"
+
+
+class NoSpace(Unavailable):
+    """etcd raised its NOSPACE alarm: it refuses every write until compacted, defragmented
+    and disarmed."""
+
+    code = "no-space"
+
+
+class TlsFailure(Unavailable):
+    """The TLS handshake with etcd failed (wrong CA, or a client certificate etcd does not
+    trust). Unavailable, so a worker keeps retrying while certificates are replaced."""
+
+    code = "tls"
+
+
+class TooLarge(MaomaoError):
+    """A request or a response exceeded etcd's or gRPC's message size limit."""
+
+    code = "too-large"
+
+
 class RecordError(MaomaoError):
     """A value in etcd does not parse (written by a newer or broken member)."""
 
@@ -90,6 +122,20 @@ class Unhealthy(MaomaoError):
     """A health check found what it checks not healthy (`worker --check`)."""
 
     code = "unhealthy"
+
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        exit_status: ExitStatus = ExitStatus.ERROR,
+        reported: bool = False,
+    ) -> None:
+        super().__init__(message, hint)
+        self.exit_status = exit_status
+        # The command has already printed the finding (its JSON object, say): the
+        # boundary then only sets the exit status.
+        self.reported = reported
 
 
 # etcd's refusals of a membership change, told apart by type so that callers decide what to

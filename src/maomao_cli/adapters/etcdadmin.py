@@ -30,10 +30,10 @@ from ..errors import (
     LearnerNotInSync,
     MaomaoError,
     MemberNotReady,
-    Unavailable,
     UnhealthyCluster,
 )
 from ..etcdvalues import EndpointStatus, Member, Tls, netloc
+from . import etcderrors
 
 __all__ = ["EndpointStatus", "EtcdAdmin", "Member", "Tls", "connect", "netloc", "translate"]
 
@@ -96,6 +96,10 @@ _MESSAGES: dict[str, list[tuple[str, int, str, bool]]] = {
 }
 
 
+# As the store's channels (store/etcd.py): gRPC's 4 MiB default is no limit etcd has.
+_CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 2**31 - 1)]
+
+
 def _build_classes() -> dict[str, Any]:
     file = descriptor_pb2.FileDescriptorProto(
         name="maomao_etcdadmin.proto", package="etcdserverpb", syntax="proto3"
@@ -154,24 +158,14 @@ def _refusal(exc: grpc.RpcError) -> type[MaomaoError] | None:
 
 def translate(code: grpc.StatusCode, details: str, where: str, timeout: float) -> MaomaoError:
     """The maomao error for a failed call to etcd at `where`: etcd's refusals as their own
-    types (errors.EtcdRefused, UnhealthyCluster), the rest by status code."""
-    details = details.strip()
-    refusal = _REFUSALS.get((code, details))
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return Unavailable(f"etcd at {where} did not answer within {timeout:g}s")
-    if code == grpc.StatusCode.UNAVAILABLE:
-        lowered = details.lower()
-        if "ssl" in lowered or "handshake" in lowered or "certificate" in lowered:
-            reason = "certificate verify failed" if "verify" in lowered else "TLS error"
-            return BadInput(
-                f"etcd at {where}: the TLS handshake failed ({reason})",
-                hint="the CA certificate or the client certificate does not belong to this cluster",
-            )
-        reason = details.rpartition(": ")[2] if ": " in details else details
-        return (refusal or Unavailable)(f"etcd at {where} is unreachable: {reason[:120]}")
-    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-        return BadInput(f"etcd at {where} denied access: {details}")
-    return (refusal or MaomaoError)(f"etcd at {where}: {details or code.name}")
+    types (errors.EtcdRefused, UnhealthyCluster), the rest as the store names them
+    (adapters/etcderrors.py)."""
+    refusal = _REFUSALS.get((code, details.strip()))
+    if refusal is UnhealthyCluster:
+        return UnhealthyCluster(f"etcd at {where} is unreachable: unhealthy cluster")
+    if refusal is not None:
+        return refusal(f"etcd at {where}: {details.strip()}")
+    return etcderrors.translate(code, details, where, timeout)
 
 
 class EtcdAdmin:
@@ -189,14 +183,14 @@ class EtcdAdmin:
         channel = self._channels.get(endpoint)
         if channel is None:
             if self._tls is None:
-                channel = grpc.insecure_channel(endpoint)
+                channel = grpc.insecure_channel(endpoint, options=_CHANNEL_OPTIONS)
             else:
                 creds = grpc.ssl_channel_credentials(
                     root_certificates=self._tls.ca,
                     private_key=self._tls.key,
                     certificate_chain=self._tls.cert,
                 )
-                channel = grpc.secure_channel(endpoint, creds)
+                channel = grpc.secure_channel(endpoint, creds, options=_CHANNEL_OPTIONS)
             self._channels[endpoint] = channel
         return channel
 

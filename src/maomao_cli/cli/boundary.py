@@ -59,7 +59,8 @@ class Boundary(TyperGroup):
 def report(exc: BaseException, out: Output, *, traceback_wanted: bool) -> int:
     """Print one line (or one JSON object) for `exc`; return the exit status."""
     if isinstance(exc, MaomaoError):
-        out.error(exc.code, exc.message, exc.hint)
+        if not getattr(exc, "reported", False):
+            out.error(exc.code, exc.message, exc.hint)
         return int(exc.exit_status)
     if isinstance(exc, UsageError):
         return _usage(exc, out)

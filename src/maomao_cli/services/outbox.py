@@ -15,7 +15,17 @@ from dataclasses import replace
 
 from ..errors import MaomaoError, Unavailable
 from ..models import Run
-from ..store.base import Claim, ClaimOutcome, Entry, Lease, Store, StoreStatus, Watch
+from ..store.base import (
+    PAGE_SIZE,
+    Claim,
+    ClaimOutcome,
+    Entry,
+    Lease,
+    Page,
+    Store,
+    StoreStatus,
+    Watch,
+)
 from .records import decode
 
 log = logging.getLogger("maomao.worker")
@@ -42,6 +52,25 @@ class Outbox:
 
     def scan_with_revision(self, prefix: str) -> tuple[list[Entry], int]:
         return self.target.scan_with_revision(prefix)
+
+    def scan_page(
+        self,
+        prefix: str,
+        *,
+        limit: int = PAGE_SIZE,
+        cursor: str | None = None,
+        descending: bool = False,
+        keys_only: bool = False,
+        revision: int | None = None,
+    ) -> Page:
+        return self.target.scan_page(
+            prefix,
+            limit=limit,
+            cursor=cursor,
+            descending=descending,
+            keys_only=keys_only,
+            revision=revision,
+        )
 
     def count(self, prefix: str) -> int:
         return self.target.count(prefix)

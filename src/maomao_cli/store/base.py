@@ -54,6 +54,23 @@ ClaimOutcome = Literal["won", "taken", "busy"]
 
 
 @dataclass(frozen=True)
+class Page:
+    """One page of a scan: `cursor` continues it (None: this was the last page), and
+    `revision` is the store revision it was read at (pass it on to read the next pages at
+    the same revision, so a paged scan is one consistent snapshot)."""
+
+    entries: list[Entry]
+    revision: int
+    cursor: str | None
+
+
+# Entries per page of a scan. A run record is at most about 20 KiB (its log tail is capped
+# in bytes, models.TAIL_BYTES), so a page stays well under 1 MiB; etcd refuses requests
+# over 1.5 MiB and gRPC's client refuses responses over its receive limit.
+PAGE_SIZE = 32
+
+
+@dataclass(frozen=True)
 class StoreStatus:
     endpoint: str
     version: str
@@ -61,6 +78,10 @@ class StoreStatus:
     member_id: int
     raft_index: int
     db_size: int
+    revision: int = 0
+    alarms: tuple[str, ...] = ()  # e.g. ("NOSPACE",)
+    quota: int | None = None  # the backend quota in bytes, when etcd says
+    compact_revision: int | None = None  # -1: never compacted; None: unknown
 
 
 class Lease(Protocol):
@@ -97,7 +118,24 @@ class Store(Protocol):
         ...
 
     def scan_with_revision(self, prefix: str) -> tuple[list[Entry], int]:
-        """Entries under prefix and the store revision they were read at (to watch from)."""
+        """Entries under prefix and the store revision they were read at (to watch from).
+        Read in pages of PAGE_SIZE at one revision: no single response grows with the
+        prefix."""
+        ...
+
+    def scan_page(
+        self,
+        prefix: str,
+        *,
+        limit: int = PAGE_SIZE,
+        cursor: str | None = None,
+        descending: bool = False,
+        keys_only: bool = False,
+        revision: int | None = None,
+    ) -> Page:
+        """At most `limit` entries under prefix, by key (descending: last key first),
+        from `cursor` (a previous page's) on; keys_only leaves the values empty. With
+        `revision`, the page is read at that revision (Unavailable if it was compacted)."""
         ...
 
     def count(self, prefix: str) -> int: ...
@@ -134,3 +172,30 @@ class Store(Protocol):
     def status(self) -> StoreStatus: ...
 
     def close(self) -> None: ...
+
+
+def scan_pages(
+    store: Store,
+    prefix: str,
+    *,
+    descending: bool = False,
+    keys_only: bool = False,
+    page_size: int = PAGE_SIZE,
+) -> Iterator[Entry]:
+    """Every entry under prefix, one page at a time, all pages at the first page's revision;
+    stop iterating to stop reading (the newest N cost N/page_size reads)."""
+    cursor: str | None = None
+    revision: int | None = None
+    while True:
+        page = store.scan_page(
+            prefix,
+            limit=page_size,
+            cursor=cursor,
+            descending=descending,
+            keys_only=keys_only,
+            revision=revision,
+        )
+        yield from page.entries
+        if page.cursor is None:
+            return
+        cursor, revision = page.cursor, page.revision

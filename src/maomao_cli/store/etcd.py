@@ -13,6 +13,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 # gRPC's C core logs failed TLS handshakes to stderr itself (a second line beside our one
@@ -26,11 +27,15 @@ import grpc
 from etcd3 import etcdrpc
 from etcd3.client import Endpoint, EtcdTokenCallCredentials
 
+from ..adapters import etcderrors
 from ..config import EtcdSettings
-from ..errors import BadInput, MaomaoError, Unavailable
-from .base import Claim, ClaimOutcome, Entry, Event, StoreStatus
+from ..errors import BadInput, EtcdUnreachable, MaomaoError, Unavailable
+from .base import PAGE_SIZE, Claim, ClaimOutcome, Entry, Event, Page, StoreStatus
 
 T = TypeVar("T")
+
+# etcd's AlarmType values (etcdserverpb.AlarmType).
+_ALARMS = {1: "NOSPACE", 2: "CORRUPT"}
 
 
 class _SixValues:
@@ -45,10 +50,17 @@ class _SixValues:
 if not hasattr(etcd3.watch, "six"):
     etcd3.watch.six = _SixValues
 
-HINT = (
-    "start a local etcd with `maomao etcd start`, or point MAOMAO_ETCD_ENDPOINTS "
-    "(or [etcd] endpoints in config.toml) at a running one"
-)
+HINT = etcderrors.LOCAL_HINT
+# gRPC's client refuses responses over 4 MiB by default; etcd's server sends up to
+# math.MaxInt32 and its own Go client receives as much. Paged reads keep every response
+# far below either: this is the second line of defence, not the first.
+MAX_RECEIVE = 2**31 - 1
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_RECEIVE),
+    ("grpc.max_send_message_length", MAX_RECEIVE),
+]
+# Seconds one member may take to answer the quorum probe after a request timed out.
+PROBE_TIMEOUT = 1.0
 # A failed endpoint is retried after this many seconds (python3-etcd3 defaults to 300,
 # which would keep a worker off a recovered single-member cluster for five minutes).
 ENDPOINT_RETRY = 1.0
@@ -165,6 +177,7 @@ class EtcdStore:
                     secure=creds is not None,
                     creds=creds,
                     time_retry=ENDPOINT_RETRY,
+                    opts=cast(Any, CHANNEL_OPTIONS),  # typed dict, passed on as gRPC's list
                 )
             )
         try:
@@ -182,39 +195,56 @@ class EtcdStore:
     def endpoint(self) -> str:
         return ",".join(self._settings.endpoints)
 
-    # One place turns gRPC and python3-etcd3 failures into maomao errors.
-    def _translate(self, exc: BaseException) -> MaomaoError:
-        where = self.endpoint
+    # gRPC and python3-etcd3 failures become maomao errors in adapters/etcderrors.py; a
+    # request that found no answering quorum is then told apart by asking the members.
+    def _translate(self, exc: BaseException, *, probe: bool = True) -> MaomaoError:
         if isinstance(exc, MaomaoError):
             return exc
-        code = exc.code() if isinstance(exc, grpc.RpcError) else None
-        details = exc.details() if isinstance(exc, grpc.RpcError) else ""
-        if code == grpc.StatusCode.INVALID_ARGUMENT and "password" in (details or ""):
-            return BadInput(
-                f"etcd at {where} refused the credentials: {details}",
-                hint="check [etcd] user and password (or MAOMAO_ETCD_USER / MAOMAO_ETCD_PASSWORD)",
-            )
-        if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-            return BadInput(
-                f"etcd at {where} denied access: {details}",
-                hint="check the etcd user, password and role (it needs the maomao prefix)",
-            )
-        if isinstance(exc, etcd3.exceptions.ConnectionTimeoutError) or (
-            code == grpc.StatusCode.DEADLINE_EXCEEDED
-        ):
-            return Unavailable(
-                f"etcd at {where} did not answer within {self._timeout:g}s", hint=HINT
-            )
         if isinstance(exc, etcd3.exceptions.RevisionCompactedError):
-            return Unavailable(f"etcd at {where}: watch revision was compacted")
-        reason = details or str(exc) or type(exc).__name__
-        if any(sign in reason.lower() for sign in ("handshake", "ssl", "tsi_")):
             return Unavailable(
-                f"etcd at {where}: TLS handshake failed: {reason}",
-                hint="check [etcd] ca_file (the CA that signed etcd's certificate), "
-                "cert_file and key_file (a client certificate etcd trusts)",
+                f"etcd at {self.endpoint}: revision {exc.compacted_revision} was compacted"
             )
-        return Unavailable(f"etcd at {where} is unreachable: {reason}", hint=HINT)
+        endpoints = list(self._settings.endpoints)
+        error = etcderrors.from_exception(
+            exc,
+            self.endpoint,
+            self._timeout,
+            local_hint=etcderrors.nothing_listens(endpoints),
+        )
+        # A timeout or a missing leader while some member answers: is the quorum gone?
+        # (Never when nothing listens on the one local endpoint: that is said as it is.)
+        unanswered = type(error) is EtcdUnreachable and error.hint is None
+        if probe and (unanswered or type(error) is Unavailable):
+            return self._quorum_probe() or error
+        return error
+
+    def _quorum_probe(self) -> MaomaoError | None:
+        """NoQuorum when fewer voting members answer than a quorum needs; None when that
+        is not the cause (or cannot be told)."""
+        from ..adapters.etcdadmin import Tls, connect, netloc
+
+        settings = self._settings
+        try:
+            tls = None
+            if settings.ca_file:
+                tls = Tls(
+                    ca=Path(settings.ca_file).read_bytes(),
+                    cert=Path(settings.cert_file).read_bytes() if settings.cert_file else None,
+                    key=Path(settings.key_file).read_bytes() if settings.key_file else None,
+                )
+            with connect(list(settings.endpoints), tls, timeout=PROBE_TIMEOUT) as admin:
+                voters = [m for m in admin.members() if not m.is_learner]
+                reachable = 0
+                for member in voters:
+                    for url in member.client_urls[:1]:
+                        with contextlib.suppress(MaomaoError):
+                            admin.status(netloc(url), timeout=PROBE_TIMEOUT)
+                            reachable += 1
+        except (MaomaoError, OSError):
+            return None
+        if voters and reachable < len(voters) // 2 + 1:
+            return etcderrors.no_quorum(reachable, len(voters))
+        return None
 
     def _call(self, fn: Callable[[Any], T]) -> T:
         # Two kinds of failure are safe to send again, because the request did nothing:
@@ -281,8 +311,37 @@ class EtcdStore:
         return self.scan_with_revision(prefix)[0]
 
     def scan_with_revision(self, prefix: str) -> tuple[list[Entry], int]:
+        entries: list[Entry] = []
+        page = self.scan_page(prefix)
+        entries.extend(page.entries)
+        while page.cursor is not None:
+            page = self.scan_page(prefix, cursor=page.cursor, revision=page.revision)
+            entries.extend(page.entries)
+        return entries, page.revision
+
+    def scan_page(
+        self,
+        prefix: str,
+        *,
+        limit: int = PAGE_SIZE,
+        cursor: str | None = None,
+        descending: bool = False,
+        keys_only: bool = False,
+        revision: int | None = None,
+    ) -> Page:
+        end = _range_end(prefix)
+        # Ascending pages continue at the cursor; descending ones end (exclusively) there.
+        start, stop = (prefix, cursor or end) if descending else (cursor or prefix, end)
         response = self._call(
-            lambda c: c.get_range_response(prefix, _range_end(prefix), sort_target="key")
+            lambda c: c.get_range_response(
+                start,
+                stop,
+                sort_order="descend" if descending else "ascend",
+                sort_target="key",
+                limit=max(limit, 1),
+                keys_only=keys_only,
+                revision=revision,
+            )
         )
         entries = [
             Entry(
@@ -294,7 +353,11 @@ class EtcdStore:
             )
             for kv in response.kvs
         ]
-        return entries, int(response.header.revision)
+        next_cursor = None
+        if response.more and entries:
+            last = entries[-1].key
+            next_cursor = last if descending else last + "\0"
+        return Page(entries, int(response.header.revision), next_cursor)
 
     def count(self, prefix: str) -> int:
         response = self._call(
@@ -364,6 +427,7 @@ class EtcdStore:
             error = self._translate(exc)
             return [error for _ in claims]
         outcomes: list[ClaimOutcome | MaomaoError] = []
+        probed = False
         for claim, future in zip(claims, futures, strict=True):
             try:
                 response = future.result()
@@ -372,7 +436,9 @@ class EtcdStore:
                     expired.append(True)
                 with contextlib.suppress(Exception):
                     c._manage_grpc_errors(exc)  # marks the endpoint failed for failover
-                outcomes.append(self._translate(exc))
+                # One quorum probe per burst, not one per claim.
+                outcomes.append(self._translate(exc, probe=not probed))
+                probed = True
                 continue
             if response.succeeded:
                 outcomes.append("won")
@@ -428,15 +494,59 @@ class EtcdStore:
         return EtcdWatch(self, prefix, start_revision)
 
     def status(self) -> StoreStatus:
-        status = self._call(lambda c: c.status())
+        def raw(c: Any) -> Any:
+            return c.maintenancestub.Status(
+                etcdrpc.StatusRequest(),
+                self._timeout,
+                credentials=c.call_credentials,
+                metadata=c.metadata,
+            )
+
+        status = self._call(raw)
+        alarms = self._call(lambda c: list(c.list_alarms()))
+        endpoint = self._client.endpoint_in_use.netloc
+        metrics = self._metrics(endpoint)
+        quota = metrics.get("etcd_server_quota_backend_bytes")
+        compacted = metrics.get("etcd_debugging_mvcc_compact_revision")
         return StoreStatus(
-            endpoint=self._client.endpoint_in_use.netloc,
+            endpoint=endpoint,
             version=str(status.version),
-            leader=int(status.leader.id) if status.leader else 0,
-            member_id=0,
-            raft_index=int(status.raft_index),
-            db_size=int(status.db_size),
+            leader=int(status.leader),
+            member_id=int(status.header.member_id),
+            raft_index=int(status.raftIndex),
+            db_size=int(status.dbSize),
+            revision=int(status.header.revision),
+            alarms=tuple(_ALARMS.get(int(a.alarm_type), str(a.alarm_type)) for a in alarms),
+            quota=int(quota) if quota is not None else None,
+            compact_revision=int(compacted) if compacted is not None else None,
         )
+
+    def _metrics(self, endpoint: str) -> dict[str, float]:
+        """The few gauges of etcd's /metrics (on its client port) that the status shows;
+        empty when they cannot be read (a proxy in front, a refused certificate)."""
+        import ssl
+        import urllib.request
+
+        settings = self._settings
+        context = None
+        if settings.ca_file:
+            context = ssl.create_default_context(cafile=settings.ca_file)
+            if settings.cert_file:
+                context.load_cert_chain(settings.cert_file, settings.key_file)
+        url = f"{'https' if context else 'http'}://{endpoint}/metrics"
+        wanted = ("etcd_server_quota_backend_bytes", "etcd_debugging_mvcc_compact_revision")
+        found: dict[str, float] = {}
+        try:
+            timeout = min(self._timeout, 2.0)
+            with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
+                for raw_line in response:
+                    name, _, value = raw_line.decode("ascii", "replace").partition(" ")
+                    if name in wanted:
+                        with contextlib.suppress(ValueError):
+                            found[name] = float(value)
+        except (OSError, ValueError):
+            return {}
+        return found
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # closing a broken channel is not worth reporting

@@ -10,10 +10,10 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..errors import MaomaoError, Unavailable
-from .base import Claim, ClaimOutcome, Entry, Event, StoreStatus
+from .base import PAGE_SIZE, Claim, ClaimOutcome, Entry, Event, Page, StoreStatus
 
 
 @dataclass
@@ -154,6 +154,46 @@ class MemoryStore:
             )
             return entries, self._revision
 
+    def scan_page(
+        self,
+        prefix: str,
+        *,
+        limit: int = PAGE_SIZE,
+        cursor: str | None = None,
+        descending: bool = False,
+        keys_only: bool = False,
+        revision: int | None = None,
+    ) -> Page:
+        with self._lock:
+            self._check()
+            data = self._data if revision in (None, self._revision) else self._at(revision)
+            keys = sorted((k for k in data if k.startswith(prefix)), reverse=descending)
+            if (
+                cursor is not None
+            ):  # as in etcd: [cursor, end) ascending, [prefix, cursor) descending
+                keys = [k for k in keys if (k < cursor if descending else k >= cursor)]
+            chosen = keys[: max(limit, 1)]
+            entries = [replace(data[k], value=b"") if keys_only else data[k] for k in chosen]
+            more = len(keys) > len(chosen)
+            next_cursor = None
+            if more:
+                next_cursor = chosen[-1] if descending else chosen[-1] + "\0"
+            return Page(entries, revision or self._revision, next_cursor)
+
+    def _at(self, revision: int) -> dict[str, Entry]:
+        """The keys as they were at `revision`, replayed from the history (leases left out)."""
+        data: dict[str, Entry] = {}
+        for event in self._history:
+            if event.revision > revision:
+                break
+            if event.type == "delete" or event.value is None:
+                data.pop(event.key, None)
+                continue
+            old = data.get(event.key)
+            created = old.create_revision if old else event.revision
+            data[event.key] = Entry(event.key, event.value, event.revision, created)
+        return data
+
     def count(self, prefix: str) -> int:
         return len(self.scan(prefix))
 
@@ -264,7 +304,7 @@ class MemoryStore:
     def status(self) -> StoreStatus:
         with self._lock:
             self._check()
-            return StoreStatus("memory", "memory", 1, 1, self._revision, 0)
+            return StoreStatus("memory", "memory", 1, 1, self._revision, 0, self._revision)
 
     def close(self) -> None:
         with self._lock:

@@ -91,6 +91,7 @@ class WorkerSettings:
     backoff_max: float = 300.0
     shutdown_grace: float = 30.0
     runs_kept: int = 200  # run records kept per tool
+    runs_max_age: float = 30 * 86400.0  # seconds a finished run record is kept (0: no limit)
     firings_ttl: int = 86400  # firing claims expire after this many seconds
 
 

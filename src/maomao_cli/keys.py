@@ -53,6 +53,19 @@ class Keys:
     def run(self, run_id: str) -> str:
         return self._p("runs", run_id)
 
+    def run_index(self, tool: str, started: float | None = None, run_id: str = "") -> str:
+        """One empty key per run of a tool, `<start in microseconds>.<run id>`: sorted by
+        start time, so pruning and `runs --tool` read only that tool's keys, newest first."""
+        if started is None:
+            return self._p("runindex", tool, "")
+        return self._p("runindex", tool, f"{max(int(started * 1e6), 0):017d}.{run_id}")
+
+    @staticmethod
+    def run_index_entry(key: str) -> tuple[float, str]:
+        """(start time, run id) of a run index key."""
+        micros, _, run_id = key.rsplit("/", 1)[-1].partition(".")
+        return (int(micros) / 1e6 if micros.isdigit() else 0.0), run_id
+
     def members(self) -> str:
         return self._p("members", "")
 

@@ -151,6 +151,34 @@ class Schedule(Record):
     created: float = 0.0
 
 
+# Bytes of a run record's output tail (as JSON): with the rest of the record a run stays
+# under about 20 KiB in etcd, so a page of PAGE_SIZE records stays under 1 MiB.
+TAIL_BYTES = 16 * 1024
+
+
+def cap_tail(lines: list[str], limit: int = TAIL_BYTES) -> list[str]:
+    """The newest lines that fit in `limit` bytes of JSON, the oldest first; when lines
+    are left out the first one says how many. A line longer than the whole budget keeps
+    its beginning."""
+    kept: list[str] = []
+    used = 2 + 80  # the list's brackets, and room for the note
+    for line in reversed(lines):
+        cost = len(json.dumps(line)) + 2
+        if used + cost > limit:
+            if not kept:
+                room = max(limit - used, 16)
+                kept.append(line[: room // 6] + " …[line cut]")  # \uXXXX: 6 bytes a character
+            break
+        kept.append(line)
+        used += cost
+    kept.reverse()
+    left_out = len(lines) - len(kept)
+    if left_out > 0:
+        note = f"…[{left_out} earlier lines left out; the record keeps {limit // 1024} KiB]"
+        kept.insert(0, note)
+    return kept
+
+
 @dataclass(frozen=True)
 class Run(Record):
     kind: ClassVar[str] = "run"

@@ -10,7 +10,7 @@ import pytest
 
 from maomao_cli.config import EtcdSettings
 from maomao_cli.errors import Unavailable
-from maomao_cli.store.base import Event, Store
+from maomao_cli.store.base import PAGE_SIZE, Event, Store, scan_pages
 from maomao_cli.store.etcd import EtcdStore
 from maomao_cli.store.memory import MemoryStore
 from servers import EtcdCluster, free_port
@@ -192,3 +192,59 @@ def test_claim_reports_outage_per_claim() -> None:
     outcomes = store.claim([Claim("/x/1", b"v"), Claim("/x/2", b"v")])
     assert len(outcomes) == 2 and all(isinstance(o, Unavailable) for o in outcomes)
     store.close()
+
+
+def test_scan_page_continues_in_both_orders(store: Store, prefix: str) -> None:
+    keys = [f"{prefix}/p/{i:02d}" for i in range(7)]
+    for key in keys:
+        store.put(key, key.encode())
+    store.put(f"{prefix}/px", b"outside")  # shares the string prefix, not the folder
+
+    def read_all(descending: bool) -> list[list[str]]:
+        pages: list[list[str]] = []
+        cursor: str | None = None
+        revision: int | None = None
+        while True:
+            page = store.scan_page(
+                f"{prefix}/p/", limit=3, cursor=cursor, descending=descending, revision=revision
+            )
+            pages.append([e.key for e in page.entries])
+            if page.cursor is None:
+                return pages
+            cursor, revision = page.cursor, page.revision
+
+    assert read_all(False) == [keys[0:3], keys[3:6], keys[6:7]]
+    assert read_all(True) == [keys[6:3:-1], keys[3:0:-1], keys[0:1]]
+    newest = store.scan_page(f"{prefix}/p/", limit=2, descending=True)
+    assert [e.key for e in newest.entries] == [keys[6], keys[5]]
+    assert [e.value for e in newest.entries] == [keys[6].encode(), keys[5].encode()]
+    bare = store.scan_page(f"{prefix}/p/", limit=2, keys_only=True)
+    assert [(e.key, e.value) for e in bare.entries] == [(keys[0], b""), (keys[1], b"")]
+    exact = store.scan_page(f"{prefix}/p/", limit=7)
+    assert len(exact.entries) == 7 and exact.cursor is None
+
+
+def test_paged_scan_is_one_snapshot(store: Store, prefix: str) -> None:
+    """Pages after the first are read at the first page's revision: a key written between
+    two pages is not seen, one deleted between them still is."""
+    for i in range(4):
+        store.put(f"{prefix}/s/{i}", b"v")
+    first = store.scan_page(f"{prefix}/s/", limit=2)
+    store.put(f"{prefix}/s/9", b"late")
+    store.delete(f"{prefix}/s/3")
+    assert first.cursor is not None
+    rest = store.scan_page(f"{prefix}/s/", limit=10, cursor=first.cursor, revision=first.revision)
+    assert [e.key for e in rest.entries] == [f"{prefix}/s/2", f"{prefix}/s/3"]
+    assert rest.revision == first.revision
+    assert [e.key for e in scan_pages(store, f"{prefix}/s/", page_size=1)] == [
+        f"{prefix}/s/{i}" for i in (0, 1, 2, 9)
+    ]
+
+
+def test_scan_with_revision_reads_past_one_page(store: Store, prefix: str) -> None:
+    for i in range(PAGE_SIZE * 2 + 3):
+        store.put(f"{prefix}/many/{i:04d}", b"x")
+    entries, revision = store.scan_with_revision(f"{prefix}/many/")
+    assert len(entries) == PAGE_SIZE * 2 + 3
+    assert [e.key for e in entries] == sorted(e.key for e in entries)
+    assert revision == store.status().revision

@@ -230,13 +230,19 @@ _STATUS_STYLE = {
 }
 
 
+# `maomao runs` reads only the pages holding this many records, however long the history.
+DEFAULT_LIMIT = 50
+
+
 def runs(
     ctx: typer.Context,
     tool: str | None = typer.Option(None, "--tool", "-t", help="Only the runs of this tool."),
-    limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="At most this many."),
+    limit: int = typer.Option(
+        DEFAULT_LIMIT, "--limit", "-n", min=1, help="At most this many, the newest."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array."),
 ) -> None:
-    """List run records, newest first."""
+    """List run records, newest first (only the newest --limit are read from etcd)."""
     state = use(ctx)
     if tool is not None:
         from .. import validation
@@ -269,6 +275,8 @@ def runs(
             ),
         )
     )
+    if len(found) == limit:
+        state.out.note(f"the newest {limit}; --limit N for more")
 
 
 def logs(

@@ -15,7 +15,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,9 @@ from typing import Any
 from ..config import Settings
 from ..errors import BadInput, ContainerError, GitError, NotFound, Unavailable
 from ..keys import Keys
-from ..models import FINAL_STATUSES, Run, Tool
+from ..models import FINAL_STATUSES, Run, Tool, cap_tail
 from ..ports import ContainerResult, ContainerRunner, ContainerSpec, PullProgress
-from ..store.base import Store
+from ..store.base import Store, scan_pages
 from . import datalimit, staging
 from .feeds import Feed
 from .records import decode, load
@@ -36,6 +36,8 @@ AfterRunHook = Callable[[Tool, Run, Path], Run | None]
 DataDirResolver = Callable[[Tool], Path]
 
 _RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,127}")
+# Keys-only pages of a tool's run index: about 80 bytes a key.
+_INDEX_PAGE = 500
 
 
 class RunService:
@@ -88,6 +90,8 @@ class RunService:
         return f"{stamp}-{secrets.token_hex(3)}"
 
     def save(self, run: Run) -> None:
+        if run.status in ("running", "skipped"):  # a record's first write: index it first
+            self.store.put(self.keys.run_index(run.tool, run.started or 0.0, run.id), b"")
         self.store.put(self.keys.run(run.id), run.to_json())
 
     def get(self, run_id: str) -> Run:
@@ -99,21 +103,65 @@ class RunService:
         return run
 
     def list(self, tool: str | None = None, limit: int | None = None) -> list[Run]:
-        """Run records, newest first (by start time, then id)."""
-        runs = [
-            run
-            for run in (decode(Run, entry) for entry in self.store.scan(self.keys.runs()))
-            if run is not None and (tool is None or run.tool == tool)
-        ]
-        runs.sort(key=lambda r: (r.started or 0.0, r.id), reverse=True)
-        return runs if limit is None else runs[: max(limit, 0)]
+        """Run records, newest first. Keys sort by start time (a run id begins with it), so
+        only the pages holding the newest `limit` are read; with a tool, only its index."""
+        wanted = None if limit is None else max(limit, 0)
+        found: list[Run] = []
+        if wanted == 0:
+            return found
+        for run in self._newest(tool):
+            found.append(run)
+            if wanted is not None and len(found) >= wanted:
+                break
+        # Ids of one second sort by their random part; the start time decides among them.
+        found.sort(key=lambda r: (r.started or 0.0, r.id), reverse=True)
+        return found
+
+    def _newest(self, tool: str | None) -> Iterator[Run]:
+        if tool is None:
+            for entry in scan_pages(self.store, self.keys.runs(), descending=True):
+                run = decode(Run, entry)
+                if run is not None:
+                    yield run
+            return
+        index = scan_pages(
+            self.store,
+            self.keys.run_index(tool),
+            descending=True,
+            keys_only=True,
+            page_size=_INDEX_PAGE,
+        )
+        for entry in index:
+            _, run_id = self.keys.run_index_entry(entry.key)
+            run = load(self.store, self.keys.run(run_id), Run)
+            if run is not None and run.tool == tool:
+                yield run
 
     def prune(self, tool: str, keep: int | None = None) -> int:
-        """Delete the finished records of tool beyond the newest `keep`; returns how many."""
-        keep = self.settings.worker.runs_kept if keep is None else keep
+        """Delete the finished records of tool beyond the newest `keep` ([worker] runs_kept)
+        and those older than [worker] runs_max_age; returns how many. Reads the tool's
+        run index (keys only) and the records it deletes, nothing of other tools."""
+        worker = self.settings.worker
+        keep = worker.runs_kept if keep is None else keep
+        cutoff = self.clock() - worker.runs_max_age if worker.runs_max_age > 0 else None
         removed = 0
-        for old in self.list(tool)[keep:]:
-            if old.status in FINAL_STATUSES and self.store.delete(self.keys.run(old.id)):
+        index = scan_pages(
+            self.store,
+            self.keys.run_index(tool),
+            descending=True,
+            keys_only=True,
+            page_size=_INDEX_PAGE,
+        )
+        for position, entry in enumerate(index):
+            started, run_id = self.keys.run_index_entry(entry.key)
+            if position < keep and (cutoff is None or started >= cutoff):
+                continue
+            record = load(self.store, self.keys.run(run_id), Run)
+            if record is None:  # the record is gone (or never written): drop its index key
+                self.store.delete(entry.key)
+                continue
+            if record.status in FINAL_STATUSES and self.store.delete(self.keys.run(run_id)):
+                self.store.delete(entry.key)
                 removed += 1
         return removed
 
@@ -277,7 +325,7 @@ class RunService:
             exit_code=result.exit_code,
             finished=self.clock(),
             error=result.error,
-            log_tail=list(result.log_tail),
+            log_tail=cap_tail(list(result.log_tail)),
             image_digest=run.image_digest or result.image_digest,
         )
 

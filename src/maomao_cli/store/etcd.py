@@ -357,7 +357,7 @@ class EtcdStore:
         if response.more and entries:
             last = entries[-1].key
             next_cursor = last if descending else last + "\0"
-        return Page(entries, int(response.header.revision), next_cursor)
+        return Page(entries, revision or int(response.header.revision), next_cursor)
 
     def count(self, prefix: str) -> int:
         response = self._call(

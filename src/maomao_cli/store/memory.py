@@ -195,7 +195,9 @@ class MemoryStore:
         return data
 
     def count(self, prefix: str) -> int:
-        return len(self.scan(prefix))
+        with self._lock:
+            self._check()
+            return sum(1 for key in self._data if key.startswith(prefix))
 
     def put(self, key: str, value: bytes, *, lease: int | None = None) -> int:
         with self._lock:

@@ -13,12 +13,11 @@ pool of `max_parallel` run threads. Only the scheduler loop decides what fires; 
 threads only update state and wake it up. Every wait goes through the injected clock.
 """
 
-from .firing import CLAIM_LEASE_ROTATION, RunExecutor, WorkerStats
+from .firing import RunExecutor, WorkerStats
 from .loop import ENDPOINTS_REFRESH, Worker
 from .membership import check_health
 
 __all__ = [
-    "CLAIM_LEASE_ROTATION",
     "ENDPOINTS_REFRESH",
     "RunExecutor",
     "Worker",

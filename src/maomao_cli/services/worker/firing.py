@@ -22,14 +22,14 @@ from ...store.base import Claim, ClaimOutcome, Lease, Store
 from ..datalimit import retryable
 from ..records import load
 from .claims import ClaimPlan, guard_key, plan_claim
-from .policy import misfire_grace, retry_limit
+from .policy import claim_life, misfire_grace, retry_limit
 from .timetable import Due, Timetable
 
 log = logging.getLogger("maomao.worker")
 
-# Firing claims live on a lease granted afresh every CLAIM_LEASE_ROTATION seconds and
-# never refreshed, so every claim expires [firings_ttl] seconds after it was made.
-CLAIM_LEASE_ROTATION = 3600.0
+# Firing claims live on leases never refreshed, one per claim life (policy.claim_life):
+# a lease of 1.5 x life is granted afresh every life / 2 seconds, so every claim expires
+# between life and 1.5 x life seconds after it was made (at most [firings_ttl] x 1.5).
 
 
 class RunExecutor(Protocol):
@@ -105,8 +105,7 @@ class Firing:
         self._pool, self._books = pools
         self._running: dict[str, tuple[threading.Event, str]] = {}
         self._running_lock = threading.Lock()
-        self._claim_lease: Lease | None = None
-        self._claim_lease_at = 0.0
+        self._claim_leases: dict[int, tuple[Lease, float]] = {}  # by life: lease, granted at
         self._lease_lock = threading.Lock()
         self.stats = WorkerStats()
 
@@ -133,15 +132,17 @@ class Firing:
 
     def forget_claim_lease(self) -> None:
         """After a reconnect: the next claim gets a lease from the new connection."""
-        self._claim_lease = None
+        with self._lease_lock:
+            self._claim_leases.clear()
 
-    def _claim_lease_id(self) -> int:
+    def _claim_lease_id(self, life: int) -> int:
         with self._lease_lock:
             now = self._clock.now()
-            if self._claim_lease is None or now - self._claim_lease_at > CLAIM_LEASE_ROTATION:
-                self._claim_lease = self._store().grant_lease(self._settings.firings_ttl)
-                self._claim_lease_at = now
-            return self._claim_lease.id
+            held = self._claim_leases.get(life)
+            if held is None or now - held[1] > life / 2:
+                held = (self._store().grant_lease(life + life // 2), now)
+                self._claim_leases[life] = held
+            return held[0].id
 
     def _prepare(self, due: Due) -> _Planned | None:
         """Plan one due entry: queue the schedule's next firing, and build the claim if
@@ -163,7 +164,8 @@ class Firing:
         )
         if plan is None:
             return None
-        claim = plan.claim(lease=self._claim_lease_id(), guard_lease=self._guard_lease())
+        life = claim_life(schedule, due.fire_time, self._settings)
+        claim = plan.claim(lease=self._claim_lease_id(life), guard_lease=self._guard_lease())
         return due, schedule, plan, claim
 
     def fire(self, dues: list[Due]) -> bool:

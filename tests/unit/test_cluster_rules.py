@@ -15,6 +15,7 @@ from maomao_cli.services.cluster import (
     leave_refusals,
     quorum,
 )
+from maomao_cli.services.cluster.rules import health, tolerance_warning, voters_for_tolerance
 
 
 def voter(name: str, healthy: bool = True) -> MemberHealth:
@@ -124,3 +125,32 @@ def test_initial_cluster_lists_every_peer_url() -> None:
 )
 def test_caught_up(learner_index: int, leader_index: int, expected: bool) -> None:
     assert caught_up(learner_index, leader_index) is expected
+
+
+@pytest.mark.parametrize(
+    ("voters", "healthy", "expected"),
+    [
+        (3, 3, "healthy"),
+        (3, 2, "degraded"),
+        (3, 1, "no-quorum"),
+        (2, 1, "no-quorum"),
+        (1, 1, "healthy"),
+        (5, 3, "degraded"),
+    ],
+)
+def test_health_codes(voters: int, healthy: int, expected: str) -> None:
+    assert health(voters, healthy) == expected
+
+
+@pytest.mark.parametrize(
+    ("voters", "warned"),
+    [(1, True), (2, True), (3, False), (4, False), (5, False)],
+)
+def test_tolerance_warning_names_the_members_for_tolerance_one(voters: int, warned: bool) -> None:
+    warning = tolerance_warning(voters)
+    assert (warning is not None) is warned
+    if warning is not None:
+        assert (
+            f"{voters} voting member" in warning and "3 members give fault tolerance 1" in warning
+        )
+    assert voters_for_tolerance(1) == 3 and voters_for_tolerance(2) == 5

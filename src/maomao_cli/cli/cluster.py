@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from ..errors import ExitStatus, Unhealthy
 from . import output
 from .state import CliState, use
+
+if TYPE_CHECKING:
+    from ..services.cluster.status import ClusterStatus
 
 app = typer.Typer(
     help="Run a local etcd; found, join, leave and inspect the collaboration's cluster.",
@@ -182,6 +186,9 @@ def join(
     )
     member = joined.member
     snippet = cluster.worker_config(member)
+    from ..services.cluster import rules
+
+    warning = rules.tolerance_warning(len(joined.members))
     if as_json:
         state.out.print_json(
             {
@@ -192,6 +199,7 @@ def join(
                 "members": joined.members,
                 "endpoints_file": str(joined.endpoints_file),
                 "config": snippet,
+                "warning": warning,
             }
         )
         return
@@ -199,6 +207,8 @@ def join(
         f"joined as voting member {member.name} ({member.member_id:x}) on {member.endpoint}; "
         f"members: {output.safe_markup(', '.join(joined.members))}"
     )
+    if warning is not None:
+        state.out.print(f"[yellow]warning[/yellow]: {warning}")
     _print_worker_config(state, snippet, joined.endpoints_file)
 
 
@@ -220,6 +230,7 @@ def leave(
                 "member_id": f"{left.member_id:x}",
                 "remaining": left.remaining,
                 "stopped_pid": left.stopped_pid,
+                "removed_files": left.removed_files,
             }
         )
         return
@@ -227,6 +238,8 @@ def leave(
         f"member {output.safe_markup(left.name)} left the cluster; "
         f"remaining: {output.safe_markup(', '.join(left.remaining)) or 'none'}"
     )
+    for removed in left.removed_files:
+        state.out.note(f"removed {removed} (the cluster's secrets stay with its members)")
 
 
 def _size(size: int | None) -> str:
@@ -237,7 +250,10 @@ def _size(size: int | None) -> str:
 def status(
     ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
 ) -> None:
-    """Show the cluster: members, leader, health, versions, raft index, fault tolerance."""
+    """Show the cluster: members, leader, health, versions, raft index, fault tolerance.
+
+    Exits 0 when every voting member is healthy, 1 when the quorum holds but a voting
+    member is down, 3 when the quorum is lost (docs/cluster.md)."""
     state = use(ctx)
     from ..services import localetcd
 
@@ -258,6 +274,8 @@ def status(
             "data_dir": str(cluster.paths.data),
             "member": view.this_member,
         }
+    from ..services.cluster import rules
+
     first = next((m for m in view.members if m.reachable), None)
     data = {
         "local": local_info,
@@ -265,11 +283,29 @@ def status(
         "version": first.version if first else None,
         "raft_index": first.raft_index if first else None,
         "db_size": first.db_size if first else None,
+        "health": rules.health(view.voters, view.healthy_voters),
         **view.as_dict(),
     }
     if as_json:
         state.out.print_json(data)
-        return
+    else:
+        _render_status(state, view)
+    _exit_for_health(str(data["health"]), view.healthy_voters, view.voters)
+
+
+def _exit_for_health(health: str, healthy: int, voters: int) -> None:
+    """The status a script reads; the view above already said why."""
+    if health == "no-quorum":
+        raise Unhealthy(
+            f"the cluster has no quorum: {healthy} of {voters} voting members healthy",
+            exit_status=ExitStatus.NO_QUORUM,
+            reported=True,
+        )
+    if health == "degraded":
+        raise Unhealthy(f"{voters - healthy} of {voters} voting members down", reported=True)
+
+
+def _render_status(state: CliState, view: ClusterStatus) -> None:
     rows = []
     for m in view.members:
         role = "learner" if m.is_learner else ("leader" if m.is_leader else "voter")

@@ -9,7 +9,7 @@ import ipaddress
 import secrets
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ... import validation
@@ -175,6 +175,7 @@ class Left:
     member_id: int
     remaining: list[str]
     stopped_pid: int | None
+    removed_files: list[str] = field(default_factory=list)
 
 
 def leave(
@@ -201,10 +202,23 @@ def leave(
     # A removed member's data can never rejoin; a later join starts afresh.
     shutil.rmtree(paths.data, ignore_errors=True)
     paths.member.unlink(missing_ok=True)
+    removed_files = _remove_secrets(paths)
     remaining = [m for m in members if me is None or m.id != me.id]
     # The worker here may stay a client of the cluster through the remaining members.
     write_endpoints(paths, [e for m in remaining for e in netlocs(m.client_urls)])
-    return Left(member.name, member.member_id, [m.name for m in remaining], stopped)
+    return Left(member.name, member.member_id, [m.name for m in remaining], stopped, removed_files)
+
+
+def _remove_secrets(paths: ClusterPaths) -> list[str]:
+    """A member that left must not be able to mint certificates for the cluster or let
+    others join it: its CA key and join token go. The CA certificate and this machine's
+    client certificate stay, so its worker may remain a client through the others."""
+    removed = []
+    for secret in (paths.ca_key, paths.token):
+        if secret.exists():
+            secret.unlink()
+            removed.append(str(secret))
+    return removed
 
 
 def _remove_self(

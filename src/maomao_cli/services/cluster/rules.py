@@ -23,6 +23,29 @@ def fault_tolerance(voters: int, healthy_voters: int) -> int:
     return spare if spare >= 0 else -1
 
 
+def voters_for_tolerance(failures: int) -> int:
+    """The fewest voting members that keep a quorum through `failures` failures."""
+    return 2 * failures + 1
+
+
+def health(voters: int, healthy_voters: int) -> str:
+    """healthy (every voting member), degraded (one down, quorum holds) or no-quorum."""
+    if fault_tolerance(voters, healthy_voters) < 0:
+        return "no-quorum"
+    return "healthy" if healthy_voters == voters else "degraded"
+
+
+def tolerance_warning(voters: int) -> str | None:
+    """What to say after a change leaves `voters` voting members, all healthy."""
+    if voters == 0 or fault_tolerance(voters, voters) > 0:
+        return None
+    return (
+        f"{voters} voting member{'s' if voters > 1 else ''} tolerate no failure: "
+        f"one member down stops the cluster; {voters_for_tolerance(1)} members give "
+        "fault tolerance 1"
+    )
+
+
 @dataclass(frozen=True)
 class MemberHealth:
     """What the rules need to know about one member."""

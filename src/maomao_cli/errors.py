@@ -74,6 +74,15 @@ class NoSpace(Unavailable):
     code = "no-space"
 
 
+class Compacted(Unavailable):
+    """A watch asked for a revision etcd has compacted away; `revision` is the oldest one
+    it still has."""
+
+    def __init__(self, message: str, revision: int) -> None:
+        super().__init__(message)
+        self.revision = revision
+
+
 class TlsFailure(Unavailable):
     """The TLS handshake with etcd failed (wrong CA, or a client certificate etcd does not
     trust). Unavailable, so a worker keeps retrying while certificates are replaced."""

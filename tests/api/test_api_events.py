@@ -15,6 +15,7 @@ import pytest
 from maomao_cli.api.app import create_app
 from maomao_cli.errors import Unavailable
 from maomao_cli.models import Spike
+from maomao_cli.services import feeds
 from maomao_cli.services.registry import ToolSpec
 from maomao_cli.store.base import Event, Watch
 from maomao_cli.store.memory import MemoryStore
@@ -137,7 +138,12 @@ def test_last_event_id_resumes_after_it_and_unreadable_records_are_logged(
     ]
 
 
-def test_a_broken_feed_ends_the_stream_with_an_error_event(api: Api) -> None:
+def test_a_broken_feed_ends_the_stream_with_an_error_event(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broken watch is opened again (services/feeds.py); when etcd stays away for all the
+    reconnection delays the stream says so and ends."""
+    monkeypatch.setattr(feeds, "RECONNECT_DELAYS", (0.0,))
     app = create_app(api.services)
 
     async def scenario() -> list[str]:
@@ -145,12 +151,13 @@ def test_a_broken_feed_ends_the_stream_with_an_error_event(api: Api) -> None:
         await stream.start()
         lines = stream.lines()
         assert (await anext(lines)).startswith(":")
+        spy(api).down = True  # etcd went away
         for watch in spy(api).watches:
-            watch.break_()  # etcd went away
+            watch.break_()
         rest = [line async for line in lines]
         await stream.close()
         return rest
 
     rest = asyncio.run(scenario())
-    message = json.dumps({"message": "etcd at memory is unreachable: the watch broke"})
+    message = json.dumps({"message": "etcd at memory is unreachable: simulated outage"})
     assert rest == ["", "event: error", f"data: {message}", ""]  # then the stream ends

@@ -49,7 +49,11 @@ Code = grpc.StatusCode
         (Code.NOT_FOUND, "etcdserver: member not found", MaomaoError),
         (Code.INTERNAL, "etcdserver: unhealthy cluster", MaomaoError),
         # Transport and access failures.
-        (Code.UNAVAILABLE, "failed to connect to all addresses; connection refused", EtcdUnreachable),
+        (
+            Code.UNAVAILABLE,
+            "failed to connect to all addresses; connection refused",
+            EtcdUnreachable,
+        ),
         (Code.DEADLINE_EXCEEDED, "Deadline Exceeded", EtcdUnreachable),
         (Code.UNAVAILABLE, "Ssl handshake failed: certificate verify failed", TlsFailure),
         (Code.UNAUTHENTICATED, "etcdserver: invalid auth token", BadInput),

@@ -118,10 +118,12 @@ class RunService:
         return found
 
     def _newest(self, tool: str | None) -> Iterator[Run]:
-        if tool is None:
+        indexed = tool is not None and self._indexed(tool)
+        if tool is None or not indexed:
+            # Every record; for a tool without an index (its records predate it), theirs.
             for entry in scan_pages(self.store, self.keys.runs(), descending=True):
                 run = decode(Run, entry)
-                if run is not None:
+                if run is not None and (tool is None or run.tool == tool):
                     yield run
             return
         index = scan_pages(
@@ -137,6 +139,19 @@ class RunService:
             if run is not None and run.tool == tool:
                 yield run
 
+    def _indexed(self, tool: str) -> bool:
+        return bool(
+            self.store.scan_page(self.keys.run_index(tool), limit=1, keys_only=True).entries
+        )
+
+    def _index_existing(self, tool: str) -> None:
+        """Index the records of a tool written before the index existed (one paged read of
+        every record, once per tool: afterwards its index is not empty)."""
+        for entry in scan_pages(self.store, self.keys.runs()):
+            run = decode(Run, entry)
+            if run is not None and run.tool == tool:
+                self.store.put(self.keys.run_index(tool, run.started or 0.0, run.id), b"")
+
     def prune(self, tool: str, keep: int | None = None) -> int:
         """Delete the finished records of tool beyond the newest `keep` ([worker] runs_kept)
         and those older than [worker] runs_max_age; returns how many. Reads the tool's
@@ -145,6 +160,8 @@ class RunService:
         keep = worker.runs_kept if keep is None else keep
         cutoff = self.clock() - worker.runs_max_age if worker.runs_max_age > 0 else None
         removed = 0
+        if not self._indexed(tool):
+            self._index_existing(tool)
         index = scan_pages(
             self.store,
             self.keys.run_index(tool),
@@ -170,8 +187,7 @@ class RunService:
     ) -> Feed[Run]:
         """Every write of a run record, with its etcd revision, from start_revision (or
         from now); the watch is open when this returns (Unavailable is raised here)."""
-        watch = self.store.watch(self.keys.runs(), start_revision=start_revision)
-        return Feed(watch, Run, logger or log)
+        return Feed(self.store, self.keys.runs(), Run, logger or log, start_revision=start_revision)
 
     # Execution -------------------------------------------------------------
 

@@ -256,14 +256,11 @@ class SpikeService:
         from now); the watch is open when this returns (Unavailable is raised here).
         Unreadable records are reported on logger (default: this module's)."""
         prefix = self.keys.spikes(tool) if tool else self.keys.spikes()
-        watch = self.store.watch(prefix, start_revision=start_revision)
-        return Feed(watch, Spike, logger or log)
+        return Feed(self.store, prefix, Spike, logger or log, start_revision=start_revision)
 
     def follow(self, tool: str | None = None) -> Generator[Spike, None, None]:
         """New spikes as they are stored (an etcd watch), until interrupted."""
-        prefix = self.keys.spikes(tool) if tool else self.keys.spikes()
-        _, revision = self.store.scan_with_revision(prefix)
-        feed = self.feed(tool, start_revision=revision + 1)
+        feed = self.feed(tool)  # from now, across reconnections (services/feeds.py)
         try:
             for _, spike in feed:
                 yield spike

@@ -29,7 +29,7 @@ from etcd3.client import Endpoint, EtcdTokenCallCredentials
 
 from ..adapters import etcderrors
 from ..config import EtcdSettings
-from ..errors import BadInput, EtcdUnreachable, MaomaoError, Unavailable
+from ..errors import BadInput, Compacted, EtcdUnreachable, MaomaoError, Unavailable
 from .base import PAGE_SIZE, Claim, ClaimOutcome, Entry, Event, Page, StoreStatus
 
 T = TypeVar("T")
@@ -131,7 +131,10 @@ class EtcdWatch:
             if response is None or self._cancelled.is_set():
                 return
             if isinstance(response, BaseException):
-                raise self._store._translate(response)
+                error = self._store._translate(response)
+                if not isinstance(error, Compacted):
+                    self._store._watch_broke(self._watcher)
+                raise error
             for event in response.events:
                 is_put = isinstance(event, etcd3.events.PutEvent)
                 yield Event(
@@ -201,8 +204,10 @@ class EtcdStore:
         if isinstance(exc, MaomaoError):
             return exc
         if isinstance(exc, etcd3.exceptions.RevisionCompactedError):
-            return Unavailable(
-                f"etcd at {self.endpoint}: revision {exc.compacted_revision} was compacted"
+            return Compacted(
+                f"etcd at {self.endpoint}: the revisions watched were compacted "
+                f"(the oldest kept is {exc.compacted_revision})",
+                int(exc.compacted_revision),
             )
         endpoints = list(self._settings.endpoints)
         error = etcderrors.from_exception(
@@ -266,6 +271,16 @@ class EtcdStore:
                     unreachable += 1
                     continue
                 raise self._translate(exc) from None
+
+    def _watch_broke(self, watcher: Any) -> None:
+        """A watch stream failed: its member is down, or has left the cluster. Mark the
+        endpoint failed (and drop its stubs) so the next watch opens on another one, as a
+        failed request does; python3-etcd3 would reuse the stream's dead channel."""
+        c = self._client
+        with contextlib.suppress(Exception):
+            if c._stubs.get("watcher") is watcher:
+                c.endpoint_in_use.fail()
+                c._clear_old_stubs()
 
     def _token_expired(self, exc: BaseException) -> bool:
         """etcd's simple tokens expire after --auth-token-ttl (300 s) unused, and a token goes

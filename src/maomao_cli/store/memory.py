@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
-from ..errors import MaomaoError, Unavailable
+from ..errors import Compacted, MaomaoError, Unavailable
 from .base import PAGE_SIZE, Claim, ClaimOutcome, Entry, Event, Page, StoreStatus
 
 
@@ -49,7 +49,7 @@ class MemoryWatch:
     def __init__(self, store: MemoryStore, prefix: str) -> None:
         self._store = store
         self.prefix = prefix
-        self.queue: queue.Queue[Event | None] = queue.Queue()
+        self.queue: queue.Queue[Event | MaomaoError | None] = queue.Queue()
         self._cancelled = False
 
     def __iter__(self) -> Iterator[Event]:
@@ -57,6 +57,8 @@ class MemoryWatch:
             event = self.queue.get()
             if event is None or self._cancelled:
                 return
+            if isinstance(event, MaomaoError):  # break_watches(): the connection was lost
+                raise event
             yield event
 
     def cancel(self) -> None:
@@ -84,6 +86,7 @@ class MemoryStore:
         self._next_lease = 1000
         self._watches: list[MemoryWatch] = []
         self.down = False  # set by tests to simulate an unreachable cluster
+        self.compacted = 0  # watches from this revision or older are refused, as in etcd
 
     @property
     def endpoint(self) -> str:
@@ -290,6 +293,11 @@ class MemoryStore:
     def watch(self, prefix: str, *, start_revision: int | None = None) -> MemoryWatch:
         with self._lock:
             self._check()
+            if start_revision is not None and start_revision <= self.compacted:
+                raise Compacted(
+                    f"etcd at memory: revision {start_revision} was compacted",
+                    self.compacted + 1,
+                )
             watch = MemoryWatch(self, prefix)
             if start_revision is not None:
                 for event in self._history:
@@ -297,6 +305,13 @@ class MemoryStore:
                         watch.queue.put(event)
             self._watches.append(watch)
             return watch
+
+    def break_watches(self) -> None:
+        """Tests: every open watch fails as on a lost connection (its iteration raises)."""
+        with self._lock:
+            broken, self._watches = self._watches, []
+        for watch in broken:
+            watch.queue.put(Unavailable("etcd at memory is unreachable: the watch broke"))
 
     def _unwatch(self, watch: MemoryWatch) -> None:
         with self._lock:

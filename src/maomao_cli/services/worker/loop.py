@@ -311,12 +311,16 @@ class Worker:
             self.settings.etcd.endpoints,
         )
         delay = 0.5
+        said = ""
         while not stop.is_set():
             try:
                 if self._store is not None:
                     self._store.close()
                 self.connect(first=False)
-            except Unavailable:
+            except Unavailable as exc:
+                if exc.message != said:  # the cause, once each time it changes (NOSPACE...)
+                    said = exc.message
+                    log.warning("etcd: %s; retrying", exc.message)
                 self.clock.wait(stop, delay)
                 delay = min(delay * 2, 10.0)
                 continue

@@ -61,6 +61,7 @@ Code = grpc.StatusCode
         (Code.DEADLINE_EXCEEDED, "Deadline Exceeded", EtcdUnreachable, "did not answer within 5s"),
         (Code.UNAVAILABLE, "etcdserver: no leader", Unavailable, "no leader"),
         (Code.UNAVAILABLE, "etcdserver: request timed out", Unavailable, "lost its quorum"),
+        (Code.UNKNOWN, "context deadline exceeded", Unavailable, "made no progress"),
         (Code.UNKNOWN, "something else", MaomaoError, "something else"),
     ],
 )

@@ -32,14 +32,16 @@ NOSPACE_MESSAGE = (
     "etcd's database is full (NOSPACE alarm): compact and defragment, see docs/cluster.md"
 )
 NOSPACE_HINT = (
-    "etcdctl compact $(etcdctl endpoint status -w json | jq '.[0].Status.header.revision'); "
-    "etcdctl defrag --cluster; etcdctl alarm disarm"
+    "delete what filled it, then `etcdctl compact REVISION` (the current one), "
+    "`etcdctl defrag --cluster` and `etcdctl alarm disarm`"
 )
 TLS_HINT = (
     "check [etcd] ca_file (the CA that signed etcd's certificate), "
     "cert_file and key_file (a client certificate etcd trusts)"
 )
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+# What a member says when it cannot reach a quorum to serve a request (etcd 3.4).
+_NO_PROGRESS = ("no leader", "leader changed", "request timed out", "context deadline exceeded")
 
 
 def no_quorum(reachable: int, voters: int) -> NoQuorum:
@@ -112,9 +114,10 @@ def translate(
     hint = LOCAL_HINT if local_hint else None
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return EtcdUnreachable(f"etcd at {where} did not answer within {timeout:g}s", hint=hint)
-    if "no leader" in lowered or "leader changed" in lowered or "request timed out" in lowered:
+    if any(sign in lowered for sign in _NO_PROGRESS):
         return Unavailable(
-            f"etcd at {where} has no leader ({details}): the cluster may have lost its quorum",
+            f"etcd at {where} answered but made no progress ({details}): "
+            "the cluster may have lost its quorum",
             hint="see `maomao etcd status`",
         )
     if code == grpc.StatusCode.UNAVAILABLE or code is None:

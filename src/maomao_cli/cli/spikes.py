@@ -157,9 +157,10 @@ def _tool_verdict(
 def _follow(state: CliState, tool: str | None, as_json: bool) -> None:
     import sys
 
+    followed = state.services.spikes.follow(tool)  # the watch is open from here on
     state.out.note(f"following new spikes{' of ' + tool if tool else ''}; Ctrl-C to stop")
     try:
-        for spike in state.services.spikes.follow(tool):
+        for spike in followed:
             if as_json:
                 sys.stdout.write(__import__("json").dumps(spike.to_dict()) + "\n")
                 sys.stdout.flush()

@@ -259,13 +259,19 @@ class SpikeService:
         return Feed(self.store, prefix, Spike, logger or log, start_revision=start_revision)
 
     def follow(self, tool: str | None = None) -> Generator[Spike, None, None]:
-        """New spikes as they are stored (an etcd watch), until interrupted."""
-        feed = self.feed(tool)  # from now, across reconnections (services/feeds.py)
-        try:
-            for _, spike in feed:
-                yield spike
-        finally:
-            feed.cancel()
+        """New spikes as they are stored (an etcd watch, across reconnections: see
+        services/feeds.py), until interrupted. The watch is open when this returns, so a
+        spike stored after the call is never missed."""
+        feed = self.feed(tool)
+
+        def spikes() -> Generator[Spike, None, None]:
+            try:
+                for _, spike in feed:
+                    yield spike
+            finally:
+                feed.cancel()
+
+        return spikes()
 
 
 T = TypeVar("T")

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from conftest import make_env
+from fakes.clock import FakeClock
 from figures import figure
 from maomao_cli.adapters.containers import ScriptedRunner
 from maomao_cli.config import DataSettings, EtcdSettings, Settings, WorkerSettings
@@ -23,7 +24,6 @@ from maomao_cli.services.runs import RunService
 from maomao_cli.services.worker.recovery import LostRuns
 from maomao_cli.store.etcd import EtcdStore
 from servers import EtcdCluster
-from fakes.clock import FakeClock
 
 pytestmark = [pytest.mark.etcd, pytest.mark.slow]
 
@@ -39,7 +39,7 @@ class MeasuredStub:
         self._inner = inner
         self._sizes = sizes
 
-    def Range(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802  # gRPC's method name
+    def Range(self, *args: Any, **kwargs: Any) -> Any:  # gRPC's method name
         response = self._inner.Range(*args, **kwargs)
         self._sizes.append(response.ByteSize())
         return response

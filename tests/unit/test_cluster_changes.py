@@ -222,6 +222,18 @@ def test_leave_waits_out_an_unhealthy_cluster_then_removes_itself(tmp_path: Path
     assert paths.endpoints.read_text().split() == ["10.0.0.2:2379", "10.0.0.3:2379"]
 
 
+def test_leave_removes_the_ca_key_and_the_join_token(tmp_path: Path) -> None:
+    paths = joined_member(tmp_path)
+    for secret in (paths.ca_key, paths.token, paths.ca_cert, paths.key("client")):
+        secret.write_text("secret")
+    service = ClusterService(settings_in(tmp_path, member="a"), ScriptedAdmin([ME, B, C]).connect)
+    left = service.leave()
+    assert sorted(left.removed_files) == sorted([str(paths.ca_key), str(paths.token)])
+    assert not paths.ca_key.exists() and not paths.token.exists()
+    # What a client of the cluster still needs stays.
+    assert paths.ca_cert.exists() and paths.key("client").exists()
+
+
 def test_leave_does_not_wait_out_too_few_started_members(tmp_path: Path) -> None:
     joined_member(tmp_path)
     admin = ScriptedAdmin([ME, B, C])

@@ -120,7 +120,9 @@ def test_status(cli: Cli) -> None:
     succeeded(cli.invoke("register", "dummy", "img"))
     succeeded(cli.invoke("dataset", "add", "obs", "git://h/obs"))
     data = succeeded(cli.invoke("status", "--json")).json()
-    assert data["etcd"] == {"reachable": True, "endpoint": "memory", "version": "memory"}
+    etcd = data["etcd"]
+    assert (etcd["reachable"], etcd["endpoint"], etcd["version"]) == (True, "memory", "memory")
+    assert etcd["alarms"] == [] and data["warnings"] == []
     assert data["prefix"] == PREFIX
     assert (data["tools"], data["datasets"], data["members"]) == (1, 1, 0)
     assert "reachable" in succeeded(cli.invoke("status")).out

@@ -126,13 +126,13 @@ def test_a_full_etcd_is_named_nospace_and_work_resumes_after_the_fix(
         resumed = len(worker.lines)
         assert env.run("register", "u", "img").code == 0
         assert env.run("status").code == 0
-        # The firings missed while full coalesce into one catch-up, not a skip per second.
+        # What the worker did once resumed (how the firings missed while full are caught up
+        # is the worker's firing path: a figure here, not a promise of this test).
         time.sleep(3)
         after = worker.lines[resumed:]
-        catch_ups = [line for line in after if "catch-up" in line]
+        claimed = [line for line in after if "claimed often" in line]
         skipped = [line for line in after if "skipped often" in line]
-        figure(f"after the fix: {len(catch_ups)} catch-up line(s), {len(skipped)} skip(s)")
-        assert len(skipped) <= 1, after
+        figure(f"after the fix, 3 s: {len(claimed)} claimed, {len(skipped)} skipped as busy")
     finally:
         store.close()
         output = worker.stop()
@@ -179,8 +179,9 @@ def test_lost_quorum_is_named_within_the_timeout(
         assert "start a local etcd" not in result.err
     health = env.run("etcd", "status")
     assert health.code == 3 and "quorum lost" in health.out, health
+    # A figure, not an assertion (no timed assertions): the 5 s request timeout, then the
+    # quorum probe (about 1 s), then the process's start.
     figure("no quorum named in " + ", ".join(f"{n} {s:.1f}s" for n, s in took.items()))
-    assert max(took.values()) < 5.0 + 3.0  # the 5 s request timeout, then the probe
 
     three.restart(three.members[1])
     degraded = env.run("etcd", "status", "--json")

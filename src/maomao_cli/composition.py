@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ from .keys import Keys
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
+    from .adapters.metrics import ServeMetrics
     from .config import Settings
     from .etcdvalues import Tls
     from .ports import Clock, ConnectAdmin, ContainerRunner, DatasetSync, EtcdAdmin
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from .services.schedules import ScheduleService
     from .services.spikes import SpikeService
     from .services.worker import Worker
+    from .services.worker.observer import Observing, WorkerObserver
     from .store.base import Store
 
 
@@ -162,7 +165,9 @@ class Services:
     def runs(self) -> RunService:
         return self.make_run_service(self.store)
 
-    def make_run_service(self, store: Store) -> RunService:
+    def make_run_service(
+        self, store: Store, *, on_spike: Callable[[str], None] | None = None
+    ) -> RunService:
         """A run service on the given store (the worker passes its own); the after-run
         hooks (spike check, dataset commit) are registered here, once for every caller."""
         from .services.runs import RunService
@@ -170,6 +175,8 @@ class Services:
 
         runs = RunService(store, self.keys, self.settings, self.runner, self.settings.member)
         spikes = SpikeService(store, self.keys, self.settings, self.settings.member)
+        if on_spike is not None:
+            spikes.on_stored = lambda spike: on_spike(spike.tool)
         runs.add_hook(spikes.check_after_run)
         datasets = self.make_dataset_service(store)
         runs.set_data_dir_resolver(datasets.data_dir)
@@ -187,8 +194,46 @@ class Services:
         )
         return DatasetService(self.settings, registry, self.settings.member, self.git)
 
+    @cached_property
+    def serve_metrics(self) -> ServeMetrics:
+        """`maomao serve`'s /metrics page."""
+        from .adapters.metrics import ServeMetrics
+
+        return ServeMetrics(check_etcd=lambda: self.store.get(self.keys.tools()))
+
+    def observe_worker(self, metrics: str | None = None) -> Observing:
+        """The worker's observers: Prometheus metrics on `metrics` (or [worker] metrics)
+        when set, systemd notifications when started by systemd (NOTIFY_SOCKET)."""
+        from .services.worker.observer import Observers, Observing
+
+        observing = Observing()
+        found: list[WorkerObserver] = []
+        where = metrics if metrics is not None else self.settings.worker.metrics
+        if where:
+            from .adapters.metrics import WorkerMetrics, listen_address, serve_metrics
+
+            address = listen_address(where, "--metrics" if metrics else "[worker] metrics")
+            recorder = WorkerMetrics(now=self.clock.now)
+            server = serve_metrics(recorder.registry, address)
+            observing.closers.append(server.close)
+            observing.metrics_address = str(replace(address, port=server.port))
+            found.append(recorder)
+        from .adapters.systemd import SystemdNotify
+
+        notify = SystemdNotify.from_environment()
+        if notify is not None:
+            observing.closers.append(notify.close)
+            found.append(notify)
+        if found:
+            observing.observer = Observers(found)
+        return observing
+
     def make_worker(
-        self, *, labels: dict[str, str] | None = None, max_parallel: int | None = None
+        self,
+        *,
+        labels: dict[str, str] | None = None,
+        max_parallel: int | None = None,
+        observer: WorkerObserver | None = None,
     ) -> Worker:
         from .services.worker import Worker
 
@@ -211,7 +256,12 @@ class Services:
             self.settings,
             store_factory=store_factory,
             refresh_endpoints=refresh,
-            make_runs=self.make_run_service,
+            make_runs=(
+                self.make_run_service
+                if observer is None
+                else lambda store: self.make_run_service(store, on_spike=observer.spike)
+            ),
+            observer=observer,
             labels=labels,
             max_parallel=max_parallel,
             clock=self.clock,

@@ -93,6 +93,9 @@ class WorkerSettings:
     runs_kept: int = 200  # run records kept per tool
     runs_max_age: float = 30 * 86400.0  # seconds a finished run record is kept (0: no limit)
     firings_ttl: int = 86400  # firing claims expire after this many seconds
+    # Serve /metrics (Prometheus) on PORT (loopback) or HOST:PORT; None: no metrics.
+    metrics: str | None = None
+    log_format: str = "text"  # or "json": one JSON object per line
 
 
 @dataclass(frozen=True)
@@ -300,6 +303,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("[worker] max_parallel must be at least 1")
     if settings.serve.max_streams < 1:
         raise ConfigError("[serve] max_streams must be at least 1")
+    if settings.worker.log_format not in ("text", "json"):
+        raise ConfigError('[worker] log_format must be "text" or "json"')
     if settings.worker.lease_ttl < 2:
         raise ConfigError("[worker] lease_ttl must be at least 2 seconds")
     validation.memory(settings.docker.memory, "[docker] memory")

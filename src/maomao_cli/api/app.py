@@ -21,7 +21,7 @@ from .errors import ERROR_RESPONSES, install_error_handlers
 from .guard import PathCheck
 from .launcher import RunLauncher
 from .responses import SafeJSONResponse
-from .routes import datasets, legacy, members, runs, schedules, spikes, tools
+from .routes import datasets, legacy, members, metrics, runs, schedules, spikes, tools
 
 
 def create_app(services: Services) -> FastAPI:
@@ -48,6 +48,7 @@ def create_app(services: Services) -> FastAPI:
     app.add_middleware(PathCheck)
     install_error_handlers(app)
     app.include_router(legacy.router)
+    app.include_router(metrics.router)
     for group in (tools, datasets, schedules, runs, spikes, members, events):
         app.include_router(group.router, prefix="/v1")
     return app

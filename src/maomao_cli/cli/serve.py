@@ -22,6 +22,12 @@ def serve(
     port: int | None = typer.Option(
         None, "--port", "-p", min=0, max=65535, help="Port (default [serve] port, 8080)."
     ),
+    log_format: str | None = typer.Option(
+        None,
+        "--log-format",
+        metavar="text|json",
+        help="Log as plain text or one JSON object per line (default [worker] log_format).",
+    ),
 ) -> None:
     """Serve the HTTP API (the 2019 routes and /v1/) until interrupted.
 
@@ -33,6 +39,7 @@ def serve(
     """
     state = use(ctx)
     from ..errors import BadInput
+    from . import logformat
 
     services = state.services
     settings = services.settings.serve
@@ -48,6 +55,8 @@ def serve(
         )
     if settings.max_body < 1:
         raise BadInput("[serve] max_body must be at least 1 byte")
+    fmt = logformat.log_format(log_format, services.settings.worker.log_format)
+    logformat.setup(state.out, fmt, member=services.settings.member, names=("maomao", "uvicorn"))
     hosts = allowed_hosts(bind_host, settings.allowed_hosts)
     token = _token(state, services.settings)
     sock = _listen(bind_host, bind_port)
@@ -69,6 +78,7 @@ def serve(
     config = uvicorn.Config(
         guarded,
         log_level="warning",
+        log_config=None,  # uvicorn's own lines go through the handlers set up above
         server_header=False,
         timeout_graceful_shutdown=5,  # event streams never end by themselves
         lifespan="on",

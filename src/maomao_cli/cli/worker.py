@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import logging
 import signal
-import sys
 import threading
 import time
 from types import FrameType
@@ -11,34 +11,8 @@ from types import FrameType
 import typer
 
 from ..errors import Unhealthy
-from . import output
-from .output import Output
+from . import logformat, output
 from .state import use
-
-
-def _setup_worker_logging(out: Output) -> None:
-    import logging
-
-    logger = logging.getLogger("maomao")
-    for old in list(logger.handlers):
-        logger.removeHandler(old)
-    handler: logging.Handler
-    if sys.stderr.isatty():
-        from rich.logging import RichHandler
-
-        handler = RichHandler(
-            console=out.err_console, show_path=False, markup=False, log_time_format="%H:%M:%S"
-        )
-        handler.setFormatter(output.safe_formatter("%(message)s"))
-    else:
-        # Plain, one line per event: for journald, files and pipes.
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(
-            output.safe_formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
-        )
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
 
 
 def worker(
@@ -51,6 +25,19 @@ def worker(
     ),
     check: bool = typer.Option(
         False, "--check", help="Exit 0 if this host's worker is alive, 1 otherwise."
+    ),
+    metrics: str | None = typer.Option(
+        None,
+        "--metrics",
+        metavar="[HOST:]PORT",
+        help="Serve Prometheus metrics on /metrics (a port alone: on loopback; default "
+        "[worker] metrics, off).",
+    ),
+    log_format: str | None = typer.Option(
+        None,
+        "--log-format",
+        metavar="text|json",
+        help="Log as plain text or one JSON object per line (default [worker] log_format).",
     ),
 ) -> None:
     """Run the worker: follow schedules, claim due firings, run tools, detect spikes."""
@@ -70,8 +57,16 @@ def worker(
         state.out.print(message)
         return
     member_labels = validation.labels(labels) if labels else None
-    _setup_worker_logging(state.out)
-    worker_service = context.make_worker(labels=member_labels, max_parallel=max_parallel)
+    fmt = logformat.log_format(log_format, settings.worker.log_format)
+    logformat.setup(state.out, fmt, member=settings.member)
+    observing = context.observe_worker(metrics)
+    if observing.metrics_address is not None:
+        logging.getLogger("maomao.worker").info(
+            "metrics on http://%s/metrics", observing.metrics_address
+        )
+    worker_service = context.make_worker(
+        labels=member_labels, max_parallel=max_parallel, observer=observing.observer
+    )
 
     stop = threading.Event()
     signals_seen = 0
@@ -92,7 +87,10 @@ def worker(
     threading.Thread(target=_warm_detector, name="warm-up", daemon=True).start()
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    worker_service.run(stop)
+    try:
+        worker_service.run(stop)
+    finally:
+        observing.close()
     from ..processes import exit_when_threads_linger
 
     exit_when_threads_linger()

@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -50,6 +50,8 @@ class SpikeService:
         self._warned: set[str] = set()  # runs whose data warning was notified
         # Each tool's data directory after its last check here: what the next run wrote.
         self._snapshots: dict[str, datawarnings.Snapshot] = {}
+        # Told of each spike stored here (the worker's metrics count them).
+        self.on_stored: Callable[[Spike], None] | None = None
 
     def params(
         self,
@@ -143,6 +145,8 @@ class SpikeService:
                 spike.score,
                 spike.rule,
             )
+            if self.on_stored is not None:
+                self.on_stored(spike)
             self.notify(spike)
 
     def _warn(self, tool: Tool, run: Run, warning: datawarnings.DataWarning) -> Run:

@@ -22,6 +22,7 @@ from ...store.base import Claim, ClaimOutcome, Lease, Store
 from ..datalimit import retryable
 from ..records import load
 from .claims import ClaimPlan, guard_key, plan_claim
+from .observer import NoObserver, WorkerObserver
 from .policy import claim_life, misfire_grace, retry_limit
 from .timetable import Due, Timetable
 
@@ -46,6 +47,7 @@ class RunExecutor(Protocol):
         fire_time: float | None = None,
         attempt: int = 1,
         cancel: threading.Event | None = None,
+        run_id: str | None = None,
     ) -> Run: ...
 
     def save(self, run: Run) -> None: ...
@@ -90,6 +92,7 @@ class Firing:
         store: Callable[[], Store],
         runs: Callable[[], RunExecutor | None],
         pools: tuple[Executor, Executor],
+        observer: WorkerObserver | None = None,
     ) -> None:
         self._settings = settings
         self._keys = keys
@@ -108,6 +111,7 @@ class Firing:
         self._claim_leases: dict[int, tuple[Lease, float]] = {}  # by life: lease, granted at
         self._lease_lock = threading.Lock()
         self.stats = WorkerStats()
+        self._observer: WorkerObserver = observer or NoObserver()
 
     # Running runs ------------------------------------------------------------
 
@@ -190,16 +194,20 @@ class Firing:
             with self._shared.lock:
                 self._shared.timetable.put_back(due)
             return False
+        lag = self._clock.now() - due.due
+        self._observer.claimed(schedule.name, won=outcome != "taken", lag=lag)
         if outcome == "taken":
             self.stats.claims_lost += 1
             return True
         self.stats.claims_won += 1
         if outcome == "busy":
             reason = "previous run still running (overlap forbidden)"
+            self._observer.skipped(schedule.name, "overlap")
             self._books.submit(self._record_skipped, schedule, due, reason)
         elif plan.late:
             late_by = self._clock.now() - due.fire_time
             reason = f"missed: ran {late_by:.0f}s late, beyond the grace window"
+            self._observer.missed(schedule.name, "beyond_grace")
             self._books.submit(self._record_skipped, schedule, due, reason)
         else:
             self._start_run(schedule, due)
@@ -224,7 +232,13 @@ class Firing:
             error=reason,
         )
         runs.save(run)
-        log.info("skipped %s @ %s: %s", schedule.name, hms(due.fire_time), reason)
+        log.info(
+            "skipped %s @ %s: %s",
+            schedule.name,
+            hms(due.fire_time),
+            reason,
+            extra=_fields("skipped", schedule, due, run_id=run.id, status="skipped", reason=reason),
+        )
 
     # Running -----------------------------------------------------------------
 
@@ -236,15 +250,25 @@ class Firing:
         self.stats.runs_started += 1
         with self._running_lock:  # registered before submitting: a quick run must find itself
             self._running[token] = (cancel, schedule.name)
+        runs = self._runs()
+        run_id = runs.new_run_id() if runs is not None else None  # chosen here: logs join on it
         log.info(
             "claimed %s @ %s%s",
             schedule.name,
             hms(due.fire_time),
             f" ({due.trigger}, attempt {due.attempt})" if due.trigger != "schedule" else "",
+            extra=_fields("claimed", schedule, due, run_id=run_id),
         )
-        self._pool.submit(self._execute, schedule, due, cancel, token)
+        self._pool.submit(self._execute, schedule, due, cancel, token, run_id)
 
-    def _execute(self, schedule: Schedule, due: Due, cancel: threading.Event, token: str) -> None:
+    def _execute(
+        self,
+        schedule: Schedule,
+        due: Due,
+        cancel: threading.Event,
+        token: str,
+        run_id: str | None = None,
+    ) -> None:
         runs = self._runs()
         assert runs is not None
         try:
@@ -258,7 +282,9 @@ class Firing:
                 fire_time=due.fire_time,
                 attempt=due.attempt,
                 cancel=cancel,
+                run_id=run_id,
             )
+            self._observer.finished(run)
             log.info(
                 "finished %s @ %s: %s%s in %s",
                 schedule.name,
@@ -266,6 +292,15 @@ class Firing:
                 run.status,
                 f" (exit {run.exit_code})" if run.exit_code not in (None, 0) else "",
                 f"{run.duration:.1f}s" if run.duration is not None else "-",
+                extra=_fields(
+                    "finished",
+                    schedule,
+                    due,
+                    run_id=run.id,
+                    status=run.status,
+                    duration_s=run.duration,
+                    reason=run.error,
+                ),
             )
             failed = run.status in ("failed", "timed-out") and not cancel.is_set()
             if failed and retryable(run.error):  # not: a run refused by its data limit
@@ -328,6 +363,18 @@ class Firing:
 
 def _missing_tool(name: str) -> Tool:
     raise NotFound(f"schedule refers to tool {name!r}, which is not registered; skipping")
+
+
+def _fields(event: str, schedule: Schedule, due: Due, **more: object) -> dict[str, object]:
+    """The fields of a log line about a firing (shown by --log-format json)."""
+    return {
+        "event": event,
+        "schedule": schedule.name,
+        "tool": schedule.tool,
+        "nominal": due.fire_time,
+        "attempt": due.attempt,
+        **{key: value for key, value in more.items() if value is not None},
+    }
 
 
 def hms(epoch: float) -> str:

@@ -21,6 +21,7 @@ from ..outbox import Outbox
 from ..records import decode
 from .firing import Firing, RunExecutor, Shared
 from .membership import Membership, remove_leftover_containers
+from .observer import NoObserver, WorkerObserver
 from .policy import misfire_grace
 from .recovery import LostRuns
 from .timetable import Due
@@ -51,6 +52,7 @@ class Worker:
         refresh_endpoints: Callable[[], bool] | None = None,
         endpoints_every: float = ENDPOINTS_REFRESH,
         make_pool: Callable[[int, str], Executor] | None = None,
+        observer: WorkerObserver | None = None,
     ) -> None:
         self.settings = settings
         # Replaces the endpoints the next store_factory() uses with the cluster's members.
@@ -70,6 +72,8 @@ class Worker:
         self.runs: RunExecutor | None = None
         self.ready = threading.Event()
         self._shared = Shared()
+        # Metrics and the service manager hear of claims, runs and each loop turn.
+        self._observer: WorkerObserver = observer or NoObserver()
         self._stopping = threading.Event()
         self._hurry = threading.Event()
         self._disconnected = threading.Event()
@@ -101,9 +105,23 @@ class Worker:
             store=lambda: self.store,
             runs=lambda: self.runs,
             pools=(pool(self.max_parallel, "maomao-run"), pool(1, "maomao-books")),
+            observer=self._observer,
         )
         self.stats = self._firing.stats
         self._watches: list[Watch] = []
+        self._observer.attach(self)
+
+    # What observers may ask ------------------------------------------------
+
+    def followed(self) -> list[Schedule]:
+        with self._shared.lock:
+            return self._shared.timetable.followed()
+
+    def running(self) -> int:
+        return self._firing.running()
+
+    def etcd_reachable(self) -> bool:
+        return self._store is not None and not self._disconnected.is_set()
 
     # Connection ------------------------------------------------------------
 
@@ -276,7 +294,9 @@ class Worker:
             self.max_parallel,
         )
         self.ready.set()
+        self._observer.ready()
         while not stop.is_set():
+            self._observer.turn()
             # Cleared before looking, so a change made while we look cuts the wait short.
             self._shared.wake.clear()
             if self._disconnected.is_set():
@@ -348,6 +368,7 @@ class Worker:
         """Stop claiming, let running containers finish within the grace period, then stop
         them (recorded as interrupted), and leave the member list."""
         self._stopping.set()
+        self._observer.stopping()
         grace = self.settings.worker.shutdown_grace
         running = self._firing.running()
         if running:

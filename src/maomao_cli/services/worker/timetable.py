@@ -58,6 +58,9 @@ class Timetable:
         tracked = self._tracked.get(name)
         return None if tracked is None else tracked.schedule
 
+    def followed(self) -> list[Schedule]:
+        return [tracked.schedule for tracked in self._tracked.values()]
+
     def follows(self, schedule: Schedule) -> bool:
         """Is exactly this version of the schedule followed already?"""
         tracked = self._tracked.get(schedule.name)

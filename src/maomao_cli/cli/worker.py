@@ -75,8 +75,10 @@ def worker(
         nonlocal signals_seen
         signals_seen += 1
         if signals_seen == 1:
-            state.out.note(
-                f"{signal.Signals(signum).name}: finishing running runs (again to stop them now)"
+            logging.getLogger("maomao.worker").info(
+                "%s: finishing running runs (again to stop them now)",
+                signal.Signals(signum).name,
+                extra={"event": "signal"},
             )
             stop.set()
         else:

@@ -9,6 +9,7 @@ could: the CLI must not rely on anyone's validation but its own rendering.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Iterator
@@ -245,7 +246,7 @@ def _cli_formatter() -> logging.Formatter:
 
 
 def test_worker_log_handlers_escape(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
-    from maomao_cli.cli import worker as cli_worker
+    from maomao_cli.cli import logformat
     from maomao_cli.cli.output import Output
 
     logger = logging.getLogger("maomao")
@@ -253,11 +254,17 @@ def test_worker_log_handlers_escape(services: Services, monkeypatch: pytest.Monk
     try:
         for tty in (False, True):
             monkeypatch.setattr(sys.stderr, "isatty", lambda tty=tty: tty, raising=False)
-            cli_worker._setup_worker_logging(Output())
+            logformat.setup(Output(), "text")
             [handler] = logger.handlers
             assert handler.formatter is not None
             line = handler.formatter.format(hostile_record())
             assert safe(HOSTILE) in line and not any(raw in line for raw in RAW), (tty, line)
+            logformat.setup(Output(), "json")  # json.dumps escapes every control character
+            [handler] = logger.handlers
+            assert handler.formatter is not None
+            line = handler.formatter.format(hostile_record())
+            assert json.loads(line)["message"] == f"run r1: {HOSTILE}"
+            assert not any(raw in line for raw in RAW), (tty, line)
     finally:
         logger.handlers[:] = handlers
         logger.setLevel(level)

@@ -105,6 +105,10 @@ class Output:
 
         return Console(stderr=True, highlight=False)
 
+    def fit(self, wide: bool) -> int | None:
+        """The width tables fit (None with --wide: every column, wrapped as needed)."""
+        return None if wide else self.console.width
+
     def print_json(self, data: Any) -> None:
         sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
         sys.stdout.flush()
@@ -131,6 +135,20 @@ class Output:
             renderable = safe_lines(renderable)
         self.console.print(renderable, **options)
 
+    def print_table(self, grid: Table, *, wide: bool = False) -> None:
+        """A table fitted to the terminal, or with --wide at its natural width (the
+        terminal wraps its lines, no cell is folded)."""
+        if not wide:
+            self.console.print(grid)
+            return
+        natural = self.console.measure(grid, options=self.console.options.update_width(10_000))
+        width = self.console.width
+        self.console.width = max(width, natural.maximum)  # print(width=) cannot go wider
+        try:
+            self.console.print(grid, crop=False)
+        finally:
+            self.console.width = width
+
     def success(self, message: str) -> None:
         """A line in markup: a string from etcd inside it goes through `safe_markup`."""
         self.console.print(f"[green]✓[/green] {safe(message)}")
@@ -139,35 +157,112 @@ class Output:
         self.err_console.print(safe(message), style="dim", markup=False)
 
 
-def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
+def table(
+    title: str | None,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    whole: Sequence[str] = (),
+    clip: Sequence[str] = (),
+    optional: Sequence[str] = (),
+    width: int | None = None,
+) -> Table:
     """A table whose cells are shown as they are: escaped by `safe`, never read as markup
-    (a cell in a style is a `styled()` one)."""
+    (a cell in a style is a `styled()` one).
+
+    Fitting a terminal: a column in `whole` (ids, times) never wraps, so an id can be
+    copied; one in `clip` stays on one line, cut with an ellipsis; the `optional` ones are
+    left out, in that order, while the table would not fit `width` (the title says which;
+    width None keeps every column: `--wide`). The rest fold."""
+    from rich import box
     from rich.table import Table
     from rich.text import Text
 
-    grid = Table(title=title, title_justify="left", header_style="bold")
-    for column in columns:
-        grid.add_column(column, overflow="fold")
-    for row in rows:
-        grid.add_row(
-            *(
-                cell if isinstance(cell, Text) else Text(safe("" if cell is None else str(cell)))
-                for cell in row
-            )
-        )
+    cells = [
+        [
+            cell if isinstance(cell, Text) else Text(safe("" if cell is None else str(cell)))
+            for cell in row
+        ]
+        for row in rows
+    ]
+    shown = list(range(len(columns)))
+    left_out: list[str] = []
+    if width is not None:
+        for name in optional:
+            if _least_width(columns, cells, shown, whole, clip) <= width:
+                break
+            shown.remove(columns.index(name))
+            left_out.append(name)
+    if left_out and title is not None:
+        title = f"{title} (--wide adds: {', '.join(left_out)})"
+    grid = Table(
+        title=title,
+        title_justify="left",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+    )
+    for index in shown:
+        name = columns[index]
+        if name in whole:
+            grid.add_column(name, no_wrap=True, min_width=_widest(name, cells, index))
+        elif name in clip:
+            grid.add_column(name, no_wrap=True, overflow="ellipsis")
+        else:
+            grid.add_column(name, overflow="fold")
+    for row in cells:
+        grid.add_row(*(row[index] for index in shown))
     return grid
 
 
+def _widest(name: str, cells: list[list[Text]], index: int) -> int:
+    return max([len(name), *(row[index].cell_len for row in cells)])
+
+
+def _least_width(
+    columns: Sequence[str],
+    cells: list[list[Text]],
+    shown: list[int],
+    whole: Sequence[str],
+    clip: Sequence[str],
+) -> int:
+    """About the narrowest the shown columns can be drawn without wrapping a whole one
+    or squeezing the others below a readable width."""
+    total = 0
+    for index in shown:
+        name = columns[index]
+        widest = _widest(name, cells, index)
+        total += widest if name in whole else min(widest, 12 if name in clip else 10)
+    return total + 3 * (len(shown) - 1)  # padding and the space between columns
+
+
+def more_note(shown: int, total: int) -> str | None:
+    """What a cut listing says about the rest."""
+    if total <= shown:
+        return None
+    return f"{total - shown} more, use -n {total} to see them all"
+
+
 def when(epoch: float | None) -> str:
+    """A time in a table: UTC, to the second, marked as UTC."""
     if not epoch:
         return "-"
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def iso(epoch: float | None) -> str | None:
     if not epoch:
         return None
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def iso_times(record: dict[str, Any], *fields: str) -> dict[str, Any]:
+    """A record's dict with its epoch fields as ISO 8601 (JSON output: one time format)."""
+    return {
+        key: iso(value) if key in fields and isinstance(value, int | float) else value
+        for key, value in record.items()
+    }
 
 
 def duration(seconds: float | None) -> str:

@@ -98,18 +98,20 @@ def unregister(ctx: typer.Context, name: str = typer.Argument(..., help="Tool na
 
 
 def tools(
-    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print a JSON array.")
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON array."),
+    wide: bool = typer.Option(False, "--wide", help="Every column, however wide the terminal."),
 ) -> None:
     """List the registered tools."""
     state = use(ctx)
     found = sorted(state.services.registry.tools(), key=lambda t: t.name)
     if as_json:
-        state.out.print_json([t.to_dict() for t in found])
+        state.out.print_json([output.iso_times(t.to_dict(), "created", "updated") for t in found])
         return
     if not found:
         state.out.note("no tools registered; add one with `maomao register NAME IMAGE`")
         return
-    state.out.print(
+    state.out.print_table(
         output.table(
             "Tools",
             ["name", "image", "dataset", "author", "description", "updated"],
@@ -124,5 +126,10 @@ def tools(
                 )
                 for t in found
             ),
-        )
+            whole=("name", "updated"),
+            clip=("description", "image"),
+            optional=("description", "author", "updated", "dataset"),
+            width=state.out.fit(wide),
+        ),
+        wide=wide,
     )

@@ -234,6 +234,14 @@ _STATUS_STYLE = {
 DEFAULT_LIMIT = 50
 
 
+def _origin(record: Run) -> str:
+    if record.schedule is None:
+        return record.trigger
+    return (
+        record.schedule if record.trigger == "schedule" else f"{record.schedule} ({record.trigger})"
+    )
+
+
 def runs(
     ctx: typer.Context,
     tool: str | None = typer.Option(None, "--tool", "-t", help="Only the runs of this tool."),
@@ -241,6 +249,7 @@ def runs(
         DEFAULT_LIMIT, "--limit", "-n", min=1, help="At most this many, the newest."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array."),
+    wide: bool = typer.Option(False, "--wide", help="Every column, however wide the terminal."),
 ) -> None:
     """List run records, newest first (only the newest --limit are read from etcd)."""
     state = use(ctx)
@@ -255,28 +264,35 @@ def runs(
     if not found:
         state.out.note("no runs recorded" + (f" for tool {tool}" if tool else ""))
         return
-    state.out.print(
+    state.out.print_table(
         output.table(
             "Runs",
-            ["id", "tool", "status", "exit", "member", "trigger", "started", "duration", "error"],
+            ["id", "tool", "status", "exit", "from", "member", "started", "took", "error"],
             (
                 (
                     r.id,
                     r.tool,
                     output.styled(r.status, _STATUS_STYLE.get(r.status, "")),
                     "-" if r.exit_code is None else str(r.exit_code),
+                    _origin(r),
                     r.member,
-                    r.trigger if r.schedule is None else f"{r.trigger} ({r.schedule})",
                     output.when(r.started),
                     output.duration(r.duration),
                     r.error or "",
                 )
                 for r in found
             ),
-        )
+            whole=("id", "tool", "status", "started"),
+            clip=("error",),
+            optional=("member", "exit", "from", "took", "started"),
+            width=state.out.fit(wide),
+        ),
+        wide=wide,
     )
     if len(found) == limit:
-        state.out.note(f"the newest {limit}; --limit N for more")
+        total = state.services.runs.count(tool)
+        more = output.more_note(len(found), total) if total is not None else None
+        state.out.note(more or f"the newest {limit}; -n N for more")
 
 
 def logs(

@@ -8,6 +8,8 @@ from typing import Any
 
 import typer
 
+from ..config import WorkerSettings
+from ..models import Schedule
 from . import output
 from .state import CliState, use
 
@@ -76,7 +78,9 @@ def _last_runs(state: CliState) -> dict[str, Any]:
 
 @app.command("list")
 def list_(
-    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print a JSON array.")
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON array."),
+    wide: bool = typer.Option(False, "--wide", help="Every column, however wide the terminal."),
 ) -> None:
     """List schedules with their next fire time and last run."""
     state = use(ctx)
@@ -93,7 +97,7 @@ def list_(
         state.out.print_json(
             [
                 {
-                    **s.to_dict(),
+                    **output.iso_times(s.to_dict(), "created"),
                     "next_fire": output.iso(nf),
                     "last_run": run.id if run else None,
                     "last_status": run.status if run else None,
@@ -105,10 +109,20 @@ def list_(
     if not rows:
         state.out.note("no schedules; create one with `maomao run TOOL --daily`")
         return
-    state.out.print(
+    state.out.print_table(
         output.table(
             "Schedules",
-            ["name", "tool", "cron", "zone", "mode", "next fire", "last run", "paused"],
+            [
+                "name",
+                "tool",
+                "cron",
+                "zone",
+                "mode",
+                "next fire",
+                "last run",
+                "last run at",
+                "paused",
+            ],
             (
                 (
                     s.name,
@@ -117,13 +131,18 @@ def list_(
                     s.timezone,
                     s.mode
                     + (f" on {','.join(f'{k}={v}' for k, v in s.on.items())}" if s.on else ""),
-                    _local(nf, s.timezone),
-                    f"{run.status} ({output.when(run.started)})" if run else "-",
+                    output.when(nf),
+                    run.status if run else "-",
+                    output.when(run.started) if run else "-",
                     "yes" if s.paused else "no",
                 )
                 for s, nf, run in rows
             ),
-        )
+            whole=("name", "tool", "next fire"),
+            optional=("last run at", "zone", "mode", "paused", "cron", "last run"),
+            width=state.out.fit(wide),
+        ),
+        wide=wide,
     )
 
 
@@ -140,13 +159,40 @@ def show(
     upcoming = [] if schedule.paused else context.schedules.upcoming(schedule, time.time(), 5)
     if as_json:
         state.out.print_json(
-            {**schedule.to_dict(), "next_fires": [output.iso(t) for t in upcoming]}
+            {
+                **output.iso_times(schedule.to_dict(), "created"),
+                "next_fires": [output.iso(t) for t in upcoming],
+            }
         )
         return
-    for key, value in schedule.to_dict().items():
+    for key, value in _shown_fields(schedule, context.settings.worker):
         state.out.print(output.safe(f"{key}: {value}"), markup=False)
     for epoch in upcoming:
         state.out.print(f"next: {_local(epoch, schedule.timezone)}", markup=False)
+
+
+def _shown_fields(schedule: Schedule, defaults: WorkerSettings) -> list[tuple[str, str]]:
+    """`schedule show`: every field in words, an unset one as the default it falls back on."""
+    shown = []
+    for key, value in schedule.to_dict().items():
+        if key == "v":
+            continue
+        if key == "created":
+            text = output.when(value)
+        elif key == "retries" and value is None:
+            text = f"default ({defaults.retries})"
+        elif key == "grace" and value is None:
+            text = f"default ({output.duration(defaults.misfire_grace)})"
+        elif key == "grace":
+            text = output.duration(value)
+        elif isinstance(value, bool):
+            text = "yes" if value else "no"
+        elif isinstance(value, dict):
+            text = ",".join(f"{k}={v}" for k, v in value.items()) or "every member"
+        else:
+            text = "-" if value is None else str(value)
+        shown.append((key, text))
+    return shown
 
 
 @app.command("pause")

@@ -39,6 +39,21 @@ def _row(s: Spike) -> list[Any]:
 COLUMNS = ["tool", "time", "value", "baseline", "deviation", "score", "direction", "member", "run"]
 
 
+def _table(title: str, found: list[Spike], width: int | None) -> Any:
+    return output.table(
+        title,
+        COLUMNS,
+        (_row(s) for s in found),
+        whole=("tool", "time", "run"),
+        optional=("baseline", "member", "score", "deviation", "direction", "value", "tool"),
+        width=width,
+    )
+
+
+def _as_json(spike: Spike) -> dict[str, Any]:
+    return output.iso_times(spike.to_dict(), "found")
+
+
 def spikes(
     ctx: typer.Context,
     tool: str | None = typer.Option(None, "--tool", "-t", help="The tool whose spikes to show."),
@@ -80,6 +95,7 @@ def spikes(
         help="Say why the newest point is or is not a spike (with --json: an object "
         "with the spikes and the explanation).",
     ),
+    wide: bool = typer.Option(False, "--wide", help="Every column, however wide the terminal."),
 ) -> None:
     """Spikes in a tool's control metric: list what workers found, follow, or detect anew."""
     state = use(ctx)
@@ -115,7 +131,7 @@ def spikes(
     if tool is not None and not all_tools and (explain or (not found and not as_json)):
         verdict = _tool_verdict(state, tool, method, sensitivity, threshold)
     if as_json:
-        rows = [s.to_dict() for s in found]
+        rows = [_as_json(s) for s in found]
         if explain:
             state.out.print_json(
                 {"spikes": rows, "explanation": verdict.to_dict() if verdict else None}
@@ -126,7 +142,9 @@ def spikes(
     if not found:
         state.out.note(f"no spikes stored{' for ' + tool if tool else ''}")
     else:
-        state.out.print(output.table("Spikes (newest first)", COLUMNS, (_row(s) for s in found)))
+        state.out.print_table(
+            _table("Spikes (newest first)", found, state.out.fit(wide)), wide=wide
+        )
     if verdict is not None:
         from ..services.spikes import describe
 
@@ -162,7 +180,7 @@ def _follow(state: CliState, tool: str | None, as_json: bool) -> None:
     try:
         for spike in followed:
             if as_json:
-                sys.stdout.write(__import__("json").dumps(spike.to_dict()) + "\n")
+                sys.stdout.write(__import__("json").dumps(_as_json(spike)) + "\n")
                 sys.stdout.flush()
             else:
                 line = (
@@ -211,12 +229,10 @@ def _recompute(
             return
     if as_json:
         state.out.print_json(
-            {"found": [s.to_dict() for s in result.found], "new": result.new, "gone": result.gone}
+            {"found": [_as_json(s) for s in result.found], "new": result.new, "gone": result.gone}
         )
         return
-    state.out.print(
-        output.table(f"Recomputed ({params.method})", COLUMNS, (_row(s) for s in result.found))
-    )
+    state.out.print(_table(f"Recomputed ({params.method})", result.found, state.out.fit(False)))
     if result.new or result.gone:
         state.out.note(
             f"differences from what is stored: {len(result.new)} new {result.new[:5]}, "

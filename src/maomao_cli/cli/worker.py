@@ -105,7 +105,9 @@ def _warm_detector() -> None:
 
 
 def members(
-    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print a JSON array.")
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON array."),
+    wide: bool = typer.Option(False, "--wide", help="Every column, however wide the terminal."),
 ) -> None:
     """List the live members (workers) of the collaboration."""
     state = use(ctx)
@@ -114,12 +116,12 @@ def members(
     context = state.services
     found = live_members(context.store, context.keys)
     if as_json:
-        state.out.print_json([m.to_dict() for m in found])
+        state.out.print_json([output.iso_times(m.to_dict(), "started", "heartbeat") for m in found])
         return
     if not found:
         state.out.note("no live members; start one with `maomao worker`")
         return
-    state.out.print(
+    state.out.print_table(
         output.table(
             "Members",
             ["member", "host", "labels", "version", "started", "running"],
@@ -134,5 +136,9 @@ def members(
                 )
                 for m in found
             ),
-        )
+            whole=("member", "started"),
+            optional=("version", "labels", "host", "started"),
+            width=state.out.fit(wide),
+        ),
+        wide=wide,
     )

@@ -117,6 +117,15 @@ class RunService:
         found.sort(key=lambda r: (r.started or 0.0, r.id), reverse=True)
         return found
 
+    def count(self, tool: str | None = None) -> int | None:
+        """How many run records there are (of a tool: its index entries), counted by etcd
+        without reading them; None for a tool whose records predate its index."""
+        if tool is None:
+            return self.store.count(self.keys.runs())
+        if not self._indexed(tool):
+            return None
+        return self.store.count(self.keys.run_index(tool))
+
     def _newest(self, tool: str | None) -> Iterator[Run]:
         indexed = tool is not None and self._indexed(tool)
         if tool is None or not indexed:

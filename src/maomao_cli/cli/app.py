@@ -18,7 +18,6 @@ app = typer.Typer(
     cls=Boundary,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

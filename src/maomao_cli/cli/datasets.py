@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from . import output
+from . import completion, output
 from .output import Output
 from .state import use
 
@@ -16,7 +16,7 @@ app = typer.Typer(help="Git datasets shared by the collaboration.", no_args_is_h
 @app.command("add")
 def add(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="Dataset name."),
+    name: str = typer.Argument(..., help="Dataset name.", autocompletion=completion.datasets),
     url: str = typer.Argument(
         ..., help="Git URL: https://, ssh://, git://, file://, user@host:path or a path."
     ),
@@ -72,7 +72,7 @@ def list_(
 @app.command("show")
 def show(
     ctx: typer.Context,
-    name: str = typer.Argument(...),
+    name: str = typer.Argument(..., autocompletion=completion.datasets),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Show one dataset."""
@@ -86,7 +86,9 @@ def show(
 
 
 @app.command("rm")
-def rm(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
+def rm(
+    ctx: typer.Context, name: str = typer.Argument(..., autocompletion=completion.datasets)
+) -> None:
     """Remove a dataset from the registry (local clones stay)."""
     state = use(ctx)
     dataset = state.services.registry.remove_dataset(name)
@@ -96,7 +98,7 @@ def rm(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
 @app.command("clone")
 def clone(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="Dataset name."),
+    name: str = typer.Argument(..., help="Dataset name.", autocompletion=completion.datasets),
     dest: str | None = typer.Option(
         None, "--dest", help="Directory to clone into (default: <importdir>/datasets/NAME)."
     ),
@@ -114,7 +116,10 @@ def clone(
 
 
 @app.command("pull")
-def pull(ctx: typer.Context, name: str = typer.Argument(..., help="Dataset name.")) -> None:
+def pull(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Dataset name.", autocompletion=completion.datasets),
+) -> None:
     """Bring this member's clone up to date (fast-forward, or merge non-conflicting changes)."""
     state = use(ctx)
     with GitProgress(state.out) as progress:
@@ -139,7 +144,10 @@ def pull(ctx: typer.Context, name: str = typer.Argument(..., help="Dataset name.
 
 
 @app.command("push")
-def push(ctx: typer.Context, name: str = typer.Argument(..., help="Dataset name.")) -> None:
+def push(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Dataset name.", autocompletion=completion.datasets),
+) -> None:
     """Push this member's local commits now (runs push on their own when --push is set)."""
     state = use(ctx)
     state.services.datasets.push(name)
@@ -149,7 +157,7 @@ def push(ctx: typer.Context, name: str = typer.Argument(..., help="Dataset name.
 @app.command("status")
 def status(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="Dataset name."),
+    name: str = typer.Argument(..., help="Dataset name.", autocompletion=completion.datasets),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
 ) -> None:
     """Commits not pushed yet, uncommitted files, and the last push error."""
@@ -186,7 +194,10 @@ def status(
 
 
 @app.command("key")
-def key(ctx: typer.Context, name: str = typer.Argument(..., help="Dataset name.")) -> None:
+def key(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Dataset name.", autocompletion=completion.datasets),
+) -> None:
     """Create (once) and print the dataset's SSH key, to add as a deploy key."""
     state = use(ctx)
     path, public = state.services.datasets.key(name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import output
+from . import completion, output
 from .state import use
 
 
@@ -15,7 +15,11 @@ def register(
         ..., help="Docker image reference, e.g. ghcr.io/group/collector:1.2."
     ),
     dataset: str | None = typer.Option(
-        None, "--dataset", "-d", help="Dataset the tool writes into."
+        None,
+        "--dataset",
+        "-d",
+        help="Dataset the tool writes into.",
+        autocompletion=completion.datasets,
     ),
     author: str | None = typer.Option(None, "--author", help="Who maintains the tool."),
     description: str | None = typer.Option(None, "--description", help="What the tool collects."),
@@ -90,7 +94,10 @@ def register(
     state.out.success(f"{verb} tool [bold]{name}[/bold] → {image}")
 
 
-def unregister(ctx: typer.Context, name: str = typer.Argument(..., help="Tool name.")) -> None:
+def unregister(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Tool name.", autocompletion=completion.tools),
+) -> None:
     """Remove a tool from the registry (its data and runs stay)."""
     state = use(ctx)
     tool = state.services.registry.unregister_tool(name)

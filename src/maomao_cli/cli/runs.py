@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from ..errors import BadInput, Interrupted, RunFailed
-from . import output
+from . import completion, output
 from .output import Output
 from .state import CliState, use
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 def run(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="Tool name."),
+    name: str = typer.Argument(..., help="Tool name.", autocompletion=completion.tools),
     hourly: bool = typer.Option(False, "--hourly", help="Schedule: every hour at minute 0."),
     daily: bool = typer.Option(False, "--daily", help="Schedule: every day at 00:00."),
     weekly: bool = typer.Option(False, "--weekly", help="Schedule: every Sunday at 00:00."),
@@ -244,7 +244,9 @@ def _origin(record: Run) -> str:
 
 def runs(
     ctx: typer.Context,
-    tool: str | None = typer.Option(None, "--tool", "-t", help="Only the runs of this tool."),
+    tool: str | None = typer.Option(
+        None, "--tool", "-t", help="Only the runs of this tool.", autocompletion=completion.tools
+    ),
     limit: int = typer.Option(
         DEFAULT_LIMIT, "--limit", "-n", min=1, help="At most this many, the newest."
     ),
@@ -297,7 +299,9 @@ def runs(
 
 def logs(
     ctx: typer.Context,
-    run_id: str = typer.Argument(..., help="Run id, from `maomao runs`."),
+    run_id: str = typer.Argument(
+        ..., help="Run id, from `maomao runs`.", autocompletion=completion.runs
+    ),
     raw: bool = typer.Option(
         False, "--raw", help="Print the output as the container wrote it, escape sequences too."
     ),

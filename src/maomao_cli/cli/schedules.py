@@ -10,7 +10,7 @@ import typer
 
 from ..config import WorkerSettings
 from ..models import Schedule
-from . import output
+from . import completion, output
 from .state import CliState, use
 
 app = typer.Typer(help="Schedules: list, show, pause, resume, rm.", no_args_is_help=True)
@@ -149,7 +149,7 @@ def list_(
 @app.command("show")
 def show(
     ctx: typer.Context,
-    name: str = typer.Argument(...),
+    name: str = typer.Argument(..., autocompletion=completion.schedules),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Show one schedule and its next fire times."""
@@ -196,7 +196,9 @@ def _shown_fields(schedule: Schedule, defaults: WorkerSettings) -> list[tuple[st
 
 
 @app.command("pause")
-def pause(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
+def pause(
+    ctx: typer.Context, name: str = typer.Argument(..., autocompletion=completion.schedules)
+) -> None:
     """Pause a schedule (workers stop firing it)."""
     state = use(ctx)
     state.services.schedules.set_paused(name, True)
@@ -204,7 +206,9 @@ def pause(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
 
 
 @app.command("resume")
-def resume(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
+def resume(
+    ctx: typer.Context, name: str = typer.Argument(..., autocompletion=completion.schedules)
+) -> None:
     """Resume a paused schedule."""
     state = use(ctx)
     state.services.schedules.set_paused(name, False)
@@ -212,7 +216,9 @@ def resume(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
 
 
 @app.command("rm")
-def rm(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
+def rm(
+    ctx: typer.Context, name: str = typer.Argument(..., autocompletion=completion.schedules)
+) -> None:
     """Remove a schedule (its runs stay)."""
     state = use(ctx)
     state.services.schedules.remove(name)

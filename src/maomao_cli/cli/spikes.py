@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from ..errors import BadInput
-from . import output
+from . import completion, output
 from .state import CliState, use
 
 if TYPE_CHECKING:
@@ -56,7 +56,13 @@ def _as_json(spike: Spike) -> dict[str, Any]:
 
 def spikes(
     ctx: typer.Context,
-    tool: str | None = typer.Option(None, "--tool", "-t", help="The tool whose spikes to show."),
+    tool: str | None = typer.Option(
+        None,
+        "--tool",
+        "-t",
+        help="The tool whose spikes to show.",
+        autocompletion=completion.tools,
+    ),
     all_tools: bool = typer.Option(False, "--all", help="Every tool's spikes."),
     since: str | None = typer.Option(
         None, "--since", help="Only spikes at or after this time (ISO, e.g. 2026-11-01)."

@@ -10,7 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-export COLUMNS="${COLUMNS:-150}"  # readable tables when the output is piped or logged
+# Tables fit the terminal; piped or logged, they get 150 columns.
+[ -t 1 ] || export COLUMNS="${COLUMNS:-150}"
 DURATION=""
 ACTION=run
 while [ $# -gt 0 ]; do

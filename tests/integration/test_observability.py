@@ -180,6 +180,8 @@ def check_metrics(
     }
     (later,) = [s for s in listed if s["name"] == "later"]
     assert next_fires == {"later": epoch(later["next_fire"])}
+    periods = {s["schedule"]: v for s, v in samples["maomao_schedule_period_seconds"]}
+    assert periods == {"later": 86400.0}
     assert value(samples, "maomao_etcd_up") == 1
     assert samples["maomao_build_info"] == [({"version": "0.1.0"}, 1.0)]
 

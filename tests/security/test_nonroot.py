@@ -95,7 +95,9 @@ def test_the_unit_runs_as_a_dedicated_user_with_only_its_two_paths_writable() ->
     }
     assert {key: service.get(key) for key in expected} == expected
     assert service["StateDirectory"][0].split()[0] == "maomao"
-    assert "maomao worker --check" in service["ExecStartPost"][0]
+    # Ready once registered, watched by systemd (tests/unit/test_systemd_notify.py).
+    assert (service["Type"], service["NotifyAccess"]) == (["notify"], ["main"])
+    assert service["WatchdogSec"] == ["60"]
 
 
 def test_the_documented_config_is_valid_and_names_the_units_paths(tmp_path: Path) -> None:
@@ -489,7 +491,7 @@ def test_a_worker_as_a_docker_group_user_writes_only_as_that_user(
         try:
             succeeded, refused = wait_for_outcomes(root_env, worker, log)
             assert_runs_as(user, worker.pid)
-            # The unit's ExecStartPost health probe, as the same user.
+            # The health probe (`maomao worker --check`), as the same user.
             check = subprocess.run(
                 python_as_user(user, layout, docker, "-m", "maomao_cli", "worker", "--check"),
                 capture_output=True,

@@ -69,6 +69,7 @@ def test_counts_follow_the_worker() -> None:
     assert last == pytest.approx(START + 3.2)
     assert sample(r, "maomao_schedule_next_fire_timestamp_seconds", schedule="s") == START + 4
     assert sample(r, "maomao_schedule_next_fire_timestamp_seconds", schedule="p") is None
+    assert sample(r, "maomao_schedule_period_seconds", schedule="s") == 1.0
     assert sample(r, "maomao_member_running_runs") == 0
     assert sample(r, "maomao_etcd_up") == 1
     assert sample(r, "maomao_build_info", version="0.1.0") == 1

@@ -175,6 +175,11 @@ class _WorkerState(Collector):
             "When each schedule this member follows fires next (paused ones are left out).",
             labels=["schedule"],
         )
+        period = GaugeMetricFamily(
+            "maomao_schedule_period_seconds",
+            "Seconds between a schedule's next two firings (for alerts on missing successes).",
+            labels=["schedule"],
+        )
         running = GaugeMetricFamily(
             "maomao_member_running_runs", "Runs in progress on this member."
         )
@@ -188,10 +193,13 @@ class _WorkerState(Collector):
                 if not schedule.paused:
                     cron = self._cron(schedule.cron, schedule.timezone)
                     if cron is not None:
-                        next_fire.add_metric([schedule.name], cron.next_after(now))
+                        upcoming = cron.next_after(now)
+                        next_fire.add_metric([schedule.name], upcoming)
+                        period.add_metric([schedule.name], cron.next_after(upcoming) - upcoming)
             running.add_metric([], worker.running())
             etcd_up.add_metric([], 1.0 if worker.etcd_reachable() else 0.0)
         yield next_fire
+        yield period
         yield running
         yield etcd_up
 

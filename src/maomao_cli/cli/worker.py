@@ -75,9 +75,11 @@ def worker(
         nonlocal signals_seen
         signals_seen += 1
         if signals_seen == 1:
+            name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
             logging.getLogger("maomao.worker").info(
-                "%s: finishing running runs (again to stop them now)",
-                signal.Signals(signum).name,
+                "%s: stopping; running runs finish first (%s again stops them now)",
+                name,
+                name,
                 extra={"event": "signal"},
             )
             stop.set()

@@ -333,6 +333,7 @@ class Worker:
         delay = 0.5
         said = ""
         while not stop.is_set():
+            self._observer.turn()  # alive while it retries: the service manager must not kill it
             try:
                 if self._store is not None:
                     self._store.close()

@@ -29,7 +29,12 @@ done
 pip_install() {
   .venv/bin/python -m pip install --quiet "$@" 2> >(grep -v "^WARNING: Location '" >&2)
 }
-say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+# Bold on a terminal; plain when piped or logged, or with NO_COLOR set.
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
+  say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+else
+  say() { printf '==> %s\n' "$*"; }
+fi
 DOCKER_DIR=/var/lib/maomao-demo/docker
 DOCKER_SOCK=/run/maomao-demo/docker.sock
 MAOMAO="$ROOT/.venv/bin/maomao"
@@ -167,7 +172,7 @@ fi
 trap - INT
 
 echo
-"$MAOMAO" runs --tool dummy --limit 12
+"$MAOMAO" runs --tool dummy  # the newest 20, and how many more
 "$MAOMAO" spikes --tool dummy
 "$MAOMAO" spikes --tool dummy --chart || true
 cat <<TXT

@@ -203,12 +203,13 @@ def table(
         show_edge=False,
         pad_edge=False,
     )
+    clip_width = _clip_width(columns, cells, shown, whole, clip, width)
     for index in shown:
         name = columns[index]
         if name in whole:
             grid.add_column(name, no_wrap=True, min_width=_widest(name, cells, index))
         elif name in clip:
-            grid.add_column(name, no_wrap=True, overflow="ellipsis")
+            grid.add_column(name, no_wrap=True, overflow="ellipsis", max_width=clip_width)
         else:
             grid.add_column(name, overflow="fold")
     for row in cells:
@@ -218,6 +219,25 @@ def table(
 
 def _widest(name: str, cells: list[list[Text]], index: int) -> int:
     return max([len(name), *(row[index].cell_len for row in cells)])
+
+
+def _clip_width(
+    columns: Sequence[str],
+    cells: list[list[Text]],
+    shown: list[int],
+    whole: Sequence[str],
+    clip: Sequence[str],
+    width: int | None,
+) -> int | None:
+    """What each clipped column may take of the width the others leave (Rich would
+    otherwise squeeze every column alike, whole ones too)."""
+    clipped = [i for i in shown if columns[i] in clip]
+    if width is None or not clipped:
+        return None
+    others = [i for i in shown if columns[i] not in clip]
+    least = _least_width(columns, cells, others, whole, clip) if others else 0
+    spare = width - least - 3 * len(clipped)
+    return max(8, spare // len(clipped))
 
 
 def _least_width(
@@ -233,7 +253,7 @@ def _least_width(
     for index in shown:
         name = columns[index]
         widest = _widest(name, cells, index)
-        total += widest if name in whole else min(widest, 12 if name in clip else 10)
+        total += widest if name in whole else min(widest, 16 if name in clip else 10)
     return total + 3 * (len(shown) - 1)  # padding and the space between columns
 
 

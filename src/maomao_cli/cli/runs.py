@@ -284,7 +284,7 @@ def runs(
                 )
                 for r in found
             ),
-            whole=("id", "tool", "status", "started"),
+            whole=("id", "tool", "status", "from", "member", "started"),
             clip=("error",),
             optional=("member", "exit", "from", "took", "started"),
             width=state.out.fit(wide),

@@ -168,3 +168,18 @@ def test_schedule_show_has_no_none_nor_epoch(make_cli: MakeCli) -> None:
     assert "retries: default (2)" in shown.out
     assert "created: 2030-03-17 17:46:40Z" in shown.out
     assert "on: gpu=yes,region=eu-west" in shown.out or "on: region=eu-west,gpu=yes" in shown.out
+
+
+def test_no_color_is_honoured(make_cli: MakeCli) -> None:
+    color = re.compile(r"\x1b\[(?:[0-9;]*;)?(?:3[0-9]|9[0-7]|38;5;\d+|38;2;[\d;]+)m")
+    forced = filled(make_cli).invoke("runs")
+    forced_cli = make_cli(env={"COLUMNS": "80", "FORCE_COLOR": "1"})
+    forced_cli.store = filled(make_cli).store
+    coloured = forced_cli.invoke("runs")
+    plain_cli = make_cli(env={"COLUMNS": "80", "FORCE_COLOR": "1", "NO_COLOR": "1"})
+    plain_cli.store = forced_cli.store
+    plain = plain_cli.invoke("runs")
+    assert "\x1b" not in forced.out  # not a terminal: no escape code at all
+    assert color.search(coloured.out), coloured.out  # the status colours, when forced
+    assert not color.search(plain.out), plain.out
+    assert "20300317T172940Z-00001d" in plain.out

@@ -293,8 +293,11 @@ def runs(
     )
     if len(found) == limit:
         total = state.services.runs.count(tool)
-        more = output.more_note(len(found), total) if total is not None else None
-        state.out.note(more or f"the newest {limit}; -n N for more")
+        # Counted by etcd without reading them; unknown for a tool without an index.
+        more = f"the newest {limit}; -n N for more" if total is None else None
+        more = more or output.more_note(len(found), total or 0)
+        if more:
+            state.out.note(more)
 
 
 def logs(

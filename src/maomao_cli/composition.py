@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING
 
 from .keys import Keys
@@ -179,13 +179,16 @@ class Services:
     def make_dataset_service(self, store: Store) -> DatasetService:
         from .services.datasets import DatasetService
         from .services.registry import Registry
+        from .services.runs import mark_pushed
 
         registry = (
             self.registry
             if store is self._store
             else Registry(store, self.keys, allow_local_urls=self.settings.git.allow_local)
         )
-        return DatasetService(self.settings, registry, self.settings.member, self.git)
+        service = DatasetService(self.settings, registry, self.settings.member, self.git)
+        service.on_pushed = partial(mark_pushed, store, self.keys)
+        return service
 
     def make_worker(
         self, *, labels: dict[str, str] | None = None, max_parallel: int | None = None

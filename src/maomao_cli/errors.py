@@ -114,6 +114,12 @@ class GitError(MaomaoError):
     code = "git"
 
 
+class PushRejected(GitError):
+    """The remote refused a push because its branch moved on: fetch, merge, push again."""
+
+    code = "git-rejected"
+
+
 class ContainerError(MaomaoError):
     """The container engine refused or failed an operation (pull, create, start)."""
 

@@ -120,6 +120,11 @@ class Tool(Record):
     # Bytes its data directory may hold; each member keeps the lower of this and its own
     # [data] max_tool_bytes (a record from etcd cannot raise a member's limit).
     max_data: int | None = None
+    # A dataset tool's files in <data-subdir>/<member>/ of the dataset, so members never
+    # write the same file; None: when one of its schedules runs --everywhere.
+    member_folders: bool | None = None
+    # How far a member's control value may be from the majority's in `maomao audit`.
+    audit_tolerance: float | None = None
     created: float = 0.0
     updated: float = 0.0
 
@@ -201,6 +206,14 @@ class Run(Record):
     # "no-new-data" (docs/spikes.md); None when its data looks like a run's data.
     data_warning: str | None = None
     log_tail: list[str] = field(default_factory=list)
+    # Provenance in the dataset: the commit this run produced and whether it is on the
+    # remote (None: no dataset, or nothing committed; False until a push takes it).
+    dataset_commit: str | None = None
+    pushed: bool | None = None
+    # The tool's insights.json (a JSON object, at most insights.MAX_BYTES).
+    insights: dict[str, Any] | None = None
+    # False when a retry cannot succeed (the data directory's owner, a missing image).
+    retryable: bool = True
 
     @property
     def duration(self) -> float | None:

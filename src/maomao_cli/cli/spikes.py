@@ -46,6 +46,9 @@ def spikes(
     since: str | None = typer.Option(
         None, "--since", help="Only spikes at or after this time (ISO, e.g. 2026-11-01)."
     ),
+    member: str | None = typer.Option(
+        None, "--member", "-m", help="Only the spikes found in this member's runs."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array."),
     follow: bool = typer.Option(
         False, "--follow", "-f", help="Print each new spike as it is stored."
@@ -110,7 +113,11 @@ def spikes(
             state, tool, method, sensitivity, threshold, as_json, chart, plot, show_table=recompute
         )
         return
-    found = context.spikes.stored(None if all_tools else tool, since)
+    if member is not None:
+        from .. import validation
+
+        validation.name(member, "member name")
+    found = context.spikes.stored(None if all_tools else tool, since, member)
     verdict = None
     if tool is not None and not all_tools and (explain or (not found and not as_json)):
         verdict = _tool_verdict(state, tool, method, sensitivity, threshold)

@@ -11,6 +11,7 @@ The data directory's size limit is held here too (services/datalimit.py).
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 import threading
@@ -26,7 +27,7 @@ from ..keys import Keys
 from ..models import FINAL_STATUSES, Run, Tool, cap_tail
 from ..ports import ContainerResult, ContainerRunner, ContainerSpec, PullProgress
 from ..store.base import Store, scan_pages
-from . import datalimit, staging
+from . import datalimit, insights, ownership, runcontext, staging
 from .feeds import Feed
 from .records import decode, load
 
@@ -61,6 +62,7 @@ class RunService:
         self.data_watch_interval = data_watch_interval  # seconds between measures in a run
         self._hooks: list[AfterRunHook] = []
         self._resolver: DataDirResolver | None = None
+        self.chown: ownership.Chown = os.chown  # tests pass a failing one
 
     # Extension points ------------------------------------------------------
 
@@ -277,15 +279,30 @@ class RunService:
             return failed(found.describe("run refused before its container started"))
         spec = self.spec_for(tool, run, data_dir)
         try:
+            ownership.prepare(data_dir, spec.user, chown=self.chown)
+        except ownership.NotWritable as exc:
+            log.warning("run %s of %s refused: %s", run.id, tool.name, exc)
+            return failed(str(exc), retryable=False)
+        try:
             result, over = self._contain(spec, limit, on_output, cancel)
         except (ContainerError, Unavailable) as exc:
             return failed(exc.message)
         run = self._finish(run, result, data_dir)
+        if run.status == "succeeded":
+            run = self._with_insights(run, data_dir)
         if over is not None:
             # Failed, so the after-run hooks neither commit nor push what it wrote.
             error = over if result.error is None else f"{over}; {result.error}"
             run = replace(run, status="failed", error=error)
         return run, data_dir
+
+    def _with_insights(self, run: Run, data_dir: Path) -> Run:
+        found = insights.read(data_dir)
+        if found.warning is not None:
+            log.warning("run %s of %s: %s", run.id, run.tool, found.warning)
+            warning = f"{run.warning}; {found.warning}" if run.warning else found.warning
+            return replace(run, warning=warning)
+        return run if found.value is None else replace(run, insights=found.value)
 
     # Data limit ------------------------------------------------------------
 
@@ -321,7 +338,7 @@ class RunService:
         return ContainerSpec(
             image=tool.image,
             name=f"maomao-{tool.name}-{run.id}",
-            env=dict(tool.env),
+            env=runcontext.with_context(dict(tool.env), run),
             data_dir=data_dir,
             labels={"maomao.tool": tool.name, "maomao.run": run.id, "maomao.member": self.member},
             network=tool.network or docker.network,
@@ -364,6 +381,16 @@ class RunService:
             self.save(run)
         except Unavailable as exc:
             log.warning("could not record run %s: %s", run.id, exc)
+
+
+def mark_pushed(store: Store, keys: Keys, run_ids: list[str]) -> None:
+    """Mark these runs' dataset commits as on the remote (a later push took them)."""
+    for run_id in run_ids:
+        if not _RUN_ID.fullmatch(run_id):
+            continue  # the note is maomao's own, but a run id builds a key
+        run = load(store, keys.run(run_id), Run)
+        if run is not None and run.pushed is False:
+            store.put(keys.run(run_id), replace(run, pushed=True).to_json())
 
 
 def _one_line(exc: BaseException) -> str:

@@ -316,7 +316,9 @@ def test_two_members_in_turn_both_commits_reach_the_remote(
         assert sum(run_id in m for m in messages) == 1, (run_id, messages)
     fresh = seed_repo.fresh_clone(tmp_path / "fresh")
     assert len(list(fresh.glob("control-*.csv"))) == 4
-    assert (fresh / ".dummy-run-count").read_text().strip() == "4"  # each saw the last
+    # The tool keeps its state per member (MAOMAO_MEMBER): two runs each, nothing shared.
+    assert (fresh / ".dummy-run-count-a").read_text().strip() == "2"
+    assert (fresh / ".dummy-run-count-b").read_text().strip() == "2"
     for env in (a, b):
         assert status_json(env, "shared")["ahead"] == 0
 

@@ -113,11 +113,7 @@ def spikes(
             state, tool, method, sensitivity, threshold, as_json, chart, plot, show_table=recompute
         )
         return
-    if member is not None:
-        from .. import validation
-
-        validation.name(member, "member name")
-    found = context.spikes.stored(None if all_tools else tool, since, member)
+    found = _stored(state, None if all_tools else tool, since, member)
     verdict = None
     if tool is not None and not all_tools and (explain or (not found and not as_json)):
         verdict = _tool_verdict(state, tool, method, sensitivity, threshold)
@@ -138,6 +134,16 @@ def spikes(
         from ..services.spikes import describe
 
         state.out.note(output.safe(f"newest point of {tool}'s local series: {describe(verdict)}"))
+
+
+def _stored(
+    state: CliState, tool: str | None, since: str | None, member: str | None
+) -> list[Spike]:
+    if member is not None:
+        from .. import validation
+
+        validation.name(member, "member name")
+    return state.services.spikes.stored(tool, since, member)
 
 
 def _tool_verdict(

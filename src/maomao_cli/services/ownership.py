@@ -51,7 +51,8 @@ def prepare(
         try:
             _hand_over(data_dir, uid, -1 if gid is None else gid, chown)
         except OSError as exc:
-            raise NotWritable(_line(data_dir, user, f"cannot change its owner: {exc.strerror}"))
+            why = f"cannot change its owner: {exc.strerror}"
+            raise NotWritable(_line(data_dir, user, why)) from None
         return
     st = os.stat(data_dir, follow_symlinks=False)
     if uid == 0 or _writable(st, uid, gid):

@@ -235,9 +235,7 @@ class SpikeService:
             raise BadInput(str(exc)) from None
         found = [self._spike(tool.name, d, params, None) for d in detect(series.points, params)]
         # This member's series: what it stored (or a record from before members were kept).
-        stored = {
-            s.sortable for s in self.stored(tool.name) if s.member in (None, self.member)
-        }
+        stored = {s.sortable for s in self.stored(tool.name) if s.member in (None, self.member)}
         now = {s.sortable for s in found}
         result = Recomputed(
             sorted(found, key=lambda s: s.sortable, reverse=True),

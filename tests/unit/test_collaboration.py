@@ -289,3 +289,52 @@ def test_the_first_run_into_an_empty_remote_creates_its_branch(
     assert run.pushed is True
     assert git.remotes[URL].branches["main"] == run.dataset_commit
     assert replace(run, pushed=None).dataset_commit == run.dataset_commit
+
+
+def test_a_run_that_cannot_succeed_on_retry_is_not_retried() -> None:
+    """The worker retries a failed run only when its record says a retry can change
+    something (not: the data directory's owner): the fake-clock worker of
+    test_worker_memory, one firing with retries left."""
+    import threading
+
+    from fakes.clock import START, FakeClock
+    from maomao_cli.services.worker import Worker
+    from test_worker_memory import KEYS as WKEYS
+    from test_worker_memory import FakeRuns, Journal, inline_pool, put_schedule, settings
+
+    class Refused(FakeRuns):
+        def execute(self, tool: Tool, **kwargs: object) -> Run:
+            run = super().execute(tool, **kwargs)  # type: ignore[arg-type]
+            final = replace(run, status="failed", retryable=False, error="data directory ...")
+            self.save(final)
+            return final
+
+    clock = FakeClock()
+    store = MemoryStore(clock=clock.monotonic)
+    store.put(WKEYS.tool("t"), Tool(name="t", image="img").to_json())
+    put_schedule(store, cron="41 * * * * *", retries=3)  # START is at :40
+    journal = Journal()
+    worker = Worker(
+        settings(),
+        store_factory=lambda: store,
+        make_runs=lambda given: Refused(given, "a", journal, clock),
+        member="a",
+        clock=clock,
+        make_pool=inline_pool,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        assert worker.ready.wait(10)
+        clock.wait_for_waiters(2)
+        for _ in range(5):
+            clock.advance(1.0)
+    finally:
+        stop.set()
+        for _ in range(40):
+            if not thread.is_alive():
+                break
+            clock.advance(0.5)
+        thread.join(10)
+    assert [(e.fire_time, e.attempt) for e in journal.executions] == [(START + 1, 1)]

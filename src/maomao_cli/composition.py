@@ -173,6 +173,7 @@ class Services:
         runs.add_hook(spikes.check_after_run)
         datasets = self.make_dataset_service(store)
         runs.set_data_dir_resolver(datasets.data_dir)
+        runs.set_run_guard(datasets.run_lock)
         runs.add_hook(datasets.after_run)
         return runs
 

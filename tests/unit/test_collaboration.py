@@ -56,6 +56,7 @@ def member(
     datasets.sleep = waits.append
     datasets.random = lambda: 0.5
     runs.set_data_dir_resolver(datasets.data_dir)
+    runs.set_run_guard(datasets.run_lock)
     runs.add_hook(datasets.after_run)
     return Member(name, runs, datasets, waits, root)
 
@@ -338,3 +339,30 @@ def test_a_run_that_cannot_succeed_on_retry_is_not_retried() -> None:
             clock.advance(0.5)
         thread.join(10)
     assert [(e.fire_time, e.attempt) for e in journal.executions] == [(START + 1, 1)]
+
+
+def test_overlapping_runs_of_a_dataset_tool_take_turns_in_its_staging_folder(
+    tmp_path: Path, store: MemoryStore, git: FakeGit
+) -> None:
+    """Two runs at once on one member (--allow-overlap, or an overlap guard lost with a
+    member lease): the second waits for the first, so it never resets the staging folder
+    under the first one's feet, and both runs' files reach the remote."""
+    import threading
+
+    tool = register(store, Tool(name="t", image="i", dataset="shared"))
+    runner = ScriptedRunner(block=True, files={"c-{n}.csv": "1\n"})
+    a = member(tmp_path, "a", store, git, runner)
+    done: list[Run] = []
+    first = threading.Thread(target=lambda: done.append(a.runs.execute(tool)))
+    first.start()
+    assert runner.started.wait(10)
+    second = threading.Thread(target=lambda: done.append(a.runs.execute(tool)))
+    second.start()
+    while len(a.runs.list()) < 2:  # the second is recorded `running`, then waits its turn
+        threading.Event().wait(0.01)
+    runner.release()
+    first.join(20)
+    second.join(20)
+    assert [r.status for r in done] == ["succeeded", "succeeded"]
+    assert all(r.pushed is True for r in done), done
+    assert {p for p in git.remote_files(URL) if p.startswith("c-")} == {"c-1.csv", "c-2.csv"}

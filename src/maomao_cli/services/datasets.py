@@ -346,6 +346,17 @@ class DatasetService:
         base = "/".join(staging.subdir_parts(tool.data_subdir))
         return f"{base}/{self.member}" if base else self.member
 
+    def run_lock(self, tool: Tool) -> contextlib.AbstractContextManager[None]:
+        """The run guard: one run at a time of a dataset tool on this member (threads and
+        processes), since its runs share one staging folder; a run that overlaps another
+        (--allow-overlap, or a guard lost with a member lease) waits for it."""
+        if tool.dataset is None:
+            return contextlib.nullcontext()
+        validation.name(tool.name, "tool name")
+        folder = self._statedir / "tools"
+        folder.mkdir(parents=True, exist_ok=True)
+        return _flocked(folder / f"{tool.name}.lock")
+
     @contextlib.contextmanager
     def _staging(self, tool: Tool) -> Iterator[int]:
         fd = staging.open_tool_dir(self._importdir, tool.name)

@@ -17,6 +17,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ log = logging.getLogger("maomao.runs")
 
 AfterRunHook = Callable[[Tool, Run, Path], Run | None]
 DataDirResolver = Callable[[Tool], Path]
+RunGuard = Callable[[Tool], AbstractContextManager[None]]
 
 _RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,127}")
 # Keys-only pages of a tool's run index: about 80 bytes a key.
@@ -62,6 +64,7 @@ class RunService:
         self.data_watch_interval = data_watch_interval  # seconds between measures in a run
         self._hooks: list[AfterRunHook] = []
         self._resolver: DataDirResolver | None = None
+        self._guard: RunGuard = lambda tool: nullcontext()
         self.chown: ownership.Chown = os.chown  # tests pass a failing one
 
     # Extension points ------------------------------------------------------
@@ -75,6 +78,11 @@ class RunService:
         """Let another service prepare a tool's data directory (a dataset tool's staging
         folder); it is called once per run, before the container starts."""
         self._resolver = resolver
+
+    def set_run_guard(self, guard: RunGuard) -> None:
+        """Hold guard(tool) from the data directory's preparation to the last hook: a
+        dataset tool's staging folder serves one run at a time on this member."""
+        self._guard = guard
 
     def data_dir_for(self, tool: Tool) -> Path:
         if self._resolver is not None:
@@ -228,18 +236,21 @@ class RunService:
             started=self.clock(),
         )
         self.save(run)
-        try:
-            if on_start is not None:
-                on_start(run)
-            run, data_dir = self._execute(run, tool, on_output, cancel, progress)
-        except BaseException as exc:
-            # Ctrl-C or a bug: the record must not stay `running` forever.
-            error = "interrupted" if isinstance(exc, KeyboardInterrupt) else _one_line(exc)
-            self._save_quietly(replace(run, status="failed", finished=self.clock(), error=error))
-            raise
-        self.save(run)
-        if run.status == "succeeded" and data_dir is not None:
-            run = self._call_hooks(tool, run, data_dir)
+        with self._guard(tool):
+            try:
+                if on_start is not None:
+                    on_start(run)
+                run, data_dir = self._execute(run, tool, on_output, cancel, progress)
+            except BaseException as exc:
+                # Ctrl-C or a bug: the record must not stay `running` forever.
+                error = "interrupted" if isinstance(exc, KeyboardInterrupt) else _one_line(exc)
+                self._save_quietly(
+                    replace(run, status="failed", finished=self.clock(), error=error)
+                )
+                raise
+            self.save(run)
+            if run.status == "succeeded" and data_dir is not None:
+                run = self._call_hooks(tool, run, data_dir)
         try:
             self.prune(tool.name)
         except Unavailable as exc:

@@ -8,11 +8,15 @@ them, with its own importdir and statedir. Tables of members and firings, no sle
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+from test_worker_memory import KEYS as WKEYS
+from test_worker_memory import FakeRuns, Journal, inline_pool, put_schedule, settings
 
+from fakes.clock import START, FakeClock
 from fakes.git import FakeGit
 from maomao_cli.adapters.containers import ScriptedRunner
 from maomao_cli.config import DataSettings, DockerSettings, GitSettings, Settings, WorkerSettings
@@ -23,6 +27,7 @@ from maomao_cli.models import Dataset, Run, Schedule, Tool
 from maomao_cli.services.datasets import DatasetService, commit_message
 from maomao_cli.services.registry import Registry
 from maomao_cli.services.runs import RunService, mark_pushed
+from maomao_cli.services.worker import Worker
 from maomao_cli.store.memory import MemoryStore
 
 URL = "git://git.example.org/shared.git"
@@ -296,12 +301,6 @@ def test_a_run_that_cannot_succeed_on_retry_is_not_retried() -> None:
     """The worker retries a failed run only when its record says a retry can change
     something (not: the data directory's owner): the fake-clock worker of
     test_worker_memory, one firing with retries left."""
-    import threading
-
-    from fakes.clock import START, FakeClock
-    from maomao_cli.services.worker import Worker
-    from test_worker_memory import KEYS as WKEYS
-    from test_worker_memory import FakeRuns, Journal, inline_pool, put_schedule, settings
 
     class Refused(FakeRuns):
         def execute(self, tool: Tool, **kwargs: object) -> Run:
@@ -347,8 +346,6 @@ def test_overlapping_runs_of_a_dataset_tool_take_turns_in_its_staging_folder(
     """Two runs at once on one member (--allow-overlap, or an overlap guard lost with a
     member lease): the second waits for the first, so it never resets the staging folder
     under the first one's feet, and both runs' files reach the remote."""
-    import threading
-
     tool = register(store, Tool(name="t", image="i", dataset="shared"))
     runner = ScriptedRunner(block=True, files={"c-{n}.csv": "1\n"})
     a = member(tmp_path, "a", store, git, runner)

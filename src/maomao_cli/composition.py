@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .config import Settings
     from .etcdvalues import Tls
     from .ports import Clock, ConnectAdmin, ContainerRunner, DatasetSync, EtcdAdmin
+    from .services.audit import AuditService
     from .services.cluster import ClusterService
     from .services.datasets import DatasetService
     from .services.members import MemberService
@@ -151,6 +152,12 @@ class Services:
         from .services.spikes import SpikeService
 
         return SpikeService(self.store, self.keys, self.settings, self.settings.member)
+
+    @cached_property
+    def audit(self) -> AuditService:
+        from .services.audit import AuditService
+
+        return AuditService(self.store, self.keys, notify=self.spikes.notify_event)
 
     @cached_property
     def members(self) -> MemberService:

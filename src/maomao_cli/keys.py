@@ -80,5 +80,11 @@ class Keys:
         # without a member (written before) are read as they are.
         return self._p("spikes", tool, sortable if member is None else f"{sortable}@{member}")
 
+    def divergences(self, tool: str | None = None) -> str:
+        return self._p("divergences", tool, "") if tool else self._p("divergences", "")
+
+    def divergence(self, tool: str, epoch: int, member: str) -> str:
+        return self._p("divergences", tool, f"{epoch}@{member}")
+
     def leaf(self, key: str) -> str:
         return key.rsplit("/", 1)[-1]

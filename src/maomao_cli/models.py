@@ -214,6 +214,10 @@ class Run(Record):
     insights: dict[str, Any] | None = None
     # False when a retry cannot succeed (the data directory's owner, a missing image).
     retryable: bool = True
+    # What the run produced (services/snapshots.py): files new or changed, by sha256,
+    # and its control value; what `maomao audit` compares between members.
+    outputs: dict[str, str] | None = None
+    control: float | None = None
 
     @property
     def duration(self) -> float | None:
@@ -250,4 +254,21 @@ class Spike(Record):
     rule: str | None = None  # which rule found it: seed, robust or seasonal
     run_id: str | None = None
     member: str | None = None
+    found: float = 0.0
+
+
+@dataclass(frozen=True)
+class Divergence(Record):
+    """A member whose control value at one --everywhere firing is off the majority's by
+    more than the tool's audit tolerance (`maomao audit`)."""
+
+    kind: ClassVar[str] = "divergence"
+    tool: str
+    fire_time: float
+    member: str
+    value: float
+    majority: float
+    tolerance: float = 0.0
+    run_id: str | None = None
+    schedule: str | None = None
     found: float = 0.0

@@ -28,7 +28,7 @@ from ..keys import Keys
 from ..models import FINAL_STATUSES, Run, Tool, cap_tail
 from ..ports import ContainerResult, ContainerRunner, ContainerSpec, PullProgress
 from ..store.base import Store, scan_pages
-from . import datalimit, insights, ownership, runcontext, staging
+from . import datalimit, insights, ownership, runcontext, snapshots, staging
 from .feeds import Feed
 from .records import decode, load
 
@@ -294,12 +294,15 @@ class RunService:
         except ownership.NotWritable as exc:
             log.warning("run %s of %s refused: %s", run.id, tool.name, exc)
             return failed(str(exc), retryable=False)
+        before = snapshots.listing(data_dir)
         try:
             result, over = self._contain(spec, limit, on_output, cancel)
         except (ContainerError, Unavailable) as exc:
             return failed(exc.message)
         run = self._finish(run, result, data_dir)
         if run.status == "succeeded":
+            made = snapshots.produced(data_dir, before)
+            run = replace(run, outputs=made.files, control=made.control)
             run = self._with_insights(run, data_dir)
         if over is not None:
             # Failed, so the after-run hooks neither commit nor push what it wrote.

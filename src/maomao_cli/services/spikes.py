@@ -173,6 +173,10 @@ class SpikeService:
         """Run the configured hooks for a spike (kind "spike")."""
         self._deliver({"kind": "spike", **spike.to_dict()})
 
+    def notify_event(self, event: dict[str, object]) -> None:
+        """Run the configured hooks for another event (a divergence: services/audit.py)."""
+        self._deliver(event)
+
     def _deliver(self, event: dict[str, object]) -> None:
         """Run the configured hooks in the background, bounded by a timeout, never blocking."""
         cfg = self.settings.spikes

@@ -96,16 +96,21 @@ def test_as_root_the_data_directory_and_its_files_go_to_the_user(tmp_path: Path)
     (data / "sub").mkdir(parents=True)
     (data / "sub" / "f.csv").write_text("1\n")
     os.symlink("/etc/passwd", data / "link")
-    calls: list[tuple[str, int, int, bool]] = []
+    os.symlink(tmp_path, data / "dirlink")
+    changed: list[tuple[object, int, int]] = []
 
-    def chown(path: str | Path, uid: int, gid: int, *, follow_symlinks: bool) -> None:
-        calls.append((os.path.relpath(path, data), uid, gid, follow_symlinks))
+    def chown(path: int | str, uid: int, gid: int, **kwargs: object) -> None:
+        if isinstance(path, int):  # a folder, by its descriptor
+            changed.append((os.readlink(f"/proc/self/fd/{path}"), uid, gid))
+        else:
+            assert kwargs == {"dir_fd": kwargs["dir_fd"], "follow_symlinks": False}
+            changed.append((path, uid, gid))
 
     ownership.prepare(data, "1000:1001", is_root=True, chown=chown)
-    assert sorted(calls) == sorted(
-        [(".", 1000, 1001, False), ("sub", 1000, 1001, False), ("link", 1000, 1001, False),
-         (os.path.join("sub", "f.csv"), 1000, 1001, False)]
-    )  # fmt: skip
+    assert sorted(map(str, (c[0] for c in changed))) == sorted(
+        [str(data), str(data / "sub"), "f.csv", "link", "dirlink"]
+    )  # the links themselves, never what they point to
+    assert {(c[1], c[2]) for c in changed} == {(1000, 1001)}
 
 
 def test_a_directory_the_user_cannot_write_fails_the_run_before_the_container(

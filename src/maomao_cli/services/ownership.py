@@ -9,6 +9,8 @@ names the owner and the container's user. That failure is the same on every retr
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
 import stat
@@ -81,9 +83,37 @@ def _line(data_dir: Path, user: str | None, why: str) -> str:
     )
 
 
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
 def _hand_over(data_dir: Path, uid: int, gid: int, chown: Chown) -> None:
-    """chown the folder and everything below it to uid:gid, never through a link."""
-    chown(data_dir, uid, gid, follow_symlinks=False)
-    for top, dirs, files in os.walk(data_dir, followlinks=False):
-        for name in dirs + files:
-            chown(os.path.join(top, name), uid, gid, follow_symlinks=False)
+    """chown the folder and everything below it to uid:gid. A run of the tool may still
+    be writing there (--allow-overlap): every folder is opened relative to its parent
+    without following a link, and every entry changed through its folder's descriptor,
+    so a link it made is changed itself, never what it points to."""
+    fd = os.open(data_dir, _DIR)
+    try:
+        _chown_tree(fd, uid, gid, chown)
+    finally:
+        os.close(fd)
+
+
+def _chown_tree(folder: int, uid: int, gid: int, chown: Chown) -> None:
+    chown(folder, uid, gid)
+    with os.scandir(folder) as entries:
+        names = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+    for name, is_dir in names:
+        if is_dir:
+            try:
+                inner = os.open(name, _DIR, dir_fd=folder)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+                    continue  # replaced meanwhile: not ours to follow
+                raise
+            try:
+                _chown_tree(inner, uid, gid, chown)
+            finally:
+                os.close(inner)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                chown(name, uid, gid, dir_fd=folder, follow_symlinks=False)

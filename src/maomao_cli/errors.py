@@ -126,6 +126,13 @@ class ContainerError(MaomaoError):
     code = "container"
 
 
+class ImageMissing(ContainerError):
+    """The registry says the image does not exist (or is not ours to pull): a retry
+    would fail the same way, unlike a registry that cannot be reached."""
+
+    code = "image-missing"
+
+
 class Interrupted(MaomaoError):
     """The user stopped the operation (Ctrl-C); what it left behind is named."""
 

@@ -485,3 +485,11 @@ def test_a_tool_run_as_another_user_writes_its_data_or_fails_before_starting(
     error = run["error"]
     assert "\n" not in error and "owned by 0:0" in error and "user 1000:1000" in error
     assert list(stuck.iterdir()) == []
+
+    # A user the image does not know: the engine refuses it at start, never retried.
+    ok(env.run("register", "nobody-here", DUMMY_IMAGE, "--user", "nosuchuser"))
+    refused = env.run("run", "nobody-here", timeout=120)
+    assert refused.code == 1, refused
+    run = run_id_of(env, "nobody-here")
+    assert run["status"] == "failed" and run["retryable"] is False, run
+    assert "nosuchuser" in run["error"] and "\n" not in run["error"]

@@ -14,6 +14,7 @@ from maomao_cli.adapters.containers import ScriptedRunner
 from maomao_cli.config import DataSettings, DockerSettings, Settings, WorkerSettings
 from maomao_cli.keys import Keys
 from maomao_cli.models import Run, Spike, Tool
+from maomao_cli.ports import ContainerResult
 from maomao_cli.services import insights, ownership, runcontext
 from maomao_cli.services.runs import RunService
 from maomao_cli.services.spikes import SpikeService
@@ -211,3 +212,19 @@ def test_a_spike_of_each_member_at_the_same_firing_is_stored_and_old_keys_are_re
     assert [s.value for s in service.stored("dummy", member="b")] == [990.0]
     assert service.get("dummy", "20270115T080003Z@b").value == 990.0
     assert service.get("dummy", "20270115T080000Z").value == 5.0
+
+
+@pytest.mark.parametrize(
+    ("runner", "retryable"),
+    [
+        (ScriptedRunner(image_error="cannot pull image x: manifest unknown", image_missing=True), False),
+        (ScriptedRunner(image_error="cannot pull image x: i/o timeout"), True),
+        (ScriptedRunner([ContainerResult(None, "failed", error="unable to find user", retryable=False)]), False),
+        (ScriptedRunner([ContainerResult(3, "failed", error="exited with code 3")]), True),
+    ],
+)  # fmt: skip
+def test_a_failure_a_retry_cannot_change_is_marked_so(
+    tmp_path: Path, runner: ScriptedRunner, retryable: bool
+) -> None:
+    run = service(tmp_path, runner).execute(TOOL)
+    assert run.status == "failed" and run.retryable is retryable

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..errors import BadInput, ContainerError, GitError, NotFound, Unavailable
+from ..errors import BadInput, ContainerError, GitError, ImageMissing, NotFound, Unavailable
 from ..keys import Keys
 from ..models import FINAL_STATUSES, Run, Tool, cap_tail
 from ..ports import ContainerResult, ContainerRunner, ContainerSpec, PullProgress
@@ -275,6 +275,8 @@ class RunService:
 
         try:
             digest = self.runner.ensure_image(tool.image, progress)
+        except ImageMissing as exc:
+            return failed(exc.message, retryable=False)
         except (ContainerError, Unavailable) as exc:
             return failed(exc.message)
         run = replace(run, image_digest=digest)
@@ -374,6 +376,7 @@ class RunService:
             error=result.error,
             log_tail=cap_tail(list(result.log_tail)),
             image_digest=run.image_digest or result.image_digest,
+            retryable=result.retryable,
         )
 
     def _call_hooks(self, tool: Tool, run: Run, data_dir: Path) -> Run:

@@ -172,6 +172,7 @@ class Services:
     def make_run_service(self, store: Store) -> RunService:
         """A run service on the given store (the worker passes its own); the after-run
         hooks (spike check, dataset commit) are registered here, once for every caller."""
+        from .services.audit import AuditService
         from .services.runs import RunService
         from .services.spikes import SpikeService
 
@@ -182,6 +183,8 @@ class Services:
         runs.set_data_dir_resolver(datasets.data_dir)
         runs.set_run_guard(datasets.run_lock)
         runs.add_hook(datasets.after_run)
+        # Last: it compares the records the hooks before it completed.
+        runs.add_hook(AuditService(store, self.keys, notify=spikes.notify_event).after_run)
         return runs
 
     def make_dataset_service(self, store: Store) -> DatasetService:

@@ -139,3 +139,23 @@ def test_a_snapshot_holds_what_the_run_wrote_or_changed_and_its_control(tmp_path
     assert sorted(made.files) == ["changed.txt", "sub/control-20270115T080003Z.csv"]
     assert made.files["changed.txt"] == hashlib.sha256(b"22\n").hexdigest()
     assert made.control == 101.0
+
+
+def test_the_firing_is_audited_once_every_member_that_claimed_it_has_finished(
+    store: MemoryStore,
+) -> None:
+    epoch = int(FIRE)
+    for member in ("a", "b", "c"):
+        store.put(KEYS.firing("s", epoch, member), b"{}")
+    store.put(KEYS.firing("s", epoch, "c") + ".r2", b"{}")  # c's retry
+    store.put(KEYS.firing("s", epoch + 3, "d"), b"{}")  # another firing
+    service = AuditService(store, KEYS)
+    tool = Tool(name="t", image="i")
+    done = [run("a", SAME, 100), run("b", SAME, 100), run("c", SAME, 130)]
+    for finished in done:
+        store.put(KEYS.run(finished.id), finished.to_json())
+        assert service.after_run(tool, finished, None) is None
+        audited = [d.member for d in service.stored("t")]
+        assert audited == ([] if finished.member != "c" else ["c"])
+    manual = run("a", SAME, 1, trigger="manual")
+    assert service.after_run(tool, manual, None) is None

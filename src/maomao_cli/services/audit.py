@@ -17,6 +17,7 @@ records of succeeded runs of the tool's --everywhere schedules are used, and one
 from __future__ import annotations
 
 import logging
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -25,11 +26,14 @@ from typing import Any
 
 from ..errors import BadInput, NotFound
 from ..keys import Keys
-from ..models import Divergence, Run, Schedule, Tool
+from ..models import FINAL_STATUSES, Divergence, Run, Schedule, Tool
 from ..store.base import Store
-from .records import load_all
+from .records import load, load_all
 
 log = logging.getLogger("maomao.audit")
+
+# A member's claim of a firing: <epoch>@<member>, or <epoch>@<member>.r<n> for a retry.
+_CLAIM = re.compile(r"(\d+)@(.+?)(?:\.r\d+)?")
 
 Notify = Callable[[dict[str, object]], None]
 
@@ -192,6 +196,37 @@ class AuditService:
             )
             if self.notify is not None:
                 self.notify({"kind": "divergence", **divergence.to_dict()})
+
+    def after_run(self, tool: Tool, run: Run, data_dir: object) -> Run | None:
+        """The after-run hook: once every member that claimed this --everywhere firing has
+        a finished run of it, audit the firing (each member that finishes last may; the
+        divergences are stored once). A retry finishing later audits it again."""
+        if run.schedule is None or run.fire_time is None or run.trigger == "manual":
+            return None
+        schedule = load(self.store, self.keys.schedule(run.schedule), Schedule)
+        if schedule is None or schedule.mode != "everywhere":
+            return None
+        epoch = int(run.fire_time)
+        claimed = {
+            found.group(2)
+            for entry in self.store.scan(self.keys.firings(run.schedule))
+            if (found := _CLAIM.fullmatch(self.keys.leaf(entry.key)))
+            and int(found.group(1)) == epoch
+        }
+        finished = {
+            r.member
+            for r in load_all(self.store, self.keys.runs(), Run)
+            if r.schedule == run.schedule
+            and r.fire_time == run.fire_time
+            and r.status in FINAL_STATUSES
+        }
+        if len(claimed) < 2 or not claimed <= finished:
+            return None
+        try:
+            self.audit(tool, run.fire_time)
+        except (BadInput, NotFound) as exc:
+            log.info("audit of %s at %s skipped: %s", tool.name, epoch, exc)
+        return None
 
     def stored(self, tool: str | None = None) -> list[Divergence]:
         prefix = self.keys.divergences(tool) if tool else self.keys.divergences()

@@ -23,7 +23,8 @@ count=0
 count=$((count + 1))
 echo "$count" > "$STATE"
 
-echo "dummy-tool: run $count of $member starting (${MAOMAO_TRIGGER:-manual}, firing ${MAOMAO_FIRE_TIME:-now})"
+echo "dummy-tool: run $count starting"
+echo "dummy-tool: member $member, ${MAOMAO_TRIGGER:-manual}, firing ${MAOMAO_FIRE_TIME:-now}"
 if [ "${SLEEP:-0}" != "0" ]; then
     echo "dummy-tool: sleeping ${SLEEP}s"
     sleep "$SLEEP"

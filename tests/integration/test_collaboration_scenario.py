@@ -226,7 +226,14 @@ def test_every_members_runs_reach_the_shared_dataset_and_each_spike_is_kept(
         finished = [r for r in listed if r["schedule"] == PLANTED and r["finished"]]
         return {r["member"] for r in finished} == names
 
-    _wait_until(planted_done, 180, "every member's run of the planted firing")
+    try:
+        _wait_until(planted_done, 180, "every member's run of the planted firing")
+    except AssertionError as exc:
+        listed = [r for r in h1.json("runs", "--limit", "1000000") if r["schedule"] == PLANTED]
+        tails = {
+            m.name: (m.root / "worker.log").read_text(errors="replace")[-1500:] for m in members
+        }
+        raise AssertionError(f"{exc}: {listed} {tails}") from None
     codes = {name: _stop(worker) for name, worker in workers.items()}
     logs = {m.name: (m.root / "worker.log").read_text(errors="replace") for m in members}
     assert codes == dict.fromkeys(names, 0), {n: text[-3000:] for n, text in logs.items()}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import replace
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING
 
 from .keys import Keys
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .config import Settings
     from .etcdvalues import Tls
     from .ports import Clock, ConnectAdmin, ContainerRunner, DatasetSync, EtcdAdmin
+    from .services.audit import AuditService
     from .services.cluster import ClusterService
     from .services.datasets import DatasetService
     from .services.members import MemberService
@@ -156,6 +157,12 @@ class Services:
         return SpikeService(self.store, self.keys, self.settings, self.settings.member)
 
     @cached_property
+    def audit(self) -> AuditService:
+        from .services.audit import AuditService
+
+        return AuditService(self.store, self.keys, notify=self.spikes.notify_event)
+
+    @cached_property
     def members(self) -> MemberService:
         from .services.members import MemberService
 
@@ -170,6 +177,7 @@ class Services:
     ) -> RunService:
         """A run service on the given store (the worker passes its own); the after-run
         hooks (spike check, dataset commit) are registered here, once for every caller."""
+        from .services.audit import AuditService
         from .services.runs import RunService
         from .services.spikes import SpikeService
 
@@ -180,19 +188,25 @@ class Services:
         runs.add_hook(spikes.check_after_run)
         datasets = self.make_dataset_service(store)
         runs.set_data_dir_resolver(datasets.data_dir)
+        runs.set_run_guard(datasets.run_lock)
         runs.add_hook(datasets.after_run)
+        # Last: it compares the records the hooks before it completed.
+        runs.add_hook(AuditService(store, self.keys, notify=spikes.notify_event).after_run)
         return runs
 
     def make_dataset_service(self, store: Store) -> DatasetService:
         from .services.datasets import DatasetService
         from .services.registry import Registry
+        from .services.runs import mark_pushed
 
         registry = (
             self.registry
             if store is self._store
             else Registry(store, self.keys, allow_local_urls=self.settings.git.allow_local)
         )
-        return DatasetService(self.settings, registry, self.settings.member, self.git)
+        service = DatasetService(self.settings, registry, self.settings.member, self.git)
+        service.on_pushed = partial(mark_pushed, store, self.keys)
+        return service
 
     @cached_property
     def serve_metrics(self) -> ServeMetrics:

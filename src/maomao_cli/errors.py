@@ -114,10 +114,23 @@ class GitError(MaomaoError):
     code = "git"
 
 
+class PushRejected(GitError):
+    """The remote refused a push because its branch moved on: fetch, merge, push again."""
+
+    code = "git-rejected"
+
+
 class ContainerError(MaomaoError):
     """The container engine refused or failed an operation (pull, create, start)."""
 
     code = "container"
+
+
+class ImageMissing(ContainerError):
+    """The registry says the image does not exist (or is not ours to pull): a retry
+    would fail the same way, unlike a registry that cannot be reached."""
+
+    code = "image-missing"
 
 
 class Interrupted(MaomaoError):

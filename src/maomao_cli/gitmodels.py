@@ -60,3 +60,5 @@ class RepoStatus:
     behind: int  # commits on the remote-tracking ref (as of the last pull) not local
     changed_files: list[str]  # uncommitted: staged, modified, deleted or untracked
     last_push_error: str | None = None  # filled in by the dataset service, not by git
+    # Runs whose commits are not on the remote yet (the dataset service's, likewise).
+    unpushed_runs: tuple[str, ...] = ()

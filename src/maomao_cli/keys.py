@@ -75,8 +75,16 @@ class Keys:
     def spikes(self, tool: str | None = None) -> str:
         return self._p("spikes", tool, "") if tool else self._p("spikes", "")
 
-    def spike(self, tool: str, sortable: str) -> str:
-        return self._p("spikes", tool, sortable)
+    def spike(self, tool: str, sortable: str, member: str | None = None) -> str:
+        # Per member since two members' runs of one firing may both be spikes; keys
+        # without a member (written before) are read as they are.
+        return self._p("spikes", tool, sortable if member is None else f"{sortable}@{member}")
+
+    def divergences(self, tool: str | None = None) -> str:
+        return self._p("divergences", tool, "") if tool else self._p("divergences", "")
+
+    def divergence(self, tool: str, epoch: int, member: str) -> str:
+        return self._p("divergences", tool, f"{epoch}@{member}")
 
     def leaf(self, key: str) -> str:
         return key.rsplit("/", 1)[-1]

@@ -120,6 +120,11 @@ class Tool(Record):
     # Bytes its data directory may hold; each member keeps the lower of this and its own
     # [data] max_tool_bytes (a record from etcd cannot raise a member's limit).
     max_data: int | None = None
+    # A dataset tool's files in <data-subdir>/<member>/ of the dataset, so members never
+    # write the same file; None: when one of its schedules runs --everywhere.
+    member_folders: bool | None = None
+    # How far a member's control value may be from the majority's in `maomao audit`.
+    audit_tolerance: float | None = None
     created: float = 0.0
     updated: float = 0.0
 
@@ -201,6 +206,18 @@ class Run(Record):
     # "no-new-data" (docs/spikes.md); None when its data looks like a run's data.
     data_warning: str | None = None
     log_tail: list[str] = field(default_factory=list)
+    # Provenance in the dataset: the commit this run produced and whether it is on the
+    # remote (None: no dataset, or nothing committed; False until a push takes it).
+    dataset_commit: str | None = None
+    pushed: bool | None = None
+    # The tool's insights.json (a JSON object, at most insights.MAX_BYTES).
+    insights: dict[str, Any] | None = None
+    # False when a retry cannot succeed (the data directory's owner, a missing image).
+    retryable: bool = True
+    # What the run produced (services/snapshots.py): files new or changed, by sha256,
+    # and its control value; what `maomao audit` compares between members.
+    outputs: dict[str, str] | None = None
+    control: float | None = None
 
     @property
     def duration(self) -> float | None:
@@ -237,4 +254,21 @@ class Spike(Record):
     rule: str | None = None  # which rule found it: seed, robust or seasonal
     run_id: str | None = None
     member: str | None = None
+    found: float = 0.0
+
+
+@dataclass(frozen=True)
+class Divergence(Record):
+    """A member whose control value at one --everywhere firing is off the majority's by
+    more than the tool's audit tolerance (`maomao audit`)."""
+
+    kind: ClassVar[str] = "divergence"
+    tool: str
+    fire_time: float
+    member: str
+    value: float
+    majority: float
+    tolerance: float = 0.0
+    run_id: str | None = None
+    schedule: str | None = None
     found: float = 0.0

@@ -74,6 +74,9 @@ class ContainerResult:
     image_digest: str | None = None
     log_tail: list[str] = field(default_factory=list)
     error: str | None = None
+    # False when the engine refused the container for a reason a retry keeps (a --user
+    # the image does not know).
+    retryable: bool = True
 
 
 @dataclass(frozen=True)

@@ -243,6 +243,20 @@ def finite_positive(value: float, field: str) -> float:
     return float(value)
 
 
+def flag(value: bool, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise BadInput(f"invalid {field} {value!r}: must be true or false")
+    return value
+
+
+def finite_non_negative(value: float, field: str) -> float:
+    """A finite number, 0 or more (nan and inf fail the comparison, a bool is not one)."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not 0 <= value < math.inf:
+        raise BadInput(f"invalid {field} {value!r}: must be a finite number, 0 or more")
+    return float(value)
+
+
 def choice(value: str, choices: Sequence[str], field: str) -> str:
     if value not in choices:
         raise BadInput(f"invalid {field} {value!r}: must be one of {', '.join(choices)}")

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from maomao_cli.errors import GitError
+from maomao_cli.errors import GitError, PushRejected
 from maomao_cli.gitmodels import GitAuth, Progress, PullResult, RepoStatus
 
 Files = dict[str, bytes]
@@ -272,7 +272,7 @@ class FakeGit:
         remote = self._remote("push", clone.url)
         old = remote.branches.get(clone.branch)
         if old is not None and old not in self._ancestry(clone.head):
-            raise GitError(
+            raise PushRejected(
                 f"push {clone.url}: rejected, the remote {clone.branch} has commits "
                 "this clone lacks",
                 "pull first, then push again",

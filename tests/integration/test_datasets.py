@@ -316,7 +316,9 @@ def test_two_members_in_turn_both_commits_reach_the_remote(
         assert sum(run_id in m for m in messages) == 1, (run_id, messages)
     fresh = seed_repo.fresh_clone(tmp_path / "fresh")
     assert len(list(fresh.glob("control-*.csv"))) == 4
-    assert (fresh / ".dummy-run-count").read_text().strip() == "4"  # each saw the last
+    # The tool keeps its state per member (MAOMAO_MEMBER): two runs each, nothing shared.
+    assert (fresh / ".dummy-run-count-a").read_text().strip() == "2"
+    assert (fresh / ".dummy-run-count-b").read_text().strip() == "2"
     for env in (a, b):
         assert status_json(env, "shared")["ahead"] == 0
 
@@ -404,3 +406,90 @@ def test_files_are_owner_only_and_config_masks_the_password(
         timeout=30,
     )
     assert dump.returncode == 0 and HTTP_PASSWORD not in dump.stdout
+
+
+# ---------------------------------------------------------------------------- empty remotes
+
+
+@pytest.fixture
+def empty_remote(git_root: Path, git_daemon: Any) -> tuple[Path, str]:
+    """A bare repository without any commit, served by git daemon."""
+    git_root.mkdir(parents=True, exist_ok=True)
+    path = git_root / f"empty-{os.urandom(4).hex()}.git"
+    git("init", "-q", "--bare", "-b", "main", str(path))
+    return path, git_daemon.url(path.name)
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(240)
+def test_clone_of_an_empty_remote_then_a_run_pushes_the_first_commit(
+    empty_remote: tuple[Path, str], tmp_path: Path, etcd: Any, prefix: str, docker: Any
+) -> None:
+    bare, url = empty_remote
+    root = tmp_path / "m"
+    env = member_env(root, etcd, prefix, "member-a", MAOMAO_DOCKER_HOST=docker.host)
+    ok(env.run("dataset", "add", "fresh", url, "--push"))  # no --branch: the remote's default
+    cloned = ok(env.run("dataset", "clone", "fresh"))
+    assert "Traceback" not in cloned.err
+    work = root / "data" / "datasets" / "fresh"
+    assert git("symbolic-ref", "HEAD", cwd=work) == "refs/heads/main"
+    assert git("config", "branch.main.merge", cwd=work) == "refs/heads/main"
+    assert status_json(env, "fresh")["branch"] == "main"
+
+    ok(env.run("register", "dummy", DUMMY_IMAGE, "--dataset", "fresh"))
+    ok(env.run("run", "dummy", timeout=120))
+    run = run_id_of(env, "dummy")
+    assert run["status"] == "succeeded" and run["warning"] is None, run
+    assert run["pushed"] is True and run["dataset_commit"]
+    assert git("rev-parse", "main", cwd=bare) == run["dataset_commit"]
+    message = git("log", "-1", "--format=%B", "main", cwd=bare)
+    assert f"maomao-run: {run['id']}" in message and "maomao-member: member-a" in message
+    st = status_json(env, "fresh")
+    assert (st["ahead"], st["unpushed_runs"], st["last_push_error"]) == (0, [], None)
+
+
+# ---------------------------------------------------------------------------- --user
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(240)
+def test_a_tool_run_as_another_user_writes_its_data_or_fails_before_starting(
+    tmp_path: Path, etcd: Any, prefix: str, docker: Any
+) -> None:
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("chattr") is None:
+        pytest.skip("needs root and chattr (e2fsprogs)")
+    root = tmp_path / "m"
+    env = member_env(root, etcd, prefix, "member-a", MAOMAO_DOCKER_HOST=docker.host)
+    ok(env.run("register", "as1000", DUMMY_IMAGE, "--user", "1000:1000"))
+    ok(env.run("run", "as1000", timeout=120))
+    data = root / "data" / "tools" / "as1000"
+    written = list(data.glob("control-*.csv"))
+    assert len(written) == 1
+    assert {(p.stat().st_uid, p.stat().st_gid) for p in [data, *written]} == {(1000, 1000)}
+
+    # A data directory maomao cannot hand over (immutable: even root cannot chown it).
+    ok(env.run("register", "stuck", DUMMY_IMAGE, "--user", "1000:1000"))
+    stuck = root / "data" / "tools" / "stuck"
+    stuck.mkdir(parents=True)
+    subprocess.run(["chattr", "+i", str(stuck)], check=True)
+    try:
+        failed = env.run("run", "stuck", timeout=120)
+    finally:
+        subprocess.run(["chattr", "-i", str(stuck)], check=True)
+    assert failed.code == 1, failed
+    run = run_id_of(env, "stuck")
+    assert run["status"] == "failed" and run["retryable"] is False
+    assert run["exit_code"] is None  # no container started
+    error = run["error"]
+    assert "\n" not in error and "owned by 0:0" in error and "user 1000:1000" in error
+    assert list(stuck.iterdir()) == []
+
+    # A user the image does not know: the engine refuses it at start, never retried.
+    ok(env.run("register", "nobody-here", DUMMY_IMAGE, "--user", "nosuchuser"))
+    refused = env.run("run", "nobody-here", timeout=120)
+    assert refused.code == 1, refused
+    run = run_id_of(env, "nobody-here")
+    assert run["status"] == "failed" and run["retryable"] is False, run
+    assert "nosuchuser" in run["error"] and "\n" not in run["error"]

@@ -9,6 +9,7 @@ import socket
 import stat
 import subprocess
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -636,3 +637,79 @@ def test_generate_ssh_key_once_owner_only(tmp_path: Path) -> None:
 )
 def test_parse_progress(line: str, expected: tuple[str, int, int] | None) -> None:
     assert g.parse_progress(line) == expected
+
+
+# ---------------------------------------------------------------------------- empty remotes
+
+
+@pytest.fixture
+def empty_repo(git_root: Path, git_daemon: Any) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A bare repository without a single commit, its HEAD on `trunk` (not main)."""
+    git_root.mkdir(parents=True, exist_ok=True)
+    path = git_root / f"empty-{uuid.uuid4().hex[:8]}.git"
+    git("init", "-q", "--bare", "-b", "trunk", str(path))
+    yield path, {"path": str(path), "git": git_daemon.url(path.name)}
+
+
+def head_and_config(work: Path) -> tuple[str, str]:
+    head = git("symbolic-ref", "HEAD", cwd=work)
+    merge = git("config", "--get-regexp", r"^branch\..*\.merge$", cwd=work)
+    return head, merge
+
+
+@pytest.mark.parametrize("protocol", ["path", "git"])
+@pytest.mark.parametrize(
+    ("branch", "expected"),
+    [("data", "data"), (None, "trunk")],  # asked for, else the remote's default
+)
+def test_a_clone_of_an_empty_remote_is_on_the_branch_and_its_first_push_creates_it(
+    empty_repo: tuple[Path, dict[str, str]],
+    tmp_path: Path,
+    protocol: str,
+    branch: str | None,
+    expected: str,
+) -> None:
+    bare, urls = empty_repo
+    auth = LOCAL if protocol == "path" else g.GitAuth()
+    work = tmp_path / "clone"
+    g.clone(urls[protocol], work, branch=branch, auth=auth, timeout=TIMEOUT)
+    # HEAD and the config name the same branch.
+    assert head_and_config(work) == (
+        f"refs/heads/{expected}",
+        f"branch.{expected}.merge refs/heads/{expected}",
+    )
+    assert g.status(work, branch=branch) == g.RepoStatus(expected, 0, 0, [])
+    assert g.pull(work, branch=branch, auth=auth, timeout=TIMEOUT).outcome == "up-to-date"
+    (work / "first.csv").write_text("1\n")
+    sha = g.commit_all(work, "first\n\nmaomao-run: r1\n", "member-a")
+    assert sha is not None
+    g.push(work, branch=branch, auth=auth, timeout=TIMEOUT)
+    assert git("rev-parse", expected, cwd=bare) == sha
+    assert g.status(work, branch=branch).ahead == 0
+
+
+def test_a_missing_branch_of_a_remote_with_branches_is_one_line(
+    seed_repo: SeedRepo, tmp_path: Path
+) -> None:
+    with pytest.raises(GitError) as caught:
+        g.clone(seed_repo.urls["git"], tmp_path / "c", branch="nosuch", timeout=TIMEOUT)
+    assert "no branch 'nosuch'" in one_line(caught.value)
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_rejected_push_is_a_push_rejected_error(seed_repo: SeedRepo, tmp_path: Path) -> None:
+    from maomao_cli.errors import PushRejected
+
+    url = seed_repo.urls["git"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    for work in (a, b):
+        g.clone(url, work, branch="main", timeout=TIMEOUT)
+    for work, name in ((a, "a.csv"), (b, "b.csv")):
+        (work / name).write_text("1\n")
+        g.commit_all(work, name, "m")
+    g.push(a, branch="main", timeout=TIMEOUT)
+    with pytest.raises(PushRejected):
+        g.push(b, branch="main", timeout=TIMEOUT)
+    assert g.pull(b, branch="main", timeout=TIMEOUT, author="m").outcome == "merged"
+    g.push(b, branch="main", timeout=TIMEOUT)
+    assert g.status(b, branch="main").ahead == 0

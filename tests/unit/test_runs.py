@@ -83,7 +83,9 @@ def test_spec_carries_limits_labels_env_and_the_data_dir(tmp_path: Path) -> None
 
     [spec] = runner.specs
     assert spec.image == tool.image
-    assert spec.env == {"A": "1"}
+    # The tool's own environment, and the run context (tests/unit/test_run_context.py).
+    assert {k: v for k, v in spec.env.items() if not k.startswith("MAOMAO_")} == {"A": "1"}
+    assert spec.env["MAOMAO_RUN_ID"] == run.id
     assert spec.data_dir == (tmp_path / "data" / "tools" / "dummy").resolve()
     assert spec.mount_point == "/usr/src/app/data"
     assert spec.labels == {

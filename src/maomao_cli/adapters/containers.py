@@ -12,7 +12,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from ..errors import ContainerError
+from ..errors import ContainerError, ImageMissing
 from ..ports import MOUNT_POINT, ContainerResult, ContainerSpec, PullProgress
 
 __all__ = ["MOUNT_POINT", "NULL_DIGEST", "NullRunner", "ScriptedRunner"]
@@ -66,6 +66,7 @@ class ScriptedRunner:
         output: Iterable[str] = (),
         files: dict[str, str] | None = None,
         image_error: str | None = None,
+        image_missing: bool = False,
         digest: str = NULL_DIGEST,
         log_lines: int = 50,
         leftovers: Iterable[dict[str, str]] = (),
@@ -75,6 +76,7 @@ class ScriptedRunner:
         self.output = list(output)
         self.files = dict(files or {})
         self.image_error = image_error
+        self.image_missing = image_missing  # image_error is then an ImageMissing
         self.digest = digest
         self.log_lines = log_lines
         self.leftovers = [dict(labels) for labels in leftovers]
@@ -97,7 +99,7 @@ class ScriptedRunner:
     ) -> str:
         self.images.append(image)
         if self.image_error is not None:
-            raise ContainerError(self.image_error)
+            raise (ImageMissing if self.image_missing else ContainerError)(self.image_error)
         return self.digest
 
     def run(
@@ -131,7 +133,12 @@ class ScriptedRunner:
                     return ContainerResult(KILLED, "timed-out", self.digest, printed, error)
             tail = list(printed) if self.output else list(result.log_tail)
             return ContainerResult(
-                result.exit_code, result.status, result.image_digest, tail, result.error
+                result.exit_code,
+                result.status,
+                result.image_digest,
+                tail,
+                result.error,
+                retryable=result.retryable,
             )
         finally:
             with self._lock:

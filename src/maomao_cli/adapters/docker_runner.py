@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..config import DockerSettings
-from ..errors import ContainerError, Unavailable
+from ..errors import ContainerError, ImageMissing, Unavailable
 from ..ports import ContainerResult, ContainerSpec, ContainerStatus, PullProgress
 from ..validation import memory_bytes
 
@@ -40,6 +40,16 @@ LINE_BYTES_LIMIT = 1 << 20  # bytes of one line held in memory; the rest of the 
 
 def _one_line(text: object) -> str:
     return " ".join(str(text).split())
+
+
+# What the registry says of an image that is not there (not: one it cannot reach).
+_MISSING_IMAGE = re.compile(
+    r"manifest unknown|manifest for .* not found|pull access denied|repository does not "
+    r"exist|no such image|not found: manifest",
+    re.IGNORECASE,
+)
+# What the engine says when the image has no such --user.
+_BAD_USER = re.compile(r"unable to find user|no matching entries in (passwd|group) file", re.I)
 
 
 def _explain(exc: Exception) -> str:
@@ -199,8 +209,10 @@ class DockerRunner:
         try:
             self._call(f"cannot pull image {image}", pull)
         except ContainerError as exc:
-            if exc.hint is None:
-                exc.hint = "check the name, the registry login (docker login) and the network"
+            hint = exc.hint or "check the name, the registry login (docker login) and the network"
+            if _MISSING_IMAGE.search(exc.message):
+                raise ImageMissing(exc.message, hint=hint) from None
+            exc.hint = hint
             raise
         finally:
             if progress is not None:
@@ -294,7 +306,8 @@ class DockerRunner:
         try:
             self._call(f"cannot start {spec.image}", lambda: api.start(container_id))
         except ContainerError as exc:
-            return ContainerResult(None, "failed", None, [], exc.message)
+            retryable = _BAD_USER.search(exc.message) is None
+            return ContainerResult(None, "failed", None, [], exc.message, retryable=retryable)
         stream_done = threading.Event()
         stream_failed: list[BaseException] = []
         reader = threading.Thread(

@@ -115,6 +115,12 @@ class ToolCreate(_Strict):
     max_data: str | int | None = Field(
         default=None, description="Most the data directory may hold: bytes, or a size like 500m."
     )
+    member_folders: bool | None = Field(
+        default=None,
+        description="Dataset tools: write into <data-subdir>/<member>/; unset: when scheduled "
+        "--everywhere.",
+    )
+    audit_tolerance: float | None = None
 
     def spec(self) -> ToolSpec:
         return ToolSpec(**self.model_dump())

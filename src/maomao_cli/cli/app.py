@@ -7,7 +7,7 @@ import sys
 import typer
 
 from .. import __version__
-from . import cluster, datasets, registry, runs, schedules, spikes, status, worker
+from . import audit, cluster, datasets, registry, runs, schedules, spikes, status, worker
 from . import serve as serve_cmd
 from .boundary import Boundary
 from .state import use
@@ -67,12 +67,13 @@ app.command("register")(registry.register)
 app.command("unregister")(registry.unregister)
 app.command("tools")(registry.tools)
 app.command("run")(runs.run)
-app.command("runs")(runs.runs)
+app.add_typer(runs.runs_app, name="runs")
 app.command("logs")(runs.logs)
 app.add_typer(schedules.app, name="schedule")
 app.command("worker")(worker.worker)
 app.command("members")(worker.members)
 app.command("spikes")(spikes.spikes)
+app.command("audit")(audit.audit)
 app.add_typer(datasets.app, name="dataset")
 app.add_typer(cluster.app, name="etcd")
 app.command("status")(status.status)

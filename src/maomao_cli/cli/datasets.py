@@ -177,6 +177,7 @@ def status(
                 "behind": st.behind,
                 "changed_files": st.changed_files,
                 "last_push_error": st.last_push_error,
+                "unpushed_runs": list(st.unpushed_runs),
             }
         )
         return
@@ -189,6 +190,9 @@ def status(
         con.print(f"    {escape(changed)}")
     if len(st.changed_files) > 20:
         con.print(f"    ... and {len(st.changed_files) - 20} more")
+    if st.unpushed_runs:
+        shown = ", ".join(st.unpushed_runs[:10]) + (" ..." if len(st.unpushed_runs) > 10 else "")
+        con.print(f"  [red]{len(st.unpushed_runs)} run(s) not on the remote:[/red] {shown}")
     if st.last_push_error:
         con.print(f"  [red]last push error:[/red] {escape(st.last_push_error)}")
 

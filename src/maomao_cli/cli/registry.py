@@ -65,6 +65,18 @@ def register(
         help="Most its data directory may hold, e.g. 500m or 2g (each member keeps the "
         "lower of this and its own [data] max_tool_bytes).",
     ),
+    member_folders: bool | None = typer.Option(
+        None,
+        "--member-folders/--shared-folder",
+        help="Dataset tools: each member writes into <data-subdir>/<member>/ (the default "
+        "when it is scheduled --everywhere), or all into <data-subdir>/.",
+    ),
+    audit_tolerance: float | None = typer.Option(
+        None,
+        "--audit-tolerance",
+        help="`maomao audit`: how far a member's control value may be from the majority's "
+        "(default 0).",
+    ),
 ) -> None:
     """Register a tool (a dockerized collector), or update it if it exists."""
     from ..services.registry import ToolSpec
@@ -86,6 +98,8 @@ def register(
         sensitivity=sensitivity,
         min_history=min_history,
         max_data=max_data,
+        member_folders=member_folders,
+        audit_tolerance=audit_tolerance,
     )
     state = use(ctx)
     tool, created = state.services.registry.register_tool(spec)

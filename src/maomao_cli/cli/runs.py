@@ -217,7 +217,18 @@ def _as_json(record: Run) -> dict[str, Any]:
         "error": record.error,
         "warning": record.warning,
         "data_warning": record.data_warning,
+        "dataset_commit": record.dataset_commit,
+        "pushed": record.pushed,
+        "insights": record.insights,
+        "retryable": record.retryable,
     }
+
+
+def _pushed_mark(record: Run) -> Any:
+    """Whether the run's dataset commit is on the remote: what `runs` shows, not only --json."""
+    if record.pushed is None:
+        return "-"
+    return "yes" if record.pushed else output.styled("NOT PUSHED", "red")
 
 
 _STATUS_STYLE = {
@@ -242,6 +253,13 @@ def _origin(record: Run) -> str:
     )
 
 
+runs_app = typer.Typer(
+    help="List run records, newest first; `runs show RUN` shows one.",
+    invoke_without_command=True,
+)
+
+
+@runs_app.callback()
 def runs(
     ctx: typer.Context,
     tool: str | None = typer.Option(
@@ -253,7 +271,11 @@ def runs(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array."),
     wide: bool = typer.Option(False, "--wide", help="Every column, however wide the terminal."),
 ) -> None:
-    """List run records, newest first (only the newest --limit are read from etcd)."""
+    """List run records, newest first (only the newest --limit are read from etcd; the
+    pushed column: is its dataset commit on the remote); `maomao runs show RUN` shows one
+    with its insights."""
+    if ctx.invoked_subcommand is not None:
+        return
     state = use(ctx)
     if tool is not None:
         from .. import validation
@@ -269,7 +291,18 @@ def runs(
     state.out.print_table(
         output.table(
             "Runs",
-            ["id", "tool", "status", "exit", "from", "member", "started", "took", "error"],
+            [
+                "id",
+                "tool",
+                "status",
+                "exit",
+                "from",
+                "member",
+                "started",
+                "took",
+                "pushed",
+                "error",
+            ],
             (
                 (
                     r.id,
@@ -280,6 +313,7 @@ def runs(
                     r.member,
                     output.when(r.started),
                     output.duration(r.duration),
+                    _pushed_mark(r),
                     r.error or "",
                 )
                 for r in found
@@ -298,6 +332,35 @@ def runs(
         more = more or output.more_note(len(found), total or 0)
         if more:
             state.out.note(more)
+
+
+@runs_app.command("show")
+def show(
+    ctx: typer.Context,
+    run_id: str = typer.Argument(..., help="Run id, from `maomao runs`."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
+) -> None:
+    """One run's record: provenance (fire time, member, image digest, dataset commit,
+    pushed) and the insights its tool left."""
+    state = use(ctx)
+    if as_json:
+        state.out.json_mode = True
+    record = state.services.runs.get(run_id)
+    shown = _as_json(record)
+    if as_json:
+        state.out.print_json(shown)
+        return
+    import json
+
+    for key, value in shown.items():
+        if key == "insights":
+            continue
+        text = "-" if value is None else str(value)
+        state.out.print(f"[bold]{key}[/bold]: {output.safe_markup(text)}", markup=True)
+    if record.insights is not None:
+        state.out.print("[bold]insights[/bold]:", markup=True)
+        pretty = json.dumps(record.insights, indent=2, sort_keys=True)
+        state.out.print(output.safe_markup(pretty), markup=True)
 
 
 def logs(

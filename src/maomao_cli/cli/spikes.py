@@ -67,6 +67,9 @@ def spikes(
     since: str | None = typer.Option(
         None, "--since", help="Only spikes at or after this time (ISO, e.g. 2026-11-01)."
     ),
+    member: str | None = typer.Option(
+        None, "--member", "-m", help="Only the spikes found in this member's runs."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array."),
     follow: bool = typer.Option(
         False, "--follow", "-f", help="Print each new spike as it is stored."
@@ -132,7 +135,7 @@ def spikes(
             state, tool, method, sensitivity, threshold, as_json, chart, plot, show_table=recompute
         )
         return
-    found = context.spikes.stored(None if all_tools else tool, since)
+    found = _stored(state, None if all_tools else tool, since, member)
     verdict = None
     if tool is not None and not all_tools and (explain or (not found and not as_json)):
         verdict = _tool_verdict(state, tool, method, sensitivity, threshold)
@@ -155,6 +158,16 @@ def spikes(
         from ..services.spikes import describe
 
         state.out.note(output.safe(f"newest point of {tool}'s local series: {describe(verdict)}"))
+
+
+def _stored(
+    state: CliState, tool: str | None, since: str | None, member: str | None
+) -> list[Spike]:
+    if member is not None:
+        from .. import validation
+
+        validation.name(member, "member name")
+    return state.services.spikes.stored(tool, since, member)
 
 
 def _tool_verdict(

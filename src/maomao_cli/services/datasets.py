@@ -22,6 +22,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import random
 import stat
 import threading
 import time
@@ -32,10 +33,11 @@ from typing import TYPE_CHECKING
 
 from .. import validation
 from ..config import Settings
-from ..errors import BadInput, GitError, NotFound
+from ..errors import BadInput, GitError, NotFound, PushRejected
 from ..gitmodels import GitAuth
-from ..models import Dataset, Run, Tool
-from . import staging
+from ..models import Dataset, Run, Schedule, Tool
+from . import runcontext, staging
+from .records import load_all
 from .registry import Registry
 
 if TYPE_CHECKING:
@@ -48,6 +50,15 @@ Progress = Callable[[str], None]
 
 _NOTE_LIMIT = 64 * 1024  # a push error note is one line; more is not ours
 
+# A rejected push (another member pushed first) is fetched, merged and pushed again at
+# once, up to PUSH_ATTEMPTS times, waiting a random part of a doubling backoff between
+# tries so members that collided do not collide again.
+PUSH_ATTEMPTS = 6
+PUSH_BACKOFF = 0.25  # seconds, the first wait's mean
+PUSH_BACKOFF_MAX = 4.0
+
+MarkPushed = Callable[[list[str]], None]
+
 
 class DatasetService:
     def __init__(
@@ -59,9 +70,15 @@ class DatasetService:
         self.git = git
         # A failed pull before a run, reported on that run's record by the after-run hook.
         self._pre_run_notes: dict[str, str] = {}
-        # What each dataset tool's staging folder was given before its run, by tool.
-        self._staged: dict[str, staging.Manifest] = {}
+        # What each dataset tool's staging folder was given before its run, and from
+        # which folder of the dataset, by tool.
+        self._staged: dict[str, tuple[staging.Manifest, str | None]] = {}
         self._notes_lock = threading.Lock()
+        # Told the ids of runs whose commits a push has just taken (their records' mark).
+        self.on_pushed: MarkPushed | None = None
+        self.push_attempts = PUSH_ATTEMPTS
+        self.sleep: Callable[[float], None] = time.sleep  # tests: no sleeping
+        self.random: Callable[[], float] = random.random
 
     # Places ------------------------------------------------------------------
 
@@ -203,15 +220,21 @@ class DatasetService:
         try:
             self.git.push(work, branch=dataset.branch, auth=auth, timeout=self.settings.git.timeout)
         except GitError as exc:
+            log.warning("dataset %s: push failed: %s", dataset.name, exc.message)
             with contextlib.suppress(OSError):
                 self._note_push_error(dataset, exc.message)
             raise
         self._note_push_error(dataset, None)
+        self._pushed(dataset)
 
     def status(self, name: str) -> RepoStatus:
         dataset = self.registry.get_dataset(name)
         st = self.git.status(self._cloned_dir(dataset), branch=dataset.branch)
-        return replace(st, last_push_error=self._last_push_error(dataset))
+        return replace(
+            st,
+            last_push_error=self._last_push_error(dataset),
+            unpushed_runs=tuple(self._unpushed(dataset)),
+        )
 
     # Bookkeeping, in the state directory --------------------------------------
 
@@ -241,6 +264,36 @@ class DatasetService:
             text = f.read(_NOTE_LIMIT).decode("utf-8", "replace").strip()
         return text or None
 
+    def _unpushed(self, dataset: Dataset) -> list[str]:
+        """Ids of the runs committed here whose commits no push has taken yet."""
+        path = self._own(dataset.name) / "unpushed-runs"
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return []
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return []
+            text = f.read(_NOTE_LIMIT * 16).decode("utf-8", "replace")
+        return [line.strip() for line in text.splitlines() if line.strip()]
+
+    def _note_unpushed(self, dataset: Dataset, run_id: str) -> None:
+        path = self._own(dataset.name) / "unpushed-runs"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
+            f.write(run_id + "\n")
+
+    def _pushed(self, dataset: Dataset, *, besides: str | None = None) -> None:
+        """Every noted run's commit is on the remote now: clear the notes, mark the runs
+        (but `besides`, the run whose record the caller writes itself)."""
+        ids = [i for i in self._unpushed(dataset) if i != besides]
+        (self._own(dataset.name) / "unpushed-runs").unlink(missing_ok=True)
+        if ids and self.on_pushed is not None:
+            try:
+                self.on_pushed(ids)
+            except Exception as exc:  # the records' mark only; the data went
+                log.warning("dataset %s: could not mark runs pushed: %s", dataset.name, exc)
+
     def key(self, name: str) -> tuple[Path, str]:
         """The dataset's ed25519 key (created once, owner-only): its path and public line."""
         dataset = self.registry.get_dataset(name)
@@ -265,15 +318,44 @@ class DatasetService:
         else:
             self._pull_before_run(tool, dataset, work)
         path = staging.prepare_tool_dir(self._importdir, tool.name, migrate=False)
+        subdir = self.folder_of(tool)
         with self._locked(dataset), self._staging(tool) as folder:
-            copied = staging.mirror(work, tool.data_subdir, folder)
+            copied = staging.mirror(work, subdir, folder)
         for rel, why in copied.skipped:
             log.warning(
                 "dataset %s: %s not given to tool %s: %s", dataset.name, rel, tool.name, why
             )
         with self._notes_lock:
-            self._staged[tool.name] = copied.manifest
+            self._staged[tool.name] = (copied.manifest, subdir)
         return path
+
+    def member_folders(self, tool: Tool) -> bool:
+        """Whether the tool's files go to <data-subdir>/<member>/: as registered, else
+        when one of its schedules runs on every member (whose runs of one firing would
+        otherwise write the same names)."""
+        if tool.member_folders is not None:
+            return tool.member_folders
+        store, keys = self.registry.store, self.registry.keys
+        schedules = load_all(store, keys.schedules(), Schedule)
+        return any(s.tool == tool.name and s.mode == "everywhere" for s in schedules)
+
+    def folder_of(self, tool: Tool) -> str | None:
+        """The folder of the dataset this member's runs of the tool read and write."""
+        if not self.member_folders(tool):
+            return tool.data_subdir
+        base = "/".join(staging.subdir_parts(tool.data_subdir))
+        return f"{base}/{self.member}" if base else self.member
+
+    def run_lock(self, tool: Tool) -> contextlib.AbstractContextManager[None]:
+        """The run guard: one run at a time of a dataset tool on this member (threads and
+        processes), since its runs share one staging folder; a run that overlaps another
+        (--allow-overlap, or a guard lost with a member lease) waits for it."""
+        if tool.dataset is None:
+            return contextlib.nullcontext()
+        validation.name(tool.name, "tool name")
+        folder = self._statedir / "tools"
+        folder.mkdir(parents=True, exist_ok=True)
+        return _flocked(folder / f"{tool.name}.lock")
 
     @contextlib.contextmanager
     def _staging(self, tool: Tool) -> Iterator[int]:
@@ -317,53 +399,101 @@ class DatasetService:
             return None
         with self._notes_lock:
             notes = [n for n in [self._pre_run_notes.pop(tool.name, None)] if n]
-            manifest = self._staged.pop(tool.name, staging.Manifest())
+            manifest, subdir = self._staged.pop(tool.name, (staging.Manifest(), None))
         dataset = self.registry.get_dataset(tool.dataset)
         work = self._cloned_dir(dataset)
-        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(run.finished or time.time()))
-        message = (
-            f"{tool.name}: run {run.id} by {self.member} at {when}\n\n"
-            f"maomao-tool: {tool.name}\nmaomao-run: {run.id}\nmaomao-member: {self.member}\n"
-        )
+        message = commit_message(tool, run)
+        pushed: bool | None = None
         with self._locked(dataset):
             with self._staging(tool) as folder:
-                copied = staging.copy_back(folder, work, tool.data_subdir, manifest)
+                copied = staging.copy_back(folder, work, subdir, manifest)
             skipped = _skipped_note(dataset, tool, copied.skipped)
             sha = self.git.commit_all(work, message, self.member)
             log.info("dataset %s: run %s committed as %s", dataset.name, run.id, sha or "nothing")
             if dataset.push:
+                if sha is not None:
+                    self._note_unpushed(dataset, run.id)
                 problem = self._sync(dataset, work)
                 if problem:
                     notes = [problem]  # supersedes the pre-run note: it is the newer news
+                else:
+                    self._pushed(dataset, besides=run.id)
+                pushed = None if sha is None else problem is None
         notes += [skipped] if skipped else []
-        if not notes:
-            return None
-        warning = "; ".join(([run.warning] if run.warning else []) + notes)
-        return replace(run, warning=warning)
+        warning = "; ".join(([run.warning] if run.warning else []) + notes) or None
+        updated = replace(run, warning=warning, dataset_commit=sha, pushed=pushed)
+        return None if updated == run else updated
 
     def _sync(self, dataset: Dataset, work: Path) -> str | None:
-        """Pull then push what is not on the remote yet; None when all went, else why not."""
+        """Pull then push what is not on the remote yet; None when all went, else why not.
+        A push the remote rejects because it moved on is fetched, merged and pushed again
+        at once, a bounded number of times; every failure is a log line."""
         if self.git.status(work, branch=dataset.branch).ahead == 0:
             return None
         auth = self.auth(dataset)
         timeout = self.settings.git.timeout
-        try:
-            result = self.git.pull(
-                work, branch=dataset.branch, auth=auth, timeout=timeout, author=self.member
-            )
-            if result.conflict:
-                text = _conflict_text(dataset, result)
-                self._note_push_error(dataset, text)
-                return text
-            self._push(dataset, work, auth)
-        except GitError as exc:
-            with contextlib.suppress(OSError):
-                self._note_push_error(dataset, exc.message)
-            return (
-                f"dataset {dataset.name}: not pushed ({exc.message}); "
-                "the commit stays local and is pushed with the next run"
-            )
-        return None
+        rejected: PushRejected | None = None
+        for attempt in range(1, self.push_attempts + 1):
+            try:
+                result = self.git.pull(
+                    work, branch=dataset.branch, auth=auth, timeout=timeout, author=self.member
+                )
+                if result.conflict:
+                    text = _conflict_text(dataset, result)
+                    log.warning("%s", text)
+                    self._note_push_error(dataset, text)
+                    return text
+                self.git.push(work, branch=dataset.branch, auth=auth, timeout=timeout)
+            except PushRejected as exc:
+                rejected = exc
+                log.warning(
+                    "dataset %s: push attempt %d of %d rejected: %s",
+                    dataset.name,
+                    attempt,
+                    self.push_attempts,
+                    exc.message,
+                )
+                if attempt < self.push_attempts:
+                    self.sleep(self.backoff(attempt))
+                continue
+            except GitError as exc:
+                log.warning("dataset %s: push failed: %s", dataset.name, exc.message)
+                return self._not_pushed(dataset, exc)
+            self._note_push_error(dataset, None)
+            if attempt > 1:
+                log.info("dataset %s: pushed at attempt %d", dataset.name, attempt)
+            return None
+        assert rejected is not None
+        return self._not_pushed(dataset, rejected)
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait after the attempt-th rejected push: a random part of a
+        doubling step, so two members that collided seldom collide again."""
+        step = min(PUSH_BACKOFF * 2 ** (attempt - 1), PUSH_BACKOFF_MAX)
+        return float(step * (0.5 + self.random()))
+
+    def _not_pushed(self, dataset: Dataset, exc: GitError) -> str:
+        with contextlib.suppress(OSError):
+            self._note_push_error(dataset, exc.message)
+        return (
+            f"dataset {dataset.name}: not pushed ({exc.message}); "
+            "the commit stays local and is pushed with the next run"
+        )
+
+
+def commit_message(tool: Tool, run: Run) -> str:
+    """The subject and the trailers of a run's commit: who, what and which firing."""
+    when = runcontext.iso_utc(run.finished or time.time())
+    fired = run.fire_time if run.fire_time is not None else run.started
+    trailers = [
+        f"maomao-tool: {tool.name}",
+        f"maomao-run: {run.id}",
+        f"maomao-member: {run.member}",
+        f"maomao-fire-time: {runcontext.iso_utc(fired if fired is not None else time.time())}",
+    ]
+    if run.schedule:
+        trailers.append(f"maomao-schedule: {run.schedule}")
+    return f"{tool.name}: run {run.id} by {run.member} at {when}\n\n" + "\n".join(trailers) + "\n"
 
 
 def _conflict_text(dataset: Dataset, result: PullResult) -> str:

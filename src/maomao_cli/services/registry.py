@@ -46,6 +46,8 @@ class ToolSpec:
     sensitivity: float | None = None
     min_history: int | None = None
     max_data: str | int | None = None  # the data directory's size limit: 500m, or bytes
+    member_folders: bool | None = None  # None: per member when scheduled --everywhere
+    audit_tolerance: float | None = None  # `maomao audit`: control values this far agree
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,8 @@ _TOOL_RULES: dict[str, Callable[[Any], Any]] = {
         validation.whole_between, low=3, high=SPIKE_WINDOW_MAX, field="min history"
     ),
     "max_data": partial(validation.size, field="max data"),
+    "member_folders": partial(validation.flag, field="member folders"),
+    "audit_tolerance": partial(validation.finite_non_negative, field="audit tolerance"),
 }
 
 # The URL a member may register: remote only (https, ssh, git, user@host:path; users and

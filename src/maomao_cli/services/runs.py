@@ -11,22 +11,24 @@ The data directory's size limit is held here too (services/datalimit.py).
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..errors import BadInput, ContainerError, GitError, NotFound, Unavailable
+from ..errors import BadInput, ContainerError, GitError, ImageMissing, NotFound, Unavailable
 from ..keys import Keys
 from ..models import FINAL_STATUSES, Run, Tool, cap_tail
 from ..ports import ContainerResult, ContainerRunner, ContainerSpec, PullProgress
 from ..store.base import Store, scan_pages
-from . import datalimit, staging
+from . import datalimit, insights, ownership, runcontext, snapshots, staging
 from .feeds import Feed
 from .records import decode, load
 
@@ -34,6 +36,7 @@ log = logging.getLogger("maomao.runs")
 
 AfterRunHook = Callable[[Tool, Run, Path], Run | None]
 DataDirResolver = Callable[[Tool], Path]
+RunGuard = Callable[[Tool], AbstractContextManager[None]]
 
 _RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,127}")
 # Keys-only pages of a tool's run index: about 80 bytes a key.
@@ -61,6 +64,8 @@ class RunService:
         self.data_watch_interval = data_watch_interval  # seconds between measures in a run
         self._hooks: list[AfterRunHook] = []
         self._resolver: DataDirResolver | None = None
+        self._guard: RunGuard = lambda tool: nullcontext()
+        self.chown: ownership.Chown = os.chown  # tests pass a failing one
 
     # Extension points ------------------------------------------------------
 
@@ -73,6 +78,11 @@ class RunService:
         """Let another service prepare a tool's data directory (a dataset tool's staging
         folder); it is called once per run, before the container starts."""
         self._resolver = resolver
+
+    def set_run_guard(self, guard: RunGuard) -> None:
+        """Hold guard(tool) from the data directory's preparation to the last hook: a
+        dataset tool's staging folder serves one run at a time on this member."""
+        self._guard = guard
 
     def data_dir_for(self, tool: Tool) -> Path:
         if self._resolver is not None:
@@ -235,18 +245,21 @@ class RunService:
             started=self.clock(),
         )
         self.save(run)
-        try:
-            if on_start is not None:
-                on_start(run)
-            run, data_dir = self._execute(run, tool, on_output, cancel, progress)
-        except BaseException as exc:
-            # Ctrl-C or a bug: the record must not stay `running` forever.
-            error = "interrupted" if isinstance(exc, KeyboardInterrupt) else _one_line(exc)
-            self._save_quietly(replace(run, status="failed", finished=self.clock(), error=error))
-            raise
-        self.save(run)
-        if run.status == "succeeded" and data_dir is not None:
-            run = self._call_hooks(tool, run, data_dir)
+        with self._guard(tool):
+            try:
+                if on_start is not None:
+                    on_start(run)
+                run, data_dir = self._execute(run, tool, on_output, cancel, progress)
+            except BaseException as exc:
+                # Ctrl-C or a bug: the record must not stay `running` forever.
+                error = "interrupted" if isinstance(exc, KeyboardInterrupt) else _one_line(exc)
+                self._save_quietly(
+                    replace(run, status="failed", finished=self.clock(), error=error)
+                )
+                raise
+            self.save(run)
+            if run.status == "succeeded" and data_dir is not None:
+                run = self._call_hooks(tool, run, data_dir)
         try:
             self.prune(tool.name)
         except Unavailable as exc:
@@ -271,6 +284,8 @@ class RunService:
 
         try:
             digest = self.runner.ensure_image(tool.image, progress)
+        except ImageMissing as exc:
+            return failed(exc.message, retryable=False)
         except (ContainerError, Unavailable) as exc:
             return failed(exc.message)
         run = replace(run, image_digest=digest)
@@ -286,15 +301,33 @@ class RunService:
             return failed(found.describe("run refused before its container started"))
         spec = self.spec_for(tool, run, data_dir)
         try:
+            ownership.prepare(data_dir, spec.user, chown=self.chown)
+        except ownership.NotWritable as exc:
+            log.warning("run %s of %s refused: %s", run.id, tool.name, exc)
+            return failed(str(exc), retryable=False)
+        before = snapshots.listing(data_dir)
+        try:
             result, over = self._contain(spec, limit, on_output, cancel)
         except (ContainerError, Unavailable) as exc:
             return failed(exc.message)
         run = self._finish(run, result, data_dir)
+        if run.status == "succeeded":
+            made = snapshots.produced(data_dir, before)
+            run = replace(run, outputs=made.files, control=made.control)
+            run = self._with_insights(run, data_dir)
         if over is not None:
             # Failed, so the after-run hooks neither commit nor push what it wrote.
             error = over if result.error is None else f"{over}; {result.error}"
             run = replace(run, status="failed", error=error)
         return run, data_dir
+
+    def _with_insights(self, run: Run, data_dir: Path) -> Run:
+        found = insights.read(data_dir)
+        if found.warning is not None:
+            log.warning("run %s of %s: %s", run.id, run.tool, found.warning)
+            warning = f"{run.warning}; {found.warning}" if run.warning else found.warning
+            return replace(run, warning=warning)
+        return run if found.value is None else replace(run, insights=found.value)
 
     # Data limit ------------------------------------------------------------
 
@@ -330,7 +363,7 @@ class RunService:
         return ContainerSpec(
             image=tool.image,
             name=f"maomao-{tool.name}-{run.id}",
-            env=dict(tool.env),
+            env=runcontext.with_context(dict(tool.env), run),
             data_dir=data_dir,
             labels={"maomao.tool": tool.name, "maomao.run": run.id, "maomao.member": self.member},
             network=tool.network or docker.network,
@@ -352,6 +385,7 @@ class RunService:
             error=result.error,
             log_tail=cap_tail(list(result.log_tail)),
             image_digest=run.image_digest or result.image_digest,
+            retryable=result.retryable,
         )
 
     def _call_hooks(self, tool: Tool, run: Run, data_dir: Path) -> Run:
@@ -373,6 +407,16 @@ class RunService:
             self.save(run)
         except Unavailable as exc:
             log.warning("could not record run %s: %s", run.id, exc)
+
+
+def mark_pushed(store: Store, keys: Keys, run_ids: list[str]) -> None:
+    """Mark these runs' dataset commits as on the remote (a later push took them)."""
+    for run_id in run_ids:
+        if not _RUN_ID.fullmatch(run_id):
+            continue  # the note is maomao's own, but a run id builds a key
+        run = load(store, keys.run(run_id), Run)
+        if run is not None and run.pushed is False:
+            store.put(keys.run(run_id), replace(run, pushed=True).to_json())
 
 
 def _one_line(exc: BaseException) -> str:

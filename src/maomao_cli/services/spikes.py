@@ -134,11 +134,13 @@ class SpikeService:
         return updated
 
     def _store(self, spike: Spike) -> None:
-        if self.store.create(self.keys.spike(spike.tool, spike.sortable), spike.to_json()):
+        key = self.keys.spike(spike.tool, spike.sortable, spike.member)
+        if self.store.create(key, spike.to_json()):
             log.info(
-                "spike found in %s at %s: %s %.4g (baseline %.4g, score %.1f, %s rule)",
+                "spike found in %s at %s on %s: %s %.4g (baseline %.4g, score %.1f, %s rule)",
                 spike.tool,
                 spike.sortable,
+                spike.member,
                 spike.direction,
                 spike.value,
                 spike.baseline,
@@ -174,6 +176,10 @@ class SpikeService:
     def notify(self, spike: Spike) -> None:
         """Run the configured hooks for a spike (kind "spike")."""
         self._deliver({"kind": "spike", **spike.to_dict()})
+
+    def notify_event(self, event: dict[str, object]) -> None:
+        """Run the configured hooks for another event (a divergence: services/audit.py)."""
+        self._deliver(event)
 
     def _deliver(self, event: dict[str, object]) -> None:
         """Run the configured hooks in the background, bounded by a timeout, never blocking."""
@@ -212,12 +218,18 @@ class SpikeService:
 
     # Reading -----------------------------------------------------------------
 
-    def stored(self, tool: str | None = None, since: str | None = None) -> list[Spike]:
+    def stored(
+        self, tool: str | None = None, since: str | None = None, member: str | None = None
+    ) -> list[Spike]:
+        """Stored spikes, newest first; those of one member with `member` (keys of
+        either layout: <sortable> from before, <sortable>@<member>)."""
         prefix = self.keys.spikes(tool) if tool else self.keys.spikes()
         spikes = load_all(self.store, prefix, Spike)
         if since:
             spikes = [s for s in spikes if s.sortable >= since]
-        return sorted(spikes, key=lambda s: (s.sortable, s.tool), reverse=True)
+        if member is not None:
+            spikes = [s for s in spikes if s.member == member]
+        return sorted(spikes, key=lambda s: (s.sortable, s.tool, s.member or ""), reverse=True)
 
     def recompute(
         self, tool: Tool, data_dir: Path, params: DetectorParams
@@ -230,7 +242,8 @@ class SpikeService:
         except SeriesError as exc:
             raise BadInput(str(exc)) from None
         found = [self._spike(tool.name, d, params, None) for d in detect(series.points, params)]
-        stored = {s.sortable for s in self.stored(tool.name)}
+        # This member's series: what it stored (or a record from before members were kept).
+        stored = {s.sortable for s in self.stored(tool.name) if s.member in (None, self.member)}
         now = {s.sortable for s in found}
         result = Recomputed(
             sorted(found, key=lambda s: s.sortable, reverse=True),
@@ -240,7 +253,8 @@ class SpikeService:
         return result, series.skipped
 
     def get(self, tool: str, sortable: str) -> Spike:
-        """The stored spike of tool at sortable (its key under <prefix>/spikes/<tool>/)."""
+        """The stored spike of tool at sortable (its key under <prefix>/spikes/<tool>/:
+        <sortable>@<member>, or <sortable> for a record from before)."""
         validation.name(tool, "tool name")
         if not sortable or "/" in sortable or sortable in (".", ".."):
             raise BadInput(f"invalid spike key {sortable!r}")

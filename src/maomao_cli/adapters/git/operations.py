@@ -16,7 +16,7 @@ from dulwich.objects import ObjectID, Tree
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
-from maomao_cli.errors import GitError
+from maomao_cli.errors import GitError, PushRejected
 from maomao_cli.gitmodels import GitAuth, Progress, PullResult, RepoStatus
 from maomao_cli.gitprogress import splitter
 
@@ -70,11 +70,21 @@ def clone(
                 )
             except KeyError as exc:
                 raise GitError(f"clone {remote.shown}: no branch {exc.args[0]!r}") from None
+            except ValueError:
+                # dulwich: the branch asked for is not among the remote's refs. An empty
+                # remote has none at all: that is a clone whose first push creates it.
+                r.remove_created(dest, existed)
+                if _remote_branches(client, path):
+                    raise GitError(f"clone {remote.shown}: no branch {branch!r}") from None
+                repo = r.init_empty_clone(dest, existed, remote.shown, branch or r.DEFAULT_BRANCH)
             try:
                 head = r.head(repo)
                 if head is not None:
                     known = getattr(client, "fresh_objects", None) or {}
                     checkout_fresh(repo, r.commit_of(repo, head).tree, known)
+                else:
+                    # Empty remote: HEAD and the branch's config name the same branch.
+                    r.point_head(repo, branch or r.configured_branch(repo) or r.DEFAULT_BRANCH)
             finally:
                 repo.close()
     except BaseException:
@@ -84,6 +94,12 @@ def clone(
         close_connections(client)
         if lines:
             lines.flush()
+
+
+def _remote_branches(client: Any, path: str) -> list[bytes]:
+    """The branch refs the remote advertises (none: an empty repository)."""
+    refs = client.get_refs(path.encode() if isinstance(path, str) else path).refs
+    return [ref for ref in refs if ref.startswith(b"refs/heads/")]
 
 
 def pull(
@@ -290,7 +306,7 @@ def _push(
         try:
             result = client.send_pack(path.encode(), update_refs, pack_data, progress=lines)
         except _Rejected:
-            raise GitError(
+            raise PushRejected(
                 f"push {remote.shown}: rejected, the remote {name} has commits this clone lacks",
                 "pull first, then push again",
             ) from None
@@ -301,7 +317,8 @@ def _push(
     errors = {k: e for k, e in (result.ref_status or {}).items() if e is not None}
     if errors:
         reason = errors.get(ref) or next(iter(errors.values()))
-        raise GitError(f"push {remote.shown}: rejected by the remote: {one_line(str(reason))}")
+        # Refused after the pack went: most often another member's push landed in between.
+        raise PushRejected(f"push {remote.shown}: rejected by the remote: {one_line(str(reason))}")
     repo.refs[r.tracking_ref(name)] = local
 
 

@@ -78,6 +78,41 @@ def current_branch(repo: Repo, branch: str | None) -> str:
     return branch or str(current)
 
 
+DEFAULT_BRANCH = "main"  # of a clone of an empty remote that names no default
+
+
+def init_empty_clone(dest: Path, existed: bool, url: str, branch: str) -> Repo:
+    """A clone of an empty remote: origin set, HEAD on `branch`, no commit yet."""
+    dest.mkdir(exist_ok=existed)
+    repo = Repo.init(str(dest))
+    config = repo.get_config()
+    config.set((b"remote", b"origin"), b"url", url.encode())
+    config.set((b"remote", b"origin"), b"fetch", b"+refs/heads/*:refs/remotes/origin/*")
+    config.write_to_path()
+    repo.close()
+    return OwnRepo(str(dest))
+
+
+def configured_branch(repo: Repo) -> str | None:
+    """The branch the clone's config tracks (what an empty remote's HEAD named)."""
+    for section in repo.get_config().sections():
+        if len(section) == 2 and section[0] == b"branch":
+            return section[1].decode()
+    return None
+
+
+def point_head(repo: Repo, branch: str) -> None:
+    """HEAD on refs/heads/<branch>, tracking origin's branch of that name, and no other."""
+    repo.refs.set_symbolic_ref(HEADREF, branch_ref(branch))
+    config = repo.get_config()
+    for section in list(config.sections()):
+        if len(section) == 2 and section[0] == b"branch" and section[1] != branch.encode():
+            del config[section]
+    config.set((b"branch", branch.encode()), b"remote", b"origin")
+    config.set((b"branch", branch.encode()), b"merge", branch_ref(branch))
+    config.write_to_path()
+
+
 def branch_ref(name: str) -> Ref:
     return Ref(b"refs/heads/" + name.encode())
 

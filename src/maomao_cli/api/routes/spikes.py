@@ -17,11 +17,14 @@ def spikes(
     tool: QueryName = None,
     since: str | None = Query(None, description="Only spikes whose sortable >= this."),
     limit: int | None = Query(None, ge=1, le=10_000),
+    member: QueryName = None,
 ) -> list[Spike]:
-    """Stored spikes, newest first, like `maomao spikes --json`."""
+    """Stored spikes, newest first, like `maomao spikes --json`; `member`: one member's."""
     if tool is not None:
         validation.name(tool, "tool name")
-    found = services.spikes.stored(tool, since)
+    if member is not None:
+        validation.name(member, "member name")
+    found = services.spikes.stored(tool, since, member)
     return found if limit is None else found[:limit]
 
 

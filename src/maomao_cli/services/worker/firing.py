@@ -303,7 +303,7 @@ class Firing:
                 ),
             )
             failed = run.status in ("failed", "timed-out") and not cancel.is_set()
-            if failed and retryable(run.error):  # not: a run refused by its data limit
+            if failed and run.retryable and retryable(run.error):  # not: data limit, owner
                 self._plan_retry(schedule, due)
         except Exception:  # a run thread must never take the worker down
             log.exception("run of %s @ %s crashed", schedule.name, hms(due.fire_time))

@@ -8,7 +8,7 @@ fresh="$(mktemp -d)"
 trap 'rm -rf "$fresh"' EXIT
 python3 -m venv "$fresh/venv"
 "$fresh/venv/bin/python" -m pip install --quiet --upgrade pip
-"$fresh/venv/bin/python" -m pip install --quiet -e '.[test,plot]'
+"$fresh/venv/bin/python" -m pip install --quiet -e '.[test,plot,bench]'
 {
   echo "# The exact versions the suite and the benches pass with (pip install -c constraints.txt ...)."
   echo "# Refresh: bash scripts/refresh-constraints.sh, then run bash scripts/test.sh and the benches."

@@ -8,6 +8,7 @@ RecordError, which callers report and skip.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
@@ -53,6 +54,22 @@ def _check(value: Any, hint: Any) -> bool:
     return True
 
 
+@functools.cache
+def _fields(cls: type) -> tuple[tuple[str, Any, bool, bool], ...]:
+    """Each field of a record class: name, type, required, a tuple. Resolving the type
+    hints takes longer than decoding a record, so it is done once per class."""
+    hints = typing.get_type_hints(cls)
+    return tuple(
+        (
+            f.name,
+            hints[f.name],
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+            get_origin(hints[f.name]) is tuple,
+        )
+        for f in dataclasses.fields(cls)
+    )
+
+
 class Record:
     """Mixin for frozen dataclasses stored as JSON."""
 
@@ -66,19 +83,18 @@ class Record:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        hints = typing.get_type_hints(cls)
         kwargs: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-            if f.name not in data:
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                    raise RecordError(f"{cls.kind} record lacks field {f.name!r}")
+        for name, hint, required, is_tuple in _fields(cls):  # type: ignore[arg-type]
+            if name not in data:
+                if required:
+                    raise RecordError(f"{cls.kind} record lacks field {name!r}")
                 continue
-            value = data[f.name]
-            if not _check(value, hints[f.name]):
-                raise RecordError(f"{cls.kind} record has a bad value for {f.name!r}: {value!r}")
-            if get_origin(hints[f.name]) is tuple and isinstance(value, list):
+            value = data[name]
+            if not _check(value, hint):
+                raise RecordError(f"{cls.kind} record has a bad value for {name!r}: {value!r}")
+            if is_tuple and isinstance(value, list):
                 value = tuple(value)
-            kwargs[f.name] = value
+            kwargs[name] = value
         try:
             return cls(**kwargs)
         except (TypeError, ValueError) as exc:

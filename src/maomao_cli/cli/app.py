@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import os
 import sys
 
 import typer
@@ -99,6 +101,52 @@ def _setup_logging() -> None:
         logger.propagate = False
 
 
+# The root options that take a value (the next argument, or after "=") and the flag.
+_VALUED = ("--config", "-c", "--etcd", "--prefix")
+_FLAG = "--traceback"
+
+
+def _root_option_width(arg: str) -> int:
+    """How many arguments a root option at `arg` takes up; 0 when it is none of them."""
+    if arg in _VALUED:
+        return 2
+    attached = arg.startswith(("--config=", "--etcd=", "--prefix=")) or (
+        arg.startswith("-c") and not arg.startswith("--")  # -cPATH
+    )
+    return 1 if attached or arg == _FLAG else 0
+
+
+def invoked_command(argv: list[str]) -> str | None:
+    """The command `argv` invokes (after the root options), or None when that takes
+    more than reading its name: root help or version, an option unknown here, "--"."""
+    i = 0
+    while i < len(argv):
+        if width := _root_option_width(argv[i]):
+            i += width
+        elif argv[i].startswith("-"):
+            return None
+        else:
+            return argv[i]
+    return None
+
+
+def app_for(argv: list[str]) -> typer.Typer:
+    """The app with only the command `argv` invokes: Typer turns every command's
+    parameters into Click's at each start (about 15 ms for all of them), and one command
+    needs only its own. Anything else (root help, a misspelt command, shell completion)
+    gets the whole app, so what a user sees is the same either way."""
+    name = invoked_command(argv)
+    if name is None or any(key.endswith("_COMPLETE") for key in os.environ):
+        return app
+    commands = [c for c in app.registered_commands if c.name == name]
+    groups = [g for g in app.registered_groups if g.name == name]
+    if not commands and not groups:
+        return app
+    one = copy.copy(app)
+    one.registered_commands, one.registered_groups = commands, groups
+    return one
+
+
 def main() -> None:
     """Entry point; `Boundary` maps every outcome to an exit status."""
-    app()
+    app_for(sys.argv[1:])()

@@ -22,6 +22,7 @@ from ...store.base import Claim, ClaimOutcome, Lease, Store
 from ..datalimit import retryable
 from ..records import load
 from .claims import ClaimPlan, guard_key, plan_claim
+from .lagstats import LagStats
 from .observer import NoObserver, WorkerObserver
 from .policy import claim_life, misfire_grace, retry_limit
 from .timetable import Due, Timetable
@@ -61,7 +62,7 @@ class WorkerStats:
     claims_lost: int = 0
     runs_started: int = 0
     skipped: int = 0
-    lags: list[float] = field(default_factory=list)
+    lags: LagStats = field(default_factory=LagStats)  # fixed memory, however many runs
 
 
 @dataclass
@@ -246,7 +247,7 @@ class Firing:
         cancel = threading.Event()
         token = f"{schedule.name}@{due.fire_time}#{due.attempt}"
         lag = self._clock.now() - due.due
-        self.stats.lags.append(lag)
+        self.stats.lags.record(lag)
         self.stats.runs_started += 1
         with self._running_lock:  # registered before submitting: a quick run must find itself
             self._running[token] = (cancel, schedule.name)

@@ -458,3 +458,24 @@ def test_pending_retry_round_trips() -> None:
     pending = PendingRetry("a", 1.5, "s", 100.0, 2, 105.0)
     assert PendingRetry.decode(pending.encode()) == pending
     assert json.loads(pending.encode())["attempt"] == 2
+
+
+def test_the_guard_of_a_run_that_ended_during_an_outage_does_not_skip_the_catch_up(
+    store: ToolsDown, harness: Harness
+) -> None:
+    put_schedule(store, cron="41,43,44 * * * * *")  # overlap forbidden
+    gate = threading.Event()
+    harness.start("a", concurrent=True, gate=gate, lease_ttl=30)  # the lease outlives it
+    harness.tick(1)
+    harness.journal.wait_for(lambda j: len(j.executions) == 1)
+    store.down = True
+    gate.set()  # it ends while etcd is down: its guard cannot be deleted
+    harness.journal.wait_for(lambda j: any(r.status == "succeeded" for r in j.saved))
+    harness.tick(4)  # 43 and 44 missed
+    store.down = False
+    harness.tick(8)
+    harness.stop()
+    assert [(r.fire_time, r.status, r.trigger) for r in harness.records()] == [
+        (START + 1, "succeeded", "schedule"),
+        (START + 4, "succeeded", "catch-up"),
+    ]

@@ -27,7 +27,7 @@ from ...scheduling import retry_delay
 from ...store.base import Store
 from ..datalimit import retryable
 from ..records import decode, load
-from .claims import guard_key
+from .claims import GuardValue, guard_key
 from .observer import NoObserver, WorkerObserver
 from .policy import claim_life, retry_limit
 from .retries import PendingRetry, retry_key
@@ -108,6 +108,10 @@ class Execution:
         self._running_lock = threading.Lock()
         # Tools as last read: a run whose slot comes while etcd is down still starts.
         self._tools: dict[str, Tool] = {}
+        # Overlap guards of finished runs that etcd could not be told about: our lease may
+        # outlive an outage, so they are released on reconnecting, or they would turn the
+        # catch-up into an overlap skip.
+        self._stale_guards: dict[str, GuardValue] = {}
         self.stats = WorkerStats()
 
     # Running runs ------------------------------------------------------------
@@ -162,12 +166,27 @@ class Execution:
             # The overlap guard goes before the run counts as over: shutdown waits for
             # running runs and then closes the store, which this delete must not outlive.
             if not schedule.overlap:
-                # On failure it still lives on our lease: it goes when we reconnect.
-                with contextlib.suppress(MaomaoError):
-                    self._store().delete(guard_key(self._keys, schedule, self._member))
+                self._release_guard(schedule, due)
             with self._running_lock:
                 self._running.pop(token, None)
             self._shared.wake.set()
+
+    def _release_guard(self, schedule: Schedule, due: Due) -> None:
+        key = guard_key(self._keys, schedule, self._member)
+        try:
+            self._store().delete(key)
+        except MaomaoError:
+            with self._running_lock:
+                self._stale_guards[key] = GuardValue(self._member, due.fire_time)
+
+    def release_stale_guards(self, store: Store) -> None:
+        """After reconnecting: delete the guards of runs that ended meanwhile (if unchanged)."""
+        with self._running_lock:
+            stale, self._stale_guards = self._stale_guards, {}
+        for key, ours in stale.items():
+            entry = store.get(key)
+            if entry is not None and GuardValue.decode(entry.value) == ours:
+                store.delete_if(key, mod_revision=entry.mod_revision)
 
     def _run_to_record(
         self, schedule: Schedule, due: Due, cancel: threading.Event, run_id: str | None

@@ -241,7 +241,8 @@ class Firing:
     def resume(self, store: Store) -> None:
         """After reconnecting: put what waited back on the timetable, the claims whose
         outcome was unknown as claimed (if ours) or not, and coalesce the firings of each
-        schedule missed meanwhile into one catch-up. Unavailable leaves them all as ours."""
+        schedule missed meanwhile into one catch-up. Unavailable leaves everything as it was."""
+        self.execution.release_stale_guards(store)
         ours = [due for due in self._unknown if self._holds(store, due)]
         self._unknown = [due for due in self._unknown if due not in ours]
         with self._shared.lock:

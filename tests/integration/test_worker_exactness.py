@@ -134,6 +134,7 @@ def test_etcd_stopped_15s_every_claimed_firing_has_one_final_record(
         f"\netcd stopped 15 s, max_parallel 1: claims {len(claims)}, records {len(runs)}, "
         f"claims without a record {len(without)}, with two {len(doubled)}, not final "
         f"{len(unfinished)}, statuses {dict(Counter((r['status'], r['trigger']) for r in runs))}"
+        f", catch-ups {[(r['member'], r['warning']) for r in runs if r['trigger'] == 'catch-up']}"
     )
     assert without == [] and doubled == [] and unfinished == []
     assert len(claims) > 10

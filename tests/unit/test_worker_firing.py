@@ -6,6 +6,7 @@ member, and retries waiting for their backoff are recorded in etcd for any membe
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -479,3 +480,52 @@ def test_the_guard_of_a_run_that_ended_during_an_outage_does_not_skip_the_catch_
         (START + 1, "succeeded", "schedule"),
         (START + 4, "succeeded", "catch-up"),
     ]
+
+
+class CutOff:
+    """One member's view of the shared store: while `cut`, every call fails for it only
+    (a partition of that member), and its watches end."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+        self.cut = False
+
+    def __getattr__(self, name: str) -> object:
+        if self.cut:
+            raise Unavailable("etcd unreachable from this member")
+        return getattr(self.store, name)
+
+
+def test_a_member_cut_off_while_others_ran_the_firings_makes_no_catch_up(
+    store: ToolsDown, harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="maomao.worker")
+    put_schedule(store, overlap=True)
+    view = CutOff(store)
+    harness.start("b")
+    cut = Worker(
+        settings(),
+        store_factory=lambda: view,  # type: ignore[arg-type,return-value]
+        make_runs=lambda s: FakeRuns(s, "a", harness.journal, harness.clock),
+        member="a",
+        clock=harness.clock,
+        make_pool=inline_pool,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=cut.run, args=(stop,), name="worker-a")
+    thread.start()
+    assert cut.ready.wait(10)
+    harness.running.append(Running(cut, stop, thread))
+    harness.clock.wait_for_waiters(4)
+    harness.tick(1)
+    view.cut = True
+    harness.tick(4)  # b runs them all; a cannot claim
+    view.cut = False
+    harness.tick(8)
+    harness.stop()
+    ran = [(int(e.fire_time - START), e.trigger) for e in harness.journal.executions]
+    assert [t for _, t in ran] == ["schedule"] * len(ran), ran
+    assert [f for f, _ in ran] == list(range(1, len(ran) + 1)), "each once, none missing"
+    assert "etcd reachable again" in caplog.text
+    # Back, a sees b's claims in the stretch it missed: its next firing is a regular one.
+    assert "coalesced into one catch-up" not in caplog.text

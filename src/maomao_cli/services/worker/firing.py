@@ -21,7 +21,7 @@ from ...keys import Keys
 from ...models import Schedule
 from ...ports import Clock
 from ...store.base import Claim, ClaimOutcome, Lease, Store
-from .claims import ClaimPlan, ClaimValue, plan_claim
+from .claims import ClaimPlan, ClaimValue, claim_owner, plan_claim
 from .execution import (
     Execution,
     RunExecutor,
@@ -40,6 +40,10 @@ __all__ = ["Firing", "RunExecutor", "Shared", "WorkerStats"]
 # Firing claims live on leases never refreshed, one per claim life (policy.claim_life):
 # a lease of 1.5 x life is granted afresh every life / 2 seconds, so every claim expires
 # between life and 1.5 x life seconds after it was made (at most [firings_ttl] x 1.5).
+
+# A member back from an outage later than another finds that one running the schedule
+# again: a claim on one of the firings just before its catch-up says so.
+RESUMED_LOOKBACK = 3
 
 # One due firing on its way: its schedule, what was planned, and the claim sent.
 _Planned = tuple[Due, Schedule, ClaimPlan, Claim]
@@ -254,9 +258,32 @@ class Firing:
             # Claimed by us before the cut: each gets its own record, never coalesced.
             for due in ours:
                 timetable.put_back(due)
-        if merged:
-            log.info("coalesced %d missed firing(s) into catch-ups", merged)
+        for due in merged:
+            if self._resumed_by_others(store, due):
+                due.trigger, due.coalesced, due.missed_from = "schedule", None, None
+            else:
+                log.info(
+                    "%s: %d missed firing(s) coalesced into one catch-up",
+                    due.schedule,
+                    due.coalesced,
+                )
         self.execution.remember_tools(store)
+
+    def _resumed_by_others(self, store: Store, due: Due) -> bool:
+        """Did a member claim one of the firings just before this catch-up's? Then the
+        schedule runs again, and this one is a regular firing."""
+        with self._shared.lock:
+            schedule = self._shared.timetable.schedule(due.schedule)
+            before = self._shared.timetable.fire_times_before(
+                due.schedule, due.fire_time, RESUMED_LOOKBACK
+            )
+        if schedule is None:
+            return False
+        # Only firings of the missed stretch: one claimed before it says nothing.
+        before = [fire for fire in before if fire >= (due.missed_from or due.fire_time)]
+        owner = claim_owner(schedule, self._member)
+        keys = [self._keys.firing(schedule.name, int(fire), owner) for fire in before]
+        return any(store.get(key) is not None for key in keys)
 
     def _holds(self, store: Store, due: Due) -> bool:
         with self._shared.lock:

@@ -133,9 +133,9 @@ class Timetable:
         fire = tracked.cron.next_after(due.fire_time)
         self._push(fire, due.schedule, fire, tracked.generation)
 
-    def coalesce_missed(self, now: float) -> int:
+    def coalesce_missed(self, now: float) -> list[Due]:
         """Merge each schedule's first attempts due at `now` into one catch-up entry for
-        its newest fire time at or before `now`; returns how many entries went."""
+        its newest fire time at or before `now`; returns the catch-ups made."""
         groups: dict[str, list[Due]] = {}
         kept: list[Due] = []
         for due in self._heap:
@@ -146,14 +146,27 @@ class Timetable:
                 groups.setdefault(due.schedule, []).append(due)
             else:
                 kept.append(due)
-        removed = 0
+        made = []
         for name, group in groups.items():
             merged = self._merge(self._tracked[name], group, now)
             kept.append(merged)
-            removed += len(group) - 1
+            if merged.coalesced is not None:
+                made.append(merged)
         heapq.heapify(kept)
         self._heap = kept
-        return removed
+        return made
+
+    def fire_times_before(self, name: str, fire_time: float, count: int) -> list[float]:
+        """Up to `count` fire times of a schedule before `fire_time`, newest first."""
+        tracked = self._tracked.get(name)
+        found: list[float] = []
+        while tracked is not None and len(found) < count:
+            previous = tracked.cron.prev_at_or_before(fire_time - 1e-3)
+            if previous is None:
+                break
+            found.append(previous)
+            fire_time = previous
+        return found
 
     def _merge(self, tracked: _Tracked, group: list[Due], now: float) -> Due:
         oldest = min(group, key=lambda d: d.missed_from or d.fire_time)

@@ -274,7 +274,7 @@ def test_a_claim_whose_answer_was_lost_is_finished_not_coalesced(
     store.claim = real_claim  # type: ignore[method-assign]
     harness.tick(3)  # 43 and 44 missed
     store.down = False
-    harness.tick(2)
+    harness.tick(5)
     harness.stop()
     ran = [(int((e.fire_time) - START), e.trigger) for e in harness.journal.executions]
     assert ran == [(1, "schedule"), (4, "catch-up")], ran

@@ -31,7 +31,7 @@ from .execution import (
 )
 from .observer import NoObserver, WorkerObserver
 from .policy import claim_life, misfire_grace
-from .timetable import Due
+from .timetable import LONGEST_WAIT, Due
 
 log = logging.getLogger("maomao.worker")
 
@@ -40,6 +40,13 @@ __all__ = ["Firing", "RunExecutor", "Shared", "WorkerStats"]
 # Firing claims live on leases never refreshed, one per claim life (policy.claim_life):
 # a lease of 1.5 x life is granted afresh every life / 2 seconds, so every claim expires
 # between life and 1.5 x life seconds after it was made (at most [firings_ttl] x 1.5).
+
+# After an outage a member claims nothing for this long once it is back, so the other
+# members back from the same outage (they retry every RECONNECT_MAX seconds at most) have
+# written their outboxes and released the overlap guards of runs that ended meanwhile:
+# otherwise the first one back would skip the catch-up as overlapping a run long over.
+RESUME_SETTLE = 3.0
+RECONNECT_MAX = 2.0
 
 # A member back from an outage later than another finds that one running the schedule
 # again: a claim on one of the firings just before its catch-up says so.
@@ -100,6 +107,8 @@ class Firing:
         # Claims whose outcome is unknown, settled after reconnecting.
         self._unknown: list[Due] = []
         self._claim_leases: dict[int, tuple[Lease, float]] = {}  # by life: lease, granted at
+        self._hold_until = 0.0  # monotonic; no claims before (see RESUME_SETTLE)
+        self._coalesce_pending = False
         self._lease_lock = threading.Lock()
 
     # Running runs ------------------------------------------------------------
@@ -112,7 +121,10 @@ class Firing:
 
     def startable(self) -> bool:
         """Is a waiting firing startable now (a slot freed)?"""
-        return bool(self._waiting) and self.free_slots() > 0
+        return bool(self._waiting) and self.free_slots() > 0 and not self._held()
+
+    def _held(self) -> bool:
+        return self._clock.monotonic() < self._hold_until
 
     def stop_running(self) -> None:
         self.execution.stop_running()
@@ -169,6 +181,7 @@ class Firing:
         now = self._clock.now()
         candidates = sorted([*self._waiting, *dues])
         self._waiting = []
+        held = self._held()
         free = self.free_slots()
         chosen = []
         for due in candidates:
@@ -176,6 +189,9 @@ class Firing:
             if planned is None:
                 continue
             schedule, plan = planned
+            if held:
+                self._waiting.append(due)
+                continue
             if not plan.late:
                 if free <= 0:
                     self._waiting.append(due)
@@ -242,24 +258,44 @@ class Firing:
 
     # After a reconnect ---------------------------------------------------------
 
-    def resume(self, store: Store) -> None:
-        """After reconnecting: put what waited back on the timetable, the claims whose
-        outcome was unknown as claimed (if ours) or not, and coalesce the firings of each
-        schedule missed meanwhile into one catch-up. Unavailable leaves everything as it was."""
+    def resume(self, store: Store, *, after_outage: bool) -> None:
+        """After (re)connecting: release the guards of runs that ended meanwhile, settle
+        the claims whose outcome was unknown (ours: finished on their own; not: missed),
+        and put what waited back on the timetable. After an outage, claim nothing for
+        RESUME_SETTLE seconds; then the firings of each schedule missed meanwhile coalesce
+        into one catch-up (`take_due`). Unavailable leaves everything as it was."""
         self.execution.release_stale_guards(store)
         ours = [due for due in self._unknown if self._holds(store, due)]
-        self._unknown = [due for due in self._unknown if due not in ours]
         with self._shared.lock:
-            timetable = self._shared.timetable
             for due in [*self._waiting, *self._unknown]:
-                timetable.put_back(due)
+                due.claimed = due in ours  # claimed by us before the cut: never coalesced
+                self._shared.timetable.put_back(due)
             self._waiting, self._unknown = [], []
-            merged = timetable.coalesce_missed(self._clock.now())
-            # Claimed by us before the cut: each gets its own record, never coalesced.
-            for due in ours:
-                timetable.put_back(due)
+        self.execution.remember_tools(store)
+        self._coalesce_pending = True
+        if after_outage:
+            self._hold_until = self._clock.monotonic() + RESUME_SETTLE
+
+    def take_due(self) -> tuple[list[Due], float]:
+        """For the scheduler loop: what is due now, and how long to wait if nothing is."""
+        if self._held():
+            return [], min(LONGEST_WAIT, self._hold_until - self._clock.monotonic())
+        if self._coalesce_pending:
+            self._coalesce_pending = False
+            self._coalesce()
+        with self._shared.lock:
+            now = self._clock.now()
+            return self._shared.timetable.pop_due(now), self._shared.timetable.wait_time(now)
+
+    def _coalesce(self) -> None:
+        with self._shared.lock:
+            merged = self._shared.timetable.coalesce_missed(self._clock.now())
         for due in merged:
-            if self._resumed_by_others(store, due):
+            try:
+                resumed = self._resumed_by_others(self._store(), due)
+            except MaomaoError:
+                resumed = False  # a catch-up then; its claim decides
+            if resumed:
                 due.trigger, due.coalesced, due.missed_from = "schedule", None, None
             else:
                 log.info(
@@ -267,7 +303,6 @@ class Firing:
                     due.schedule,
                     due.coalesced,
                 )
-        self.execution.remember_tools(store)
 
     def _resumed_by_others(self, store: Store, due: Due) -> bool:
         """Did a member claim one of the firings just before this catch-up's? Then the

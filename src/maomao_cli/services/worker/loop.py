@@ -21,7 +21,7 @@ from ...store.base import Store, Watch
 from ..outbox import Outbox
 from ..outboxjournal import OutboxJournal
 from ..records import decode
-from .firing import Firing, RunExecutor, Shared
+from .firing import RECONNECT_MAX, Firing, RunExecutor, Shared
 from .membership import Membership, remove_leftover_containers
 from .observer import NoObserver, WorkerObserver
 from .policy import misfire_grace
@@ -158,7 +158,7 @@ class Worker:
             remove_leftover_containers(self._remove_leftovers, self.member)
         self._firing.forget_claim_lease()
         self._load_schedules(first=first)
-        self._firing.resume(store)
+        self._firing.resume(store, after_outage=not first)
         self._sweep_lost_runs()
         self._refresh_endpoints_quietly()
 
@@ -329,10 +329,7 @@ class Worker:
             if self._disconnected.is_set():
                 self._reconnect(stop)
                 continue
-            with self._shared.lock:
-                now = self.clock.now()
-                dues = self._shared.timetable.pop_due(now)
-                wait = self._shared.timetable.wait_time(now)
+            dues, wait = self._firing.take_due()
             if dues or self._firing.startable():  # due now, or a slot freed for a waiting one
                 self._fire_safely(dues)
             else:
@@ -367,7 +364,7 @@ class Worker:
                     said = exc.message
                     log.warning("etcd: %s; retrying", exc.message)
                 self.clock.wait(stop, delay)
-                delay = min(delay * 2, 10.0)
+                delay = min(delay * 2, RECONNECT_MAX)
                 continue
             self._disconnected.clear()
             log.info("etcd reachable again; resumed from its state")

@@ -44,6 +44,8 @@ class Due:
     # oldest of them.
     coalesced: int | None = field(compare=False, default=None)
     missed_from: float | None = field(compare=False, default=None)
+    # Claimed by us before a connection broke (its answer lost): finished on its own.
+    claimed: bool = field(compare=False, default=False)
 
 
 @dataclass
@@ -142,7 +144,7 @@ class Timetable:
             tracked = self._tracked.get(due.schedule)
             if tracked is None or tracked.generation != due.generation:
                 continue  # stale
-            if due.attempt == 1 and due.fire_time <= now:
+            if due.attempt == 1 and due.fire_time <= now and not due.claimed:
                 groups.setdefault(due.schedule, []).append(due)
             else:
                 kept.append(due)

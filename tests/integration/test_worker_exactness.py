@@ -109,19 +109,6 @@ def outage(cluster: EtcdCluster, seconds: float) -> tuple[float, float]:
     return down, time.time()
 
 
-def lags(runs: list[dict[str, Any]]) -> list[float]:
-    return sorted(r["started_at"] - r["fire_time"] for r in runs)
-
-
-def with_times(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from test_worker import epoch
-
-    for r in runs:
-        r["started_at"] = epoch(r["started"]) if r["started"] else None
-        r["finished_at"] = epoch(r["finished"]) if r["finished"] else None
-    return runs
-
-
 @pytest.mark.timeout(240)
 def test_etcd_stopped_15s_every_claimed_firing_has_one_final_record(
     tmp_path: Path, cluster: EtcdCluster, docker: DockerDaemon, prefix: str
@@ -235,10 +222,10 @@ def test_a_worker_killed_during_an_outage_writes_its_outcomes_after_restart(
         def w1_started_a_run() -> bool:
             running[:] = [
                 r
-                for r in with_times(runs_of(env, "--tool", "k"))
+                for r in records_in_etcd(cluster, prefix)
                 if r["status"] == "running"
                 and r["member"] == "w1"
-                and time.time() - r["started_at"] <= 1.5
+                and time.time() - r["started"] <= 1.5
             ]
             return bool(running)
 
@@ -299,6 +286,9 @@ def test_an_outage_ends_in_one_catch_up_run_per_schedule(
     assert codes == [0, 0, 0], outputs
     runs = runs_of(env, "--tool", "c")
     skipped = [r for r in runs if r["status"] == "skipped" and r["fire_time"] > down]
+    caught_up = max(r["fire_time"] for r in runs if r["trigger"] == "catch-up")
+    # A skip after the catch-up is an ordinary overlap (a run slowed by the load here).
+    stretch = [r for r in skipped if r["fire_time"] <= caught_up]
     for name, output in zip(names, outputs, strict=True):
         said = [line for line in output.splitlines() if any(w in line for w in WORDS)]
         figure(f"{name}: " + "\n  ".join(said))
@@ -324,9 +314,9 @@ def test_an_outage_ends_in_one_catch_up_run_per_schedule(
             f"{name} {len(c)} ({c[0]['warning']}, {c[0]['fire_time'] - back:+.1f}s after etcd was back)"
             for name, c in report.items()
         )
-        + f"; skip records {len(skipped)}"
+        + f"; skip records in the outage's stretch {len(stretch)}, after it {len(skipped)}"
     )
-    assert skipped == []
+    assert stretch == []
 
 
 @pytest.mark.timeout(180)
@@ -345,10 +335,10 @@ def test_everywhere_sigkill_the_killed_member_reruns_its_firing(
         def e1_started_a_run() -> bool:
             cut[:] = [
                 r
-                for r in with_times(runs_of(env, "--tool", "e"))
+                for r in records_in_etcd(cluster, prefix)
                 if r["status"] == "running"
                 and r["member"] == "e1"
-                and time.time() - r["started_at"] <= 1.5
+                and time.time() - r["started"] <= 1.5
             ]
             return bool(cut)
 
@@ -359,7 +349,7 @@ def test_everywhere_sigkill_the_killed_member_reruns_its_firing(
         wait_until(
             lambda: any(
                 r["id"] == cut[0]["id"] and r["status"] == "lost"
-                for r in runs_of(env, "--tool", "e")
+                for r in records_in_etcd(cluster, prefix)
             ),
             [workers[1]],
         )
@@ -369,7 +359,7 @@ def test_everywhere_sigkill_the_killed_member_reruns_its_firing(
                 r["fire_time"] == cut[0]["fire_time"]
                 and r["attempt"] == 2
                 and r["status"] == "succeeded"
-                for r in runs_of(env, "--tool", "e")
+                for r in records_in_etcd(cluster, prefix)
             ),
             [restarted, workers[1]],
         )
@@ -387,37 +377,45 @@ def test_everywhere_sigkill_the_killed_member_reruns_its_firing(
 def test_a_retry_outlives_the_member_that_queued_it(
     tmp_path: Path, cluster: EtcdCluster, docker: DockerDaemon, prefix: str
 ) -> None:
-    env = worker_env(tmp_path, cluster, docker, prefix, lease_ttl=3, backoff=8.0, backoff_max=8.0)
+    env = worker_env(tmp_path, cluster, docker, prefix, lease_ttl=3, backoff=15.0, backoff_max=15.0)
     setup_tool(env, "f", "--env", "EXIT_CODE=3")
     schedule(env, "f", "failing", "*/30 * * * * *", "--retries", "1")
     names = ["r1", "r2"]
     workers = dict(zip(names, (start_worker(env, n) for n in names), strict=True))
     try:
         wait_for_members(env, set(names), list(workers.values()))
-        first: list[dict[str, Any]] = []
+        pending: list[str] = []
 
-        def failed_once() -> bool:
-            first[:] = [r for r in runs_of(env, "--tool", "f") if r["status"] == "failed"]
-            return bool(first)
+        def retry_recorded() -> bool:
+            pending[:] = etcd_keys(cluster, f"{prefix}/retries/")
+            return bool(pending)
 
-        wait_until(failed_once, list(workers.values()))
-        queuer = first[0]["member"]
-        pending = etcd_keys(cluster, f"{prefix}/retries/")
+        wait_until(retry_recorded, list(workers.values()))
+        [first] = [r for r in records_in_etcd(cluster, prefix) if r["status"] == "failed"]
+        queuer = first["member"]
         workers[queuer].kill()  # before the backoff is over
+        killed_at = time.time()
         workers[queuer].communicate(timeout=30)
         survivor = next(n for n in names if n != queuer)
         wait_until(
             lambda: any(
-                r["attempt"] == 2 for r in runs_of(env, "--tool", "f") if r["status"] != "running"
+                r["attempt"] == 2 and r["status"] != "running"
+                for r in records_in_etcd(cluster, prefix)
             ),
             [workers[survivor]],
         )
         left = etcd_keys(cluster, f"{prefix}/retries/")
     finally:
         codes, outputs = stop([w for w in workers.values() if w.poll() is None])
-    runs = [r for r in runs_of(env, "--tool", "f") if r["fire_time"] == first[0]["fire_time"]]
+    runs = [r for r in records_in_etcd(cluster, prefix) if r["fire_time"] == first["fire_time"]]
     by = sorted((r["attempt"], r["member"], r["status"]) for r in runs)
-    figure(f"\nretry recorded in etcd: {pending}, queued by {queuer} (killed); records {by}")
+    [retry] = [r for r in runs if r["attempt"] == 2]
+    figure(
+        f"\nretry recorded in etcd: {[k.rsplit('/', 2)[-2:] for k in pending]}, queued by "
+        f"{queuer} (killed {killed_at - first['finished']:.1f}s after the failure); records "
+        f"{by}; the retry started {retry['started'] - first['finished']:.1f}s after the failure "
+        f"(backoff 15 s)"
+    )
     assert len(pending) == 1 and pending[0].endswith(".r2"), pending
     assert by == [(1, queuer, "failed"), (2, survivor, "failed")]
     assert left == [], "the record went once its retry was claimed"

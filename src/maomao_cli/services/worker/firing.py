@@ -41,7 +41,8 @@ __all__ = ["Firing", "RunExecutor", "Shared", "WorkerStats"]
 # a lease of 1.5 x life is granted afresh every life / 2 seconds, so every claim expires
 # between life and 1.5 x life seconds after it was made (at most [firings_ttl] x 1.5).
 
-# After an outage a member claims nothing for this long once it is back, so the other
+# After an outage a member claims nothing for this long (or as long as the outage lasted,
+# if shorter) once it is back, so the other
 # members back from the same outage (they retry every RECONNECT_MAX seconds at most) have
 # written their outboxes and released the overlap guards of runs that ended meanwhile:
 # otherwise the first one back would skip the catch-up as overlapping a run long over.
@@ -258,12 +259,13 @@ class Firing:
 
     # After a reconnect ---------------------------------------------------------
 
-    def resume(self, store: Store, *, after_outage: bool) -> None:
+    def resume(self, store: Store, *, outage: float) -> None:
         """After (re)connecting: release the guards of runs that ended meanwhile, settle
         the claims whose outcome was unknown (ours: finished on their own; not: missed),
-        and put what waited back on the timetable. After an outage, claim nothing for
-        RESUME_SETTLE seconds; then the firings of each schedule missed meanwhile coalesce
-        into one catch-up (`take_due`). Unavailable leaves everything as it was."""
+        and put what waited back on the timetable. After an outage of `outage` seconds,
+        claim nothing for as long, at most RESUME_SETTLE seconds; then the firings of each
+        schedule missed meanwhile coalesce into one catch-up (`take_due`). Unavailable
+        leaves everything as it was."""
         self.execution.release_stale_guards(store)
         ours = [due for due in self._unknown if self._holds(store, due)]
         with self._shared.lock:
@@ -273,8 +275,8 @@ class Firing:
             self._waiting, self._unknown = [], []
         self.execution.remember_tools(store)
         self._coalesce_pending = True
-        if after_outage:
-            self._hold_until = self._clock.monotonic() + RESUME_SETTLE
+        # Members cut off by the same outage are back within about as long as it lasted.
+        self._hold_until = self._clock.monotonic() + min(max(outage, 0.0), RESUME_SETTLE)
 
     def take_due(self) -> tuple[list[Due], float]:
         """For the scheduler loop: what is due now, and how long to wait if nothing is."""

@@ -83,6 +83,7 @@ class Worker:
         self._stopping = threading.Event()
         self._hurry = threading.Event()
         self._disconnected = threading.Event()
+        self._cut_at = 0.0  # monotonic, when the connection was last lost
         self._membership = Membership(
             self.keys,
             self.member,
@@ -158,7 +159,7 @@ class Worker:
             remove_leftover_containers(self._remove_leftovers, self.member)
         self._firing.forget_claim_lease()
         self._load_schedules(first=first)
-        self._firing.resume(store, after_outage=not first)
+        self._firing.resume(store, outage=0.0 if first else self.clock.monotonic() - self._cut_at)
         self._sweep_lost_runs()
         self._refresh_endpoints_quietly()
 
@@ -196,6 +197,7 @@ class Worker:
 
     def _lost_connection(self) -> None:
         if not self._disconnected.is_set():
+            self._cut_at = self.clock.monotonic()
             self._disconnected.set()
             self._shared.wake.set()
 

@@ -241,7 +241,9 @@ def test_a_worker_killed_during_an_outage_writes_its_outcomes_after_restart(
         wait_for_members(env, {"w1", "w2"}, [restarted, workers[1]])
         time.sleep(8)
     finally:
-        codes, outputs = stop([w for w in (workers[1], restarted) if w is not None])
+        # The killed one too, if the test failed before it was killed.
+        live = [w for w in (*workers, restarted) if w is not None and w.poll() is None]
+        codes, outputs = stop(live)
     assert workers[0].returncode == -signal.SIGKILL, killed_output
     assert codes == [0, 0], outputs
     [cut] = running
@@ -364,7 +366,9 @@ def test_everywhere_sigkill_the_killed_member_reruns_its_firing(
             [restarted, workers[1]],
         )
     finally:
-        codes, outputs = stop([w for w in (workers[1], restarted) if w is not None])
+        # The killed one too, if the test failed before it was killed.
+        live = [w for w in (*workers, restarted) if w is not None and w.poll() is None]
+        codes, outputs = stop(live)
     assert codes == [0, 0], outputs
     runs = [r for r in runs_of(env, "--tool", "e") if r["fire_time"] == cut[0]["fire_time"]]
     by = sorted((r["member"], r["attempt"], r["status"]) for r in runs)

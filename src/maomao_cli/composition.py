@@ -282,6 +282,7 @@ class Services:
             remove_leftovers=lambda member: self.runner.remove_containers(
                 {"maomao.member": member}
             ),
+            outbox_dir=self.settings.data.state_path,
         )
 
     def _uses_endpoints_file(self) -> bool:

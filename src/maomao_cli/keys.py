@@ -47,6 +47,16 @@ class Keys:
     ) -> str:
         return self.firing(schedule, epoch, member) + f".r{attempt}"
 
+    def retries(self) -> str:
+        return self._p("retries", "")
+
+    def pending_retry(
+        self, schedule: str, epoch: int, attempt: int, member: str | None = None
+    ) -> str:
+        # A retry waiting for its backoff: any live member claims it if its queuer dies.
+        tail = f"{epoch}" if member is None else f"{epoch}@{member}"
+        return self._p("retries", schedule, f"{tail}.r{attempt}")
+
     def runs(self) -> str:
         return self._p("runs", "")
 

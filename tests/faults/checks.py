@@ -3,17 +3,23 @@
 A firing is one fire time of the every-second schedule. Inside the measured window each
 firing must have run exactly once (one `succeeded` record), or be explained: its last
 record is `skipped` with a reason, or `lost`/`failed`/`timed-out` with a reason and either
-a later attempt recorded or its attempts used up.
+a later attempt recorded or its attempts used up. A firing without a record of its own is
+explained when a catch-up run coalesced it ("coalesced N missed firings (from to)"): the
+worker could not claim it (etcd unreachable) and ran the newest of the stretch instead.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 RETRYABLE = {"lost", "failed", "timed-out"}
+_COALESCED = re.compile(
+    r"coalesced \d+ missed firings \((\d\d):(\d\d):(\d\d) to (\d\d):(\d\d):(\d\d)\)"
+)
 FINAL = {"succeeded", "skipped", *RETRYABLE}
 
 
@@ -49,15 +55,35 @@ def by_fire_time(runs: list[dict[str, Any]], schedule: str) -> dict[int, list[di
     return grouped
 
 
+def coalesced(runs: list[dict[str, Any]], schedule: str) -> set[int]:
+    """The seconds covered by the catch-up runs of `schedule`: each stands for the missed
+    firings of its stretch (the note gives its first and last fire time, UTC, HH:MM:SS)."""
+    covered: set[int] = set()
+    for run in runs:
+        if run.get("schedule") != schedule or run.get("trigger") != "catch-up":
+            continue
+        found = _COALESCED.search(run.get("warning") or "")
+        if found is None or run.get("fire_time") is None:
+            continue
+        h1, m1, s1, h2, m2, s2 = (int(g) for g in found.groups())
+        span = ((h2 - h1) * 3600 + (m2 - m1) * 60 + (s2 - s1)) % 86400
+        fire = round(epoch(run["fire_time"]))
+        covered.update(range(fire - span, fire + 1))
+    return covered
+
+
 def settled(
     runs: list[dict[str, Any]], schedule: str, window: tuple[int, int], retries: int
 ) -> bool:
     """True when every firing in the window has a record and nothing is still to come:
     no record is running and every retryable failure has its retry or is used up."""
     grouped = by_fire_time(runs, schedule)
+    covered = coalesced(runs, schedule)
     for fire in range(window[0], window[1] + 1):
         records = grouped.get(fire)
         if not records:
+            if fire in covered:
+                continue
             return False
         if any(r["status"] not in FINAL for r in records):
             return False
@@ -78,9 +104,13 @@ def judge(
 ) -> Verdict:
     verdict = Verdict(fault)
     grouped = by_fire_time(runs, schedule)
+    covered = coalesced(runs, schedule)
     for fire in range(window[0], window[1] + 1):
         verdict.firings += 1
         records = grouped.get(fire, [])
+        if not records and fire in covered:
+            verdict.outcomes["coalesced into a catch-up"] += 1
+            continue
         if not records:
             verdict.missing += 1
             verdict.details.append(f"{fire}: no record")

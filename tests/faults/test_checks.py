@@ -11,6 +11,7 @@ from .checks import judge, settled
 pytestmark = [pytest.mark.faults]
 
 S = "every-second"
+COALESCED = "coalesced 2 missed firings (00:00:01 to 00:00:02)"  # fire times 1 and 2
 
 
 def rec(fire: int, status: str, attempt: int = 1, error: str | None = None) -> dict[str, Any]:
@@ -42,6 +43,10 @@ def rec(fire: int, status: str, attempt: int = 1, error: str | None = None) -> d
         ),
         ([rec(1, "skipped", 1, "overlap"), rec(2, "succeeded")], (0, 0, 0)),
         ([rec(1, "skipped"), rec(2, "succeeded")], (0, 1, 0)),  # no reason given
+        # 1 coalesced into the catch-up at 2 (its note names the stretch): explained
+        ([{**rec(2, "succeeded"), "trigger": "catch-up", "warning": COALESCED}], (0, 0, 0)),
+        # a catch-up whose stretch does not reach 1 explains nothing
+        ([{**rec(2, "succeeded"), "trigger": "catch-up", "warning": "x"}], (0, 0, 1)),
     ],
 )
 def test_judge(records: list[dict[str, Any]], expected: tuple[int, int, int]) -> None:

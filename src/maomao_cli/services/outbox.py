@@ -2,7 +2,9 @@
 
 Run records are last-writer-wins puts: when one fails because etcd is down, it is
 kept in order and written when the worker reconnects (`flush`). Reads and every
-other operation pass through and fail as usual, so claims are never faked.
+other operation pass through and fail as usual, so claims are never faked. With a
+journal (services/outboxjournal.py) what is kept is on disk too, fsync'd, and a new
+outbox on the same journal starts with what an earlier process kept.
 """
 
 from __future__ import annotations
@@ -26,18 +28,34 @@ from ..store.base import (
     StoreStatus,
     Watch,
 )
+from .outboxjournal import OutboxJournal
 from .records import decode
 
 log = logging.getLogger("maomao.worker")
 
 
 class Outbox:
-    def __init__(self, target: Store, *, runs_prefix: str | None = None) -> None:
+    def __init__(
+        self,
+        target: Store,
+        *,
+        runs_prefix: str | None = None,
+        journal: OutboxJournal | None = None,
+    ) -> None:
         self.target = target
         # Run records under this prefix never overwrite a `lost` mark (see _write).
         self._runs_prefix = runs_prefix
-        self._pending: OrderedDict[str, tuple[bytes, int | None]] = OrderedDict()
+        # key -> (value, lease, sequence number in the journal)
+        self._pending: OrderedDict[str, tuple[bytes, int | None, int]] = OrderedDict()
         self._lock = threading.Lock()
+        self._journal = journal
+        self._seq = 0
+        if journal is not None:
+            for key, (value, seq) in journal.load().items():
+                self._pending[key] = (value, None, seq)
+                self._seq = max(self._seq, seq)
+            if self._pending:
+                log.info("%d run record(s) kept by an earlier worker to write", len(self._pending))
 
     # Everything but put goes straight to the current store.
     @property
@@ -113,15 +131,26 @@ class Outbox:
     def put(self, key: str, value: bytes, *, lease: int | None = None) -> int:
         with self._lock:
             if key in self._pending:  # keep order: a newer write replaces the queued one
-                self._pending.pop(key)
-                self._pending[key] = (value, lease)
+                self._keep(key, value, lease)
                 return 0
         try:
             return self._write(key, value, lease)
         except Unavailable:
             with self._lock:
-                self._pending[key] = (value, lease)
+                self._keep(key, value, lease)
             return 0
+
+    def _keep(self, key: str, value: bytes, lease: int | None) -> None:
+        """Queue a write (caller holds the lock); on disk first, if it can outlive us (a
+        write on a lease cannot: the lease is this process's)."""
+        self._seq += 1
+        if self._journal is not None and lease is None:
+            try:
+                self._journal.kept(self._seq, key, value)
+            except OSError as exc:
+                log.warning("could not keep %s on disk (%s); kept in memory only", key, exc)
+        self._pending.pop(key, None)
+        self._pending[key] = (value, lease, self._seq)
 
     def flush(self) -> int:
         """Write what was kept; returns how many records were written."""
@@ -129,13 +158,31 @@ class Outbox:
         while True:
             with self._lock:
                 if not self._pending:
+                    self._clear_journal()
                     return written
-                key, (value, lease) = next(iter(self._pending.items()))
+                key, (value, lease, seq) = next(iter(self._pending.items()))
             self._write(key, value, lease)
             with self._lock:
-                if self._pending.get(key) == (value, lease):
+                if self._pending.get(key) == (value, lease, seq):
                     self._pending.pop(key)
+                    self._mark_written(seq)
             written += 1
+
+    def _mark_written(self, seq: int) -> None:
+        if self._journal is None:
+            return
+        try:
+            self._journal.written(seq)
+        except OSError as exc:  # written twice at worst: the puts are idempotent
+            log.warning("could not note a written record on disk: %s", exc)
+
+    def _clear_journal(self) -> None:
+        if self._journal is None:
+            return
+        try:
+            self._journal.clear()
+        except OSError as exc:
+            log.warning("could not empty the outbox journal: %s", exc)
 
     def _write(self, key: str, value: bytes, lease: int | None) -> int:
         """Put, except over a run record another member marked `lost` while we were cut

@@ -4,8 +4,10 @@ members.
 
 One idea per module: `timetable` (which firing is due when, driven by a given time),
 `claims` (what a member claims for a due firing, and the values of claims and overlap
-guards), `firing` (claim a batch, run what was won, retry failures), `membership` (the member entry on its lease, kept alive), `recovery` (runs of
-dead members marked lost and retried), and `loop` (the `Worker` that wires them).
+guards), `firing` (claim what a free slot can start, settle claims after an outage),
+`execution` (a won firing run to its one final record, retries planned), `retries` (retries
+waiting for their backoff, recorded in etcd), `membership` (the member entry on its lease,
+kept alive), `recovery` (runs of dead members marked lost and retried), and `loop` (the `Worker` that wires them).
 
 Threads: the scheduler loop (`Worker.run`), one thread per watch (schedules, members), one
 keep-alive thread for the member lease, one that refreshes the etcd endpoint list, and a

@@ -1,79 +1,57 @@
-"""Firing: claim a batch of due firings at once, run the ones won on the run pool, record
-the skipped ones, and queue retries of failed runs."""
+"""Firing: claim due firings this member can start now, act on each claim's outcome.
+
+A member claims a firing only when a run slot is free for it (`max_parallel`), so it
+starts every run it wins at once and holds no queue of claimed runs: a firing it cannot
+start stays unclaimed, for the other members, and for itself once a slot frees (it waits
+here, in `waiting`, until then). Skips (overlap, beyond the grace window) need no slot.
+A claim whose outcome is unknown (the connection broke) is settled after reconnecting:
+if it is ours, the firing is ours to finish; if not, it joins the missed firings.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
-from typing import Protocol
 
 from ...config import WorkerSettings
-from ...errors import MaomaoError, NotFound, Unavailable
+from ...errors import MaomaoError
 from ...keys import Keys
-from ...models import Run, Schedule, Tool
+from ...models import Schedule
 from ...ports import Clock
-from ...scheduling import retry_delay
 from ...store.base import Claim, ClaimOutcome, Lease, Store
-from ..datalimit import retryable
-from ..records import load
-from .claims import ClaimPlan, guard_key, plan_claim
-from .lagstats import LagStats
+from .claims import ClaimPlan, ClaimValue, claim_owner, plan_claim
+from .execution import (
+    Execution,
+    RunExecutor,
+    Shared,
+    WorkerStats,
+    missed_reason,
+)
 from .observer import NoObserver, WorkerObserver
-from .policy import claim_life, misfire_grace, retry_limit
-from .timetable import Due, Timetable
+from .policy import claim_life, misfire_grace
+from .timetable import LONGEST_WAIT, Due
 
 log = logging.getLogger("maomao.worker")
+
+__all__ = ["Firing", "RunExecutor", "Shared", "WorkerStats"]
 
 # Firing claims live on leases never refreshed, one per claim life (policy.claim_life):
 # a lease of 1.5 x life is granted afresh every life / 2 seconds, so every claim expires
 # between life and 1.5 x life seconds after it was made (at most [firings_ttl] x 1.5).
 
+# After an outage a member claims nothing for this long (or as long as the outage lasted,
+# if shorter) once it is back, so the other
+# members back from the same outage (they retry every RECONNECT_MAX seconds at most) have
+# written their outboxes and released the overlap guards of runs that ended meanwhile:
+# otherwise the first one back would skip the catch-up as overlapping a run long over.
+RESUME_SETTLE = 3.0
+RECONNECT_MAX = 2.0
 
-class RunExecutor(Protocol):
-    """What the worker needs from the run service."""
-
-    store: Store
-
-    def execute(
-        self,
-        tool: Tool,
-        *,
-        trigger: str = "manual",
-        schedule: str | None = None,
-        fire_time: float | None = None,
-        attempt: int = 1,
-        cancel: threading.Event | None = None,
-        run_id: str | None = None,
-    ) -> Run: ...
-
-    def save(self, run: Run) -> None: ...
-
-    def new_run_id(self) -> str: ...
-
-
-@dataclass
-class WorkerStats:
-    claims_won: int = 0
-    claims_lost: int = 0
-    runs_started: int = 0
-    skipped: int = 0
-    lags: LagStats = field(default_factory=LagStats)  # fixed memory, however many runs
-
-
-@dataclass
-class Shared:
-    """What the scheduler loop shares with the other threads: the timetable, under its
-    lock, and the event that wakes the loop to look at it again."""
-
-    timetable: Timetable = field(default_factory=Timetable)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    wake: threading.Event = field(default_factory=threading.Event)
-
+# A member back from an outage later than another finds that one running the schedule
+# again: a claim on one of the firings just before its catch-up says so.
+RESUMED_LOOKBACK = 3
 
 # One due firing on its way: its schedule, what was planned, and the claim sent.
 _Planned = tuple[Due, Schedule, ClaimPlan, Claim]
@@ -93,8 +71,11 @@ class Firing:
         store: Callable[[], Store],
         runs: Callable[[], RunExecutor | None],
         pools: tuple[Executor, Executor],
+        slots: int = 1,
+        process: float = 0.0,
         observer: WorkerObserver | None = None,
     ) -> None:
+        self._observer: WorkerObserver = observer or NoObserver()
         self._settings = settings
         self._keys = keys
         self._member = member
@@ -104,34 +85,58 @@ class Firing:
         self._shared = shared
         self._clock = clock
         self._store = store
-        self._runs = runs
+        self._slots = slots
         # The run threads, and one thread for bookkeeping (skipped-run records) off the loop.
-        self._pool, self._books = pools
-        self._running: dict[str, tuple[threading.Event, str]] = {}
-        self._running_lock = threading.Lock()
+        pool, self._books = pools
+        self._pool = pool
+        self.execution = Execution(
+            settings,
+            keys,
+            member=member,
+            process=process,
+            shared=shared,
+            clock=clock,
+            store=store,
+            runs=runs,
+            claim_lease=self._claim_lease_id,
+            pool=pool,
+            observer=self._observer,
+        )
+        self.stats = self.execution.stats
+        # Due firings with no free slot here yet, oldest first (the scheduler loop's own).
+        self._waiting: list[Due] = []
+        # Claims whose outcome is unknown, settled after reconnecting.
+        self._unknown: list[Due] = []
         self._claim_leases: dict[int, tuple[Lease, float]] = {}  # by life: lease, granted at
+        self._hold_until = 0.0  # monotonic; no claims before (see RESUME_SETTLE)
+        self._coalesce_pending = False
         self._lease_lock = threading.Lock()
-        self.stats = WorkerStats()
-        self._observer: WorkerObserver = observer or NoObserver()
 
     # Running runs ------------------------------------------------------------
 
     def running(self) -> int:
-        with self._running_lock:
-            return len(self._running)
+        return self.execution.running()
+
+    def free_slots(self) -> int:
+        return max(0, self._slots - self.running())
+
+    def startable(self) -> bool:
+        """Is a waiting firing startable now (a slot freed)?"""
+        return bool(self._waiting) and self.free_slots() > 0 and not self._held()
+
+    def _held(self) -> bool:
+        return self._clock.monotonic() < self._hold_until
 
     def stop_running(self) -> None:
-        """Stop every running run's container (each is recorded by its run thread)."""
-        with self._running_lock:
-            running = list(self._running.values())
-        for cancel, name in running:
-            log.warning("stopping the run of %s (shutdown grace over)", name)
-            cancel.set()
+        self.execution.stop_running()
 
     def close(self) -> None:
-        """After the runs are over: let the bookkeeping finish, drop queued runs."""
+        """After the runs are over: let the bookkeeping finish."""
         self._books.shutdown(wait=True)
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def queue_retry(self, name: str, fire_time: float, attempt: int, delay: float) -> bool:
+        return self.execution.queue_retry(name, fire_time, attempt, delay)
 
     # Claiming ----------------------------------------------------------------
 
@@ -149,37 +154,74 @@ class Firing:
                 self._claim_leases[life] = held
             return held[0].id
 
-    def _prepare(self, due: Due) -> _Planned | None:
-        """Plan one due entry: queue the schedule's next firing, and build the claim if
-        this member takes part."""
+    def _lease_for(self, schedule: Schedule, due: Due) -> int:
+        return self._claim_lease_id(claim_life(schedule, due.fire_time, self._settings))
+
+    def _plan(self, due: Due, now: float) -> tuple[Schedule, ClaimPlan] | None:
+        """Plan one due entry: queue the schedule's next firing (once), and plan the claim
+        if this member takes part."""
         with self._shared.lock:
             schedule = self._shared.timetable.schedule(due.schedule)
             if schedule is None:
                 return None  # removed since it was taken off the timetable
-            if due.trigger == "schedule":
-                self._shared.timetable.next_regular(due)
+            self._shared.timetable.next_regular(due)
         plan = plan_claim(
             schedule,
             due,
             member=self._member,
             labels=self._labels,
-            now=self._clock.now(),
+            now=now,
             grace=misfire_grace(schedule, self._settings),
             keys=self._keys,
         )
-        if plan is None:
-            return None
-        life = claim_life(schedule, due.fire_time, self._settings)
-        claim = plan.claim(lease=self._claim_lease_id(life), guard_lease=self._guard_lease())
-        return due, schedule, plan, claim
+        return None if plan is None else (schedule, plan)
+
+    def _select(self, dues: list[Due]) -> list[tuple[Due, Schedule, ClaimPlan]]:
+        """What to claim now: skips, and as many runs as there are free slots; the other
+        runs wait here, unclaimed."""
+        now = self._clock.now()
+        candidates = sorted([*self._waiting, *dues])
+        self._waiting = []
+        held = self._held()
+        free = self.free_slots()
+        chosen = []
+        for due in candidates:
+            planned = self._plan(due, now)
+            if planned is None:
+                continue
+            schedule, plan = planned
+            if held:
+                self._waiting.append(due)
+                continue
+            if not plan.late:
+                if free <= 0:
+                    self._waiting.append(due)
+                    continue
+                free -= 1
+            chosen.append((due, schedule, plan))
+        return chosen
 
     def fire(self, dues: list[Due]) -> bool:
-        """Claim every due firing at once (one transaction each, sent together), then act
-        on each outcome. False if an outcome is unknown: that firing is back on the
-        timetable, and the connection is lost. Unavailable if nothing could be claimed."""
-        planned = [p for p in (self._prepare(due) for due in dues) if p is not None]
-        if not planned:
+        """Claim what can be started of `dues` and of the waiting firings (one transaction
+        each, sent together), then act on each outcome. False if an outcome is unknown:
+        the connection is lost. Unavailable if nothing could be claimed."""
+        chosen = self._select(dues)
+        if not chosen:
             return True
+        try:
+            guard_lease = self._guard_lease()
+            planned: list[_Planned] = [
+                (
+                    due,
+                    schedule,
+                    plan,
+                    plan.claim(lease=self._lease_for(schedule, due), guard_lease=guard_lease),
+                )
+                for due, schedule, plan in chosen
+            ]
+        except MaomaoError:
+            self._waiting = sorted([*self._waiting, *(due for due, _, _ in chosen)])
+            raise
         outcomes = self._store().claim([claim for _, _, _, claim in planned])
         known = True
         for (due, schedule, plan, _), outcome in zip(planned, outcomes, strict=True):
@@ -191,10 +233,10 @@ class Firing:
     ) -> bool:
         """Act on one claim's outcome; False if it is unknown."""
         if isinstance(outcome, MaomaoError):
-            # Unknown outcome: keep the firing and claim it again after reconnecting.
-            with self._shared.lock:
-                self._shared.timetable.put_back(due)
+            self._unknown.append(due)  # settled after reconnecting
             return False
+        if due.trigger == "retry":
+            self.execution.forget_pending(schedule, due)
         lag = self._clock.now() - due.due
         self._observer.claimed(schedule.name, won=outcome != "taken", lag=lag)
         if outcome == "taken":
@@ -204,179 +246,100 @@ class Firing:
         if outcome == "busy":
             reason = "previous run still running (overlap forbidden)"
             self._observer.skipped(schedule.name, "overlap")
-            self._books.submit(self._record_skipped, schedule, due, reason)
+            self._books.submit(self.execution.record, schedule, due, "skipped", reason)
         elif plan.late:
             late_by = self._clock.now() - due.fire_time
-            reason = f"missed: ran {late_by:.0f}s late, beyond the grace window"
+            grace = misfire_grace(schedule, self._settings)
+            reason = missed_reason(due, late_by, grace)
             self._observer.missed(schedule.name, "beyond_grace")
-            self._books.submit(self._record_skipped, schedule, due, reason)
+            self._books.submit(self.execution.record, schedule, due, "skipped", reason)
         else:
-            self._start_run(schedule, due)
+            self.execution.start(schedule, due)
         return True
 
-    def _record_skipped(self, schedule: Schedule, due: Due, reason: str) -> None:
-        runs = self._runs()
-        assert runs is not None
-        self.stats.skipped += 1
-        now = self._clock.now()
-        run = Run(
-            id=runs.new_run_id(),
-            tool=schedule.tool,
-            member=self._member,
-            status="skipped",
-            trigger=due.trigger,  # type: ignore[arg-type]
-            schedule=schedule.name,
-            fire_time=due.fire_time,
-            attempt=due.attempt,
-            started=now,
-            finished=now,
-            error=reason,
-        )
-        runs.save(run)
-        log.info(
-            "skipped %s @ %s: %s",
-            schedule.name,
-            hms(due.fire_time),
-            reason,
-            extra=_fields("skipped", schedule, due, run_id=run.id, status="skipped", reason=reason),
-        )
+    # After a reconnect ---------------------------------------------------------
 
-    # Running -----------------------------------------------------------------
-
-    def _start_run(self, schedule: Schedule, due: Due) -> None:
-        cancel = threading.Event()
-        token = f"{schedule.name}@{due.fire_time}#{due.attempt}"
-        lag = self._clock.now() - due.due
-        self.stats.lags.record(lag)
-        self.stats.runs_started += 1
-        with self._running_lock:  # registered before submitting: a quick run must find itself
-            self._running[token] = (cancel, schedule.name)
-        runs = self._runs()
-        run_id = runs.new_run_id() if runs is not None else None  # chosen here: logs join on it
-        log.info(
-            "claimed %s @ %s%s",
-            schedule.name,
-            hms(due.fire_time),
-            f" ({due.trigger}, attempt {due.attempt})" if due.trigger != "schedule" else "",
-            extra=_fields("claimed", schedule, due, run_id=run_id),
-        )
-        self._pool.submit(self._execute, schedule, due, cancel, token, run_id)
-
-    def _execute(
-        self,
-        schedule: Schedule,
-        due: Due,
-        cancel: threading.Event,
-        token: str,
-        run_id: str | None = None,
-    ) -> None:
-        runs = self._runs()
-        assert runs is not None
-        try:
-            tool = self._tool(schedule.tool)
-            if tool is None:
-                return
-            run = runs.execute(
-                tool,
-                trigger=due.trigger,
-                schedule=schedule.name,
-                fire_time=due.fire_time,
-                attempt=due.attempt,
-                cancel=cancel,
-                run_id=run_id,
-            )
-            self._observer.finished(run)
-            log.info(
-                "finished %s @ %s: %s%s in %s",
-                schedule.name,
-                hms(due.fire_time),
-                run.status,
-                f" (exit {run.exit_code})" if run.exit_code not in (None, 0) else "",
-                f"{run.duration:.1f}s" if run.duration is not None else "-",
-                extra=_fields(
-                    "finished",
-                    schedule,
-                    due,
-                    run_id=run.id,
-                    status=run.status,
-                    duration_s=run.duration,
-                    reason=run.error,
-                ),
-            )
-            failed = run.status in ("failed", "timed-out") and not cancel.is_set()
-            if failed and run.retryable and retryable(run.error):  # not: data limit, owner
-                self._plan_retry(schedule, due)
-        except Exception:  # a run thread must never take the worker down
-            log.exception("run of %s @ %s crashed", schedule.name, hms(due.fire_time))
-        finally:
-            # The overlap guard goes before the run counts as over: shutdown waits for
-            # running runs and then closes the store, which this delete must not outlive.
-            if not schedule.overlap:
-                # On failure it still lives on our lease: it goes when we reconnect.
-                with contextlib.suppress(Unavailable):
-                    self._store().delete(guard_key(self._keys, schedule, self._member))
-            with self._running_lock:
-                self._running.pop(token, None)
-            self._shared.wake.set()
-
-    def _tool(self, name: str) -> Tool | None:
-        try:
-            return load(self._store(), self._keys.tool(name), Tool) or _missing_tool(name)
-        except NotFound as exc:
-            log.warning("%s", exc)
-            return None
-
-    # Retrying ----------------------------------------------------------------
-
-    def queue_retry(self, name: str, fire_time: float, attempt: int, delay: float) -> bool:
-        """Queue attempt `attempt` of a firing; False if the schedule is gone."""
+    def resume(self, store: Store, *, outage: float) -> None:
+        """After (re)connecting: release the guards of runs that ended meanwhile, settle
+        the claims whose outcome was unknown (ours: finished on their own; not: missed),
+        and put what waited back on the timetable. After an outage of `outage` seconds,
+        claim nothing for as long, at most RESUME_SETTLE seconds; then the firings of each
+        schedule missed meanwhile coalesce into one catch-up (`take_due`). Unavailable
+        leaves everything as it was."""
+        self.execution.release_stale_guards(store)
+        ours = [due for due in self._unknown if self._holds(store, due)]
         with self._shared.lock:
-            at = self._clock.now() + delay
-            queued = self._shared.timetable.queue_retry(name, fire_time, attempt, at)
-        if queued:
-            self._shared.wake.set()
-        return queued
+            for due in [*self._waiting, *self._unknown]:
+                due.claimed = due in ours  # claimed by us before the cut: never coalesced
+                self._shared.timetable.put_back(due)
+            self._waiting, self._unknown = [], []
+        self.execution.remember_tools(store)
+        self._coalesce_pending = True
+        # Members cut off by the same outage are back within about as long as it lasted.
+        self._hold_until = self._clock.monotonic() + min(max(outage, 0.0), RESUME_SETTLE)
 
-    def _plan_retry(self, schedule: Schedule, due: Due) -> None:
-        retries = retry_limit(schedule, self._settings)
-        delay = retry_delay(
-            due.attempt, retries, self._settings.backoff, self._settings.backoff_max
-        )
-        if delay is None:
-            log.info(
-                "giving up on %s @ %s after %d attempt(s)",
-                schedule.name,
-                hms(due.fire_time),
-                due.attempt,
+    def take_due(self) -> tuple[list[Due], float]:
+        """For the scheduler loop: what is due now, and how long to wait if nothing is."""
+        if self._held():
+            return [], min(LONGEST_WAIT, self._hold_until - self._clock.monotonic())
+        if self._coalesce_pending:
+            self._coalesce_pending = False
+            self._coalesce()
+        with self._shared.lock:
+            now = self._clock.now()
+            return self._shared.timetable.pop_due(now), self._shared.timetable.wait_time(now)
+
+    def _coalesce(self) -> None:
+        with self._shared.lock:
+            merged = self._shared.timetable.coalesce_missed(self._clock.now())
+        for due in merged:
+            try:
+                resumed = self._resumed_by_others(self._store(), due)
+            except MaomaoError:
+                resumed = False  # a catch-up then; its claim decides
+            if resumed:
+                due.trigger, due.coalesced, due.missed_from = "schedule", None, None
+            else:
+                log.info(
+                    "%s: %d missed firing(s) coalesced into one catch-up",
+                    due.schedule,
+                    due.coalesced,
+                )
+
+    def _resumed_by_others(self, store: Store, due: Due) -> bool:
+        """Did a member claim one of the firings just before this catch-up's? Then the
+        schedule runs again, and this one is a regular firing."""
+        with self._shared.lock:
+            schedule = self._shared.timetable.schedule(due.schedule)
+            before = self._shared.timetable.fire_times_before(
+                due.schedule, due.fire_time, RESUMED_LOOKBACK
             )
-            return
-        if not self.queue_retry(schedule.name, due.fire_time, due.attempt + 1, delay):
-            return
-        log.info(
-            "retrying %s @ %s in %.0fs (attempt %d of %d)",
-            schedule.name,
-            hms(due.fire_time),
-            delay,
-            due.attempt + 1,
-            retries + 1,
+        if schedule is None:
+            return False
+        # Only firings of the missed stretch: one claimed before it says nothing.
+        before = [fire for fire in before if fire >= (due.missed_from or due.fire_time)]
+        owner = claim_owner(schedule, self._member)
+        keys = [self._keys.firing(schedule.name, int(fire), owner) for fire in before]
+        return any(store.get(key) is not None for key in keys)
+
+    def _holds(self, store: Store, due: Due) -> bool:
+        with self._shared.lock:
+            schedule = self._shared.timetable.schedule(due.schedule)
+        if schedule is None:
+            return False
+        plan = plan_claim(
+            schedule,
+            due,
+            member=self._member,
+            labels=self._labels,
+            now=self._clock.now(),
+            grace=misfire_grace(schedule, self._settings),
+            keys=self._keys,
         )
-
-
-def _missing_tool(name: str) -> Tool:
-    raise NotFound(f"schedule refers to tool {name!r}, which is not registered; skipping")
-
-
-def _fields(event: str, schedule: Schedule, due: Due, **more: object) -> dict[str, object]:
-    """The fields of a log line about a firing (shown by --log-format json)."""
-    return {
-        "event": event,
-        "schedule": schedule.name,
-        "tool": schedule.tool,
-        "nominal": due.fire_time,
-        "attempt": due.attempt,
-        **{key: value for key, value in more.items() if value is not None},
-    }
-
-
-def hms(epoch: float) -> str:
-    return time.strftime("%H:%M:%S", time.gmtime(epoch))
+        if plan is None:
+            return False
+        entry = store.get(plan.key)
+        if entry is None:
+            return False
+        mine = ClaimValue(self._member, due.nonce, due.trigger).encode()
+        return entry.value in (mine, plan.busy.encode())

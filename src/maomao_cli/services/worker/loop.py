@@ -9,6 +9,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
+from pathlib import Path
 
 from ...clock import SystemClock
 from ...config import Settings
@@ -18,12 +19,14 @@ from ...models import Schedule
 from ...ports import Clock
 from ...store.base import Store, Watch
 from ..outbox import Outbox
+from ..outboxjournal import OutboxJournal
 from ..records import decode
-from .firing import Firing, RunExecutor, Shared
+from .firing import RECONNECT_MAX, Firing, RunExecutor, Shared
 from .membership import Membership, remove_leftover_containers
 from .observer import NoObserver, WorkerObserver
 from .policy import misfire_grace
 from .recovery import LostRuns
+from .retries import adopt
 from .timetable import Due
 
 log = logging.getLogger("maomao.worker")
@@ -53,8 +56,11 @@ class Worker:
         endpoints_every: float = ENDPOINTS_REFRESH,
         make_pool: Callable[[int, str], Executor] | None = None,
         observer: WorkerObserver | None = None,
+        outbox_dir: Path | None = None,
     ) -> None:
         self.settings = settings
+        # Where the outbox keeps its journal (the state directory); None: memory only.
+        self._outbox_dir = outbox_dir
         # Replaces the endpoints the next store_factory() uses with the cluster's members.
         self._refresh_endpoints = refresh_endpoints
         self._endpoints_every = endpoints_every
@@ -77,6 +83,7 @@ class Worker:
         self._stopping = threading.Event()
         self._hurry = threading.Event()
         self._disconnected = threading.Event()
+        self._cut_at = 0.0  # monotonic, when the connection was last lost
         self._membership = Membership(
             self.keys,
             self.member,
@@ -106,6 +113,8 @@ class Worker:
             runs=lambda: self.runs,
             pools=(pool(self.max_parallel, "maomao-run"), pool(1, "maomao-books")),
             observer=self._observer,
+            slots=self.max_parallel,
+            process=self._membership.started,
         )
         self.stats = self._firing.stats
         self._watches: list[Watch] = []
@@ -136,20 +145,28 @@ class Worker:
         store = self._store_factory()
         self._store = store
         if self._outbox is None:
-            self._outbox = Outbox(store, runs_prefix=self.keys.runs())
+            self._outbox = Outbox(store, runs_prefix=self.keys.runs(), journal=self._journal())
             self.runs = self._make_runs(self._outbox)
         else:
             self._outbox.target = store
+        # Before anything else: outcomes kept through an outage (or by an earlier process
+        # of this member) reach etcd before any member could take those runs for lost.
+        flushed = self._outbox.flush()
+        if flushed:
+            log.info("wrote %d run record(s) kept while etcd was unreachable", flushed)
         self._membership.register(store)
         if first:
             remove_leftover_containers(self._remove_leftovers, self.member)
         self._firing.forget_claim_lease()
         self._load_schedules(first=first)
-        flushed = self._outbox.flush()
-        if flushed:
-            log.info("wrote %d run record(s) kept while etcd was unreachable", flushed)
+        self._firing.resume(store, outage=0.0 if first else self.clock.monotonic() - self._cut_at)
         self._sweep_lost_runs()
         self._refresh_endpoints_quietly()
+
+    def _journal(self) -> OutboxJournal | None:
+        if self._outbox_dir is None:
+            return None
+        return OutboxJournal(self._outbox_dir / f"outbox-{self.member}.jsonl")
 
     def _refresh_endpoints_quietly(self) -> None:
         if self._refresh_endpoints is None:
@@ -180,6 +197,7 @@ class Worker:
 
     def _lost_connection(self) -> None:
         if not self._disconnected.is_set():
+            self._cut_at = self.clock.monotonic()
             self._disconnected.set()
             self._shared.wake.set()
 
@@ -273,6 +291,17 @@ class Worker:
                 name, fire_time, attempt, 0.0
             ),
         )
+        # Retries queued by members that are gone (and by our earlier process).
+        adopt(
+            self.store,
+            self.keys,
+            member=self.member,
+            process=self._membership.started,
+            live={self.keys.leaf(e.key) for e in self.store.scan(self.keys.members())},
+            schedule_of=self._followed,
+            queue=self._firing.queue_retry,
+            now=self.clock.now(),
+        )
 
     def _followed(self, name: str) -> Schedule | None:
         with self._shared.lock:
@@ -302,11 +331,8 @@ class Worker:
             if self._disconnected.is_set():
                 self._reconnect(stop)
                 continue
-            with self._shared.lock:
-                now = self.clock.now()
-                dues = self._shared.timetable.pop_due(now)
-                wait = self._shared.timetable.wait_time(now)
-            if dues:
+            dues, wait = self._firing.take_due()
+            if dues or self._firing.startable():  # due now, or a slot freed for a waiting one
                 self._fire_safely(dues)
             else:
                 self.clock.wait(self._shared.wake, wait)
@@ -317,10 +343,7 @@ class Worker:
             if not self._firing.fire(dues):
                 self._lost_connection()
         except Unavailable:
-            # Nothing was claimed (the claim lease could not be granted): keep them all.
-            with self._shared.lock:
-                for due in dues:
-                    self._shared.timetable.put_back(due)
+            # Nothing was claimed (the claim lease could not be granted): firing kept them.
             self._lost_connection()
         except Exception:  # the scheduler loop must never die
             log.exception("firing %d due firing(s) crashed", len(dues))
@@ -343,7 +366,7 @@ class Worker:
                     said = exc.message
                     log.warning("etcd: %s; retrying", exc.message)
                 self.clock.wait(stop, delay)
-                delay = min(delay * 2, 10.0)
+                delay = min(delay * 2, RECONNECT_MAX)
                 continue
             self._disconnected.clear()
             log.info("etcd reachable again; resumed from its state")

@@ -3,6 +3,10 @@
 A heap of due entries over the schedules it follows, driven by the `now` it is given: no
 threads, no clock, no store. Changing or dropping a schedule makes its queued entries
 stale (a new generation), and stale entries are dropped as they reach the top.
+
+After the worker could not claim for a while (etcd unreachable, an alarm), the firings of
+a schedule that came due meanwhile coalesce into one entry for the newest of them
+(`coalesce_missed`): one catch-up run, never one run or skip record per missed firing.
 """
 
 from __future__ import annotations
@@ -34,6 +38,14 @@ class Due:
     trigger: str = field(compare=False, default="schedule")
     # Identifies this attempt in its claim, so a claim retried after a lost answer is ours.
     nonce: str = field(compare=False, default_factory=lambda: uuid.uuid4().hex[:12])
+    # Was the schedule's next regular firing queued after this one? (Once, when it is taken.)
+    next_queued: bool = field(compare=False, default=False)
+    # A catch-up standing for missed firings: how many (None: unknown, on start) and the
+    # oldest of them.
+    coalesced: int | None = field(compare=False, default=None)
+    missed_from: float | None = field(compare=False, default=None)
+    # Claimed by us before a connection broke (its answer lost): finished on its own.
+    claimed: bool = field(compare=False, default=False)
 
 
 @dataclass
@@ -81,7 +93,7 @@ class Timetable:
         missed = catch_up_time(cron, now, catch_up_grace) if catch_up_grace is not None else None
         # A firing from before the schedule existed was never missed.
         if missed is not None and missed < now and missed >= schedule.created:
-            self._push(now, schedule.name, missed, generation, trigger="catch-up")
+            self._push(now, schedule.name, missed, generation, trigger="catch-up", queued=True)
         fire = cron.next_after(now)
         self._push(fire, schedule.name, fire, generation)
         return True
@@ -115,19 +127,79 @@ class Timetable:
         return max(0.0, min(self._heap[0].due - now, LONGEST_WAIT))
 
     def next_regular(self, due: Due) -> None:
-        """Queue the regular firing after `due`'s, whatever becomes of this one."""
+        """Queue the regular firing after `due`'s (once), whatever becomes of this one."""
         tracked = self._tracked.get(due.schedule)
-        if tracked is None:
+        if tracked is None or due.next_queued:
             return
+        due.next_queued = True
         fire = tracked.cron.next_after(due.fire_time)
         self._push(fire, due.schedule, fire, tracked.generation)
+
+    def coalesce_missed(self, now: float) -> list[Due]:
+        """Merge each schedule's first attempts due at `now` into one catch-up entry for
+        its newest fire time at or before `now`; returns the catch-ups made."""
+        groups: dict[str, list[Due]] = {}
+        kept: list[Due] = []
+        for due in self._heap:
+            tracked = self._tracked.get(due.schedule)
+            if tracked is None or tracked.generation != due.generation:
+                continue  # stale
+            if due.attempt == 1 and due.fire_time <= now and not due.claimed:
+                groups.setdefault(due.schedule, []).append(due)
+            else:
+                kept.append(due)
+        made = []
+        for name, group in groups.items():
+            merged = self._merge(self._tracked[name], group, now)
+            kept.append(merged)
+            if merged.coalesced is not None:
+                made.append(merged)
+        heapq.heapify(kept)
+        self._heap = kept
+        return made
+
+    def fire_times_before(self, name: str, fire_time: float, count: int) -> list[float]:
+        """Up to `count` fire times of a schedule before `fire_time`, newest first."""
+        tracked = self._tracked.get(name)
+        found: list[float] = []
+        while tracked is not None and len(found) < count:
+            previous = tracked.cron.prev_at_or_before(fire_time - 1e-3)
+            if previous is None:
+                break
+            found.append(previous)
+            fire_time = previous
+        return found
+
+    def _merge(self, tracked: _Tracked, group: list[Due], now: float) -> Due:
+        oldest = min(group, key=lambda d: d.missed_from or d.fire_time)
+        latest = max(group, key=lambda d: d.fire_time)
+        newest = max(tracked.cron.prev_at_or_before(now) or latest.fire_time, latest.fire_time)
+        if len(group) == 1 and newest == latest.fire_time:
+            return latest  # nothing missed beside it
+        start = oldest.missed_from or oldest.fire_time
+        due = Due(
+            newest,
+            next(self._seq),
+            latest.schedule,
+            newest,
+            tracked.generation,
+            trigger="catch-up",
+            # Only the schedule's pending regular entry has no successor queued yet; if it
+            # is in the group, the merged entry queues the one after `newest`.
+            next_queued=all(d.next_queued for d in group),
+            coalesced=count_fire_times(tracked.cron, start, newest),
+            missed_from=start,
+        )
+        return due
 
     def queue_retry(self, name: str, fire_time: float, attempt: int, at: float) -> bool:
         """Queue attempt `attempt` of a firing, due at `at`; False if the schedule is gone."""
         tracked = self._tracked.get(name)
         if tracked is None:
             return False
-        self._push(at, name, fire_time, tracked.generation, attempt=attempt, trigger="retry")
+        self._push(
+            at, name, fire_time, tracked.generation, attempt=attempt, trigger="retry", queued=True
+        )
         return True
 
     def put_back(self, due: Due) -> None:
@@ -143,6 +215,23 @@ class Timetable:
         *,
         attempt: int = 1,
         trigger: str = "schedule",
+        queued: bool = False,
     ) -> None:
         due = Due(at, next(self._seq), name, fire_time, generation, attempt, trigger)
+        due.next_queued = queued
         heapq.heappush(self._heap, due)
+
+
+# Counting a long outage of a per-second schedule stops here ("at least" this many).
+COUNT_LIMIT = 100_000
+
+
+def count_fire_times(cron: CronClock, first: float, last: float) -> int:
+    """How many fire times lie in [first, last] (first and last being fire times)."""
+    count, current = 1, first
+    while count < COUNT_LIMIT:
+        current = cron.next_after(current)
+        if current > last:
+            break
+        count += 1
+    return count

@@ -1,0 +1,380 @@
+"""Execution: a won firing, run on the run pool, ends in exactly one final record.
+
+Whatever fails in between (etcd unreachable when the tool is read, a missing tool, a
+crash in the run service), the firing's attempt is recorded (succeeded, failed, skipped
+with its reason) and a retryable failure is retried per policy. Records go through the
+worker's outbox, so they survive etcd outages and restarts. Retries waiting for their
+backoff are recorded in etcd (services/worker/retries.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from ...config import WorkerSettings
+from ...errors import MaomaoError, NotFound, Unavailable
+from ...keys import Keys
+from ...models import Run, Schedule, Tool
+from ...ports import Clock
+from ...scheduling import retry_delay
+from ...store.base import Store
+from ..datalimit import retryable
+from ..records import decode, load
+from .claims import GuardValue, guard_key
+from .lagstats import LagStats
+from .observer import NoObserver, WorkerObserver
+from .policy import claim_life, retry_limit
+from .retries import PendingRetry, retry_key
+from .timetable import Due, Timetable
+
+log = logging.getLogger("maomao.worker")
+
+
+class RunExecutor(Protocol):
+    """What the worker needs from the run service."""
+
+    store: Store
+
+    def execute(
+        self,
+        tool: Tool,
+        *,
+        trigger: str = "manual",
+        schedule: str | None = None,
+        fire_time: float | None = None,
+        attempt: int = 1,
+        cancel: threading.Event | None = None,
+        run_id: str | None = None,
+    ) -> Run: ...
+
+    def save(self, run: Run) -> None: ...
+
+    def new_run_id(self) -> str: ...
+
+
+@dataclass
+class WorkerStats:
+    claims_won: int = 0
+    claims_lost: int = 0
+    runs_started: int = 0
+    skipped: int = 0
+    lags: LagStats = field(default_factory=LagStats)  # fixed memory, however many runs
+
+
+@dataclass
+class Shared:
+    """What the scheduler loop shares with the other threads: the timetable, under its
+    lock, and the event that wakes the loop to look at it again."""
+
+    timetable: Timetable = field(default_factory=Timetable)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    wake: threading.Event = field(default_factory=threading.Event)
+
+
+class Execution:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        keys: Keys,
+        *,
+        member: str,
+        process: float,
+        shared: Shared,
+        clock: Clock,
+        store: Callable[[], Store],
+        runs: Callable[[], RunExecutor | None],
+        claim_lease: Callable[[int], int],  # the claim lease of a claim life
+        pool: Executor,
+        observer: WorkerObserver | None = None,
+    ) -> None:
+        self._observer: WorkerObserver = observer or NoObserver()
+        self._settings = settings
+        self._keys = keys
+        self._member = member
+        self._process = process  # when this process of the member started
+        self._shared = shared
+        self._clock = clock
+        self._store = store
+        self._runs = runs
+        self._claim_lease = claim_lease
+        self._pool = pool
+        self._running: dict[str, tuple[threading.Event, str]] = {}
+        self._running_lock = threading.Lock()
+        # Tools as last read: a run whose slot comes while etcd is down still starts.
+        self._tools: dict[str, Tool] = {}
+        # Overlap guards of finished runs that etcd could not be told about: our lease may
+        # outlive an outage, so they are released on reconnecting, or they would turn the
+        # catch-up into an overlap skip.
+        self._stale_guards: dict[str, GuardValue] = {}
+        self.stats = WorkerStats()
+
+    # Running runs ------------------------------------------------------------
+
+    def running(self) -> int:
+        with self._running_lock:
+            return len(self._running)
+
+    def stop_running(self) -> None:
+        """Stop every running run's container (each is recorded by its run thread)."""
+        with self._running_lock:
+            running = list(self._running.values())
+        for cancel, name in running:
+            log.warning("stopping the run of %s (shutdown grace over)", name)
+            cancel.set()
+
+    def remember_tools(self, store: Store) -> None:
+        """Read every tool once (on connect), so a run can start while etcd is down."""
+        for entry in store.scan(self._keys.tools()):
+            tool = decode(Tool, entry)
+            if tool is not None:
+                self._tools[tool.name] = tool
+
+    def start(self, schedule: Schedule, due: Due) -> None:
+        cancel = threading.Event()
+        token = f"{schedule.name}@{due.fire_time}#{due.attempt}"
+        self.stats.lags.record(self._clock.now() - due.due)
+        self.stats.runs_started += 1
+        with self._running_lock:  # registered before submitting: a quick run must find itself
+            self._running[token] = (cancel, schedule.name)
+        runs = self._runs()
+        run_id = runs.new_run_id() if runs is not None else None  # chosen here: logs join on it
+        log.info(
+            "claimed %s @ %s%s",
+            schedule.name,
+            hms(due.fire_time),
+            f" ({due.trigger}, attempt {due.attempt})" if due.trigger != "schedule" else "",
+            extra=log_fields("claimed", schedule, due, run_id=run_id),
+        )
+        self._pool.submit(self._execute, schedule, due, cancel, token, run_id)
+
+    def _execute(
+        self,
+        schedule: Schedule,
+        due: Due,
+        cancel: threading.Event,
+        token: str,
+        run_id: str | None = None,
+    ) -> None:
+        try:
+            self._run_to_record(schedule, due, cancel, run_id)
+        finally:
+            # The overlap guard goes before the run counts as over: shutdown waits for
+            # running runs and then closes the store, which this delete must not outlive.
+            if not schedule.overlap:
+                self._release_guard(schedule, due)
+            with self._running_lock:
+                self._running.pop(token, None)
+            self._shared.wake.set()
+
+    def _release_guard(self, schedule: Schedule, due: Due) -> None:
+        key = guard_key(self._keys, schedule, self._member)
+        try:
+            self._store().delete(key)
+        except MaomaoError:
+            with self._running_lock:
+                self._stale_guards[key] = GuardValue(self._member, due.fire_time)
+
+    def release_stale_guards(self, store: Store) -> None:
+        """After reconnecting: delete the guards of runs that ended meanwhile (if unchanged)."""
+        with self._running_lock:
+            stale, self._stale_guards = self._stale_guards, {}
+        for key, ours in stale.items():
+            entry = store.get(key)
+            if entry is not None and GuardValue.decode(entry.value) == ours:
+                store.delete_if(key, mod_revision=entry.mod_revision)
+
+    def _run_to_record(
+        self, schedule: Schedule, due: Due, cancel: threading.Event, run_id: str | None
+    ) -> None:
+        runs = self._runs()
+        assert runs is not None
+        try:
+            tool = self._tool(schedule.tool)
+        except NotFound as exc:
+            self.record(schedule, due, "skipped", exc.message)
+            return
+        except MaomaoError as exc:
+            # Claimed but not startable: recorded, and retried per policy.
+            self.record(schedule, due, "failed", f"could not start: {exc.message}")
+            self._plan_retry(schedule, due)
+            return
+        try:
+            run = runs.execute(
+                tool,
+                trigger=due.trigger,
+                schedule=schedule.name,
+                fire_time=due.fire_time,
+                attempt=due.attempt,
+                cancel=cancel,
+                run_id=run_id,
+            )
+        except Exception as exc:  # a run thread must never take the worker down
+            # The run service recorded the run failed before raising.
+            log.exception("run of %s @ %s crashed: %s", schedule.name, hms(due.fire_time), exc)
+            self._plan_retry(schedule, due)
+            return
+        self._observer.finished(run)
+        log.info(
+            "finished %s @ %s: %s%s in %s",
+            schedule.name,
+            hms(due.fire_time),
+            run.status,
+            f" (exit {run.exit_code})" if run.exit_code not in (None, 0) else "",
+            f"{run.duration:.1f}s" if run.duration is not None else "-",
+            extra=log_fields(
+                "finished",
+                schedule,
+                due,
+                run_id=run.id,
+                status=run.status,
+                duration_s=run.duration,
+                reason=run.error,
+            ),
+        )
+        if due.trigger == "catch-up":
+            self._note_coalesced(runs, run, due)
+        failed = run.status in ("failed", "timed-out") and not cancel.is_set()
+        if failed and run.retryable and retryable(run.error):  # not: data limit, owner
+            self._plan_retry(schedule, due)
+
+    def _note_coalesced(self, runs: RunExecutor, run: Run, due: Due) -> None:
+        note = coalesced_note(due)
+        with contextlib.suppress(Exception):  # the run is recorded already; the note is extra
+            runs.save(replace(run, warning=f"{run.warning}; {note}" if run.warning else note))
+
+    def _tool(self, name: str) -> Tool:
+        try:
+            tool = load(self._store(), self._keys.tool(name), Tool)
+        except Unavailable:
+            known = self._tools.get(name)
+            if known is None:
+                raise
+            return known
+        if tool is None:
+            self._tools.pop(name, None)
+            raise NotFound(f"schedule refers to tool {name!r}, which is not registered")
+        self._tools[name] = tool
+        return tool
+
+    def record(self, schedule: Schedule, due: Due, status: str, reason: str) -> None:
+        """The final record of an attempt that did not run (skipped or not startable)."""
+        runs = self._runs()
+        assert runs is not None
+        if status == "skipped":
+            self.stats.skipped += 1
+        now = self._clock.now()
+        run = Run(
+            id=runs.new_run_id(),
+            tool=schedule.tool,
+            member=self._member,
+            status=status,  # type: ignore[arg-type]
+            trigger=due.trigger,  # type: ignore[arg-type]
+            schedule=schedule.name,
+            fire_time=due.fire_time,
+            attempt=due.attempt,
+            started=now,
+            finished=now,
+            error=reason,
+        )
+        runs.save(run)  # the outbox keeps it while etcd is down
+        log.info(
+            "%s %s @ %s: %s",
+            status,
+            schedule.name,
+            hms(due.fire_time),
+            reason,
+            extra=log_fields(status, schedule, due, run_id=run.id, status=status, reason=reason),
+        )
+
+    # Retrying ----------------------------------------------------------------
+
+    def queue_retry(self, name: str, fire_time: float, attempt: int, delay: float) -> bool:
+        """Queue attempt `attempt` of a firing; False if the schedule is gone."""
+        with self._shared.lock:
+            at = self._clock.now() + delay
+            queued = self._shared.timetable.queue_retry(name, fire_time, attempt, at)
+        if queued:
+            self._shared.wake.set()
+        return queued
+
+    def _plan_retry(self, schedule: Schedule, due: Due) -> None:
+        retries = retry_limit(schedule, self._settings)
+        delay = retry_delay(
+            due.attempt, retries, self._settings.backoff, self._settings.backoff_max
+        )
+        if delay is None:
+            log.info(
+                "giving up on %s @ %s after %d attempt(s)",
+                schedule.name,
+                hms(due.fire_time),
+                due.attempt,
+            )
+            return
+        if not self.queue_retry(schedule.name, due.fire_time, due.attempt + 1, delay):
+            return
+        self._record_pending(schedule, due.fire_time, due.attempt + 1, self._clock.now() + delay)
+        log.info(
+            "retrying %s @ %s in %.0fs (attempt %d of %d)",
+            schedule.name,
+            hms(due.fire_time),
+            delay,
+            due.attempt + 1,
+            retries + 1,
+        )
+
+    def _record_pending(
+        self, schedule: Schedule, fire_time: float, attempt: int, at: float
+    ) -> None:
+        pending = PendingRetry(self._member, self._process, schedule.name, fire_time, attempt, at)
+        key = retry_key(self._keys, schedule, fire_time, attempt, self._member)
+        try:
+            life = claim_life(schedule, fire_time, self._settings)
+            self._store().put(key, pending.encode(), lease=self._claim_lease(life))
+        except MaomaoError as exc:  # still queued here; only a crash of ours would lose it
+            log.warning("could not record the retry of %s in etcd: %s", schedule.name, exc)
+
+    def forget_pending(self, schedule: Schedule, due: Due) -> None:
+        """The retry's claim is decided (by anyone): its record has done its work."""
+        key = retry_key(self._keys, schedule, due.fire_time, due.attempt, self._member)
+        with contextlib.suppress(MaomaoError):
+            self._store().delete(key)
+
+
+def coalesced_note(due: Due) -> str:
+    if due.coalesced is None:
+        return "catch-up of the newest missed firing; older missed ones are not replayed"
+    first = hms(due.missed_from if due.missed_from is not None else due.fire_time)
+    return f"coalesced {due.coalesced} missed firings ({first} to {hms(due.fire_time)})"
+
+
+def missed_reason(due: Due, late_by: float, grace: float) -> str:
+    if due.coalesced is not None and due.coalesced > 1:
+        first = hms(due.missed_from if due.missed_from is not None else due.fire_time)
+        return (
+            f"missed: {due.coalesced} firings ({first} to {hms(due.fire_time)}) could not be "
+            f"claimed; the newest is {late_by:.0f}s old, beyond the grace window of {grace:.0f}s"
+        )
+    return f"missed: ran {late_by:.0f}s late, beyond the grace window of {grace:.0f}s"
+
+
+def log_fields(event: str, schedule: Schedule, due: Due, **more: object) -> dict[str, object]:
+    """The fields of a log line about a firing (shown by --log-format json)."""
+    return {
+        "event": event,
+        "schedule": schedule.name,
+        "tool": schedule.tool,
+        "nominal": due.fire_time,
+        "attempt": due.attempt,
+        **{key: value for key, value in more.items() if value is not None},
+    }
+
+
+def hms(epoch: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(epoch))

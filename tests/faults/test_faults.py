@@ -20,7 +20,14 @@ from .checks import VERDICTS, Verdict, judge, settled
 from .conftest import Rig
 from .rig import RETRIES, SCHEDULE, TOOL, etcd_leader, fill_disk, wait_until
 
-pytestmark = [pytest.mark.faults, pytest.mark.etcd, pytest.mark.docker, pytest.mark.slow]
+# One xdist worker runs them all, in this order, on its one rig (the session fixture).
+pytestmark = [
+    pytest.mark.faults,
+    pytest.mark.etcd,
+    pytest.mark.docker,
+    pytest.mark.slow,
+    pytest.mark.xdist_group("faults"),
+]
 
 SETTLE_LIMIT = 90.0  # seconds to wait for retries and outboxes to land before judging
 

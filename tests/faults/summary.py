@@ -30,9 +30,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     try:
         return (yield)
     finally:
-        item.user_properties.extend(
-            (PROPERTY, json.dumps(dataclasses.asdict(v))) for v in VERDICTS[before:]
-        )
+        item.user_properties.extend((PROPERTY, encode(v)) for v in VERDICTS[before:])
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -40,8 +38,18 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         return  # not from an xdist worker: this process ran the test, VERDICTS has it
     for name, value in report.user_properties:
         if name == PROPERTY:
-            fields = json.loads(str(value))
-            VERDICTS.append(Verdict(**{**fields, "outcomes": Counter(fields["outcomes"])}))
+            VERDICTS.append(decode(str(value)))
+
+
+def encode(verdict: Verdict) -> str:
+    # Not dataclasses.asdict: it rebuilds the Counter from (key, count) pairs.
+    fields = {f.name: getattr(verdict, f.name) for f in dataclasses.fields(verdict)}
+    return json.dumps({**fields, "outcomes": dict(verdict.outcomes)})
+
+
+def decode(text: str) -> Verdict:
+    fields = json.loads(text)
+    return Verdict(**{**fields, "outcomes": Counter(fields["outcomes"])})
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -36,6 +36,8 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if getattr(report, "node", None) is None:
         return  # not from an xdist worker: this process ran the test, VERDICTS has it
+    if report.when != "call":
+        return  # the teardown report carries the same user properties
     for name, value in report.user_properties:
         if name == PROPERTY:
             VERDICTS.append(decode(str(value)))

@@ -28,5 +28,9 @@ say "ruff format --check src tests"
 .venv/bin/ruff format --check src tests
 say "mypy --strict src tests"
 .venv/bin/mypy src tests
-say "pytest $* (the whole suite takes about 8 to 12 minutes on 2 cores; progress per file below)"
-exec .venv/bin/pytest "$@"
+# Several pytest-xdist processes: most tests wait on etcd, dockerd and git servers rather than
+# compute, so more workers than cores pay (docs/architecture.md, "Tests in parallel").
+# MAOMAO_TEST_WORKERS=0 runs the suite in this one process.
+workers="${MAOMAO_TEST_WORKERS:-4}"
+say "pytest -n $workers --dist loadgroup $* (the whole suite takes about 8 to 12 minutes on 2 cores, longer on a busy machine)"
+exec .venv/bin/pytest -n "$workers" --dist loadgroup "$@"

@@ -17,6 +17,9 @@ from cli_harness import cli, make_cli
 from servers import DockerDaemon, EtcdCluster
 
 __all__ = ["cli", "make_cli"]  # the in-process CLI fixtures, for every test folder
+# Loaded by the xdist controller too, which reads no other conftest: the scheduler that
+# keeps some modules on one worker, and the fault suite's summary table.
+pytest_plugins = ["xdist_groups", "faults.summary"]
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,11 +12,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+# The tests' servers take their ports from this worker's slice (tests/parallel.py).
+from parallel import free_port as free_port
 
 
 def wait_for(predicate: object, timeout: float, what: str) -> None:

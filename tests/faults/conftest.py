@@ -1,28 +1,24 @@
-"""The fault suite's test bed (one per session, shared by every fault) and its summary.
-
-Profiles: short (the default, for CI) and full (`MAOMAO_FAULTS=full`, the durations of
-issue 9: a 20 s partition, etcd down for 15 s...).
-"""
+"""The fault suite's test bed: one per session, shared by every fault, on one xdist
+worker (the faults run in order on it: test_faults.py). Its durations: profiles.py; its
+summary table: summary.py."""
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
 import json
-import os
 import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import DUMMY_IMAGE
+from parallel import worker_index
 from servers import DockerDaemon
 
-from .checks import VERDICTS, Verdict
+from .profiles import profile
 from .rig import (
     ROOT,
     SCHEDULE,
@@ -35,30 +31,8 @@ from .rig import (
     wait_until,
 )
 
-
-@dataclass(frozen=True)
-class Profile:
-    name: str
-    baseline: float  # seconds of normal running before each fault
-    settle: float  # seconds of normal running after each fault, inside the window
-    worker_dead: float  # a SIGKILLed worker stays dead this long (> lease_ttl)
-    leader_dead: float
-    partition: float
-    etcd_down: float
-    disk_full: float
-
-
-PROFILES = {
-    "short": Profile("short", 3, 4, 6, 5, 8, 8, 6),
-    "full": Profile("full", 5, 8, 15, 15, 20, 15, 20),
-}
-
-
-def profile() -> Profile:
-    chosen = os.environ.get("MAOMAO_FAULTS", "short")
-    if chosen not in PROFILES:
-        raise pytest.UsageError(f"MAOMAO_FAULTS must be one of {sorted(PROFILES)}, not {chosen!r}")
-    return PROFILES[chosen]
+# The source name of every host's tmpfs disk (in `mount`): which worker's rig it is.
+DISK = f"maomao-faults-gw{worker_index()}"
 
 
 class Rig:
@@ -180,7 +154,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         # Every host keeps its data on a small disk of its own, filled up by one fault.
         for host in hosts:
             mount = subprocess.run(
-                ["mount", "-t", "tmpfs", "-o", "size=8m", "maomao-faults", str(host.importdir)],
+                ["mount", "-t", "tmpfs", "-o", "size=8m", DISK, str(host.importdir)],
                 capture_output=True,
                 text=True,
             )
@@ -236,52 +210,3 @@ def _populate(rig: Rig) -> None:
     ok("run", "spiky", "--weekly", "--name", "spiky-weekly")
     for _ in range(5):  # the fifth run of spiky writes a spike
         ok("run", "spiky")
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not VERDICTS:
-        return
-    write = terminalreporter.write_line
-    write("")
-    write(f"fault suite summary (profile {profile().name})")
-    header = (
-        "fault",
-        "firings checked",
-        "duplicates",
-        "unexplained misses",
-        "records missing",
-        "data lost",
-        "containers left",
-    )
-    rows = [header, *(_row(v) for v in VERDICTS)]
-    total = Verdict("total")
-    for v in VERDICTS:
-        total.firings += v.firings
-        total.duplicates += v.duplicates
-        total.unexplained += v.unexplained
-        total.missing += v.missing
-        total.data_lost += v.data_lost
-        total.containers_left += v.containers_left
-    rows.append(_row(total))
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
-    for n, row in enumerate(rows):
-        write("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
-        if n == 0:
-            write("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for v in VERDICTS:
-        outcomes = ", ".join(f"{k} {n}" for k, n in sorted(v.outcomes.items()))
-        # A check of no firings (the clean stop) says what it checked instead.
-        write(f"  {v.fault}: {outcomes or f'{v.containers_left} container(s) left'}")
-    write(f"  ({time.strftime('%Y-%m-%d %H:%M:%S')})")
-
-
-def _row(v: Verdict) -> tuple[str, ...]:
-    return (
-        v.fault,
-        str(v.firings),
-        str(v.duplicates),
-        str(v.unexplained),
-        str(v.missing),
-        str(v.data_lost),
-        str(v.containers_left),
-    )

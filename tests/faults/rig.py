@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from parallel import subnet
 from servers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-SUBNET = "10.231.91"
+SUBNET = subnet("10.231", 91)  # 10.231.91 on gw0 (and without xdist), 10.231.92 on gw1...
 SCHEDULE = "every-second"
 TOOL = "ticker"
 # Worker settings that make faults show within seconds: a short member lease (a dead

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from .checks import judge, settled
+from .checks import Verdict, judge, settled
+from .summary import decode, encode
 
 pytestmark = [pytest.mark.faults]
 
@@ -61,3 +62,10 @@ def test_settled_waits_for_running_records_and_pending_retries() -> None:
     assert not settled([], S, (1, 1), 3)
     assert settled([rec(1, "failed", 1, "x"), rec(1, "succeeded", 2)], S, (1, 1), 3)
     assert settled([rec(1, "failed", 4, "x")], S, (1, 1), 3)
+
+
+def test_a_verdict_travels_to_the_xdist_controller_whole() -> None:
+    verdict = Verdict("etcd leader SIGKILL", firings=11, missing=1, containers_left=2)
+    verdict.outcomes.update({"succeeded": 10, "succeeded on retry": 1})
+    verdict.details.append("1796139000: no record")
+    assert decode(encode(verdict)) == verdict

@@ -20,6 +20,7 @@ from .checks import VERDICTS, Verdict, judge, settled
 from .conftest import Rig
 from .rig import RETRIES, SCHEDULE, TOOL, etcd_leader, fill_disk, wait_until
 
+# One xdist worker runs them all, in this order, on its one rig: tests/xdist_groups.py.
 pytestmark = [pytest.mark.faults, pytest.mark.etcd, pytest.mark.docker, pytest.mark.slow]
 
 SETTLE_LIMIT = 90.0  # seconds to wait for retries and outboxes to land before judging

@@ -21,8 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from parallel import subnet
+
 ROOT = Path(__file__).resolve().parents[2]
-SUBNET = "10.231.77"
+SUBNET = subnet("10.232", 77)  # 10.232.77 on gw0 (and without xdist), 10.232.78 on gw1...
 
 pytestmark = [pytest.mark.etcd, pytest.mark.slow]
 

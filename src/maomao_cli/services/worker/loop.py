@@ -242,6 +242,7 @@ class Worker:
         self._watches = [
             self._start_watch(self.keys.schedules(), revision + 1, self._on_schedule_event),
             self._start_watch(self.keys.members(), revision + 1, self._on_member_event),
+            self._start_watch(self.keys.held_runs(), revision + 1, self._on_held_run_event),
         ]
 
     def _track(self, schedule: Schedule, now: float, *, catch_up: bool) -> None:
@@ -293,6 +294,10 @@ class Worker:
         self._observe_clock(name, value)
         if value is None and name != self.member:
             log.info("member %s left or lost its lease", name)
+            threading.Thread(target=self._sweep_lost_runs_safely, daemon=True).start()
+
+    def _on_held_run_event(self, key: str, value: bytes | None) -> None:
+        if value is None:  # a manual run ended, or its process died: is it left running?
             threading.Thread(target=self._sweep_lost_runs_safely, daemon=True).start()
 
     def _observe_clock(self, name: str, value: bytes | None) -> None:

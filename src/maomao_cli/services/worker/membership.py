@@ -21,6 +21,7 @@ from ...ports import Clock
 from ...processes import pid_alive
 from ...store.base import Lease, Store
 from ..records import decode, load
+from .clockoffset import describe
 
 log = logging.getLogger("maomao.worker")
 
@@ -150,9 +151,10 @@ def remove_leftover_containers(remove: Callable[[str], int] | None, member: str)
 
 
 def check_health(
-    store: Store, keys: Keys, member: str, lease_ttl: int, now: float
+    store: Store, keys: Keys, member: str, lease_ttl: int, now: float, max_clock_offset: float
 ) -> tuple[bool, str]:
-    """For `maomao worker --check`: is this host's worker registered and alive?"""
+    """For `maomao worker --check`: is this host's worker registered, alive, and within
+    the clock bound (beyond it, it claims nothing)?"""
     record = load(store, keys.member(member), Member)
     if record is None:
         return False, f"no live worker named {member!r}"
@@ -160,4 +162,11 @@ def check_health(
         return False, f"worker {member!r} (pid {record.pid}) is not running"
     if now - record.heartbeat > 3 * lease_ttl:
         return False, f"worker {member!r} has not reported for {now - record.heartbeat:.0f}s"
-    return True, f"worker {member!r} alive (pid {record.pid}, {record.running} running)"
+    offset = record.clock_offset
+    clock = "clock offset unknown" if offset is None else f"clock {describe(offset)}"
+    if offset is not None and abs(offset) > max_clock_offset:
+        return False, (
+            f"worker {member!r} claims no firings: its {clock} of the collaboration's "
+            f"(max_clock_offset {max_clock_offset:g} s); fix its time sync"
+        )
+    return True, f"worker {member!r} alive (pid {record.pid}, {record.running} running, {clock})"

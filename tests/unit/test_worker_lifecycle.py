@@ -13,6 +13,14 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
+from test_worker_memory import (
+    Execution,
+    FakeRuns,
+    Journal,
+    inline_pool,
+    put_schedule,
+    settings,
+)
 
 from fakes.clock import START, FakeClock
 from maomao_cli.errors import MaomaoError
@@ -23,14 +31,6 @@ from maomao_cli.services.worker.clockoffset import ClockOffsets
 from maomao_cli.services.worker.membership import Membership
 from maomao_cli.store.base import Store
 from maomao_cli.store.memory import MemoryStore
-from unit.test_worker_memory import (
-    Execution,
-    FakeRuns,
-    Journal,
-    inline_pool,
-    put_schedule,
-    settings,
-)
 
 KEYS = Keys("/maomao")
 DEAD_PID = 2**22 + 12345  # above the kernel's pid_max default: never a live process
@@ -122,6 +122,11 @@ def test_a_worker_refused_its_name_removes_no_container(
 ) -> None:
     store.put(KEYS.member("a"), existing("elsewhere", 1))
     removed: list[str] = []
+
+    def remove(member: str) -> int:
+        removed.append(member)
+        return 0
+
     worker = Worker(
         settings(),
         store_factory=lambda: store,
@@ -129,7 +134,7 @@ def test_a_worker_refused_its_name_removes_no_container(
         member="a",
         clock=clock,
         make_pool=inline_pool,
-        remove_leftovers=lambda member: removed.append(member) or 0,
+        remove_leftovers=remove,
     )
     with pytest.raises(MaomaoError, match="already running"):
         worker.run(threading.Event())

@@ -5,9 +5,12 @@ runs, and a worker whose clock is off claims nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -155,31 +158,88 @@ def test_restart_mid_run_starts_one_container_per_firing(
     assert not any("could not leave" in output for output in outputs), outputs
 
 
+# Starts N workers at once: the heavy imports are made once, then N processes fork from
+# here (before any etcd client exists: gRPC channels do not survive a fork) and run
+# `maomao worker`. It prints their pids, then each one's exit status as it exits.
+TWINS = """
+import os, sys
+import maomao_cli.cli.app, maomao_cli.store.etcd, maomao_cli.services.worker, docker
+pids = []
+for _ in range(int(sys.argv[1])):
+    pid = os.fork()
+    if pid == 0:
+        sys.argv, code = ["maomao", "worker"], 0
+        try:
+            maomao_cli.cli.app.main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    pids.append(pid)
+print("pids", *pids, flush=True)
+for _ in pids:
+    pid, status = os.wait()
+    print("exit", pid, os.waitstatus_to_exitcode(status), flush=True)
+"""
+
+
+def read_until(stream: Any, prefix: str, lines: list[str]) -> list[str]:
+    """Read lines (kept in `lines`) until one starts with prefix; its words."""
+    while True:
+        line = stream.readline()
+        assert line, f"the launcher ended early: {lines}"
+        lines.append(line.rstrip())
+        if line.startswith(prefix):
+            words: list[str] = line.split()
+            return words
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(400)
 def test_of_three_simultaneous_starts_under_one_name_exactly_one_comes_up(env: Env) -> None:
     trials = 20
     # No dockerd: the leftover-container sweep fails with one warning; nothing runs.
-    twins_env = Env({**env.vars, "MAOMAO_DOCKER_HOST": "unix:///nonexistent.sock"}, env.home)
+    twins_env = {
+        **env.vars,
+        "MAOMAO_DOCKER_HOST": "unix:///nonexistent.sock",
+        "MAOMAO_MEMBER": "twin",
+    }
     tally: Counter[str] = Counter()
     for _ in range(trials):
-        twins = [start_worker(twins_env, "twin") for _ in range(3)]
+        launcher = subprocess.Popen(
+            [sys.executable, "-c", TWINS, "3"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=twins_env,
+        )
+        lines: list[str] = []
+        pids = [int(p) for p in read_until(launcher.stdout, "pids", lines)[1:]]
+        exited: dict[int, int] = {}
         try:
-            while sum(t.poll() is not None for t in twins) < 2:
-                time.sleep(0.1)
-            refused = [t for t in twins if t.poll() is not None]
-            up = [t for t in twins if t.poll() is None]
-            assert len(up) == 1, [t.communicate()[0] for t in refused]
-            wait_for_members(twins_env, {"twin"}, up)
-            [listed] = members(twins_env)
-            assert listed["pid"] == up[0].pid
-            for loser in refused:
-                output = loser.communicate()[0]
-                assert loser.returncode == 1, output
-                [line] = [x for x in output.splitlines() if "error" in x]
-                assert "member 'twin' is already running" in line, output
+            for _ in range(2):
+                _, pid, code = read_until(launcher.stdout, "exit", lines)
+                exited[int(pid)] = int(code)
+            [up] = [pid for pid in pids if pid not in exited]
+            [listed] = members(Env(twins_env, env.home))
+            assert listed["pid"] == up, lines
+            os.kill(up, signal.SIGTERM)
+            _, pid, code = read_until(launcher.stdout, "exit", lines)
+            assert (int(pid), int(code)) == (up, 0), lines
         finally:
-            stop(twins)
+            for pid in pids:
+                if pid not in exited:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGTERM)
+            rest = launcher.communicate(timeout=60)[0]
+        errors = [line for line in lines + rest.splitlines() if line.startswith("error:")]
+        assert list(exited.values()) == [1, 1], lines
+        assert len(errors) == 2, lines
+        assert all(
+            f"member 'twin' is already running (host {socket.gethostname()}, pid {up})" in e
+            for e in errors
+        ), errors
         tally["exactly one up"] += 1
     figure(f"\nsame name, 3 simultaneous starts: {dict(tally)} of {trials} trials")
     assert tally["exactly one up"] == trials

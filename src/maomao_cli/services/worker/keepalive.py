@@ -46,10 +46,10 @@ class KeepAlive:
         self.round_trip: float | None = None
 
     def register(self) -> None:
-        """Join the member list on this client (MaomaoError: the name is taken)."""
+        """Join the member list on this client (MaomaoError: the name is taken) and keep
+        the lease alive from this moment: whatever the worker does next to start up (the
+        leftover containers, the schedules) may take longer than the lease."""
         self._membership.register(self._client())
-
-    def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="keepalive", daemon=True)
         self._thread.start()
 

@@ -357,7 +357,6 @@ class Worker:
     def run(self, stop: threading.Event) -> None:
         """Run until `stop` is set; then drain gracefully. Raises only on a bad start."""
         self.connect(first=True)
-        self._keepalive.start()
         threading.Thread(target=self._flush_loop, name="flush", daemon=True).start()
         if self._refresh_endpoints is not None:
             threading.Thread(target=self._endpoints_loop, name="endpoints", daemon=True).start()

@@ -287,7 +287,7 @@ class Services:
             max_parallel=max_parallel,
             clock=self.clock,
             remove_leftovers=lambda member: self.runner.remove_containers(
-                {"maomao.member": member}
+                {"maomao.worker": member}
             ),
             outbox_dir=self.settings.data.state_path,
         )

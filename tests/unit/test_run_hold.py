@@ -61,6 +61,9 @@ def test_a_running_manual_run_is_not_taken_for_lost(tmp_path: Path) -> None:
     assert statuses(store) == ["succeeded"]
     assert store.scan(KEYS.held_runs()) == [], "released with the final record"
     assert not store._leases, "its lease was revoked"
+    # Its container is no worker's leftover: a worker of this member name keeps off it.
+    [spec] = runner.specs
+    assert spec.labels["maomao.member"] == "member-a" and "maomao.worker" not in spec.labels
 
 
 def test_a_manual_run_whose_process_died_is_marked_lost(tmp_path: Path) -> None:

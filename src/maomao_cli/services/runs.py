@@ -385,7 +385,7 @@ class RunService:
             name=f"maomao-{tool.name}-{run.id}",
             env=runcontext.with_context(dict(tool.env), run),
             data_dir=data_dir,
-            labels={"maomao.tool": tool.name, "maomao.run": run.id, "maomao.member": self.member},
+            labels=self._labels(tool, run),
             network=tool.network or docker.network,
             memory=tool.memory or docker.memory,
             pids=tool.pids or docker.pids,
@@ -394,6 +394,14 @@ class RunService:
             log_max_size=docker.log_max_size,
             log_max_files=docker.log_max_files,
         )
+
+    def _labels(self, tool: Tool, run: Run) -> dict[str, str]:
+        labels = {"maomao.tool": tool.name, "maomao.run": run.id, "maomao.member": self.member}
+        if not self.hold_runs:
+            # A worker's run: a restarted worker of this member removes what is left of it
+            # (a manual run of the same member name is no leftover: it lives on its own).
+            labels["maomao.worker"] = self.member
+        return labels
 
     def _finish(self, run: Run, result: ContainerResult, data_dir: Path) -> Run:
         status = "failed" if result.status == "interrupted" else result.status

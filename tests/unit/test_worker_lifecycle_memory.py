@@ -157,10 +157,11 @@ class CancellableRuns(FakeRuns):
         fire_time: float | None = None,
         attempt: int = 1,
         cancel: threading.Event | None = None,
+        run_id: str | None = None,
     ) -> Run:
         assert self.gate is not None and cancel is not None
         run = Run(
-            id=self.new_run_id(),
+            id=run_id or self.new_run_id(),
             tool=tool.name,
             member=self.member,
             status="running",

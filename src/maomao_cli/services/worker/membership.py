@@ -89,6 +89,11 @@ class Membership:
         same_host_dead = existing.host == socket.gethostname() and not pid_alive(
             existing.pid, b"maomao"
         )
+        # Our own pid: an earlier worker of this process (started before us) is replaced;
+        # a twin started at the same moment is not.
+        ours_earlier = existing.pid == os.getpid() and existing.started < self.started
+        if ours_earlier:
+            return
         if not same_host_dead or existing.pid == os.getpid():
             raise MaomaoError(
                 f"member {self.name!r} is already running (host {existing.host}, pid {existing.pid})",

@@ -159,6 +159,7 @@ def test_everywhere_gives_each_member_its_own_run_of_each_firing(docker_env: Env
     workers = [start_worker(docker_env, name) for name in names]
     try:
         wait_for_members(docker_env, set(names), workers)
+        both_up = time.time()
         time.sleep(12)
     finally:
         codes, outputs = stop(workers)
@@ -182,7 +183,9 @@ def test_everywhere_gives_each_member_its_own_run_of_each_firing(docker_env: Env
     # Never twice on one member; a firing at the edges may have reached only one. Between
     # them each member handled each firing itself: it ran it or recorded why it skipped.
     assert all(len(members) == len(set(members)) for members in by_fire.values())
-    inner = sorted(by_fire)[1:-1]
+    # Firings before both were up went to the first one alone (or into a later member's
+    # start-up catch-up, docs/reliability.md): judged from the first after both were up.
+    inner = [f for f in sorted(by_fire)[:-1] if f > both_up]
     assert all(sorted(by_fire[f]) == names for f in inner), by_fire
 
 

@@ -484,6 +484,26 @@ def test_whole_series_equals_point_by_point(values: list[float], params: Detecto
         assert explain(points, params).spike == (bool(whole) and whole[-1].index == len(points) - 1)
 
 
+@pytest.mark.parametrize(
+    "values",
+    [
+        [0.0, 2.22507386e-309, 1.0],  # a mean near 0: an infinite gain (found by Hypothesis)
+        [1e308, 1e308, 1.0],  # the mean overflows: no gain
+        [1e308, 1e308, 1e308, -1e308, 5e-324, 1.0],
+    ],
+)
+@pytest.mark.parametrize("method", ["robust", "seed"])
+def test_extreme_values_are_judged_alike_whole_and_point_by_point(
+    values: list[float], method: str
+) -> None:
+    params = DetectorParams(method=method)  # type: ignore[arg-type]
+    points = series(values)
+    whole = detect(points, params)  # warnings are errors: no overflow may escape
+    fed = [detect_latest(points[: i + 1], params) for i in range(len(points))]
+    assert whole == [d for d in fed if d is not None]
+    assert explain(points, params).spike == (bool(whole) and whole[-1].index == len(points) - 1)
+
+
 def test_young_series_rarely_raise_false_alarms() -> None:
     # A scale from a handful of points is noisy; the short-history penalty keeps young
     # pure-noise series quiet while a real fifth-run spike still stands out.

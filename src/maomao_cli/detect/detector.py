@@ -340,9 +340,12 @@ def _seed(x: FloatArray, gain_needed: float) -> tuple[IndexArray, FloatArray, Fl
 
     if len(x) < 3:
         return np.zeros(0, dtype=np.intp), np.zeros(0), np.zeros(0)
-    mean = (x[1:-1] + x[:-2]) / 2
-    positive = mean > 0
-    gain = np.divide(x[2:] - mean, mean, out=np.zeros_like(mean), where=positive)
+    # Extreme values overflow to inf (a mean near 0: an infinite gain, a spike) or to nan
+    # (an infinite mean: no gain), as the scalar verdict's Python floats do, silently.
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = (x[1:-1] + x[:-2]) / 2
+        positive = mean > 0
+        gain = np.divide(x[2:] - mean, mean, out=np.zeros_like(mean), where=positive)
     hits = np.flatnonzero(positive & (np.abs(gain) > gain_needed))
     return (hits + 2).astype(np.intp), mean[hits], np.abs(gain[hits])
 

@@ -55,7 +55,9 @@ def test_stopping_an_etcd_member_keeps_firings_exactly_once(
         time.sleep(6)
         victim = cluster.members[0]
         victim.stop(signal.SIGKILL)
+        stopped_at = time.time()
         time.sleep(10)
+        restarted_at = time.time()
         cluster.restart(victim)
         time.sleep(5)
     finally:
@@ -89,5 +91,6 @@ def test_stopping_an_etcd_member_keeps_firings_exactly_once(
     records = Counter((r["fire_time"], r["attempt"]) for r in runs)
     assert max(records.values()) == 1, "one record per firing and attempt, skips included"
     assert missing == []
-    # Firings kept going while the member was down: more than the six seconds before it.
-    assert len(ran) > 12
+    # Firings kept going while the member was down (how many depends on the machine's
+    # speed: the 1 s tool's runs may overlap the next second's firing, recorded skipped).
+    assert [f for f in ran if stopped_at + 1 <= f <= restarted_at], sorted(ran)

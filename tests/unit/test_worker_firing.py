@@ -164,15 +164,23 @@ def test_a_run_whose_tool_cannot_be_read_still_starts_from_the_tool_read_at_conn
 def test_a_claimed_firing_that_cannot_start_is_recorded_and_retried(
     store: ToolsDown, harness: Harness
 ) -> None:
-    harness.start("a")
+    worker = harness.start("a")
     # Registered after the worker connected: it has never read this tool.
     store.put(KEYS.tool("u"), Tool(name="u", image="img").to_json())
     put_schedule(store, cron="42 * * * * *", tool="u", retries=1)
+    pause = threading.Event()  # never set: a bounded real-time wait for the watch thread
+    for _ in range(1000):
+        if any(s.tool == "u" for s in worker.followed()):
+            break
+        pause.wait(0.01)
+    assert any(s.tool == "u" for s in worker.followed()), "the schedule never arrived"
     harness.tick(1)
     store.tools_down = True
     harness.tick(1)  # 42: claimed, but the tool cannot be read
+    harness.journal.wait_for(lambda j: len(j.saved) >= 1)
     store.tools_down = False
     harness.tick(1)  # the retry (backoff 0.2 s)
+    harness.journal.wait_for(lambda j: len(j.saved) >= 2)
     records = [(r.attempt, r.status, r.error) for r in harness.records()]
     assert records == [
         (1, "failed", "could not start: etcd unreachable"),

@@ -144,7 +144,7 @@ def _explained(records: list[dict[str, Any]], last: dict[str, Any], retries: int
 def _brief(records: list[dict[str, Any]]) -> str:
     return str(
         sorted(
-            (r["attempt"], r["status"], r.get("member"), (r.get("error") or "")[:60])
+            (r["attempt"], r["status"], r.get("member"), (r.get("error") or "")[:160])
             for r in records
         )
     )

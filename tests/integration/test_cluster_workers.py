@@ -225,7 +225,7 @@ def test_workers_on_every_member_survive_the_founders_etcd_stopping(
         figure(f"   {line}")
     assert verdict.firings >= 15
     assert verdict.duplicates == 0, verdict.details
-    assert verdict.unexplained == 0, verdict.details
+    assert verdict.unexplained == 0, (verdict.details[:5], logs)
     assert verdict.missing == 0, verdict.details
     # Firings kept running while the founder's etcd was down.
     assert len(in_outage) >= OUTAGE / 2

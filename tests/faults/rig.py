@@ -32,13 +32,15 @@ SCHEDULE = "every-second"
 TOOL = "ticker"
 # Worker settings that make faults show within seconds: a short member lease (a dead
 # worker is noticed after 3 s), quick retries, and no pruning of the records we count.
+# Docker's API gets long to answer: an engine that is down refuses at once, while a loaded
+# machine's engine may take seconds to create a container (CI failed runs at 5 s).
 RETRIES = 3
 WORKER_CONFIG = f"""
 [etcd]
 timeout = 2.0
 [docker]
 network = "none"
-api_timeout = 5.0
+api_timeout = 30.0
 [worker]
 lease_ttl = 3
 retries = {RETRIES}

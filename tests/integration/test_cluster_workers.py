@@ -38,7 +38,7 @@ OUTAGE = 10.0  # seconds the founder's etcd stays down
 # Faults show within seconds: a short member lease, quick retries, nothing pruned.
 WORKER_CONFIG = f"""[docker]
 network = "none"
-api_timeout = 5.0
+api_timeout = 30.0
 host = "{{docker_host}}"
 [worker]
 lease_ttl = {LEASE_TTL}

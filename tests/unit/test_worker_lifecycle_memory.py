@@ -10,7 +10,8 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Any, cast
 
 import pytest
 from test_worker_memory import (
@@ -23,11 +24,12 @@ from test_worker_memory import (
 )
 
 from fakes.clock import START, FakeClock
-from maomao_cli.errors import MaomaoError
+from maomao_cli.errors import MaomaoError, Unavailable
 from maomao_cli.keys import Keys
 from maomao_cli.models import Member, Run, Tool
 from maomao_cli.services.worker import Worker
 from maomao_cli.services.worker.clockoffset import ClockOffsets
+from maomao_cli.services.worker.keepalive import KeepAlive
 from maomao_cli.services.worker.membership import Membership
 from maomao_cli.store.base import Store
 from maomao_cli.store.memory import MemoryStore
@@ -115,6 +117,77 @@ def test_an_existing_entry_is_replaced_only_if_its_process_died_here(
     entry = store.get(KEYS.member("a"))
     assert entry is not None and entry.value == held, "the namesake's entry is untouched"
     assert joining.lease_id is None and not store._leases
+
+
+class Client:
+    """One client of the memory backend, whose endpoint can be lost on its own."""
+
+    def __init__(self, backend: MemoryStore) -> None:
+        self.backend = backend
+        self.cut = False
+
+    def __getattr__(self, attr: str) -> Any:
+        if self.cut:
+            raise Unavailable("cannot reach etcd at 127.0.0.1:2379: connection refused")
+        return getattr(self.backend, attr)
+
+    def grant_lease(self, ttl: int) -> ClientLease:
+        return ClientLease(self, self.backend.grant_lease(ttl).id, ttl)
+
+    def lease_of(self, lease_id: int, ttl: int) -> ClientLease:
+        return ClientLease(self, lease_id, ttl)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class ClientLease:
+    client: Client
+    id: int
+    ttl: int
+
+    def refresh(self) -> bool:
+        if self.client.cut:
+            raise Unavailable("cannot reach etcd at 127.0.0.1:2379: connection refused")
+        return self.client.backend.lease_of(self.id, self.ttl).refresh()
+
+    def revoke(self) -> None:
+        self.client.backend.lease_of(self.id, self.ttl).revoke()
+
+
+def test_the_keepalive_carries_its_lease_to_a_new_client_when_its_endpoint_goes(
+    store: MemoryStore, clock: FakeClock
+) -> None:
+    """A client keeps the endpoints it was made with: when they are gone, the member must
+    stay through a client made anew (from the cluster's current endpoints)."""
+    clients: list[Client] = []
+
+    def new_client() -> Store:
+        clients.append(Client(store))
+        return cast(Store, clients[-1])
+
+    lost: list[bool] = []
+    member = membership("a", clock)
+    keepalive = KeepAlive(
+        member,
+        store_factory=new_client,
+        clock=clock,
+        on_unreachable=lambda: lost.append(True),
+        on_displaced=lambda: pytest.fail("the member was not displaced"),
+    )
+    keepalive.register()
+    clock.wait_for_waiters(1)
+    lease = member.lease_id
+    clients[0].cut = True
+    clock.advance(member.keepalive_interval)  # a beat through the lost endpoint
+    assert lost == [True]
+    clock.advance(3.0)  # past the 2 s lease: alive only if later beats refreshed it
+    entry = store.get(KEYS.member("a"))
+    assert len(clients) == 2 and lost == [True]
+    assert entry is not None and entry.lease == lease == member.lease_id
+    keepalive.leave()
+    assert store.get(KEYS.member("a")) is None
 
 
 def test_a_worker_refused_its_name_removes_no_container(

@@ -59,8 +59,9 @@ class KeepAlive:
         return self._store
 
     def _close_client(self) -> None:
-        # Kept until the end, even through failures: the lease object lives on this
-        # client, and a gRPC channel reconnects by itself (to the next endpoint, too).
+        # After a failed beat the next one makes a new client: the factory reads the
+        # cluster's current endpoints, while this client knows only those it started
+        # with (all of which may be gone). The lease is carried over by its id.
         store, self._store = self._store, None
         if store is not None:
             with contextlib.suppress(Exception):
@@ -76,6 +77,7 @@ class KeepAlive:
             self._membership.beat(self._client())
         except Unavailable as exc:
             log.debug("member lease refresh failed: %s", exc)
+            self._close_client()
             self._on_unreachable()
             return
         except MaomaoError as exc:

@@ -47,6 +47,7 @@ class Membership:
         self._clock_offset = clock_offset
         self.started = clock.now()
         self._lease: Lease | None = None
+        self._lease_store: Store | None = None  # the client the lease object talks through
 
     @property
     def lease_id(self) -> int | None:
@@ -84,6 +85,7 @@ class Membership:
                 lease.revoke()
             raise
         self._lease = lease
+        self._lease_store = store
 
     def _refuse_if_alive(self, existing: Member) -> None:
         same_host_dead = existing.host == socket.gethostname() and not pid_alive(
@@ -125,6 +127,10 @@ class Membership:
     def beat(self, store: Store) -> None:
         """Keep the lease alive and the entry current (raises Unavailable; MaomaoError if
         a namesake took the name while our lease was expired)."""
+        if self._lease is not None and self._lease_store is not store:
+            # A new client (made from the cluster's current endpoints): same lease.
+            self._lease = store.lease_of(self._lease.id, self._lease.ttl)
+            self._lease_store = store
         if self._lease is not None and not self._lease.refresh():
             # The lease expired (a long pause or an etcd outage): come back as new.
             log.warning("member lease expired; registering again")

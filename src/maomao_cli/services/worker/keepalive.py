@@ -69,7 +69,11 @@ class KeepAlive:
 
     def _loop(self) -> None:
         while not self._clock.wait(self._stop, self._membership.keepalive_interval):
-            self.beat()
+            try:
+                self.beat()
+            except Exception:  # if this thread ended, the member would silently vanish
+                log.exception("member keep-alive failed; trying again on a new client")
+                self._close_client()
 
     def beat(self) -> None:
         started = self._clock.monotonic()

@@ -10,6 +10,7 @@ declare -A wanted=(
   [sshd]=openssh-server
   [ssh]=openssh-client
   [ip]=iproute2
+  [faketime]=faketime  # the clock-offset test shifts one worker's clock
 )
 missing=()
 for command in "${!wanted[@]}"; do

@@ -170,10 +170,15 @@ class Services:
 
     @cached_property
     def runs(self) -> RunService:
-        return self.make_run_service(self.store)
+        # Manual runs (`maomao run`, POST /v1/runs) hold a lease of their own.
+        return self.make_run_service(self.store, hold_runs=True)
 
     def make_run_service(
-        self, store: Store, *, on_spike: Callable[[str], None] | None = None
+        self,
+        store: Store,
+        *,
+        on_spike: Callable[[str], None] | None = None,
+        hold_runs: bool = False,
     ) -> RunService:
         """A run service on the given store (the worker passes its own); the after-run
         hooks (spike check, dataset commit) are registered here, once for every caller."""
@@ -181,7 +186,9 @@ class Services:
         from .services.runs import RunService
         from .services.spikes import SpikeService
 
-        runs = RunService(store, self.keys, self.settings, self.runner, self.settings.member)
+        runs = RunService(
+            store, self.keys, self.settings, self.runner, self.settings.member, hold_runs=hold_runs
+        )
         spikes = SpikeService(store, self.keys, self.settings, self.settings.member)
         if on_spike is not None:
             spikes.on_stored = lambda spike: on_spike(spike.tool)
@@ -280,7 +287,7 @@ class Services:
             max_parallel=max_parallel,
             clock=self.clock,
             remove_leftovers=lambda member: self.runner.remove_containers(
-                {"maomao.member": member}
+                {"maomao.worker": member}
             ),
             outbox_dir=self.settings.data.state_path,
         )

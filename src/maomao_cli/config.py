@@ -96,6 +96,8 @@ class WorkerSettings:
     # Serve /metrics (Prometheus) on PORT (loopback) or HOST:PORT; None: no metrics.
     metrics: str | None = None
     log_format: str = "text"  # or "json": one JSON object per line
+    # Seconds this member's clock may be off the collaboration's before it stops claiming.
+    max_clock_offset: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -307,6 +309,11 @@ def _validate(settings: Settings) -> None:
         raise ConfigError('[worker] log_format must be "text" or "json"')
     if settings.worker.lease_ttl < 2:
         raise ConfigError("[worker] lease_ttl must be at least 2 seconds")
+    if not settings.worker.max_clock_offset > 0:
+        raise ConfigError(
+            "[worker] max_clock_offset must be greater than 0 seconds",
+            hint="the default is 1; a member beyond it claims no firings",
+        )
     validation.memory(settings.docker.memory, "[docker] memory")
     validation.size(settings.docker.log_max_size, "[docker] log_max_size", minimum=1024)
     if settings.docker.log_max_files < 1:

@@ -76,6 +76,13 @@ class Keys:
         micros, _, run_id = key.rsplit("/", 1)[-1].partition(".")
         return (int(micros) / 1e6 if micros.isdigit() else 0.0), run_id
 
+    def held_runs(self) -> str:
+        return self._p("held", "")
+
+    def held_run(self, run_id: str) -> str:
+        # Lives on a manual run's own lease while it runs: no lost-run sweep takes it.
+        return self._p("held", run_id)
+
     def members(self) -> str:
         return self._p("members", "")
 

@@ -253,6 +253,9 @@ class Member(Record):
     running: int = 0
     pid: int = 0
     heartbeat: float = 0.0
+    # Seconds this member's clock is ahead of the collaboration's (its own estimate;
+    # None until it has heard from another member).
+    clock_offset: float | None = None
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,30 @@ def zone(name: str) -> ZoneInfo:
         ) from None
 
 
+# Names in the zone database that are no location: `localtime` and `posixrules` are this
+# machine's own zone (each member would compute other fire times), `Factory` is no zone
+# at all, and the posix/ and right/ trees are copies (right/ counts leap seconds).
+NOT_LOCATIONS = frozenset({"localtime", "posixrules", "Factory"})
+NOT_LOCATION_TREES = ("posix/", "right/")
+
+
+def location_zone(name: str, field: str = "--tz / timezone") -> ZoneInfo:
+    """The one rule for a schedule's time zone: an IANA name that every member resolves
+    alike. BadInput names the field."""
+    if name in NOT_LOCATIONS or name.startswith(NOT_LOCATION_TREES):
+        raise BadInput(
+            f"invalid {field} {name!r}: not a location zone (it would differ between members)",
+            hint="use an IANA name such as UTC, Europe/Zurich or America/New_York",
+        )
+    try:
+        return zone(name)
+    except BadInput:
+        raise BadInput(
+            f"invalid {field} {name!r}: expected an IANA name such as UTC, Europe/Zurich "
+            "or America/New_York"
+        ) from None
+
+
 def _croniter() -> Any:
     from croniter import croniter  # imported when scheduling, not at CLI start-up
 
@@ -75,7 +99,7 @@ class CronClock:
 
     def __post_init__(self) -> None:
         self.cron = validate_cron(self.cron)
-        self._zone = zone(self.timezone)
+        self._zone = location_zone(self.timezone, "time zone")
         self._seconds = len(self.cron.split(" ")) == 6
 
     def _to_epoch(self, naive: datetime) -> float:

@@ -19,7 +19,7 @@ from maomao_cli import validation
 from maomao_cli.errors import BadInput
 from maomao_cli.keys import Keys
 from maomao_cli.models import Member, Run, Schedule, Tool
-from maomao_cli.scheduling import validate_cron, zone
+from maomao_cli.scheduling import location_zone, validate_cron
 from maomao_cli.services.worker import Worker
 from maomao_cli.store.base import Store
 from maomao_cli.store.memory import MemoryStore
@@ -78,7 +78,7 @@ def test_bad_images(cli: Cli, image: str) -> None:
 @given(
     st.one_of(
         cli_text().filter(refused_by(validate_cron)).map(lambda c: ("--cron", c)),
-        cli_text().filter(refused_by(zone)).map(lambda z: ("--tz", z)),
+        cli_text().filter(refused_by(location_zone)).map(lambda z: ("--tz", z)),
         cli_text().filter(lambda p: "=" not in p).map(lambda p: ("--env", p)),
     )
 )

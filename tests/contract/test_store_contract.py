@@ -93,6 +93,31 @@ def test_delete(store: Store, prefix: str) -> None:
     assert store.delete_prefix(f"{prefix}/x/") == 2
 
 
+@pytest.fixture
+def second_client(request: pytest.FixtureRequest, store: Store) -> Iterator[Store]:
+    """Another client of the same backend (the memory store is its own only client)."""
+    if isinstance(store, MemoryStore):
+        yield store
+        return
+    cluster: EtcdCluster = request.getfixturevalue("etcd")
+    client = EtcdStore(EtcdSettings(endpoints=tuple(cluster.endpoints.split(","))))
+    yield client
+    client.close()
+
+
+def test_a_lease_is_kept_and_revoked_through_another_client(
+    store: Store, second_client: Store, prefix: str
+) -> None:
+    lease = store.grant_lease(5)
+    store.put(f"{prefix}/leased", b"v", lease=lease.id)
+    carried = second_client.lease_of(lease.id, lease.ttl)
+    assert (carried.id, carried.ttl) == (lease.id, lease.ttl)
+    assert carried.refresh() is True
+    carried.revoke()
+    assert store.get(f"{prefix}/leased") is None
+    assert second_client.lease_of(lease.id, lease.ttl).refresh() is False
+
+
 def test_lease_revoke_removes_keys(store: Store, prefix: str) -> None:
     lease = store.grant_lease(5)
     store.put(f"{prefix}/leased", b"v", lease=lease.id)

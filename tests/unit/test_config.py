@@ -259,3 +259,22 @@ def test_repository_config_names_every_key() -> None:
     }:
         known = {f.name for f in fields(getattr(settings, section))}
         assert documented.get(section) == known, section
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("2.5", 2.5), ("1", 1.0), ("0", None), ("-1", None), ('"fast"', None), ("nan", None)],
+)
+def test_max_clock_offset_is_checked_when_the_config_loads(
+    tmp_path: Path, value: str, expected: float | None
+) -> None:
+    path = write(tmp_path, f"[worker]\nmax_clock_offset = {value}\n")
+    if expected is not None:
+        assert config.load(path, env={}).worker.max_clock_offset == expected
+        return
+    with pytest.raises(ConfigError, match=r"\[worker\] max_clock_offset"):
+        config.load(path, env={})
+
+
+def test_max_clock_offset_defaults_to_one_second(tmp_path: Path) -> None:
+    assert config.load(write(tmp_path, ""), env={}).worker.max_clock_offset == 1.0

@@ -59,6 +59,7 @@ Code = grpc.StatusCode
             "unreachable: connection refused",
         ),
         (Code.DEADLINE_EXCEEDED, "Deadline Exceeded", EtcdUnreachable, "did not answer within 5s"),
+        (Code.CANCELLED, "Channel closed!", EtcdUnreachable, "connection closed during the call"),
         (Code.UNAVAILABLE, "etcdserver: no leader", Unavailable, "no leader"),
         (Code.UNAVAILABLE, "etcdserver: request timed out", Unavailable, "lost its quorum"),
         (Code.UNKNOWN, "context deadline exceeded", Unavailable, "made no progress"),

@@ -53,7 +53,7 @@ def test_counts_follow_the_worker() -> None:
     thread = threading.Thread(target=worker.run, args=(stop,))
     thread.start()
     assert worker.ready.wait(10)
-    clock.wait_for_waiters(2)
+    clock.wait_for_waiters(3)  # loop, keep-alive, outbox flush
     for _ in range(3):
         clock.advance(1.0)
     clock.advance(0.5)

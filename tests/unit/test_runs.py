@@ -92,6 +92,7 @@ def test_spec_carries_limits_labels_env_and_the_data_dir(tmp_path: Path) -> None
         "maomao.tool": "dummy",
         "maomao.run": run.id,
         "maomao.member": "member-a",
+        "maomao.worker": "member-a",  # the worker's own: a restart of it removes leftovers
     }
     assert (spec.network, spec.memory, spec.pids, spec.timeout, spec.user) == (
         "none", "128m", 10, 30.0, "1000:1000",

@@ -70,7 +70,7 @@ def test_ready_watchdog_status_and_stopping(tmp_path: Path, notify_socket: socke
     thread = threading.Thread(target=worker.run, args=(stop,))
     thread.start()
     assert worker.ready.wait(10)
-    clock.wait_for_waiters(2)
+    clock.wait_for_waiters(3)  # loop, keep-alive, outbox flush
     first = lines(received(notify_socket))
     assert first[:2] == ["READY=1", "STATUS=1 schedule(s), 0 run(s) in progress"]
     assert first[2:] == ["WATCHDOG=1"]

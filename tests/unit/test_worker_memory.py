@@ -197,8 +197,8 @@ class Members:
         for item in fresh:
             assert item.worker.ready.wait(10)
         self.started += fresh
-        # Each worker's loop and keep-alive wait on the clock: it is idle.
-        self.clock.wait_for_waiters(2 * len(self.started))
+        # Each worker's loop, keep-alive and outbox flush wait on the clock: it is idle.
+        self.clock.wait_for_waiters(3 * len(self.started))
         return [item.worker for item in fresh]
 
     def stop(self) -> None:

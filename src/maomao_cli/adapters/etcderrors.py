@@ -77,6 +77,9 @@ def _reason(details: str) -> str:
     return reason[:120] or "no answer"
 
 
+CLOSED_HINT = "it is sent again on a new connection once etcd answers"
+
+
 def translate(
     code: grpc.StatusCode | None,
     details: str,
@@ -119,6 +122,13 @@ def translate(
             f"etcd at {where} answered but made no progress ({details}): "
             "the cluster may have lost its quorum",
             hint="see `maomao etcd status`",
+        )
+    if code == grpc.StatusCode.CANCELLED:
+        # The client was closed under a call in flight (a reconnect replaced it): the call
+        # may be sent again on the new client, as after an outage, so it is not a failure.
+        return EtcdUnreachable(
+            f"etcd at {where}: the connection closed during the call ({details or 'cancelled'})",
+            hint=CLOSED_HINT,
         )
     if code == grpc.StatusCode.UNAVAILABLE or code is None:
         return EtcdUnreachable(f"etcd at {where} is unreachable: {_reason(details)}", hint=hint)

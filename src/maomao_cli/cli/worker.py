@@ -50,7 +50,12 @@ def worker(
         from ..services.worker import check_health
 
         alive, message = check_health(
-            context.store, context.keys, settings.member, settings.worker.lease_ttl, time.time()
+            context.store,
+            context.keys,
+            settings.member,
+            settings.worker.lease_ttl,
+            time.time(),
+            settings.worker.max_clock_offset,
         )
         if not alive:
             raise Unhealthy(message)
@@ -100,6 +105,11 @@ def worker(
     exit_when_threads_linger()
 
 
+def _clock(offset: float | None) -> str:
+    """How far the member's clock is off the collaboration's, by its own estimate."""
+    return "-" if offset is None else f"{offset:+.2f}s"
+
+
 def _warm_detector() -> None:
     import numpy  # noqa: F401
     import scipy.ndimage
@@ -126,7 +136,7 @@ def members(
     state.out.print_table(
         output.table(
             "Members",
-            ["member", "host", "labels", "version", "started", "running"],
+            ["member", "host", "labels", "version", "started", "running", "clock"],
             (
                 (
                     m.name,
@@ -135,6 +145,7 @@ def members(
                     m.version,
                     output.when(m.started),
                     m.running,
+                    _clock(m.clock_offset),
                 )
                 for m in found
             ),

@@ -114,6 +114,9 @@ class Outbox:
     def grant_lease(self, ttl: int) -> Lease:
         return self.target.grant_lease(ttl)
 
+    def lease_of(self, lease_id: int, ttl: int) -> Lease:
+        return self.target.lease_of(lease_id, ttl)
+
     def watch(self, prefix: str, *, start_revision: int | None = None) -> Watch:
         return self.target.watch(prefix, start_revision=start_revision)
 

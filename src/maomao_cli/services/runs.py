@@ -10,6 +10,7 @@ The data directory's size limit is held here too (services/datalimit.py).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -54,6 +55,7 @@ class RunService:
         *,
         clock: Callable[[], float] = time.time,
         data_watch_interval: float = 5.0,
+        hold_runs: bool = False,
     ) -> None:
         self.store = store
         self.keys = keys
@@ -62,6 +64,9 @@ class RunService:
         self.member = member
         self.clock = clock
         self.data_watch_interval = data_watch_interval  # seconds between measures in a run
+        # Manual runs hold a lease of their own while they run (services/runhold.py); the
+        # worker's runs live on its member lease instead.
+        self.hold_runs = hold_runs
         self._hooks: list[AfterRunHook] = []
         self._resolver: DataDirResolver | None = None
         self._guard: RunGuard = lambda tool: nullcontext()
@@ -244,8 +249,10 @@ class RunService:
             image=tool.image,
             started=self.clock(),
         )
-        self.save(run)
-        with self._guard(tool):
+        with contextlib.ExitStack() as held:
+            held.enter_context(self._hold(run.id))  # before the first record: see runhold
+            self.save(run)
+            held.enter_context(self._guard(tool))
             try:
                 if on_start is not None:
                     on_start(run)
@@ -329,6 +336,19 @@ class RunService:
             return replace(run, warning=warning)
         return run if found.value is None else replace(run, insights=found.value)
 
+    def _hold(self, run_id: str) -> contextlib.AbstractContextManager[object]:
+        if not self.hold_runs:
+            return contextlib.nullcontext()
+        from .runhold import RunHold
+
+        return RunHold(
+            self.store,
+            self.keys.held_run(run_id),
+            ttl=self.settings.worker.lease_ttl,
+            run_id=run_id,
+            member=self.member,
+        )
+
     # Data limit ------------------------------------------------------------
 
     def data_limit(self, tool: Tool) -> int | None:
@@ -365,7 +385,7 @@ class RunService:
             name=f"maomao-{tool.name}-{run.id}",
             env=runcontext.with_context(dict(tool.env), run),
             data_dir=data_dir,
-            labels={"maomao.tool": tool.name, "maomao.run": run.id, "maomao.member": self.member},
+            labels=self._labels(tool, run),
             network=tool.network or docker.network,
             memory=tool.memory or docker.memory,
             pids=tool.pids or docker.pids,
@@ -374,6 +394,14 @@ class RunService:
             log_max_size=docker.log_max_size,
             log_max_files=docker.log_max_files,
         )
+
+    def _labels(self, tool: Tool, run: Run) -> dict[str, str]:
+        labels = {"maomao.tool": tool.name, "maomao.run": run.id, "maomao.member": self.member}
+        if not self.hold_runs:
+            # A worker's run: a restarted worker of this member removes what is left of it
+            # (a manual run of the same member name is no leftover: it lives on its own).
+            labels["maomao.worker"] = self.member
+        return labels
 
     def _finish(self, run: Run, result: ContainerResult, data_dir: Path) -> Run:
         status = "failed" if result.status == "interrupted" else result.status

@@ -10,7 +10,7 @@ from .. import validation
 from ..errors import BadInput, NotFound
 from ..keys import Keys
 from ..models import Mode, Schedule
-from ..scheduling import CronClock, validate_cron, zone
+from ..scheduling import CronClock, location_zone, validate_cron
 from ..store.base import Store
 from .records import load, load_all
 from .registry import Registry
@@ -46,7 +46,7 @@ class ScheduleService:
         schedule_name = validation.name(name or tool, "schedule name")
         self.registry.get_tool(tool)
         cron = validate_cron(cron)
-        zone(timezone)
+        location_zone(timezone)
         if mode not in ("once", "everywhere"):
             raise BadInput(f"invalid mode {mode!r}: expected once or everywhere")
         if retries is not None and retries < 0:

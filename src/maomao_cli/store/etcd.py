@@ -505,6 +505,9 @@ class EtcdStore:
     def grant_lease(self, ttl: int) -> EtcdLease:
         return EtcdLease(self, self._call(lambda c: c.lease(ttl)))
 
+    def lease_of(self, lease_id: int, ttl: int) -> EtcdLease:
+        return EtcdLease(self, etcd3.Lease(lease_id, ttl, self._client))
+
     def watch(self, prefix: str, *, start_revision: int | None = None) -> EtcdWatch:
         return EtcdWatch(self, prefix, start_revision)
 

@@ -274,6 +274,9 @@ class MemoryStore:
             self._leases[self._next_lease] = _Lease(self._next_lease, ttl, self._clock() + ttl)
             return MemoryLease(self, self._next_lease, ttl)
 
+    def lease_of(self, lease_id: int, ttl: int) -> MemoryLease:
+        return MemoryLease(self, lease_id, ttl)
+
     def _refresh(self, lease_id: int) -> bool:
         with self._lock:
             self._check()

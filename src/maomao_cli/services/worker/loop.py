@@ -5,6 +5,7 @@ has recovery sweep up lost runs. Every wait goes through the injected clock.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -15,18 +16,21 @@ from ...clock import SystemClock
 from ...config import Settings
 from ...errors import MaomaoError, RecordError, Unavailable
 from ...keys import Keys
-from ...models import Schedule
+from ...models import Member, Schedule
 from ...ports import Clock
 from ...store.base import Store, Watch
 from ..outbox import Outbox
 from ..outboxjournal import OutboxJournal
 from ..records import decode
+from .clockoffset import ClockOffsets
 from .firing import RECONNECT_MAX, Firing, RunExecutor, Shared
+from .keepalive import KeepAlive
 from .membership import Membership, remove_leftover_containers
 from .observer import NoObserver, WorkerObserver
 from .policy import misfire_grace
 from .recovery import LostRuns
 from .retries import adopt
+from .skew import SkewGate
 from .timetable import Due
 
 log = logging.getLogger("maomao.worker")
@@ -91,6 +95,20 @@ class Worker:
             lease_ttl=settings.worker.lease_ttl,
             clock=self.clock,
             running=lambda: self._firing.running(),
+            clock_offset=lambda: self._skew.offset(),
+        )
+        self._offsets = ClockOffsets()
+        self._skew = SkewGate(
+            self._offsets, settings.worker.max_clock_offset, clock=self.clock, member=self.member
+        )
+        self._displaced = threading.Event()
+        # The member lease on its own thread and client: nothing else can delay it.
+        self._keepalive = KeepAlive(
+            self._membership,
+            store_factory=store_factory,
+            clock=self.clock,
+            on_unreachable=self._lost_connection,
+            on_displaced=self._displaced.set,
         )
         self._lost_runs = LostRuns(
             self.keys,
@@ -154,8 +172,10 @@ class Worker:
         flushed = self._outbox.flush()
         if flushed:
             log.info("wrote %d run record(s) kept while etcd was unreachable", flushed)
-        self._membership.register(store)
         if first:
+            # Registered once, on the keep-alive's client, which re-registers by itself
+            # if the lease ever expires; a reconnect of this client leaves it alone.
+            self._keepalive.register()
             remove_leftover_containers(self._remove_leftovers, self.member)
         self._firing.forget_claim_lease()
         self._load_schedules(first=first)
@@ -183,12 +203,11 @@ class Worker:
             if not self._disconnected.is_set():
                 self._refresh_endpoints_quietly()
 
-    def _keepalive_loop(self) -> None:
+    def _flush_loop(self) -> None:
         while not self.clock.wait(self._stopping, self._membership.keepalive_interval):
             if self._disconnected.is_set():
                 continue
             try:
-                self._membership.beat(self.store)
                 # A record kept through a brief error that cost no reconnect goes now.
                 if self._outbox is not None and self._outbox.pending:
                     self._outbox.flush()
@@ -223,6 +242,7 @@ class Worker:
         self._watches = [
             self._start_watch(self.keys.schedules(), revision + 1, self._on_schedule_event),
             self._start_watch(self.keys.members(), revision + 1, self._on_member_event),
+            self._start_watch(self.keys.held_runs(), revision + 1, self._on_held_run_event),
         ]
 
     def _track(self, schedule: Schedule, now: float, *, catch_up: bool) -> None:
@@ -271,9 +291,34 @@ class Worker:
 
     def _on_member_event(self, key: str, value: bytes | None) -> None:
         name = self.keys.leaf(key)
+        self._observe_clock(name, value)
         if value is None and name != self.member:
             log.info("member %s left or lost its lease", name)
             threading.Thread(target=self._sweep_lost_runs_safely, daemon=True).start()
+
+    def _on_held_run_event(self, key: str, value: bytes | None) -> None:
+        if value is None:  # a manual run ended, or its process died: is it left running?
+            threading.Thread(target=self._sweep_lost_runs_safely, daemon=True).start()
+
+    def _observe_clock(self, name: str, value: bytes | None) -> None:
+        """Another member's heartbeat, as it arrives: a sample of our clock offset."""
+        if name == self.member:
+            return
+        if value is None:
+            self._offsets.forget(name)
+            return
+        try:
+            member = Member.from_json(value)
+        except RecordError:
+            return
+        trip = self._keepalive.round_trip
+        self._offsets.observe(
+            name,
+            sent=member.heartbeat,
+            received=self.clock.now(),
+            delay=trip if trip is not None else 0.0,
+            at=self.clock.monotonic(),
+        )
 
     # Lost runs -------------------------------------------------------------
 
@@ -312,8 +357,7 @@ class Worker:
     def run(self, stop: threading.Event) -> None:
         """Run until `stop` is set; then drain gracefully. Raises only on a bad start."""
         self.connect(first=True)
-        keepalive = threading.Thread(target=self._keepalive_loop, name="keepalive", daemon=True)
-        keepalive.start()
+        threading.Thread(target=self._flush_loop, name="flush", daemon=True).start()
         if self._refresh_endpoints is not None:
             threading.Thread(target=self._endpoints_loop, name="endpoints", daemon=True).start()
         log.info(
@@ -324,7 +368,7 @@ class Worker:
         )
         self.ready.set()
         self._observer.ready()
-        while not stop.is_set():
+        while not stop.is_set() and not self._displaced.is_set():
             self._observer.turn()
             # Cleared before looking, so a change made while we look cuts the wait short.
             self._shared.wake.clear()
@@ -332,7 +376,9 @@ class Worker:
                 self._reconnect(stop)
                 continue
             dues, wait = self._firing.take_due()
-            if dues or self._firing.startable():  # due now, or a slot freed for a waiting one
+            if dues and self._skew.holds_back():
+                self._pass_up(dues)
+            elif dues or self._firing.startable():  # due now, or a slot freed for a waiting one
                 self._fire_safely(dues)
             else:
                 self.clock.wait(self._shared.wake, wait)
@@ -347,6 +393,17 @@ class Worker:
             self._lost_connection()
         except Exception:  # the scheduler loop must never die
             log.exception("firing %d due firing(s) crashed", len(dues))
+
+    def _pass_up(self, dues: list[Due]) -> None:
+        """Our clock is off the collaboration's: leave these firings to the other members
+        (the regular ones move on to their next firing; retries and catch-ups wait)."""
+        later = self.clock.now() + 1.0
+        with self._shared.lock:
+            for due in dues:
+                if due.trigger == "schedule":
+                    self._shared.timetable.next_regular(due)
+                else:
+                    self._shared.timetable.put_back(dataclasses.replace(due, due=later))
 
     def _reconnect(self, stop: threading.Event) -> None:
         log.warning(
@@ -406,7 +463,11 @@ class Worker:
         try:
             if self._outbox is not None:
                 self._outbox.flush()
-            self._membership.leave()
+        except MaomaoError as exc:
+            log.warning("could not write the run records kept while etcd was unreachable: %s", exc)
+        try:
+            # Only now, every run recorded: until here the lease kept the member alive.
+            self._keepalive.leave()
         except MaomaoError:
             log.warning("could not leave the member list cleanly; the lease will expire")
         if self._store is not None:

@@ -44,9 +44,12 @@ class LostRuns:
         """Mark `lost` the running runs of members that are gone (and of earlier processes
         of this member), and retry those whose schedule allows another attempt."""
         live = {self._keys.leaf(e.key) for e in store.scan(self._keys.members())}
-        for entry in store.scan(self._keys.runs()):
+        entries = store.scan(self._keys.runs())
+        # Read after the runs: a manual run's key is written before its first record.
+        held = {self._keys.leaf(e.key) for e in store.scan(self._keys.held_runs())}
+        for entry in entries:
             run = decode(Run, entry)
-            if run is None:
+            if run is None or run.id in held:
                 continue
             if self._earlier_own(run) and run.status == "lost":
                 # Marked lost by another member while we were gone: ours to re-run.

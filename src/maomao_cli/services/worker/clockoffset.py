@@ -1,0 +1,65 @@
+"""Clock offset: how far this member's clock is from the collaboration's, estimated from
+the other members' heartbeats as they arrive.
+
+A heartbeat carries its writer's clock reading; it reaches us through etcd a one-way
+delay later. So `received - sent - delay` is our offset from that member plus whatever
+extra delay the message met: the smallest of a member's recent samples is the best
+estimate (the extra delay is never negative). Our offset from the collaboration is the
+median over every member's estimate and our own 0: with three members or more, the one
+whose clock is wrong is the one outvoted. Pure: the times are given, nothing is read.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from dataclasses import dataclass, field
+
+# Samples kept per member, and how old (monotonic seconds) a sample may be: a clock that
+# was stepped back into line is seen as such within this window.
+SAMPLES_KEPT = 8
+SAMPLE_WINDOW = 60.0
+
+
+@dataclass(frozen=True)
+class _Sample:
+    offset: float
+    at: float  # monotonic time it was taken
+
+
+@dataclass
+class ClockOffsets:
+    samples_kept: int = SAMPLES_KEPT
+    window: float = SAMPLE_WINDOW
+    _samples: dict[str, deque[_Sample]] = field(default_factory=dict)
+
+    def observe(
+        self, member: str, *, sent: float, received: float, delay: float, at: float
+    ) -> None:
+        """A heartbeat `member` stamped `sent` (its clock) arrived at `received` (ours),
+        `delay` being our estimate of the one-way delay; `at` is our monotonic time."""
+        if not (math.isfinite(sent) and math.isfinite(received) and math.isfinite(delay)):
+            return  # a record from etcd is untrusted: a NaN must not poison the median
+        kept = self._samples.setdefault(member, deque(maxlen=self.samples_kept))
+        kept.append(_Sample(received - sent - max(delay, 0.0), at))
+
+    def forget(self, member: str) -> None:
+        self._samples.pop(member, None)
+
+    def estimate(self, at: float) -> float | None:
+        """Seconds our clock is ahead (negative: behind) of the collaboration's, or None
+        while no other member has been heard from within the window."""
+        per_member = []
+        for kept in self._samples.values():
+            fresh = [s.offset for s in kept if at - s.at <= self.window]
+            if fresh:
+                per_member.append(min(fresh))
+        if not per_member:
+            return None
+        return float(statistics.median([0.0, *per_member]))
+
+
+def describe(offset: float) -> str:
+    """E.g. '3.02 s ahead', '0.40 s behind'."""
+    return f"{abs(offset):.2f} s {'ahead' if offset >= 0 else 'behind'}"

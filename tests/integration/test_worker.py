@@ -236,11 +236,15 @@ def test_killed_worker_is_recovered_without_duplicates(docker_env: Env) -> None:
     assert not any(r["status"] == "running" for r in runs), "no run left `running`"
     # Killed while its one run (overlap forbidden) was in its container: that run is lost.
     assert len(lost) == 1
-    for record in lost:  # retried once, as attempt 2, and that retry succeeded
+    for record in lost:  # retried once, as attempt 2
         assert record["member"] == "w3"
         assert record["attempt"] == 1
         [retry] = [r for r in retries if r["fire_time"] == record["fire_time"]]
-        assert retry["status"] == "succeeded"
+        # The retry ran, unless a newer firing took the overlap guard first (the dead
+        # member's guard goes with its lease, when the retry is queued): then it says so.
+        assert retry["status"] == "succeeded" or (
+            retry["status"] == "skipped" and "overlap forbidden" in retry["error"]
+        ), retry
     assert all(any(r["fire_time"] == x["fire_time"] for r in lost) for x in retries)
     # Firings went on after the kill.
     assert any(r["status"] == "succeeded" and r["fire_time"] > killed_at + 2 for r in runs)

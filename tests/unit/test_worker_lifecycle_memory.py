@@ -173,7 +173,7 @@ def test_the_keepalive_carries_its_lease_to_a_new_client_when_its_endpoint_goes(
         member,
         store_factory=new_client,
         clock=clock,
-        on_unreachable=lambda: lost.append(True),
+        on_unreachable=lambda _: lost.append(True),
         on_displaced=lambda: pytest.fail("the member was not displaced"),
     )
     keepalive.register()

@@ -201,13 +201,14 @@ class Firing:
             chosen.append((due, schedule, plan))
         return chosen
 
-    def fire(self, dues: list[Due]) -> bool:
+    def fire(self, dues: list[Due]) -> MaomaoError | None:
         """Claim what can be started of `dues` and of the waiting firings (one transaction
-        each, sent together), then act on each outcome. False if an outcome is unknown:
-        the connection is lost. Unavailable if nothing could be claimed."""
+        each, sent together), then act on each outcome. The error of an outcome that is
+        unknown (the connection is lost), else None. Unavailable if nothing could be
+        claimed."""
         chosen = self._select(dues)
         if not chosen:
-            return True
+            return None
         try:
             guard_lease = self._guard_lease()
             planned: list[_Planned] = [
@@ -223,10 +224,12 @@ class Firing:
             self._waiting = sorted([*self._waiting, *(due for due, _, _ in chosen)])
             raise
         outcomes = self._store().claim([claim for _, _, _, claim in planned])
-        known = True
+        unknown: MaomaoError | None = None
         for (due, schedule, plan, _), outcome in zip(planned, outcomes, strict=True):
-            known &= self._act_on(due, schedule, plan, outcome)
-        return known
+            known = self._act_on(due, schedule, plan, outcome)
+            if not known and isinstance(outcome, MaomaoError):
+                unknown = unknown or outcome
+        return unknown
 
     def _act_on(
         self, due: Due, schedule: Schedule, plan: ClaimPlan, outcome: ClaimOutcome | MaomaoError

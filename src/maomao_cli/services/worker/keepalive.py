@@ -30,7 +30,7 @@ class KeepAlive:
         *,
         store_factory: Callable[[], Store],
         clock: Clock,
-        on_unreachable: Callable[[], None],
+        on_unreachable: Callable[[MaomaoError], None],
         on_displaced: Callable[[], None],
     ) -> None:
         self._membership = membership
@@ -82,7 +82,7 @@ class KeepAlive:
         except Unavailable as exc:
             log.debug("member lease refresh failed: %s", exc)
             self._close_client()
-            self._on_unreachable()
+            self._on_unreachable(exc)
             return
         except MaomaoError as exc:
             # Our lease expired and a namesake took the name: two of us must not run.

@@ -88,6 +88,7 @@ class Worker:
         self._hurry = threading.Event()
         self._disconnected = threading.Event()
         self._cut_at = 0.0  # monotonic, when the connection was last lost
+        self._cause: str | None = None  # why, when the call that failed said
         self._membership = Membership(
             self.keys,
             self.member,
@@ -211,12 +212,15 @@ class Worker:
                 # A record kept through a brief error that cost no reconnect goes now.
                 if self._outbox is not None and self._outbox.pending:
                     self._outbox.flush()
-            except Unavailable:
-                self._lost_connection()
+            except Unavailable as exc:
+                self._lost_connection(exc)
 
-    def _lost_connection(self) -> None:
+    def _lost_connection(self, cause: MaomaoError | None = None) -> None:
         if not self._disconnected.is_set():
             self._cut_at = self.clock.monotonic()
+            # Said by the reconnect: a full database reads fine, so only the failed
+            # write knows why (the NOSPACE alarm), not the reconnect's own attempts.
+            self._cause = cause.message if cause is not None else None
             self._disconnected.set()
             self._shared.wake.set()
 
@@ -259,9 +263,9 @@ class Worker:
             try:
                 for event in watch:
                     handler(event.key, event.value)
-            except MaomaoError:
+            except MaomaoError as exc:
                 if not self._stopping.is_set():
-                    self._lost_connection()
+                    self._lost_connection(exc)
 
         threading.Thread(target=follow, name=f"watch{prefix}", daemon=True).start()
         return watch
@@ -325,8 +329,8 @@ class Worker:
     def _sweep_lost_runs_safely(self) -> None:
         try:
             self._sweep_lost_runs()
-        except Unavailable:
-            self._lost_connection()
+        except Unavailable as exc:
+            self._lost_connection(exc)
 
     def _sweep_lost_runs(self) -> None:
         self._lost_runs.sweep(
@@ -386,11 +390,12 @@ class Worker:
 
     def _fire_safely(self, dues: list[Due]) -> None:
         try:
-            if not self._firing.fire(dues):
-                self._lost_connection()
-        except Unavailable:
+            unknown = self._firing.fire(dues)
+            if unknown is not None:
+                self._lost_connection(unknown)
+        except Unavailable as exc:
             # Nothing was claimed (the claim lease could not be granted): firing kept them.
-            self._lost_connection()
+            self._lost_connection(exc)
         except Exception:  # the scheduler loop must never die
             log.exception("firing %d due firing(s) crashed", len(dues))
 
@@ -407,11 +412,12 @@ class Worker:
 
     def _reconnect(self, stop: threading.Event) -> None:
         log.warning(
-            "etcd unreachable at %s; running containers go on; retrying",
+            "etcd unreachable at %s%s; running containers go on; retrying",
             self.settings.etcd.endpoints,
+            f" ({self._cause})" if self._cause else "",
         )
         delay = 0.5
-        said = ""
+        said = self._cause or ""
         while not stop.is_set():
             self._observer.turn()  # alive while it retries: the service manager must not kill it
             try:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .ports import Clock, ConnectAdmin, ContainerRunner, DatasetSync, EtcdAdmin
     from .services.audit import AuditService
     from .services.cluster import ClusterService
+    from .services.coverage import CoverageService
     from .services.datasets import DatasetService
     from .services.members import MemberService
     from .services.registry import Registry
@@ -144,7 +145,15 @@ class Services:
     def schedules(self) -> ScheduleService:
         from .services.schedules import ScheduleService
 
-        return ScheduleService(self.store, self.keys, self.registry)
+        return ScheduleService(
+            self.store, self.keys, self.registry, settings=self.settings, clock=self._clock
+        )
+
+    @cached_property
+    def coverage(self) -> CoverageService:
+        from .services.coverage import CoverageService
+
+        return CoverageService(self.store, self.keys, self.settings, self._clock)
 
     @cached_property
     def datasets(self) -> DatasetService:

@@ -98,6 +98,7 @@ class WorkerSettings:
     log_format: str = "text"  # or "json": one JSON object per line
     # Seconds this member's clock may be off the collaboration's before it stops claiming.
     max_clock_offset: float = 1.0
+    backfill_max: int = 1000  # the most firings one `schedule backfill` may request
 
 
 @dataclass(frozen=True)

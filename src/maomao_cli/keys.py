@@ -57,6 +57,20 @@ class Keys:
         tail = f"{epoch}" if member is None else f"{epoch}@{member}"
         return self._p("retries", schedule, f"{tail}.r{attempt}")
 
+    def requests(self, schedule: str | None = None) -> str:
+        # Firings an operator asked for (trigger, backfill); the workers claim them.
+        return self._p("requests", schedule, "") if schedule else self._p("requests", "")
+
+    def request(self, schedule: str, tail: str) -> str:
+        return self._p("requests", schedule, tail)
+
+    def backfill_slot(self, schedule: str, slot: int) -> str:
+        # On the running member's lease: at most --max-parallel backfill runs at once.
+        return self._p("slots", schedule, str(slot))
+
+    def slots(self, schedule: str) -> str:
+        return self._p("slots", schedule, "")
+
     def runs(self) -> str:
         return self._p("runs", "")
 

@@ -170,6 +170,31 @@ class Schedule(Record):
     retries: int | None = None  # None: the [worker] default
     grace: float | None = None  # misfire grace window, seconds
     created: float = 0.0
+    # Each member's start is delayed by a stable offset below this many seconds (jitter.py).
+    jitter: float = 0.0
+    # The current pause (while `paused`): why, until when (None: until resumed), who, when.
+    pause_note: str | None = None
+    paused_until: float | None = None
+    paused_by: str | None = None
+    paused_at: float | None = None
+    # Earlier pauses as [start, end] pairs, newest last: firings in them were not missed.
+    pauses: list[list[float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FiringRequest(Record):
+    """An operator's request for one firing of a schedule at a nominal time (`schedule
+    trigger`, `schedule backfill`): the workers claim it like any firing of that time."""
+
+    kind: ClassVar[str] = "request"
+    schedule: str
+    fire_time: float
+    trigger: Literal["manual", "backfill"]
+    attempt: int = 1  # above 1: the nominal time was claimed before; this re-runs it
+    force: bool = False  # run even while an earlier run of the schedule still runs
+    max_parallel: int = 1  # backfill: runs of this schedule's backfills at once
+    by: str | None = None
+    at: float = 0.0
 
 
 # Bytes of a run record's output tail (as JSON): with the rest of the record a run stays
@@ -207,7 +232,7 @@ class Run(Record):
     tool: str
     member: str
     status: RunStatus
-    trigger: Literal["manual", "schedule", "retry", "catch-up"] = "manual"
+    trigger: Literal["manual", "schedule", "retry", "catch-up", "backfill"] = "manual"
     schedule: str | None = None
     fire_time: float | None = None
     attempt: int = 1

@@ -21,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import BadInput
+from .models import Schedule
 
 SHORTHANDS = {
     "hourly": "0 * * * *",
@@ -136,6 +137,81 @@ class CronClock:
             current = self.next_after(current)
             times.append(current)
         return times
+
+    def between(self, after: float, end: float, limit: int) -> list[float]:
+        """The fire instants in (after, end], at most `limit`: what `upcoming` gives, on
+        one pass of the cron iterator (a long period costs one croniter, not one each)."""
+        local = datetime.fromtimestamp(after, self._zone).replace(tzinfo=None)
+        it = _croniter()(self.cron, local, second_at_beginning=self._seconds)
+        times: list[float] = []
+        last = after
+        while len(times) < limit:
+            instant = self._to_epoch(it.get_next(datetime))
+            if instant > end:
+                break
+            if instant > last:  # not merged into an earlier firing by a DST change
+                times.append(instant)
+                last = instant
+        return times
+
+    def marked(self, after: float, count: int) -> list[Planned]:
+        """The next `count` firings after `after` as `upcoming` gives them, each with the
+        wall time the expression named and what a DST change does to it; wall times a
+        change swallows come as extra entries with no instant (mark `skipped`)."""
+        local = datetime.fromtimestamp(after, self._zone).replace(tzinfo=None)
+        it = _croniter()(self.cron, local, second_at_beginning=self._seconds)
+        planned: list[Planned] = []
+        last = after
+        fired = 0
+        for _ in range(10_000):
+            if fired == count:
+                break
+            wall = it.get_next(datetime)
+            instant = self._to_epoch(wall)
+            if instant <= last:
+                if fired:  # merged into an earlier firing by a change, not before `after`
+                    planned.append(Planned(wall, None, "skipped"))
+                continue
+            planned.append(Planned(wall, instant, self._mark(wall, instant)))
+            last = instant
+            fired += 1
+        return planned
+
+    def _mark(self, wall: datetime, instant: float) -> str | None:
+        shown = datetime.fromtimestamp(instant, self._zone).replace(tzinfo=None)
+        if shown != wall:
+            return "moved"  # the wall time does not exist (clocks went forward)
+        first = wall.replace(tzinfo=self._zone, fold=0).utcoffset()
+        if first != wall.replace(tzinfo=self._zone, fold=1).utcoffset():
+            return "repeated"  # the wall time happens twice (clocks went back): fires once
+        return None
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One upcoming firing: the wall time the cron expression named, the instant it fires
+    (None: a DST change merged it into an earlier firing) and the DST mark, if any."""
+
+    wall: datetime
+    instant: float | None
+    mark: str | None  # None, "moved", "repeated" or "skipped"
+
+
+def paused_now(schedule: Schedule, now: float) -> bool:
+    """Is the schedule paused at `now`? A pause with an end is over once it passes, with
+    no one resuming it."""
+    return schedule.paused and (schedule.paused_until is None or now < schedule.paused_until)
+
+
+def paused_during(schedule: Schedule, at: float) -> bool:
+    """Did a deliberate pause cover the nominal time `at` (the current one or an earlier)?
+    Such a firing was not missed, and is never caught up."""
+    if schedule.paused:
+        start = schedule.paused_at if schedule.paused_at is not None else -math.inf
+        end = schedule.paused_until if schedule.paused_until is not None else math.inf
+        if start <= at < end:
+            return True
+    return any(start <= at < end for start, end in schedule.pauses)
 
 
 def catch_up_time(clock: CronClock, now: float, grace: float) -> float | None:

@@ -21,7 +21,17 @@ from .errors import ERROR_RESPONSES, install_error_handlers
 from .guard import PathCheck
 from .launcher import RunLauncher
 from .responses import SafeJSONResponse
-from .routes import datasets, legacy, members, metrics, runs, schedules, spikes, tools
+from .routes import (
+    datasets,
+    legacy,
+    members,
+    metrics,
+    runs,
+    schedule_controls,
+    schedules,
+    spikes,
+    tools,
+)
 
 
 def create_app(services: Services) -> FastAPI:
@@ -49,6 +59,6 @@ def create_app(services: Services) -> FastAPI:
     install_error_handlers(app)
     app.include_router(legacy.router)
     app.include_router(metrics.router)
-    for group in (tools, datasets, schedules, runs, spikes, members, events):
+    for group in (tools, datasets, schedules, schedule_controls, runs, spikes, members, events):
         app.include_router(group.router, prefix="/v1")
     return app

@@ -159,6 +159,9 @@ class ScheduleCreate(_Strict):
     overlap: bool = False
     retries: int | None = None
     grace: float | None = None
+    jitter: str | None = Field(
+        None, description="Spread starts by a stable offset below this: a duration, e.g. 10s."
+    )
 
     @model_validator(mode="after")
     def _one_schedule(self) -> ScheduleCreate:
@@ -186,3 +189,88 @@ class ScheduleOut(Schedule):
 class ScheduleResult(BaseModel):
     status: Literal["scheduled", "rescheduled"]
     schedule: ScheduleOut
+
+
+# Operator controls: like `maomao schedule trigger/backfill/pause/show --next`; every rule
+# is the schedule service's, so HTTP refuses as the CLI does (400, the same message).
+
+
+class ScheduleTrigger(_Strict):
+    force: bool = Field(False, description="Run even while the previous run still runs.")
+
+
+class ScheduleBackfill(_Strict):
+    start: str = Field(
+        alias="from", description="ISO time (the schedule's zone if no offset) or a duration ago."
+    )
+    to: str = Field(description="ISO time or a duration ago; not in the future.")
+    missing_only: bool = False
+    dry_run: bool = False
+    max_parallel: int = 1
+
+
+class SchedulePause(_Strict):
+    note: str | None = None
+    until: str | None = Field(None, description="ISO time or a duration from now (2h).")
+
+
+class FiringRequestOut(BaseModel):
+    schedule: str
+    fire_time: str
+    trigger: Literal["manual", "backfill"]
+    attempt: int
+    force: bool
+
+
+class BackfillFiring(BaseModel):
+    fire_time: str
+    attempt: int
+    skip: str | None
+
+
+class BackfillOut(BaseModel):
+    schedule: str
+    dry_run: bool
+    requested: int
+    firings: list[BackfillFiring]
+
+
+class NextFiringOut(BaseModel):
+    wall: str = Field(description="The wall time the cron expression names, in the zone.")
+    utc: str | None = Field(description="When it fires; null: a DST change merged it away.")
+    mark: Literal["moved", "repeated", "skipped"] | None
+    jitter: dict[str, float] = Field(description="Each member's start offset, seconds.")
+
+
+class CoverageGap(BaseModel):
+    start: str
+    end: str
+    count: int
+    outcome: str
+    reason: str | None
+    member: str | None
+
+
+class CoverageFiring(BaseModel):
+    fire_time: str
+    member: str | None
+    outcome: str
+    reason: str | None
+    run_id: str | None
+
+
+class CoverageOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    schedule: str
+    tool: str
+    mode: str
+    start: str = Field(alias="from")
+    to: str
+    expected: int
+    counts: dict[str, int]
+    skipped: dict[str, int]
+    members: list[str]
+    gaps: list[CoverageGap]
+    firings: list[CoverageFiring]
+    days: dict[str, str]

@@ -9,7 +9,7 @@ import sys
 import typer
 
 from .. import __version__
-from . import audit, cluster, datasets, registry, runs, schedules, spikes, status, worker
+from . import audit, cluster, coverage, datasets, registry, runs, schedules, spikes, status, worker
 from . import serve as serve_cmd
 from .boundary import Boundary
 from .state import use
@@ -72,6 +72,7 @@ app.command("run")(runs.run)
 app.add_typer(runs.runs_app, name="runs")
 app.command("logs")(runs.logs)
 app.add_typer(schedules.app, name="schedule")
+app.command("coverage")(coverage.coverage)
 app.command("worker")(worker.worker)
 app.command("members")(worker.members)
 app.command("spikes")(spikes.spikes)

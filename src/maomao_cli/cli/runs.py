@@ -47,6 +47,9 @@ def run(
     retries: int | None = typer.Option(
         None, "--retries", min=0, help="Retries after a failure (default from config)."
     ),
+    jitter: str | None = typer.Option(
+        None, "--jitter", help="Spread starts by a stable offset below this (10s, 2m)."
+    ),
 ) -> None:
     """Run a tool now, or schedule it with --daily/--weekly/--hourly/--cron."""
     scheduling = hourly or daily or weekly or cron is not None
@@ -66,11 +69,13 @@ def run(
             name=schedule_name,
             overlap=overlap,
             retries=retries,
+            jitter=jitter,
         )
         return
-    if everywhere or on or schedule_name or tz != "UTC" or overlap or retries is not None:
+    given = (everywhere, on, schedule_name, tz != "UTC", overlap, retries is not None, jitter)
+    if any(given):
         raise BadInput(
-            "--tz, --everywhere, --on, --name, --allow-overlap and --retries need a schedule",
+            "--tz, --everywhere, --on, --name, --allow-overlap, --retries and --jitter need a schedule",
             hint="add --hourly, --daily, --weekly or --cron EXPR",
         )
     run_now(use(ctx), name)

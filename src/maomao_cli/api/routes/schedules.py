@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 
 from fastapi import APIRouter
@@ -17,8 +16,13 @@ router = APIRouter(tags=["schedules"])
 
 
 def schedule_out(services: Services, schedule: Schedule, count: int) -> ScheduleOut:
-    """The schedule with its next `count` firings (none while paused), in its own zone."""
-    fires = [] if schedule.paused else services.schedules.upcoming(schedule, time.time(), count)
+    """The schedule with its next `count` firings (none while paused without an end; after
+    the end for a pause with one), in its own zone."""
+    now = services.schedules.now()
+    paused = services.schedules.is_paused(schedule)
+    after = max(now, schedule.paused_until or now) if paused else now
+    forever = paused and schedule.paused_until is None
+    fires = [] if forever else services.schedules.upcoming(schedule, after, count)
     return ScheduleOut(
         **schedule.to_dict(), next_fires=tuple(_iso(t, schedule.timezone) for t in fires)
     )
@@ -58,6 +62,7 @@ def create_schedule(body: ScheduleCreate, services: ServicesDep) -> ScheduleResu
         overlap=body.overlap,
         retries=body.retries,
         grace=body.grace,
+        jitter=body.jitter,
     )
     return ScheduleResult(
         status="scheduled" if new else "rescheduled",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ...keys import Keys
 from ...models import Schedule
+from ...scheduling import paused_during, paused_now
 from ...store.base import Claim
 from .timetable import Due
 
@@ -103,9 +104,21 @@ class ClaimPlan:
         )
 
 
-def takes_part(schedule: Schedule, labels: dict[str, str]) -> bool:
-    """Does a member with these labels run this schedule's firings?"""
-    return not schedule.paused and all(labels.get(k) == v for k, v in schedule.on.items())
+# Firings an operator asked for: run even while paused and however late (the request is
+# the reason), never recorded as missed.
+REQUESTED = frozenset({"manual", "backfill"})
+
+
+def selects(schedule: Schedule, labels: dict[str, str]) -> bool:
+    """Does the schedule's label selector pick a member with these labels?"""
+    return all(labels.get(k) == v for k, v in schedule.on.items())
+
+
+def takes_part(schedule: Schedule, labels: dict[str, str], now: float | None = None) -> bool:
+    """Does a member with these labels run this schedule's firings (at `now`: a pause
+    with an end is over once it passes; without `now`, any pause counts)?"""
+    paused = schedule.paused if now is None else paused_now(schedule, now)
+    return not paused and selects(schedule, labels)
 
 
 def plan_claim(
@@ -118,9 +131,13 @@ def plan_claim(
     grace: float,
     keys: Keys,
 ) -> ClaimPlan | None:
-    """The claim `member` attempts for `due`, or None when it takes no part (paused, or
-    its labels do not match the schedule's selector)."""
-    if not takes_part(schedule, labels):
+    """The claim `member` attempts for `due`, or None when it takes no part (paused now
+    or at the nominal time, or its labels do not match the schedule's selector)."""
+    requested = due.trigger in REQUESTED
+    if requested:
+        if not selects(schedule, labels):
+            return None
+    elif not takes_part(schedule, labels, now) or paused_during(schedule, due.fire_time):
         return None
     epoch = int(due.fire_time)
     owner = claim_owner(schedule, member)
@@ -129,8 +146,9 @@ def plan_claim(
         if due.attempt == 1
         else keys.retry_claim(schedule.name, epoch, due.attempt, owner)
     )
-    late = now - due.fire_time > max(grace, 1.0) and due.trigger != "retry"
-    guarded = not schedule.overlap and not late
+    started = due.fire_time + due.jitter  # a jittered start is late from its own time
+    late = now - started > max(grace, 1.0) and due.trigger != "retry" and not requested
+    guarded = not schedule.overlap and not late and not due.force
     return ClaimPlan(
         key=key,
         value=ClaimValue(member, due.nonce, due.trigger),

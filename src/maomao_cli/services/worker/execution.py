@@ -31,6 +31,7 @@ from .claims import GuardValue, guard_key
 from .lagstats import LagStats
 from .observer import NoObserver, WorkerObserver
 from .policy import claim_life, retry_limit
+from .requests import Requests
 from .retries import PendingRetry, retry_key
 from .timetable import Due, Timetable
 
@@ -93,11 +94,14 @@ class Execution:
         claim_lease: Callable[[int], int],  # the claim lease of a claim life
         pool: Executor,
         observer: WorkerObserver | None = None,
+        requests: Requests | None = None,
     ) -> None:
         self._observer: WorkerObserver = observer or NoObserver()
         self._settings = settings
         self._keys = keys
         self._member = member
+        # Requested firings (trigger, backfill): a backfill run's slot goes when it is over.
+        self._requests = requests
         self._process = process  # when this process of the member started
         self._shared = shared
         self._clock = clock
@@ -167,8 +171,13 @@ class Execution:
         finally:
             # The overlap guard goes before the run counts as over: shutdown waits for
             # running runs and then closes the store, which this delete must not outlive.
-            if not schedule.overlap:
+            # A forced firing (`trigger --force`, backfill) took no guard: the guard there
+            # is a regular run's.
+            if not schedule.overlap and not due.force:
                 self._release_guard(schedule, due)
+            if due.slot is not None and self._requests is not None:
+                with contextlib.suppress(MaomaoError):
+                    self._requests.finished(self._store(), due)
             with self._running_lock:
                 self._running.pop(token, None)
             self._shared.wake.set()

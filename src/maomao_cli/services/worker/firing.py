@@ -31,6 +31,7 @@ from .execution import (
 )
 from .observer import NoObserver, WorkerObserver
 from .policy import claim_life, misfire_grace
+from .requests import Requests
 from .timetable import LONGEST_WAIT, Due
 
 log = logging.getLogger("maomao.worker")
@@ -74,9 +75,12 @@ class Firing:
         slots: int = 1,
         process: float = 0.0,
         observer: WorkerObserver | None = None,
+        requests: Requests | None = None,
     ) -> None:
         self._observer: WorkerObserver = observer or NoObserver()
         self._settings = settings
+        # Requested firings (trigger, backfill): told when their claims are settled.
+        self._requests = requests
         self._keys = keys
         self._member = member
         self._labels = labels
@@ -101,6 +105,7 @@ class Firing:
             claim_lease=self._claim_lease_id,
             pool=pool,
             observer=self._observer,
+            requests=requests,
         )
         self.stats = self.execution.stats
         # Due firings with no free slot here yet, oldest first (the scheduler loop's own).
@@ -242,6 +247,10 @@ class Firing:
             self.execution.forget_pending(schedule, due)
         lag = self._clock.now() - due.due
         self._observer.claimed(schedule.name, won=outcome != "taken", lag=lag)
+        started = outcome == "won" and not plan.late
+        if due.request is not None and self._requests is not None:
+            store = self._store()
+            self._books.submit(self._requests.claimed, store, due, schedule, started=started)
         if outcome == "taken":
             self.stats.claims_lost += 1
             return True

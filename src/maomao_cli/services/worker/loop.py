@@ -15,6 +15,7 @@ from pathlib import Path
 from ...clock import SystemClock
 from ...config import Settings
 from ...errors import MaomaoError, RecordError, Unavailable
+from ...jitter import offset as jitter_offset
 from ...keys import Keys
 from ...models import Member, Schedule
 from ...ports import Clock
@@ -29,9 +30,10 @@ from .membership import Membership, remove_leftover_containers
 from .observer import NoObserver, WorkerObserver
 from .policy import misfire_grace
 from .recovery import LostRuns
+from .requests import Requests
 from .retries import adopt
 from .skew import SkewGate
-from .timetable import Due
+from .timetable import Due, Timetable
 
 log = logging.getLogger("maomao.worker")
 
@@ -81,7 +83,18 @@ class Worker:
         self._make_runs = make_runs
         self.runs: RunExecutor | None = None
         self.ready = threading.Event()
-        self._shared = Shared()
+        member_name = self.member
+        self._shared = Shared(
+            Timetable(
+                start_offset=lambda s, nominal, nxt: jitter_offset(s, member_name, nominal, nxt)
+            )
+        )
+        self._requests = Requests(
+            self.keys,
+            self.member,
+            self.labels,
+            grace=lambda schedule: max(misfire_grace(schedule, settings.worker), 1.0),
+        )
         # Metrics and the service manager hear of claims, runs and each loop turn.
         self._observer: WorkerObserver = observer or NoObserver()
         self._stopping = threading.Event()
@@ -134,6 +147,7 @@ class Worker:
             observer=self._observer,
             slots=self.max_parallel,
             process=self._membership.started,
+            requests=self._requests,
         )
         self.stats = self._firing.stats
         self._watches: list[Watch] = []
@@ -243,10 +257,13 @@ class Worker:
         self._shared.wake.set()
         for watch in self._watches:
             watch.cancel()
+        requested, requests_revision = self.store.scan_with_revision(self.keys.requests())
+        self._requests.load(requested)
         self._watches = [
             self._start_watch(self.keys.schedules(), revision + 1, self._on_schedule_event),
             self._start_watch(self.keys.members(), revision + 1, self._on_member_event),
             self._start_watch(self.keys.held_runs(), revision + 1, self._on_held_run_event),
+            self._start_watch(self.keys.requests(), requests_revision + 1, self._on_request_event),
         ]
 
     def _track(self, schedule: Schedule, now: float, *, catch_up: bool) -> None:
@@ -292,6 +309,29 @@ class Worker:
                         " paused" if schedule.paused else "",
                     )
         self._shared.wake.set()
+
+    def _on_request_event(self, key: str, value: bytes | None) -> None:
+        self._requests.on_event(key, value)
+        self._shared.wake.set()
+
+    def _offer_requests(self) -> None:
+        """Queue the requested firings this member can claim now (the loop's thread)."""
+        if not self._requests.waiting():
+            return
+        try:
+            dues = self._requests.take(
+                self.store,
+                now=self.clock.now(),
+                free=self._firing.free_slots(),
+                schedule_of=self._followed,
+                lease=self._membership.lease_id,
+            )
+        except Unavailable:
+            self._lost_connection()
+            return
+        with self._shared.lock:
+            for due in dues:
+                self._shared.timetable.push_requested(due)
 
     def _on_member_event(self, key: str, value: bytes | None) -> None:
         name = self.keys.leaf(key)
@@ -379,6 +419,7 @@ class Worker:
             if self._disconnected.is_set():
                 self._reconnect(stop)
                 continue
+            self._offer_requests()
             dues, wait = self._firing.take_due()
             if dues and self._skew.holds_back():
                 self._pass_up(dues)

@@ -15,6 +15,7 @@ import heapq
 import itertools
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ...errors import MaomaoError
@@ -46,6 +47,17 @@ class Due:
     missed_from: float | None = field(compare=False, default=None)
     # Claimed by us before a connection broke (its answer lost): finished on its own.
     claimed: bool = field(compare=False, default=False)
+    # Seconds the start was delayed after the nominal time (the schedule's jitter).
+    jitter: float = field(compare=False, default=0.0)
+    # An operator's request (services/worker/requests.py): its key, whether the overlap
+    # guard is overridden (`trigger --force`), and the backfill slot this member holds.
+    request: str | None = field(compare=False, default=None)
+    force: bool = field(compare=False, default=False)
+    slot: str | None = field(compare=False, default=None)
+
+
+# The start offset of a regular firing: (schedule, nominal time, next nominal) -> seconds.
+StartOffset = Callable[[Schedule, float, float], float]
 
 
 @dataclass
@@ -56,7 +68,8 @@ class _Tracked:
 
 
 class Timetable:
-    def __init__(self) -> None:
+    def __init__(self, start_offset: StartOffset | None = None) -> None:
+        self._start_offset = start_offset
         self._heap: list[Due] = []
         self._seq = itertools.count()
         self._tracked: dict[str, _Tracked] = {}
@@ -94,8 +107,7 @@ class Timetable:
         # A firing from before the schedule existed was never missed.
         if missed is not None and missed < now and missed >= schedule.created:
             self._push(now, schedule.name, missed, generation, trigger="catch-up", queued=True)
-        fire = cron.next_after(now)
-        self._push(fire, schedule.name, fire, generation)
+        self._push_regular(self._tracked[schedule.name], cron.next_after(now))
         return True
 
     def untrack(self, name: str) -> bool:
@@ -112,7 +124,9 @@ class Timetable:
         while self._heap:
             head = self._heap[0]
             tracked = self._tracked.get(head.schedule)
-            if tracked is None or tracked.generation != head.generation:
+            # A requested firing outlives a change of its schedule (it was asked for).
+            stale = tracked is not None and tracked.generation != head.generation
+            if tracked is None or (stale and head.request is None):
                 heapq.heappop(self._heap)
                 continue
             if head.due > now:
@@ -132,8 +146,27 @@ class Timetable:
         if tracked is None or due.next_queued:
             return
         due.next_queued = True
-        fire = tracked.cron.next_after(due.fire_time)
-        self._push(fire, due.schedule, fire, tracked.generation)
+        self._push_regular(tracked, tracked.cron.next_after(due.fire_time))
+
+    def _push_regular(self, tracked: _Tracked, fire: float) -> None:
+        """Queue a regular firing, due at its nominal time plus its jitter offset."""
+        delay = 0.0
+        if tracked.schedule.jitter > 0 and self._start_offset is not None:
+            delay = self._start_offset(tracked.schedule, fire, tracked.cron.next_after(fire))
+        due = Due(fire + delay, next(self._seq), tracked.schedule.name, fire, tracked.generation)
+        due.jitter = delay
+        heapq.heappush(self._heap, due)
+
+    def push_requested(self, due: Due) -> bool:
+        """Queue a firing an operator asked for; False if the schedule is not followed."""
+        tracked = self._tracked.get(due.schedule)
+        if tracked is None:
+            return False
+        due.generation = tracked.generation
+        due.seq = next(self._seq)
+        due.next_queued = True  # the schedule's own next firing is queued already
+        heapq.heappush(self._heap, due)
+        return True
 
     def coalesce_missed(self, now: float) -> list[Due]:
         """Merge each schedule's first attempts due at `now` into one catch-up entry for
@@ -142,9 +175,15 @@ class Timetable:
         kept: list[Due] = []
         for due in self._heap:
             tracked = self._tracked.get(due.schedule)
-            if tracked is None or tracked.generation != due.generation:
+            if tracked is None or (tracked.generation != due.generation and due.request is None):
                 continue  # stale
-            if due.attempt == 1 and due.fire_time <= now and not due.claimed:
+            # A requested firing was asked for by its nominal time: never merged away.
+            if (
+                due.attempt == 1
+                and due.fire_time <= now
+                and not due.claimed
+                and due.request is None
+            ):
                 groups.setdefault(due.schedule, []).append(due)
             else:
                 kept.append(due)

@@ -156,3 +156,39 @@ def test_an_invalid_change_stops_following_the_old_version() -> None:
     table = tracking(schedule())
     assert not table.track(schedule(cron="nonsense"), T0, catch_up_grace=None)
     assert table.pop_due(T0 + 10) == []
+
+
+def requested(name: str, fire_time: float, trigger: str = "backfill") -> Due:
+    due = Due(T0, 0, name, fire_time, 0, trigger=trigger)
+    due.request = f"req/{name}/{fire_time}"
+    return due
+
+
+def test_requested_firings_are_never_coalesced_and_queue_no_regular_firing() -> None:
+    # A backfill of three past nominal times stays three entries after an outage, while
+    # the schedule's own missed firings merge into one catch-up.
+    table = tracking(schedule())
+    for offset in (-30.0, -20.0, -10.0):
+        assert table.push_requested(requested("s", T0 + offset))
+    made = table.coalesce_missed(T0 + 5)
+    assert firings(made) == [("s", 5.0, "catch-up", 1)]
+    assert made[0].coalesced == 5  # T0+1 .. T0+5
+    dues = table.pop_due(T0 + 5)
+    assert sorted(firings(dues)) == [
+        ("s", -30.0, "backfill", 1),
+        ("s", -20.0, "backfill", 1),
+        ("s", -10.0, "backfill", 1),
+        ("s", 5.0, "catch-up", 1),
+    ]
+    # Only the catch-up queues the schedule's next firing; each request has none to queue.
+    for due in dues:
+        table.next_regular(due)
+    assert firings(table.pop_due(T0 + 6)) == [("s", 6.0, "schedule", 1)]
+
+
+def test_a_requested_firing_outlives_a_change_of_its_schedule_through_coalescing() -> None:
+    table = tracking(schedule())
+    table.push_requested(requested("s", T0 - 10, trigger="manual"))
+    assert table.track(schedule(retries=2), T0, catch_up_grace=None)  # a new generation
+    table.coalesce_missed(T0 + 0.5)
+    assert firings(table.pop_due(T0 + 0.5)) == [("s", -10.0, "manual", 1)]

@@ -4,16 +4,18 @@ Every call is bounded by the configured timeout and every failure becomes one
 MaomaoError naming the endpoint: Unavailable when etcd cannot be reached,
 BadInput for refused credentials. Create this object after any fork(): gRPC
 channels do not survive one.
+
+This module holds the client, its retries and re-authentication, and the store's calls;
+beside it: error translation (etcd_translate.py), paged ranges (etcd_paging.py), the
+watch (etcd_watch.py), claim transactions (etcd_claims.py) and the status (etcd_status.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 # gRPC's C core logs failed TLS handshakes to stderr itself (a second line beside our one
@@ -22,33 +24,21 @@ os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 import etcd3
 import etcd3.exceptions
-import etcd3.watch
 import grpc
 from etcd3 import etcdrpc
 from etcd3.client import Endpoint, EtcdTokenCallCredentials
 
 from ..adapters import etcderrors
 from ..config import EtcdSettings
-from ..errors import BadInput, Compacted, EtcdUnreachable, MaomaoError, Unavailable
-from .base import PAGE_SIZE, Claim, ClaimOutcome, Entry, Event, Page, StoreStatus
+from ..errors import BadInput, MaomaoError
+from .base import PAGE_SIZE, Claim, ClaimOutcome, Entry, Page, StoreStatus
+from .etcd_claims import claim_outcome, claim_request
+from .etcd_paging import page_bounds, page_of, range_end
+from .etcd_status import read_metrics, store_status
+from .etcd_translate import translate
+from .etcd_watch import EtcdWatch
 
 T = TypeVar("T")
-
-# etcd's AlarmType values (etcdserverpb.AlarmType).
-_ALARMS = {1: "NOSPACE", 2: "CORRUPT"}
-
-
-class _SixValues:
-    """python3-etcd3 0.13's watch thread calls `six.itervalues` without importing six,
-    so a broken watch stream never reaches its callbacks; give it the one function."""
-
-    @staticmethod
-    def itervalues(mapping: dict[Any, Any]) -> Iterator[Any]:
-        return iter(mapping.values())
-
-
-if not hasattr(etcd3.watch, "six"):
-    etcd3.watch.six = _SixValues
 
 HINT = etcderrors.LOCAL_HINT
 # gRPC's client refuses responses over 4 MiB by default; etcd's server sends up to
@@ -59,20 +49,9 @@ CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_RECEIVE),
     ("grpc.max_send_message_length", MAX_RECEIVE),
 ]
-# Seconds one member may take to answer the quorum probe after a request timed out.
-PROBE_TIMEOUT = 1.0
 # A failed endpoint is retried after this many seconds (python3-etcd3 defaults to 300,
 # which would keep a worker off a recovered single-member cluster for five minutes).
 ENDPOINT_RETRY = 1.0
-
-
-def _range_end(prefix: str) -> bytes:
-    raw = bytearray(prefix.encode())
-    for i in range(len(raw) - 1, -1, -1):
-        if raw[i] < 0xFF:
-            raw[i] += 1
-            return bytes(raw[: i + 1])
-    return b"\0"
 
 
 class EtcdLease:
@@ -94,64 +73,6 @@ class EtcdLease:
 
     def revoke(self) -> None:
         self._store._call(lambda c: c.revoke_lease(self._lease.id))
-
-
-class EtcdWatch:
-    def __init__(self, store: EtcdStore, prefix: str, start_revision: int | None) -> None:
-        self._store = store
-        self._queue: queue.Queue[Any] = queue.Queue()
-        self._cancelled = threading.Event()
-        kwargs: dict[str, Any] = {"range_end": _range_end(prefix)}
-        if start_revision is not None:
-            kwargs["start_revision"] = start_revision
-        self._watcher: Any = cast(Any, None)  # set by add(), on the stream it uses
-
-        def add(c: Any) -> int:
-            # Remember the stream it lives on: a new token opens a new one for later watches.
-            self._watcher = c.watcher
-            return int(c.add_watch_callback(prefix, self._queue.put, **kwargs))
-
-        self._watch_id = store._call(add)
-        if self._watch_id < 0 and store._settings.user is not None:
-            # etcd refuses a watch on a stream whose token expired only by cancelling it
-            # at once (id -1): authenticate again and open it on a new stream.
-            with contextlib.suppress(Exception):
-                self._watcher.cancel(self._watch_id)
-            store._reauthenticate()
-            self._watch_id = store._call(add)
-        if self._watch_id < 0:
-            raise BadInput(
-                f"etcd at {store.endpoint} refused to watch {prefix}",
-                hint="check the etcd user's role: it needs read access to the maomao prefix",
-            )
-
-    def __iter__(self) -> Iterator[Event]:
-        while not self._cancelled.is_set():
-            response = self._queue.get()
-            if response is None or self._cancelled.is_set():
-                return
-            if isinstance(response, BaseException):
-                error = self._store._translate(response)
-                if not isinstance(error, Compacted):
-                    self._store._watch_broke(self._watcher)
-                raise error
-            for event in response.events:
-                is_put = isinstance(event, etcd3.events.PutEvent)
-                yield Event(
-                    type="put" if is_put else "delete",
-                    key=event.key.decode(),
-                    value=bytes(event.value) if is_put else None,
-                    revision=int(event.mod_revision),
-                )
-
-    def cancel(self) -> None:
-        if self._cancelled.is_set():
-            return
-        self._cancelled.set()
-        self._queue.put(None)
-        # The connection may already be gone; there is nothing to cancel then.
-        with contextlib.suppress(Exception):
-            self._watcher.cancel(self._watch_id)
 
 
 class EtcdStore:
@@ -198,58 +119,9 @@ class EtcdStore:
     def endpoint(self) -> str:
         return ",".join(self._settings.endpoints)
 
-    # gRPC and python3-etcd3 failures become maomao errors in adapters/etcderrors.py; a
-    # request that found no answering quorum is then told apart by asking the members.
+    # gRPC and python3-etcd3 failures become maomao errors (etcd_translate.py).
     def _translate(self, exc: BaseException, *, probe: bool = True) -> MaomaoError:
-        if isinstance(exc, MaomaoError):
-            return exc
-        if isinstance(exc, etcd3.exceptions.RevisionCompactedError):
-            return Compacted(
-                f"etcd at {self.endpoint}: the revisions watched were compacted "
-                f"(the oldest kept is {exc.compacted_revision})",
-                int(exc.compacted_revision),
-            )
-        endpoints = list(self._settings.endpoints)
-        error = etcderrors.from_exception(
-            exc,
-            self.endpoint,
-            self._timeout,
-            local_hint=etcderrors.nothing_listens(endpoints),
-        )
-        # A timeout or a missing leader while some member answers: is the quorum gone?
-        # (Never when nothing listens on the one local endpoint: that is said as it is.)
-        unanswered = type(error) is EtcdUnreachable and error.hint is None
-        if probe and (unanswered or type(error) is Unavailable):
-            return self._quorum_probe() or error
-        return error
-
-    def _quorum_probe(self) -> MaomaoError | None:
-        """NoQuorum when fewer voting members answer than a quorum needs; None when that
-        is not the cause (or cannot be told)."""
-        from ..adapters.etcdadmin import Tls, connect, netloc
-
-        settings = self._settings
-        try:
-            tls = None
-            if settings.ca_file:
-                tls = Tls(
-                    ca=Path(settings.ca_file).read_bytes(),
-                    cert=Path(settings.cert_file).read_bytes() if settings.cert_file else None,
-                    key=Path(settings.key_file).read_bytes() if settings.key_file else None,
-                )
-            with connect(list(settings.endpoints), tls, timeout=PROBE_TIMEOUT) as admin:
-                voters = [m for m in admin.members() if not m.is_learner]
-                reachable = 0
-                for member in voters:
-                    for url in member.client_urls[:1]:
-                        with contextlib.suppress(MaomaoError):
-                            admin.status(netloc(url), timeout=PROBE_TIMEOUT)
-                            reachable += 1
-        except (MaomaoError, OSError):
-            return None
-        if voters and reachable < len(voters) // 2 + 1:
-            return etcderrors.no_quorum(reachable, len(voters))
-        return None
+        return translate(exc, self._settings, probe=probe)
 
     def _call(self, fn: Callable[[Any], T]) -> T:
         # Two kinds of failure are safe to send again, because the request did nothing:
@@ -344,9 +216,7 @@ class EtcdStore:
         keys_only: bool = False,
         revision: int | None = None,
     ) -> Page:
-        end = _range_end(prefix)
-        # Ascending pages continue at the cursor; descending ones end (exclusively) there.
-        start, stop = (prefix, cursor or end) if descending else (cursor or prefix, end)
+        start, stop = page_bounds(prefix, cursor, descending)
         response = self._call(
             lambda c: c.get_range_response(
                 start,
@@ -358,25 +228,11 @@ class EtcdStore:
                 revision=revision,
             )
         )
-        entries = [
-            Entry(
-                key=kv.key.decode(),
-                value=bytes(kv.value),
-                mod_revision=int(kv.mod_revision),
-                create_revision=int(kv.create_revision),
-                lease=int(kv.lease),
-            )
-            for kv in response.kvs
-        ]
-        next_cursor = None
-        if response.more and entries:
-            last = entries[-1].key
-            next_cursor = last if descending else last + "\0"
-        return Page(entries, revision or int(response.header.revision), next_cursor)
+        return page_of(response, revision, descending)
 
     def count(self, prefix: str) -> int:
         response = self._call(
-            lambda c: c.get_range_response(prefix, _range_end(prefix), count_only=True)
+            lambda c: c.get_range_response(prefix, range_end(prefix), count_only=True)
         )
         return int(response.count)
 
@@ -414,30 +270,15 @@ class EtcdStore:
         # round trip per firing.
         try:
             c = self._client
-            t = c.transactions
-            futures = []
-            for claim in claims:
-                compare = [t.create(claim.key) == 0]
-                success = [t.put(claim.key, claim.value, lease=claim.lease)]
-                if claim.guard is not None:
-                    compare.append(t.create(claim.guard) == 0)
-                    success.append(t.put(claim.guard, claim.guard_value, lease=claim.guard_lease))
-                # Otherwise: take the key anyway if it is free (guard busy), else read it.
-                take_busy = t.txn(
-                    compare=[t.create(claim.key) == 0],
-                    success=[t.put(claim.key, claim.busy_value, lease=claim.lease)],
-                    failure=[t.get(claim.key)],
+            futures = [
+                c.kvstub.Txn.future(
+                    claim_request(c, claim),
+                    self._timeout,
+                    credentials=c.call_credentials,
+                    metadata=c.metadata,
                 )
-                request = etcdrpc.TxnRequest(
-                    compare=[cmp.build_message() for cmp in compare],
-                    success=c._ops_to_requests(success),
-                    failure=c._ops_to_requests([take_busy] if claim.guard else [t.get(claim.key)]),
-                )
-                futures.append(
-                    c.kvstub.Txn.future(
-                        request, self._timeout, credentials=c.call_credentials, metadata=c.metadata
-                    )
-                )
+                for claim in claims
+            ]
         except (grpc.RpcError, etcd3.exceptions.Etcd3Exception, ValueError) as exc:
             error = self._translate(exc)
             return [error for _ in claims]
@@ -455,23 +296,7 @@ class EtcdStore:
                 outcomes.append(self._translate(exc, probe=not probed))
                 probed = True
                 continue
-            if response.succeeded:
-                outcomes.append("won")
-                continue
-            first = response.responses[0]
-            if claim.guard is not None:
-                nested = first.response_txn
-                if nested.succeeded:
-                    outcomes.append("busy")
-                    continue
-                first = nested.responses[0]
-            held = bytes(first.response_range.kvs[0].value) if first.response_range.kvs else b""
-            if held == claim.value:
-                outcomes.append("won")
-            elif claim.guard is not None and held == claim.busy_value:
-                outcomes.append("busy")
-            else:
-                outcomes.append("taken")
+            outcomes.append(claim_outcome(claim, response))
         return outcomes
 
     def replace(self, key: str, value: bytes, *, mod_revision: int) -> bool:
@@ -523,48 +348,7 @@ class EtcdStore:
         status = self._call(raw)
         alarms = self._call(lambda c: list(c.list_alarms()))
         endpoint = self._client.endpoint_in_use.netloc
-        metrics = self._metrics(endpoint)
-        quota = metrics.get("etcd_server_quota_backend_bytes")
-        compacted = metrics.get("etcd_debugging_mvcc_compact_revision")
-        return StoreStatus(
-            endpoint=endpoint,
-            version=str(status.version),
-            leader=int(status.leader),
-            member_id=int(status.header.member_id),
-            raft_index=int(status.raftIndex),
-            db_size=int(status.dbSize),
-            revision=int(status.header.revision),
-            alarms=tuple(_ALARMS.get(int(a.alarm_type), str(a.alarm_type)) for a in alarms),
-            quota=int(quota) if quota is not None else None,
-            compact_revision=int(compacted) if compacted is not None else None,
-        )
-
-    def _metrics(self, endpoint: str) -> dict[str, float]:
-        """The few gauges of etcd's /metrics (on its client port) that the status shows;
-        empty when they cannot be read (a proxy in front, a refused certificate)."""
-        import ssl
-        import urllib.request
-
-        settings = self._settings
-        context = None
-        if settings.ca_file:
-            context = ssl.create_default_context(cafile=settings.ca_file)
-            if settings.cert_file:
-                context.load_cert_chain(settings.cert_file, settings.key_file)
-        url = f"{'https' if context else 'http'}://{endpoint}/metrics"
-        wanted = ("etcd_server_quota_backend_bytes", "etcd_debugging_mvcc_compact_revision")
-        found: dict[str, float] = {}
-        try:
-            timeout = min(self._timeout, 2.0)
-            with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
-                for raw_line in response:
-                    name, _, value = raw_line.decode("ascii", "replace").partition(" ")
-                    if name in wanted:
-                        with contextlib.suppress(ValueError):
-                            found[name] = float(value)
-        except (OSError, ValueError):
-            return {}
-        return found
+        return store_status(endpoint, status, alarms, read_metrics(self._settings, endpoint))
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # closing a broken channel is not worth reporting

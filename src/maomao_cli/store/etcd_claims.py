@@ -1,0 +1,53 @@
+"""A firing's claim as one etcd transaction, and what its answer means.
+
+The claim key is created if free; with a guard (the overlap marker) both are, else the key
+is taken as busy if still free, else read: a claim already won by this member is then
+recognised by its value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from etcd3 import etcdrpc
+
+from .base import Claim, ClaimOutcome
+
+
+def claim_request(c: Any, claim: Claim) -> Any:
+    """The TxnRequest of one claim, on python3-etcd3's client c."""
+    t = c.transactions
+    compare = [t.create(claim.key) == 0]
+    success = [t.put(claim.key, claim.value, lease=claim.lease)]
+    if claim.guard is not None:
+        compare.append(t.create(claim.guard) == 0)
+        success.append(t.put(claim.guard, claim.guard_value, lease=claim.guard_lease))
+    # Otherwise: take the key anyway if it is free (guard busy), else read it.
+    take_busy = t.txn(
+        compare=[t.create(claim.key) == 0],
+        success=[t.put(claim.key, claim.busy_value, lease=claim.lease)],
+        failure=[t.get(claim.key)],
+    )
+    return etcdrpc.TxnRequest(
+        compare=[cmp.build_message() for cmp in compare],
+        success=c._ops_to_requests(success),
+        failure=c._ops_to_requests([take_busy] if claim.guard else [t.get(claim.key)]),
+    )
+
+
+def claim_outcome(claim: Claim, response: Any) -> ClaimOutcome:
+    """What the TxnResponse of claim_request says: won, busy (guard held) or taken."""
+    if response.succeeded:
+        return "won"
+    first = response.responses[0]
+    if claim.guard is not None:
+        nested = first.response_txn
+        if nested.succeeded:
+            return "busy"
+        first = nested.responses[0]
+    held = bytes(first.response_range.kvs[0].value) if first.response_range.kvs else b""
+    if held == claim.value:
+        return "won"
+    if claim.guard is not None and held == claim.busy_value:
+        return "busy"
+    return "taken"

@@ -1,0 +1,70 @@
+"""The store's failures as maomao errors: gRPC and python3-etcd3 exceptions translated by
+adapters/etcderrors.py, a compacted watch, and a request that found no answering quorum,
+told apart by asking the members."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import etcd3.exceptions
+
+from ..adapters import etcderrors
+from ..config import EtcdSettings
+from ..errors import Compacted, EtcdUnreachable, MaomaoError, Unavailable
+
+# Seconds one member may take to answer the quorum probe after a request timed out.
+PROBE_TIMEOUT = 1.0
+
+
+def translate(exc: BaseException, settings: EtcdSettings, *, probe: bool = True) -> MaomaoError:
+    if isinstance(exc, MaomaoError):
+        return exc
+    endpoint = ",".join(settings.endpoints)
+    if isinstance(exc, etcd3.exceptions.RevisionCompactedError):
+        return Compacted(
+            f"etcd at {endpoint}: the revisions watched were compacted "
+            f"(the oldest kept is {exc.compacted_revision})",
+            int(exc.compacted_revision),
+        )
+    endpoints = list(settings.endpoints)
+    error = etcderrors.from_exception(
+        exc,
+        endpoint,
+        settings.timeout,
+        local_hint=etcderrors.nothing_listens(endpoints),
+    )
+    # A timeout or a missing leader while some member answers: is the quorum gone?
+    # (Never when nothing listens on the one local endpoint: that is said as it is.)
+    unanswered = type(error) is EtcdUnreachable and error.hint is None
+    if probe and (unanswered or type(error) is Unavailable):
+        return quorum_probe(settings) or error
+    return error
+
+
+def quorum_probe(settings: EtcdSettings) -> MaomaoError | None:
+    """NoQuorum when fewer voting members answer than a quorum needs; None when that
+    is not the cause (or cannot be told)."""
+    from ..adapters.etcdadmin import Tls, connect, netloc
+
+    try:
+        tls = None
+        if settings.ca_file:
+            tls = Tls(
+                ca=Path(settings.ca_file).read_bytes(),
+                cert=Path(settings.cert_file).read_bytes() if settings.cert_file else None,
+                key=Path(settings.key_file).read_bytes() if settings.key_file else None,
+            )
+        with connect(list(settings.endpoints), tls, timeout=PROBE_TIMEOUT) as admin:
+            voters = [m for m in admin.members() if not m.is_learner]
+            reachable = 0
+            for member in voters:
+                for url in member.client_urls[:1]:
+                    with contextlib.suppress(MaomaoError):
+                        admin.status(netloc(url), timeout=PROBE_TIMEOUT)
+                        reachable += 1
+    except (MaomaoError, OSError):
+        return None
+    if voters and reachable < len(voters) // 2 + 1:
+        return etcderrors.no_quorum(reachable, len(voters))
+    return None

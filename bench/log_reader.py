@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from maomao_cli.adapters.docker_runner import split_lines
+from maomao_cli.adapters.loglines import split_lines
 
 
 def main() -> None:

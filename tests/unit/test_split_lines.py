@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from maomao_cli.adapters.docker_runner import split_lines
+from maomao_cli.adapters.loglines import split_lines
 
 
 @pytest.mark.parametrize(

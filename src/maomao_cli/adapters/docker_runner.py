@@ -6,10 +6,8 @@ not guaranteed thread-safe; each run also opens one streaming client for its log
 the thread that reads them, with no read timeout (a quiet tool must not cut the stream).
 Every other call uses [docker] api_timeout, so an unreachable engine fails in seconds.
 
-Every container runs with the same safe defaults: not privileged, every capability
-dropped, no-new-privileges, memory and process limits, the tool's network, an optional
-user, exactly one bind mount (the tool's data directory), /tmp in memory with a size cap,
-and Docker's log rotation.
+Every container runs with the same safe defaults (container_defaults.py); what Docker's
+failures mean is in docker_errors.py, the output's line splitting in loglines.py.
 """
 
 from __future__ import annotations
@@ -17,44 +15,23 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..config import DockerSettings
 from ..errors import ContainerError, ImageMissing, Unavailable
 from ..ports import ContainerResult, ContainerSpec, ContainerStatus, PullProgress
-from ..validation import memory_bytes
+from .container_defaults import container_result, host_config_kwargs
+from .docker_errors import BAD_USER, MISSING_IMAGE, explain, one_line, unavailable
+from .loglines import LINE_LIMIT, split_lines
 
 if TYPE_CHECKING:
     import docker
 
 log = logging.getLogger("maomao.docker")
-
-LINE_LIMIT = 2000  # characters kept of one output line in the stored tail
-LINE_BYTES_LIMIT = 1 << 20  # bytes of one line held in memory; the rest of the line is dropped
-
-
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
-# What the registry says of an image that is not there (not: one it cannot reach).
-_MISSING_IMAGE = re.compile(
-    r"manifest unknown|manifest for .* not found|pull access denied|repository does not "
-    r"exist|no such image|not found: manifest",
-    re.IGNORECASE,
-)
-# What the engine says when the image has no such --user.
-_BAD_USER = re.compile(r"unable to find user|no matching entries in (passwd|group) file", re.I)
-
-
-def _explain(exc: Exception) -> str:
-    explanation = getattr(exc, "explanation", None)
-    return _one_line(explanation or exc)
 
 
 class DockerRunner:
@@ -94,22 +71,7 @@ class DockerRunner:
         return kwargs
 
     def _unavailable(self, exc: Exception) -> Unavailable:
-        return Unavailable(
-            f"cannot reach Docker at {self.host}: {self._reason(exc)}",
-            hint="is dockerd running? set [docker] host or MAOMAO_DOCKER_HOST",
-        )
-
-    def _reason(self, exc: Exception) -> str:
-        """The heart of a transport error, not urllib3's nested reprs."""
-        text = str(exc)
-        errno = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
-        if errno:
-            return errno.group(1).strip().lower()
-        if "FileNotFoundError" in text:
-            return "no such socket"
-        if "timed out" in text.lower() or "timeout" in type(exc).__name__.lower():
-            return f"no answer within {self.settings.api_timeout:g}s"
-        return _explain(exc)[:300]
+        return unavailable(self.host, exc, self.settings.api_timeout)
 
     def _api(self) -> docker.APIClient:
         pid = os.getpid()
@@ -151,7 +113,7 @@ class DockerRunner:
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             raise self._unavailable(exc) from None
         except docker.errors.APIError as exc:
-            raise ContainerError(f"{what}: {_explain(exc)}") from None
+            raise ContainerError(f"{what}: {explain(exc)}") from None
         except docker.errors.DockerException as exc:
             raise self._unavailable(exc) from None
 
@@ -191,7 +153,7 @@ class DockerRunner:
             for event in events:
                 if "error" in event:
                     raise ContainerError(
-                        f"cannot pull image {image}: {_one_line(event['error'])}",
+                        f"cannot pull image {image}: {one_line(event['error'])}",
                         hint="check the name, the registry login (docker login) and the network",
                     )
                 if progress is not None:
@@ -210,7 +172,7 @@ class DockerRunner:
             self._call(f"cannot pull image {image}", pull)
         except ContainerError as exc:
             hint = exc.hint or "check the name, the registry login (docker login) and the network"
-            if _MISSING_IMAGE.search(exc.message):
+            if MISSING_IMAGE.search(exc.message):
                 raise ImageMissing(exc.message, hint=hint) from None
             exc.hint = hint
             raise
@@ -251,17 +213,7 @@ class DockerRunner:
             self._remove(api, container_id)
 
     def host_config(self, api: docker.APIClient, spec: ContainerSpec) -> dict[str, Any]:
-        config: dict[str, Any] = api.create_host_config(
-            binds={str(spec.data_dir): {"bind": spec.mount_point, "mode": "rw"}},
-            privileged=False,
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
-            mem_limit=spec.memory,
-            pids_limit=spec.pids,
-            network_mode=spec.network,
-            log_config=log_config(spec),
-            tmpfs=tmpfs(spec),
-        )
+        config: dict[str, Any] = api.create_host_config(**host_config_kwargs(spec))
         return config
 
     def run(
@@ -306,7 +258,7 @@ class DockerRunner:
         try:
             self._call(f"cannot start {spec.image}", lambda: api.start(container_id))
         except ContainerError as exc:
-            retryable = _BAD_USER.search(exc.message) is None
+            retryable = BAD_USER.search(exc.message) is None
             return ContainerResult(None, "failed", None, [], exc.message, retryable=retryable)
         stream_done = threading.Event()
         stream_failed: list[BaseException] = []
@@ -328,7 +280,7 @@ class DockerRunner:
         info = self._call(
             "cannot inspect the container", lambda: api.inspect_container(container_id)
         )
-        return _result(spec, stopped, waited, info, list(tail))
+        return container_result(spec, stopped, waited, info, list(tail))
 
     def _wait_for_exit(
         self,
@@ -394,65 +346,3 @@ class DockerRunner:
             if client is not None:
                 client.close()
             done.set()
-
-
-def log_config(spec: ContainerSpec) -> dict[str, Any]:
-    """Rotated json-file logs whatever the daemon's default driver: a chatty tool cannot
-    fill Docker's disk, and the log stream the runner reads stays available."""
-    return {
-        "type": "json-file",
-        "config": {"max-size": spec.log_max_size, "max-file": str(spec.log_max_files)},
-    }
-
-
-def tmpfs(spec: ContainerSpec) -> dict[str, str]:
-    """/tmp in memory, capped at the run's memory limit (its pages count against that
-    limit too), so scratch files never reach the host's disk. exec and a sticky 1777
-    keep /tmp as tools expect it; nosuid and nodev as Docker's own default."""
-    size = memory_bytes(spec.memory)
-    return {"/tmp": f"rw,exec,nosuid,nodev,mode=1777,size={size}"}
-
-
-def _result(
-    spec: ContainerSpec,
-    stopped: ContainerStatus | None,
-    waited: dict[str, Any],
-    info: dict[str, Any],
-    lines: list[str],
-) -> ContainerResult:
-    state = info.get("State") or {}
-    exit_code = waited.get("StatusCode", state.get("ExitCode"))
-    digest = info.get("Image")
-    if stopped == "interrupted":
-        return ContainerResult(exit_code, "interrupted", digest, lines, "interrupted")
-    if stopped == "timed-out":
-        error = f"stopped after its timeout of {spec.timeout:g}s"
-        return ContainerResult(exit_code, "timed-out", digest, lines, error)
-    if exit_code == 0:
-        return ContainerResult(0, "succeeded", digest, lines, None)
-    error = f"exited with code {exit_code}"
-    if state.get("OOMKilled"):
-        error += f" (killed: out of memory, limit {spec.memory})"
-    return ContainerResult(exit_code, "failed", digest, lines, error)
-
-
-def split_lines(chunks: Iterable[bytes], limit: int = LINE_BYTES_LIMIT) -> Iterator[bytes]:
-    """The lines of a byte stream, each cut to `limit` bytes. Linear in the stream's size:
-    a chunk is scanned once and a long line is never re-joined or re-split."""
-    parts: list[bytes] = []
-    held = 0
-    for chunk in chunks:
-        start = 0
-        while (end := chunk.find(b"\n", start)) >= 0:
-            if held < limit:
-                parts.append(chunk[start : start + min(end - start, limit - held)])
-            yield b"".join(parts)
-            parts.clear()
-            held = 0
-            start = end + 1
-        if start < len(chunk) and held < limit:
-            piece = chunk[start : start + limit - held]
-            parts.append(piece)
-            held += len(piece)
-    if parts:
-        yield b"".join(parts)

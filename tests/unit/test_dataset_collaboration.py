@@ -24,7 +24,8 @@ from maomao_cli.errors import GitError
 from maomao_cli.gitmodels import GitAuth
 from maomao_cli.keys import Keys
 from maomao_cli.models import Dataset, Run, Schedule, Tool
-from maomao_cli.services.datasets import DatasetService, commit_message
+from maomao_cli.services.datasetnotes import commit_message
+from maomao_cli.services.datasets import DatasetService
 from maomao_cli.services.registry import Registry
 from maomao_cli.services.runs import RunService, mark_pushed
 from maomao_cli.services.worker import Worker

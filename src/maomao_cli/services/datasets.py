@@ -14,16 +14,17 @@ maomao's own bookkeeping (the lock of a clone, the last push error) lives in the
 directory, <statedir>/datasets/<name>/, which no container can reach, and is opened with
 O_NOFOLLOW. Credentials never leave this member: SSH keys live in <statedir>/keys/<name>,
 HTTPS credentials in [git.credentials."HOST"], neither reaches etcd.
+
+Beside this service: the bookkeeping files (datasetbook.py), pushing with bounded retries
+(datasetpush.py), and the wording of commits and warnings (datasetnotes.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import random
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,10 +34,12 @@ from typing import TYPE_CHECKING
 
 from .. import validation
 from ..config import Settings
-from ..errors import BadInput, GitError, NotFound, PushRejected
+from ..errors import BadInput, GitError, NotFound
 from ..gitmodels import GitAuth
 from ..models import Dataset, Run, Schedule, Tool
-from . import runcontext, staging
+from . import datasetbook, datasetpush, staging
+from .datasetbook import flocked, is_clone
+from .datasetnotes import commit_message, conflict_text, skipped_note
 from .records import load_all
 from .registry import Registry
 
@@ -47,15 +50,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("maomao.datasets")
 
 Progress = Callable[[str], None]
-
-_NOTE_LIMIT = 64 * 1024  # a push error note is one line; more is not ours
-
-# A rejected push (another member pushed first) is fetched, merged and pushed again at
-# once, up to PUSH_ATTEMPTS times, waiting a random part of a doubling backoff between
-# tries so members that collided do not collide again.
-PUSH_ATTEMPTS = 6
-PUSH_BACKOFF = 0.25  # seconds, the first wait's mean
-PUSH_BACKOFF_MAX = 4.0
 
 MarkPushed = Callable[[list[str]], None]
 
@@ -76,7 +70,7 @@ class DatasetService:
         self._notes_lock = threading.Lock()
         # Told the ids of runs whose commits a push has just taken (their records' mark).
         self.on_pushed: MarkPushed | None = None
-        self.push_attempts = PUSH_ATTEMPTS
+        self.push_attempts = datasetpush.PUSH_ATTEMPTS
         self.sleep: Callable[[float], None] = time.sleep  # tests: no sleeping
         self.random: Callable[[], float] = random.random
 
@@ -110,12 +104,12 @@ class DatasetService:
         note = self._clone_note(dataset.name)
         with contextlib.suppress(OSError):
             remembered = Path(note.read_text(encoding="utf-8").strip())
-            if remembered.is_absolute() and _is_clone(remembered):
+            if remembered.is_absolute() and is_clone(remembered):
                 return remembered
         return self.default_dir(dataset.name)
 
     def is_cloned(self, dataset: Dataset) -> bool:
-        return _is_clone(self.work_dir(dataset))
+        return is_clone(self.work_dir(dataset))
 
     def key_path(self, name: str) -> Path:
         validation.name(name, "dataset name")
@@ -159,11 +153,11 @@ class DatasetService:
                 raise BadInput(f"cannot clone into {target}: {target.parent} does not exist")
         # One clone of a dataset at a time on this member (CLI, worker, HTTP): a second one
         # would find the first's files and, failing, remove them.
-        with _flocked(self._own(dataset.name) / "clone.lock"):
+        with flocked(self._own(dataset.name) / "clone.lock"):
             if target.exists() and (not target.is_dir() or any(target.iterdir())):
                 hint = (
                     "it is cloned already: `maomao dataset pull " + dataset.name + "`"
-                    if _is_clone(target)
+                    if is_clone(target)
                     else "choose another --dest, or empty it"
                 )
                 raise BadInput(f"cannot clone into {target}: it exists and is not empty", hint=hint)
@@ -184,7 +178,7 @@ class DatasetService:
 
     def _cloned_dir(self, dataset: Dataset) -> Path:
         work = self.work_dir(dataset)
-        if not _is_clone(work):
+        if not is_clone(work):
             raise NotFound(
                 f"dataset {dataset.name!r} is not cloned on this member ({work})",
                 hint=f"clone it with `maomao dataset clone {dataset.name}`",
@@ -206,7 +200,7 @@ class DatasetService:
                 author=self.member,
             )
             if result.conflict:
-                self._note_push_error(dataset, _conflict_text(dataset, result))
+                self._note_push_error(dataset, conflict_text(dataset, result))
         return result
 
     def push(self, name: str) -> None:
@@ -240,54 +234,27 @@ class DatasetService:
 
     def _locked(self, dataset: Dataset) -> contextlib.AbstractContextManager[None]:
         """One writer per clone at a time, across threads and processes (CLI and worker)."""
-        return _flocked(self._own(dataset.name) / "lock")
+        return flocked(self._own(dataset.name) / "lock")
 
     def _note_push_error(self, dataset: Dataset, message: str | None) -> None:
         """Remember why local commits were not pushed (None: they were), for `status`."""
-        path = self._own(dataset.name) / "last-push-error"
-        if message is None:
-            path.unlink(missing_ok=True)
-            return
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(" ".join(message.split()) + "\n")
+        datasetbook.write_push_error(self._own(dataset.name), message)
 
     def _last_push_error(self, dataset: Dataset) -> str | None:
-        path = self._own(dataset.name) / "last-push-error"
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except FileNotFoundError:
-            return None
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None
-            text = f.read(_NOTE_LIMIT).decode("utf-8", "replace").strip()
-        return text or None
+        return datasetbook.read_push_error(self._own(dataset.name))
 
     def _unpushed(self, dataset: Dataset) -> list[str]:
         """Ids of the runs committed here whose commits no push has taken yet."""
-        path = self._own(dataset.name) / "unpushed-runs"
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except FileNotFoundError:
-            return []
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return []
-            text = f.read(_NOTE_LIMIT * 16).decode("utf-8", "replace")
-        return [line.strip() for line in text.splitlines() if line.strip()]
+        return datasetbook.read_unpushed(self._own(dataset.name))
 
     def _note_unpushed(self, dataset: Dataset, run_id: str) -> None:
-        path = self._own(dataset.name) / "unpushed-runs"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "a", encoding="utf-8") as f:
-            f.write(run_id + "\n")
+        datasetbook.add_unpushed(self._own(dataset.name), run_id)
 
     def _pushed(self, dataset: Dataset, *, besides: str | None = None) -> None:
         """Every noted run's commit is on the remote now: clear the notes, mark the runs
         (but `besides`, the run whose record the caller writes itself)."""
         ids = [i for i in self._unpushed(dataset) if i != besides]
-        (self._own(dataset.name) / "unpushed-runs").unlink(missing_ok=True)
+        datasetbook.clear_unpushed(self._own(dataset.name))
         if ids and self.on_pushed is not None:
             try:
                 self.on_pushed(ids)
@@ -312,7 +279,7 @@ class DatasetService:
             return staging.prepare_tool_dir(self._importdir, tool.name)
         dataset = self.registry.get_dataset(tool.dataset)
         work = self.work_dir(dataset)
-        if not _is_clone(work):
+        if not is_clone(work):
             log.info("cloning dataset %s for tool %s", dataset.name, tool.name)
             work = self.clone(dataset.name)
         else:
@@ -355,7 +322,7 @@ class DatasetService:
         validation.name(tool.name, "tool name")
         folder = self._statedir / "tools"
         folder.mkdir(parents=True, exist_ok=True)
-        return _flocked(folder / f"{tool.name}.lock")
+        return flocked(folder / f"{tool.name}.lock")
 
     @contextlib.contextmanager
     def _staging(self, tool: Tool) -> Iterator[int]:
@@ -381,7 +348,7 @@ class DatasetService:
                     author=self.member,
                 )
             if result.conflict:
-                note = _conflict_text(dataset, result)
+                note = conflict_text(dataset, result)
         except GitError as exc:
             note = f"dataset {dataset.name}: pull before the run failed: {exc.message}"
         with self._notes_lock:
@@ -407,7 +374,7 @@ class DatasetService:
         with self._locked(dataset):
             with self._staging(tool) as folder:
                 copied = staging.copy_back(folder, work, subdir, manifest)
-            skipped = _skipped_note(dataset, tool, copied.skipped)
+            skipped = skipped_note(dataset, tool, copied.skipped)
             sha = self.git.commit_all(work, message, self.member)
             log.info("dataset %s: run %s committed as %s", dataset.name, run.id, sha or "nothing")
             if dataset.push:
@@ -425,110 +392,22 @@ class DatasetService:
         return None if updated == run else updated
 
     def _sync(self, dataset: Dataset, work: Path) -> str | None:
-        """Pull then push what is not on the remote yet; None when all went, else why not.
-        A push the remote rejects because it moved on is fetched, merged and pushed again
-        at once, a bounded number of times; every failure is a log line."""
+        """Pull then push what is not on the remote yet (datasetpush.py); None when all
+        went, else why not."""
         if self.git.status(work, branch=dataset.branch).ahead == 0:
             return None
-        auth = self.auth(dataset)
-        timeout = self.settings.git.timeout
-        rejected: PushRejected | None = None
-        for attempt in range(1, self.push_attempts + 1):
-            try:
-                result = self.git.pull(
-                    work, branch=dataset.branch, auth=auth, timeout=timeout, author=self.member
-                )
-                if result.conflict:
-                    text = _conflict_text(dataset, result)
-                    log.warning("%s", text)
-                    self._note_push_error(dataset, text)
-                    return text
-                self.git.push(work, branch=dataset.branch, auth=auth, timeout=timeout)
-            except PushRejected as exc:
-                rejected = exc
-                log.warning(
-                    "dataset %s: push attempt %d of %d rejected: %s",
-                    dataset.name,
-                    attempt,
-                    self.push_attempts,
-                    exc.message,
-                )
-                if attempt < self.push_attempts:
-                    self.sleep(self.backoff(attempt))
-                continue
-            except GitError as exc:
-                log.warning("dataset %s: push failed: %s", dataset.name, exc.message)
-                return self._not_pushed(dataset, exc)
-            self._note_push_error(dataset, None)
-            if attempt > 1:
-                log.info("dataset %s: pushed at attempt %d", dataset.name, attempt)
-            return None
-        assert rejected is not None
-        return self._not_pushed(dataset, rejected)
-
-    def backoff(self, attempt: int) -> float:
-        """Seconds to wait after the attempt-th rejected push: a random part of a
-        doubling step, so two members that collided seldom collide again."""
-        step = min(PUSH_BACKOFF * 2 ** (attempt - 1), PUSH_BACKOFF_MAX)
-        return float(step * (0.5 + self.random()))
-
-    def _not_pushed(self, dataset: Dataset, exc: GitError) -> str:
-        with contextlib.suppress(OSError):
-            self._note_push_error(dataset, exc.message)
-        return (
-            f"dataset {dataset.name}: not pushed ({exc.message}); "
-            "the commit stays local and is pushed with the next run"
+        return datasetpush.sync(
+            self.git,
+            dataset,
+            work,
+            auth=self.auth(dataset),
+            timeout=self.settings.git.timeout,
+            author=self.member,
+            attempts=self.push_attempts,
+            wait=lambda attempt: self.sleep(self.backoff(attempt)),
+            note=lambda message: self._note_push_error(dataset, message),
         )
 
-
-def commit_message(tool: Tool, run: Run) -> str:
-    """The subject and the trailers of a run's commit: who, what and which firing."""
-    when = runcontext.iso_utc(run.finished or time.time())
-    fired = run.fire_time if run.fire_time is not None else run.started
-    trailers = [
-        f"maomao-tool: {tool.name}",
-        f"maomao-run: {run.id}",
-        f"maomao-member: {run.member}",
-        f"maomao-fire-time: {runcontext.iso_utc(fired if fired is not None else time.time())}",
-    ]
-    if run.schedule:
-        trailers.append(f"maomao-schedule: {run.schedule}")
-    return f"{tool.name}: run {run.id} by {run.member} at {when}\n\n" + "\n".join(trailers) + "\n"
-
-
-def _conflict_text(dataset: Dataset, result: PullResult) -> str:
-    paths = ", ".join(result.conflicts[:5]) + (" ..." if len(result.conflicts) > 5 else "")
-    return (
-        f"dataset {dataset.name}: not pushed: the remote changed the same file(s) "
-        f"({paths or 'unknown'}); local commits stay, resolve with git and push, "
-        "or the next run retries"
-    )
-
-
-def _skipped_note(dataset: Dataset, tool: Tool, skipped: list[tuple[str, str]]) -> str | None:
-    """One warning line per entry the run made that is not copied; a summary for the run."""
-    for rel, why in skipped:
-        log.warning("dataset %s: %s from tool %s not copied: %s", dataset.name, rel, tool.name, why)
-    if not skipped:
-        return None
-    shown = ", ".join(f"{rel} ({why})" for rel, why in skipped[:5])
-    more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
-    return f"dataset {dataset.name}: not copied from the run: {shown}{more}"
-
-
-def _is_clone(work: Path) -> bool:
-    """A clone of maomao's: its .git is a real folder (not a link, not a gitfile)."""
-    try:
-        return stat.S_ISDIR(os.lstat(work / ".git").st_mode)
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def _flocked(lock_path: Path) -> Iterator[None]:
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait after the attempt-th rejected push."""
+        return datasetpush.backoff(attempt, self.random)

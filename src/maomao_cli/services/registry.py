@@ -16,7 +16,7 @@ from functools import cache, partial
 from typing import Any
 
 from .. import validation
-from ..config import SPIKE_METHODS, SPIKE_WINDOW_MAX
+from ..config_rules import SPIKE_METHODS, SPIKE_WINDOW_MAX
 from ..errors import BadInput, NotFound
 from ..keys import Keys
 from ..models import Dataset, Tool

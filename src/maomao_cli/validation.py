@@ -72,6 +72,20 @@ def text(value: str, field: str, *, multiline: bool = False) -> str:
     return value
 
 
+# A run id builds etcd keys and file names: letters, digits, '.', '_', '-' only.
+_RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,127}")
+
+
+def is_run_id(value: str) -> bool:
+    return _RUN_ID.fullmatch(value) is not None
+
+
+def run_id(value: str) -> str:
+    if not is_run_id(value):
+        raise BadInput(f"invalid run id {value!r}", hint="see `maomao runs`")
+    return value
+
+
 def name(value: str, field: str = "name") -> str:
     # The pattern is ASCII: it refuses surrogates and control characters as well.
     if not _NAME.fullmatch(value):

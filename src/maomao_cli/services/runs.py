@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import secrets
 import threading
 import time
@@ -23,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from .. import validation
 from ..config import Settings
 from ..errors import BadInput, ContainerError, GitError, ImageMissing, NotFound, Unavailable
 from ..keys import Keys
@@ -39,7 +39,6 @@ AfterRunHook = Callable[[Tool, Run, Path], Run | None]
 DataDirResolver = Callable[[Tool], Path]
 RunGuard = Callable[[Tool], AbstractContextManager[None]]
 
-_RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,127}")
 # Keys-only pages of a tool's run index: about 80 bytes a key.
 _INDEX_PAGE = 500
 
@@ -110,9 +109,7 @@ class RunService:
         self.store.put(self.keys.run(run.id), run.to_json())
 
     def get(self, run_id: str) -> Run:
-        if not _RUN_ID.fullmatch(run_id):
-            raise BadInput(f"invalid run id {run_id!r}", hint="see `maomao runs`")
-        run = load(self.store, self.keys.run(run_id), Run)
+        run = load(self.store, self.keys.run(validation.run_id(run_id)), Run)
         if run is None:
             raise NotFound(f"no run with id {run_id!r}", hint="see `maomao runs`")
         return run
@@ -235,8 +232,8 @@ class RunService:
         run_id: the record's id, when the caller chose it (default: a new one).
         on_start: called with the first `running` record once it is saved, so a caller
         in another thread can answer before the run ends (`maomao serve` does)."""
-        if run_id is not None and not _RUN_ID.fullmatch(run_id):
-            raise BadInput(f"invalid run id {run_id!r}")
+        if run_id is not None:
+            validation.run_id(run_id)
         run = Run(
             id=run_id or self.new_run_id(),
             tool=tool.name,
@@ -440,7 +437,7 @@ class RunService:
 def mark_pushed(store: Store, keys: Keys, run_ids: list[str]) -> None:
     """Mark these runs' dataset commits as on the remote (a later push took them)."""
     for run_id in run_ids:
-        if not _RUN_ID.fullmatch(run_id):
+        if not validation.is_run_id(run_id):
             continue  # the note is maomao's own, but a run id builds a key
         run = load(store, keys.run(run_id), Run)
         if run is not None and run.pushed is False:

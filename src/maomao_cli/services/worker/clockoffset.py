@@ -16,6 +16,9 @@ import statistics
 from collections import deque
 from dataclasses import dataclass, field
 
+from ...errors import RecordError
+from ...models import Member
+
 # Samples kept per member, and how old (monotonic seconds) a sample may be: a clock that
 # was stepped back into line is seen as such within this window.
 SAMPLES_KEPT = 8
@@ -63,3 +66,24 @@ class ClockOffsets:
 def describe(offset: float) -> str:
     """E.g. '3.02 s ahead', '0.40 s behind'."""
     return f"{abs(offset):.2f} s {'ahead' if offset >= 0 else 'behind'}"
+
+
+def observe_heartbeat(
+    offsets: ClockOffsets,
+    member: str,
+    record: bytes | None,
+    *,
+    received: float,
+    delay: float,
+    at: float,
+) -> None:
+    """A member entry as it arrived from etcd: its heartbeat is a sample; its deletion
+    (the member left) forgets that member; a record that does not decode is no sample."""
+    if record is None:
+        offsets.forget(member)
+        return
+    try:
+        entry = Member.from_json(record)
+    except RecordError:
+        return
+    offsets.observe(member, sent=entry.heartbeat, received=received, delay=delay, at=at)

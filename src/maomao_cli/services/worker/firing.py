@@ -132,6 +132,17 @@ class Firing:
     def _held(self) -> bool:
         return self._clock.monotonic() < self._hold_until
 
+    def wait_for_runs(self, seconds: float, *, unless: threading.Event | None = None) -> None:
+        """Until no run is running, `seconds` passed, or `unless` is set."""
+        deadline = self._clock.monotonic() + seconds
+        while True:
+            self._shared.wake.clear()
+            if not self.running() or self._clock.monotonic() >= deadline:
+                return
+            if unless is not None and unless.is_set():
+                return
+            self._clock.wait(self._shared.wake, 0.2)
+
     def stop_running(self) -> None:
         self.execution.stop_running()
 

@@ -5,7 +5,6 @@ has recovery sweep up lost runs. Every wait goes through the injected clock.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -14,16 +13,15 @@ from pathlib import Path
 
 from ...clock import SystemClock
 from ...config import Settings
-from ...errors import MaomaoError, RecordError, Unavailable
+from ...errors import MaomaoError, Unavailable
 from ...jitter import offset as jitter_offset
 from ...keys import Keys
-from ...models import Member, Schedule
+from ...models import Schedule
 from ...ports import Clock
 from ...store.base import Store, Watch
 from ..outbox import Outbox
 from ..outboxjournal import OutboxJournal
-from ..records import decode
-from .clockoffset import ClockOffsets
+from .clockoffset import ClockOffsets, observe_heartbeat
 from .firing import RECONNECT_MAX, Firing, RunExecutor, Shared
 from .keepalive import KeepAlive
 from .membership import Membership, remove_leftover_containers
@@ -31,7 +29,7 @@ from .observer import NoObserver, WorkerObserver
 from .policy import misfire_grace
 from .recovery import LostRuns
 from .requests import Requests
-from .retries import adopt
+from .schedulefeed import ScheduleFeed
 from .skew import SkewGate
 from .timetable import Due, Timetable
 
@@ -65,8 +63,6 @@ class Worker:
         outbox_dir: Path | None = None,
     ) -> None:
         self.settings = settings
-        # Where the outbox keeps its journal (the state directory); None: memory only.
-        self._outbox_dir = outbox_dir
         # Replaces the endpoints the next store_factory() uses with the cluster's members.
         self._refresh_endpoints = refresh_endpoints
         self._endpoints_every = endpoints_every
@@ -74,6 +70,9 @@ class Worker:
         self._remove_leftovers = remove_leftovers
         self.keys = Keys(settings.etcd.prefix)
         self.member = member or settings.member
+        # The outbox's journal, in the state directory (None: kept in memory only).
+        journal = outbox_dir / f"outbox-{self.member}.jsonl" if outbox_dir else None
+        self._journal = OutboxJournal(journal) if journal else None
         self.labels = labels if labels is not None else dict(settings.worker.labels)
         self.max_parallel = max_parallel or settings.worker.max_parallel
         self.clock: Clock = clock or SystemClock()
@@ -89,6 +88,7 @@ class Worker:
                 start_offset=lambda s, nominal, nxt: jitter_offset(s, member_name, nominal, nxt)
             )
         )
+        self._schedules = ScheduleFeed(self.keys, self._shared, settings.worker, self.clock)
         self._requests = Requests(
             self.keys,
             self.member,
@@ -178,7 +178,7 @@ class Worker:
         store = self._store_factory()
         self._store = store
         if self._outbox is None:
-            self._outbox = Outbox(store, runs_prefix=self.keys.runs(), journal=self._journal())
+            self._outbox = Outbox(store, runs_prefix=self.keys.runs(), journal=self._journal)
             self.runs = self._make_runs(self._outbox)
         else:
             self._outbox.target = store
@@ -197,11 +197,6 @@ class Worker:
         self._firing.resume(store, outage=0.0 if first else self.clock.monotonic() - self._cut_at)
         self._sweep_lost_runs()
         self._refresh_endpoints_quietly()
-
-    def _journal(self) -> OutboxJournal | None:
-        if self._outbox_dir is None:
-            return None
-        return OutboxJournal(self._outbox_dir / f"outbox-{self.member}.jsonl")
 
     def _refresh_endpoints_quietly(self) -> None:
         if self._refresh_endpoints is None:
@@ -242,34 +237,17 @@ class Worker:
 
     def _load_schedules(self, *, first: bool) -> None:
         entries, revision = self.store.scan_with_revision(self.keys.schedules())
-        now = self.clock.now()
-        seen: set[str] = set()
-        with self._shared.lock:
-            for entry in entries:
-                schedule = decode(Schedule, entry)
-                if schedule is None:
-                    continue
-                seen.add(schedule.name)
-                if self._shared.timetable.follows(schedule):
-                    continue  # unchanged across a reconnect: keep its pending firings
-                self._track(schedule, now, catch_up=first)
-            self._shared.timetable.keep_only(seen)
-        self._shared.wake.set()
+        self._schedules.load(entries, first=first)
         for watch in self._watches:
             watch.cancel()
         requested, requests_revision = self.store.scan_with_revision(self.keys.requests())
         self._requests.load(requested)
         self._watches = [
-            self._start_watch(self.keys.schedules(), revision + 1, self._on_schedule_event),
+            self._start_watch(self.keys.schedules(), revision + 1, self._schedules.on_event),
             self._start_watch(self.keys.members(), revision + 1, self._on_member_event),
             self._start_watch(self.keys.held_runs(), revision + 1, self._on_held_run_event),
             self._start_watch(self.keys.requests(), requests_revision + 1, self._on_request_event),
         ]
-
-    def _track(self, schedule: Schedule, now: float, *, catch_up: bool) -> None:
-        """Start following a schedule (caller holds the lock)."""
-        grace = misfire_grace(schedule, self.settings.worker) if catch_up else None
-        self._shared.timetable.track(schedule, now, catch_up_grace=grace)
 
     def _start_watch(
         self, prefix: str, revision: int, handler: Callable[[str, bytes | None], None]
@@ -286,29 +264,6 @@ class Worker:
 
         threading.Thread(target=follow, name=f"watch{prefix}", daemon=True).start()
         return watch
-
-    def _on_schedule_event(self, key: str, value: bytes | None) -> None:
-        name = self.keys.leaf(key)
-        with self._shared.lock:
-            if value is None:
-                if self._shared.timetable.untrack(name):
-                    log.info("schedule %s removed", name)
-            else:
-                try:
-                    schedule = Schedule.from_json(value)
-                except RecordError as exc:
-                    log.warning("skipping %s: %s", key, exc)
-                    return
-                if not self._shared.timetable.follows(schedule):
-                    self._track(schedule, self.clock.now(), catch_up=False)
-                    log.info(
-                        "schedule %s: %s (%s)%s",
-                        name,
-                        schedule.cron,
-                        schedule.timezone,
-                        " paused" if schedule.paused else "",
-                    )
-        self._shared.wake.set()
 
     def _on_request_event(self, key: str, value: bytes | None) -> None:
         self._requests.on_event(key, value)
@@ -346,23 +301,16 @@ class Worker:
 
     def _observe_clock(self, name: str, value: bytes | None) -> None:
         """Another member's heartbeat, as it arrives: a sample of our clock offset."""
-        if name == self.member:
-            return
-        if value is None:
-            self._offsets.forget(name)
-            return
-        try:
-            member = Member.from_json(value)
-        except RecordError:
-            return
-        trip = self._keepalive.round_trip
-        self._offsets.observe(
-            name,
-            sent=member.heartbeat,
-            received=self.clock.now(),
-            delay=trip if trip is not None else 0.0,
-            at=self.clock.monotonic(),
-        )
+        if name != self.member:
+            trip = self._keepalive.round_trip
+            observe_heartbeat(
+                self._offsets,
+                name,
+                value,
+                received=self.clock.now(),
+                delay=trip if trip is not None else 0.0,
+                at=self.clock.monotonic(),
+            )
 
     # Lost runs -------------------------------------------------------------
 
@@ -379,17 +327,7 @@ class Worker:
             retry=lambda name, fire_time, attempt: self._firing.queue_retry(
                 name, fire_time, attempt, 0.0
             ),
-        )
-        # Retries queued by members that are gone (and by our earlier process).
-        adopt(
-            self.store,
-            self.keys,
-            member=self.member,
-            process=self._membership.started,
-            live={self.keys.leaf(e.key) for e in self.store.scan(self.keys.members())},
-            schedule_of=self._followed,
-            queue=self._firing.queue_retry,
-            now=self.clock.now(),
+            adopt_retries=self._firing.queue_retry,  # and by our earlier process
         )
 
     def _followed(self, name: str) -> Schedule | None:
@@ -422,7 +360,9 @@ class Worker:
             self._offer_requests()
             dues, wait = self._firing.take_due()
             if dues and self._skew.holds_back():
-                self._pass_up(dues)
+                # Our clock is off the collaboration's: these firings are the others'.
+                with self._shared.lock:
+                    self._shared.timetable.pass_up(dues, later=self.clock.now() + 1.0)
             elif dues or self._firing.startable():  # due now, or a slot freed for a waiting one
                 self._fire_safely(dues)
             else:
@@ -439,17 +379,6 @@ class Worker:
             self._lost_connection(exc)
         except Exception:  # the scheduler loop must never die
             log.exception("firing %d due firing(s) crashed", len(dues))
-
-    def _pass_up(self, dues: list[Due]) -> None:
-        """Our clock is off the collaboration's: leave these firings to the other members
-        (the regular ones move on to their next firing; retries and catch-ups wait)."""
-        later = self.clock.now() + 1.0
-        with self._shared.lock:
-            for due in dues:
-                if due.trigger == "schedule":
-                    self._shared.timetable.next_regular(due)
-                else:
-                    self._shared.timetable.put_back(dataclasses.replace(due, due=later))
 
     def _reconnect(self, stop: threading.Event) -> None:
         log.warning(
@@ -481,17 +410,6 @@ class Worker:
         self._hurry.set()
         self._shared.wake.set()
 
-    def _wait_for_runs(self, seconds: float, *, until_hurried: bool) -> None:
-        deadline = self.clock.monotonic() + seconds
-        while True:
-            self._shared.wake.clear()
-            running = self._firing.running()
-            if not running or self.clock.monotonic() >= deadline:
-                return
-            if until_hurried and self._hurry.is_set():
-                return
-            self.clock.wait(self._shared.wake, 0.2)
-
     def shutdown(self) -> None:
         """Stop claiming, let running containers finish within the grace period, then stop
         them (recorded as interrupted), and leave the member list."""
@@ -501,9 +419,9 @@ class Worker:
         running = self._firing.running()
         if running:
             log.info("waiting up to %.0fs for %d running run(s)", grace, running)
-        self._wait_for_runs(grace, until_hurried=True)
+        self._firing.wait_for_runs(grace, unless=self._hurry)
         self._firing.stop_running()
-        self._wait_for_runs(30, until_hurried=False)  # stopped runs are recorded by their threads
+        self._firing.wait_for_runs(30)  # stopped runs are recorded by their threads
         self._firing.close()
         for watch in self._watches:
             watch.cancel()

@@ -20,6 +20,7 @@ from ...store.base import Store
 from ..records import decode
 from .claims import GuardValue, guard_key
 from .policy import misfire_grace, retry_limit
+from .retries import Queue, adopt
 
 log = logging.getLogger("maomao.worker")
 
@@ -39,10 +40,16 @@ class LostRuns:
         self._reclaimed: set[str] = set()  # own lost runs of mode everywhere, retried already
 
     def sweep(
-        self, store: Store, *, schedule_of: Callable[[str], Schedule | None], retry: Retry
+        self,
+        store: Store,
+        *,
+        schedule_of: Callable[[str], Schedule | None],
+        retry: Retry,
+        adopt_retries: Queue | None = None,
     ) -> None:
         """Mark `lost` the running runs of members that are gone (and of earlier processes
-        of this member), and retry those whose schedule allows another attempt."""
+        of this member), and retry those whose schedule allows another attempt; with
+        `adopt_retries`, queue there the retries those members had queued."""
         live = {self._keys.leaf(e.key) for e in store.scan(self._keys.members())}
         entries = store.scan(self._keys.runs())
         # Read after the runs: a manual run's key is written before its first record.
@@ -67,6 +74,17 @@ class LostRuns:
                 continue  # another worker handled it
             log.warning("run %s of %s on %s marked lost", run.id, run.tool, run.member)
             self._follow_up(store, run, schedule_of, retry)
+        if adopt_retries is not None:
+            adopt(
+                store,
+                self._keys,
+                member=self._member,
+                process=self._started,
+                live=live,
+                schedule_of=schedule_of,
+                queue=adopt_retries,
+                now=self._clock.now(),
+            )
 
     def _earlier_own(self, run: Run) -> bool:
         return run.member == self._member and (run.started or 0) < self._started

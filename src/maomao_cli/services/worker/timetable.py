@@ -16,7 +16,7 @@ import itertools
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ...errors import MaomaoError
 from ...models import Schedule
@@ -240,6 +240,15 @@ class Timetable:
             at, name, fire_time, tracked.generation, attempt=attempt, trigger="retry", queued=True
         )
         return True
+
+    def pass_up(self, dues: list[Due], *, later: float) -> None:
+        """Leave these firings to other members: the regular ones move on to their next
+        firing; retries, catch-ups and requested ones wait until `later`."""
+        for due in dues:
+            if due.trigger == "schedule":
+                self.next_regular(due)
+            else:
+                self.put_back(replace(due, due=later))
 
     def put_back(self, due: Due) -> None:
         """Queue an entry again as it was (its claim's outcome is unknown)."""

@@ -74,6 +74,8 @@ class Record:
     """Mixin for frozen dataclasses stored as JSON."""
 
     kind: ClassVar[str] = "record"
+    # The fields that are times (epoch seconds here and in etcd; ISO 8601 when shown).
+    times: ClassVar[tuple[str, ...]] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload, no-any-return]
@@ -117,6 +119,7 @@ R = TypeVar("R", bound=Record)
 @dataclass(frozen=True)
 class Tool(Record):
     kind: ClassVar[str] = "tool"
+    times: ClassVar[tuple[str, ...]] = ("created", "updated")
     name: str
     image: str
     dataset: str | None = None
@@ -148,6 +151,7 @@ class Tool(Record):
 @dataclass(frozen=True)
 class Dataset(Record):
     kind: ClassVar[str] = "dataset"
+    times: ClassVar[tuple[str, ...]] = ("created",)
     name: str
     url: str
     branch: str | None = None
@@ -159,6 +163,7 @@ class Dataset(Record):
 @dataclass(frozen=True)
 class Schedule(Record):
     kind: ClassVar[str] = "schedule"
+    times: ClassVar[tuple[str, ...]] = ("created", "paused_until", "paused_at")
     name: str
     tool: str
     cron: str
@@ -187,6 +192,7 @@ class FiringRequest(Record):
     trigger`, `schedule backfill`): the workers claim it like any firing of that time."""
 
     kind: ClassVar[str] = "request"
+    times: ClassVar[tuple[str, ...]] = ("fire_time", "at")
     schedule: str
     fire_time: float
     trigger: Literal["manual", "backfill"]
@@ -228,6 +234,7 @@ def cap_tail(lines: list[str], limit: int = TAIL_BYTES) -> list[str]:
 @dataclass(frozen=True)
 class Run(Record):
     kind: ClassVar[str] = "run"
+    times: ClassVar[tuple[str, ...]] = ("fire_time", "started", "finished")
     id: str
     tool: str
     member: str
@@ -270,6 +277,7 @@ class Run(Record):
 @dataclass(frozen=True)
 class Member(Record):
     kind: ClassVar[str] = "member"
+    times: ClassVar[tuple[str, ...]] = ("started", "heartbeat")
     name: str
     host: str
     version: str
@@ -286,6 +294,7 @@ class Member(Record):
 @dataclass(frozen=True)
 class Spike(Record):
     kind: ClassVar[str] = "spike"
+    times: ClassVar[tuple[str, ...]] = ("found",)
     tool: str
     sortable: str
     value: float
@@ -307,6 +316,7 @@ class Divergence(Record):
     more than the tool's audit tolerance (`maomao audit`)."""
 
     kind: ClassVar[str] = "divergence"
+    times: ClassVar[tuple[str, ...]] = ("fire_time", "found")
     tool: str
     fire_time: float
     member: str

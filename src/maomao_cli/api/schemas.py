@@ -11,14 +11,14 @@ a tool or dataset body into the registry's input type, whose rules refuse a bad 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..models import Dataset, Schedule, Tool
 from ..services.registry import DatasetSpec, ToolSpec
 from ..validation import NAME_RULE
+from .views import view_of
 
 # The name rule is documented in the schema (so clients and fuzzers see it) but checked
 # by the services, like every other rule, so HTTP and CLI refuse with the same message.
@@ -181,9 +181,11 @@ class RunAccepted(BaseModel):
     url: str
 
 
-@dataclass(frozen=True)
-class ScheduleOut(Schedule):
-    next_fires: tuple[str, ...] = ()  # ISO 8601 in the schedule's zone; empty when paused
+if TYPE_CHECKING:
+    ScheduleOut = Schedule
+else:
+    # The schedule's view with its next firings: ISO 8601 in its zone, none when paused.
+    ScheduleOut = view_of(Schedule, (("next_fires", tuple[str, ...], ()),))
 
 
 class ScheduleResult(BaseModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Query
 
 from ... import validation
@@ -9,25 +11,26 @@ from ...models import Run
 from ..deps import LauncherDep, QueryName, ServicesDep
 from ..errors import BUSY_RESPONSE
 from ..schemas import RunAccepted, RunCreate
+from ..views import list_of, view, view_of
 
 router = APIRouter(tags=["runs"])
 
 
-@router.get("/runs", response_model=list[Run])
+@router.get("/runs", response_model=list_of(Run))
 def runs(
     services: ServicesDep,
     tool: QueryName = None,
     limit: int | None = Query(None, ge=1, le=10_000),
-) -> list[Run]:
+) -> list[Any]:
     """Run records, newest first."""
     if tool is not None:
         validation.name(tool, "tool name")
-    return services.runs.list(tool=tool, limit=limit)
+    return [view(r) for r in services.runs.list(tool=tool, limit=limit)]
 
 
-@router.get("/runs/{run_id}", response_model=Run)
-def run(run_id: str, services: ServicesDep) -> Run:
-    return services.runs.get(run_id)
+@router.get("/runs/{run_id}", response_model=view_of(Run))
+def run(run_id: str, services: ServicesDep) -> Any:
+    return view(services.runs.get(run_id))
 
 
 @router.post("/runs", response_model=RunAccepted, status_code=202, responses=BUSY_RESPONSE)

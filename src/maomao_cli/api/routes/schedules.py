@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, cast
 
 from fastapi import APIRouter
 
@@ -11,6 +12,7 @@ from ...models import Schedule
 from ...scheduling import resolve_cron, zone
 from ..deps import PathName, ServicesDep
 from ..schemas import ScheduleCreate, ScheduleOut, ScheduleResult
+from ..views import view, view_of
 
 router = APIRouter(tags=["schedules"])
 
@@ -23,9 +25,8 @@ def schedule_out(services: Services, schedule: Schedule, count: int) -> Schedule
     after = max(now, schedule.paused_until or now) if paused else now
     forever = paused and schedule.paused_until is None
     fires = [] if forever else services.schedules.upcoming(schedule, after, count)
-    return ScheduleOut(
-        **schedule.to_dict(), next_fires=tuple(_iso(t, schedule.timezone) for t in fires)
-    )
+    next_fires = tuple(_iso(t, schedule.timezone) for t in fires)
+    return cast(ScheduleOut, view(schedule, ScheduleOut, next_fires=next_fires))
 
 
 def _iso(epoch: float, zone_name: str) -> str:
@@ -70,6 +71,6 @@ def create_schedule(body: ScheduleCreate, services: ServicesDep) -> ScheduleResu
     )
 
 
-@router.delete("/schedules/{name}", response_model=Schedule)
-def delete_schedule(name: PathName, services: ServicesDep) -> Schedule:
-    return services.schedules.remove(name)
+@router.delete("/schedules/{name}", response_model=view_of(Schedule))
+def delete_schedule(name: PathName, services: ServicesDep) -> Any:
+    return view(services.schedules.remove(name))

@@ -99,6 +99,14 @@ class WorkerSettings:
     # Seconds this member's clock may be off the collaboration's before it stops claiming.
     max_clock_offset: float = 1.0
     backfill_max: int = 1000  # the most firings one `schedule backfill` may request
+    # Bytes of each run's full output this member keeps in <statedir>/logs ("0": none).
+    full_log_max: str = "16m"
+    # Seconds `maomao logs RUN --full` waits for the member that ran RUN to send it.
+    full_log_wait: float = 10.0
+
+    @property
+    def full_log_bytes(self) -> int:
+        return validation.size(self.full_log_max, "[worker] full_log_max", minimum=0)
 
 
 @dataclass(frozen=True)
@@ -315,6 +323,9 @@ def _validate(settings: Settings) -> None:
             "[worker] max_clock_offset must be greater than 0 seconds",
             hint="the default is 1; a member beyond it claims no firings",
         )
+    if not settings.worker.full_log_wait > 0:
+        raise ConfigError("[worker] full_log_wait must be greater than 0 seconds")
+    _ = settings.worker.full_log_bytes  # refused here, not at the first run
     validation.memory(settings.docker.memory, "[docker] memory")
     validation.size(settings.docker.log_max_size, "[docker] log_max_size", minimum=1024)
     if settings.docker.log_max_files < 1:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import secrets
 import threading
 import time
@@ -29,8 +28,10 @@ from ..keys import Keys
 from ..models import FINAL_STATUSES, Run, Tool, cap_tail
 from ..ports import ContainerResult, ContainerRunner, ContainerSpec, PullProgress
 from ..store.base import Store, scan_pages
+from ..validation import RUN_ID
 from . import datalimit, insights, ownership, runcontext, snapshots, staging
 from .feeds import Feed
+from .fulllogs import FullLogs, FullLogWriter
 from .records import decode, load
 
 log = logging.getLogger("maomao.runs")
@@ -39,9 +40,11 @@ AfterRunHook = Callable[[Tool, Run, Path], Run | None]
 DataDirResolver = Callable[[Tool], Path]
 RunGuard = Callable[[Tool], AbstractContextManager[None]]
 
-_RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,127}")
+_RUN_ID = RUN_ID
 # Keys-only pages of a tool's run index: about 80 bytes a key.
 _INDEX_PAGE = 500
+# Seconds between two looks for full logs past their age.
+FULL_LOG_SWEEP = 3600.0
 
 
 class RunService:
@@ -71,6 +74,11 @@ class RunService:
         self._resolver: DataDirResolver | None = None
         self._guard: RunGuard = lambda tool: nullcontext()
         self.chown: ownership.Chown = os.chown  # tests pass a failing one
+        # Every line of this member's runs, beyond the record's tail (services/fulllogs.py).
+        self.full_logs = FullLogs(
+            settings.data.state_path / "logs", settings.worker.full_log_bytes, clock=clock
+        )
+        self._logs_pruned_at: float | None = None
 
     # Extension points ------------------------------------------------------
 
@@ -203,8 +211,28 @@ class RunService:
                 continue
             if record.status in FINAL_STATUSES and self.store.delete(self.keys.run(run_id)):
                 self.store.delete(entry.key)
+                self._remove_full_log(run_id)
                 removed += 1
+        self._prune_full_logs()
         return removed
+
+    def _remove_full_log(self, run_id: str) -> None:
+        try:
+            self.full_logs.remove(run_id)  # only this member's own file, if it has one
+        except OSError as exc:
+            log.warning("could not remove the full log of run %s: %s", run_id, exc)
+
+    def _prune_full_logs(self) -> None:
+        """Logs older than [worker] runs_max_age (their records may have been pruned by
+        another member): looked for at most once an hour."""
+        now = self.clock()
+        if self._logs_pruned_at is not None and now - self._logs_pruned_at < FULL_LOG_SWEEP:
+            return
+        self._logs_pruned_at = now
+        try:
+            self.full_logs.prune(self.settings.worker.runs_max_age)
+        except OSError as exc:
+            log.warning("could not prune old full logs: %s", exc)
 
     def feed(
         self, *, start_revision: int | None = None, logger: logging.Logger | None = None
@@ -313,10 +341,16 @@ class RunService:
             log.warning("run %s of %s refused: %s", run.id, tool.name, exc)
             return failed(str(exc), retryable=False)
         before = snapshots.listing(data_dir)
+        full_log = self._open_full_log(run)
         try:
-            result, over = self._contain(spec, limit, on_output, cancel)
+            result, over = self._contain(
+                spec, limit, on_output, cancel, None if full_log is None else full_log.write
+            )
         except (ContainerError, Unavailable) as exc:
             return failed(exc.message)
+        finally:
+            if full_log is not None:
+                full_log.close()
         run = self._finish(run, result, data_dir)
         if run.status == "succeeded":
             made = snapshots.produced(data_dir, before)
@@ -327,6 +361,13 @@ class RunService:
             error = over if result.error is None else f"{over}; {result.error}"
             run = replace(run, status="failed", error=error)
         return run, data_dir
+
+    def _open_full_log(self, run: Run) -> FullLogWriter | None:
+        try:
+            return self.full_logs.open(run.id)
+        except OSError as exc:  # a planted link, a full disk: the run goes on without it
+            log.warning("run %s: its full log is not kept: %s", run.id, exc)
+            return None
 
     def _with_insights(self, run: Run, data_dir: Path) -> Run:
         found = insights.read(data_dir)
@@ -361,14 +402,15 @@ class RunService:
         limit: int | None,
         on_output: Callable[[str], None] | None,
         cancel: threading.Event | None,
+        on_raw: Callable[[bytes], None] | None = None,
     ) -> tuple[ContainerResult, str | None]:
         """Run the container, its data directory watched while it runs and measured after;
         the second item is the data-limit error, if it went over."""
         if limit is None:
-            return self.runner.run(spec, on_output=on_output, cancel=cancel), None
+            return self.runner.run(spec, on_output=on_output, cancel=cancel, on_raw=on_raw), None
         watch = datalimit.watching(spec.data_dir, limit, cancel, self.data_watch_interval)
         with watch as (stop, tripped):
-            result = self.runner.run(spec, on_output=on_output, cancel=stop)
+            result = self.runner.run(spec, on_output=on_output, cancel=stop, on_raw=on_raw)
         found = tripped()
         if found is not None:  # it was interrupted by the watch, not by a Ctrl-C
             stopped = replace(result, error=None)

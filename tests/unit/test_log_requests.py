@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -24,6 +25,7 @@ from maomao_cli.services.logrequests import CHUNK, Asked, LogRequest, Marker
 from maomao_cli.services.runlogs import RunLogService
 from maomao_cli.services.runs import RunService
 from maomao_cli.services.worker.loganswers import MAX_LIVE_ANSWERS, LogAnswers
+from maomao_cli.store.base import Store
 from maomao_cli.store.memory import MemoryStore
 
 KEYS = Keys("/t")
@@ -262,3 +264,49 @@ def test_a_request_is_answered_once_and_answers_are_bounded(
 
     assert (first, again) == ("ok", None)
     assert rest == ["ok"] * (MAX_LIVE_ANSWERS - 1) + ["busy"]
+
+
+def test_a_run_of_this_member_without_a_local_log_or_worker_says_so(tmp_path: Path) -> None:
+    store = MemoryStore()
+    put_run(store, member="w1")
+    settings = Settings(data=DataSettings(importdir=str(tmp_path / "d")))
+    runs = RunService(store, KEYS, settings, None, "w1")  # type: ignore[arg-type]
+    service = RunLogService(runs, store, KEYS, clock=InstantClock(), wait=10)
+
+    with pytest.raises(NotFound, match=r"this member \(w1\) keeps no full log of run"):
+        service.full(RUN)
+
+
+class OwnClient:
+    """The shared memory store, but its close() closes nothing."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def close(self) -> None:
+        return None
+
+
+def test_the_worker_watches_again_after_its_watch_breaks(
+    store: MemoryStore, tmp_path: Path
+) -> None:
+    logs = member_logs(tmp_path, b"after the break\n")
+    put_run(store)
+    # Its own client, as in a worker: closing it after the break closes no one else's watch.
+    answers = LogAnswers(
+        store_factory=lambda: cast(Store, OwnClient(store)),
+        keys=KEYS,
+        member="w2",
+        logs=logs,
+        clock=InstantClock(),
+    )
+    answers.start()
+    try:
+        assert fetch(store) == b"after the break\n"  # it watches
+        store.break_watches()  # as on a lost connection: it reads and watches again
+        assert fetch(store) == b"after the break\n"
+    finally:
+        answers.stop()

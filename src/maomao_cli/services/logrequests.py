@@ -31,6 +31,8 @@ NONCE = re.compile(r"[0-9a-f]{16}")
 # A request's value is a few dozen bytes; anything bigger is not one.
 REQUEST_MAX = 1024
 MARKER_MAX = 1024
+# Seconds between two looks for the answer when the watch has said nothing.
+POLL = 1.0
 # Seconds an answer stays in etcd if its asker never collects it.
 ANSWER_TTL = 180
 
@@ -175,7 +177,8 @@ def fetch(
                 raise Unavailable(
                     f"member {asked.member} did not answer within {wait:g}s: {_elsewhere(asked)}"
                 )
-            clock.wait(answered, left)
+            # Looked at again at least every POLL seconds: a watch can end unseen.
+            clock.wait(answered, min(left, POLL))
             answered.clear()
             entry = store.get(end)
         return _collect(store, keys, asked, nonce, entry.value, limit)

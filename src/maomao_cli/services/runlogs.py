@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..errors import Unavailable
+from ..errors import NotFound, Unavailable
 from ..keys import Keys
 from ..models import Member, Run
 from ..ports import Clock
@@ -47,6 +47,13 @@ class RunLogService:
             return FullLog(record, data, "here")
         member = load(self.store, self.keys.member(record.member), Member)
         asked = logrequests.Asked(record.id, record.member, member.host if member else None)
+        if member is None and record.member == self.runs.member:
+            raise NotFound(
+                f"this member ({record.member}) keeps no full log of run {record.id} in "
+                f"{logs.directory}, and its worker is not running to ask",
+                hint=f"start `maomao worker` (it may keep them in its own statedir), or "
+                f"`maomao logs {record.id}` for the last 16 KiB",
+            )
         if member is None:
             raise logrequests.absent(asked)
         data = logrequests.fetch(

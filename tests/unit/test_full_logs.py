@@ -156,13 +156,21 @@ def test_logs_older_than_the_age_are_pruned_and_others_kept(tmp_path: Path) -> N
     assert sorted(p.name for p in directory.iterdir()) == ["new-run.log", "notes.txt"]
 
 
+class Ticking(Clock):
+    """A second later at every reading: each run starts after the one before."""
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
 def service(tmp_path: Path, runner: ScriptedRunner, **worker: object) -> RunService:
     settings = Settings(
         data=DataSettings(importdir=str(tmp_path / "data"), statedir=str(tmp_path / "state")),
         docker=DockerSettings(network="none"),
         worker=WorkerSettings(**worker),  # type: ignore[arg-type]
     )
-    return RunService(MemoryStore(), Keys("/t"), settings, runner, "member-a", clock=Clock())
+    return RunService(MemoryStore(), Keys("/t"), settings, runner, "member-a", clock=Ticking())
 
 
 def test_a_run_keeps_every_line_beyond_the_records_tail(tmp_path: Path) -> None:

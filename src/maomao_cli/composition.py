@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .services.datasets import DatasetService
     from .services.members import MemberService
     from .services.registry import Registry
+    from .services.runlogs import RunLogService
     from .services.runs import RunService
     from .services.schedules import ScheduleService
     from .services.spikes import SpikeService
@@ -182,6 +183,19 @@ class Services:
         # Manual runs (`maomao run`, POST /v1/runs) hold a lease of their own.
         return self.make_run_service(self.store, hold_runs=True)
 
+    @cached_property
+    def run_logs(self) -> RunLogService:
+        """Full run logs: this host's, or fetched from the member that ran the run."""
+        from .services.runlogs import RunLogService
+
+        return RunLogService(
+            self.runs,
+            self.store,
+            self.keys,
+            clock=self.clock,
+            wait=self.settings.worker.full_log_wait,
+        )
+
     def make_run_service(
         self,
         store: Store,
@@ -213,7 +227,7 @@ class Services:
     def make_dataset_service(self, store: Store) -> DatasetService:
         from .services.datasets import DatasetService
         from .services.registry import Registry
-        from .services.runs import mark_pushed
+        from .services.runrecords import mark_pushed
 
         registry = (
             self.registry
@@ -265,7 +279,9 @@ class Services:
         max_parallel: int | None = None,
         observer: WorkerObserver | None = None,
     ) -> Worker:
+        from .services.fulllogs import FullLogs
         from .services.worker import Worker
+        from .services.worker.loganswers import LogAnswers
 
         refresh: Callable[[], bool] | None = None
         store_factory = self.new_store
@@ -282,9 +298,23 @@ class Services:
             def store_factory() -> Store:
                 return EtcdStore(book.settings())
 
+        worker = self.settings.worker
+        log_answers = LogAnswers(
+            store_factory=store_factory,
+            keys=self.keys,
+            member=self.settings.member,
+            logs=FullLogs(
+                self.settings.data.state_path / "logs",
+                worker.full_log_bytes,
+                clock=self.clock.now,
+            ),
+            clock=self.clock,
+            max_age=worker.runs_max_age,
+        )
         return Worker(
             self.settings,
             store_factory=store_factory,
+            log_answers=log_answers,
             refresh_endpoints=refresh,
             make_runs=(
                 self.make_run_service

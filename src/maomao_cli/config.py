@@ -100,6 +100,14 @@ class WorkerSettings:
     # Seconds this member's clock may be off the collaboration's before it stops claiming.
     max_clock_offset: float = 1.0
     backfill_max: int = 1000  # the most firings one `schedule backfill` may request
+    # Bytes of each run's full output this member keeps in <statedir>/logs ("0": none).
+    full_log_max: str = "16m"
+    # Seconds `maomao logs RUN --full` waits for the member that ran RUN to send it.
+    full_log_wait: float = 10.0
+
+    @property
+    def full_log_bytes(self) -> int:
+        return validation.size(self.full_log_max, "[worker] full_log_max", minimum=0)
 
 
 @dataclass(frozen=True)

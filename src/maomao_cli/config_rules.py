@@ -42,6 +42,9 @@ def validate(settings: Settings) -> None:
             "[worker] max_clock_offset must be greater than 0 seconds",
             hint="the default is 1; a member beyond it claims no firings",
         )
+    if not settings.worker.full_log_wait > 0:
+        raise ConfigError("[worker] full_log_wait must be greater than 0 seconds")
+    _ = settings.worker.full_log_bytes  # refused here, not at the first run
     validation.memory(settings.docker.memory, "[docker] memory")
     validation.size(settings.docker.log_max_size, "[docker] log_max_size", minimum=1024)
     if settings.docker.log_max_files < 1:

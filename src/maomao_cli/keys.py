@@ -117,5 +117,22 @@ class Keys:
     def divergence(self, tool: str, epoch: int, member: str) -> str:
         return self._p("divergences", tool, f"{epoch}@{member}")
 
+    def log_requests(self, member: str) -> str:
+        return self._p("logreq", member, "")
+
+    def log_request(self, member: str, nonce: str) -> str:
+        # `maomao logs RUN --full` asks the member that ran RUN, on a short lease.
+        return self._p("logreq", member, nonce)
+
+    def log_answer(self, run_id: str, nonce: str) -> str:
+        """The prefix of one answer: chunks `<n>` (6 digits) and the marker `end`."""
+        return self._p("logs", run_id, nonce, "")
+
+    def log_chunk(self, run_id: str, nonce: str, n: int) -> str:
+        return self._p("logs", run_id, nonce, f"{n:06d}")
+
+    def log_answer_end(self, run_id: str, nonce: str) -> str:
+        return self._p("logs", run_id, nonce, "end")
+
     def leaf(self, key: str) -> str:
         return key.rsplit("/", 1)[-1]

@@ -106,10 +106,12 @@ class ContainerRunner(Protocol):
         *,
         on_output: Callable[[str], None] | None = None,
         cancel: threading.Event | None = None,
+        on_raw: Callable[[bytes], None] | None = None,
     ) -> ContainerResult:
         """Run to completion and always remove the container. Past spec.timeout the
         container is stopped (timed-out); when cancel is set it is stopped (interrupted).
-        on_output gets each output line as it comes, from another thread."""
+        on_output gets each output line as it comes, from another thread; on_raw gets the
+        same line's bytes as the container wrote them (no newline), just before."""
         ...
 
     def remove_containers(self, labels: dict[str, str]) -> int:

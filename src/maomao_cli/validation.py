@@ -17,6 +17,9 @@ from .errors import BadInput
 
 NAME_RULE = "[a-z0-9][a-z0-9._-]{0,62}"
 _NAME = re.compile(NAME_RULE)
+# A run id (e.g. 20300317T174640Z-1a2b3c): it names a key and a log file, so it can
+# hold no '/' and cannot start with a dot.
+RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,127}")
 
 # The grammar of github.com/distribution/reference, the one `docker pull` applies.
 _ALNUM = r"[a-z0-9]+"
@@ -72,12 +75,8 @@ def text(value: str, field: str, *, multiline: bool = False) -> str:
     return value
 
 
-# A run id builds etcd keys and file names: letters, digits, '.', '_', '-' only.
-_RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,127}")
-
-
 def is_run_id(value: str) -> bool:
-    return _RUN_ID.fullmatch(value) is not None
+    return RUN_ID.fullmatch(value) is not None
 
 
 def run_id(value: str) -> str:

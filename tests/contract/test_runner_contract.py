@@ -169,6 +169,26 @@ def test_success_streams_output_writes_data_and_leaves_no_container(
     assert runner.remove_containers(spec.labels) == 0  # the run removed its container
 
 
+def test_on_raw_gets_each_line_as_bytes_before_its_text(rig: Rig, tmp_path: Path) -> None:
+    """The full log (services/fulllogs.py) keeps the bytes; the display gets the text."""
+    runner = rig.runner(Behaviour())
+    runner.ensure_image(rig.image)
+    spec = spec_for(rig, tmp_path / "data", Behaviour())
+    events: list[tuple[str, object]] = []
+
+    runner.run(
+        spec,
+        on_output=lambda line: events.append(("text", line)),
+        on_raw=lambda raw: events.append(("raw", raw)),
+    )
+
+    raws = [value for kind, value in events if kind == "raw"]
+    texts = [value for kind, value in events if kind == "text"]
+    assert raws[0] == b"dummy-tool: run 1 starting"
+    assert [bytes(r).decode() for r in raws if isinstance(r, bytes)] == texts
+    assert events[0] == ("raw", raws[0]) and events[1] == ("text", texts[0])
+
+
 def test_a_non_zero_exit_is_failed_with_its_code(rig: Rig, tmp_path: Path) -> None:
     behaviour = Behaviour(exit_code=3)
     runner = rig.runner(behaviour)

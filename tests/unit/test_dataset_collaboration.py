@@ -27,7 +27,8 @@ from maomao_cli.models import Dataset, Run, Schedule, Tool
 from maomao_cli.services.datasetnotes import commit_message
 from maomao_cli.services.datasets import DatasetService
 from maomao_cli.services.registry import Registry
-from maomao_cli.services.runs import RunService, mark_pushed
+from maomao_cli.services.runrecords import mark_pushed
+from maomao_cli.services.runs import RunService
 from maomao_cli.services.worker import Worker
 from maomao_cli.store.memory import MemoryStore
 

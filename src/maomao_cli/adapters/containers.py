@@ -35,6 +35,7 @@ class NullRunner:
         *,
         on_output: Callable[[str], None] | None = None,
         cancel: threading.Event | None = None,
+        on_raw: Callable[[bytes], None] | None = None,
     ) -> ContainerResult:
         return ContainerResult(0, "succeeded", NULL_DIGEST, [], None)
 
@@ -108,6 +109,7 @@ class ScriptedRunner:
         *,
         on_output: Callable[[str], None] | None = None,
         cancel: threading.Event | None = None,
+        on_raw: Callable[[bytes], None] | None = None,
     ) -> ContainerResult:
         with self._lock:
             self.specs.append(spec)
@@ -122,6 +124,8 @@ class ScriptedRunner:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(content)
             for line in self.output:
+                if on_raw is not None:
+                    on_raw(line.encode("utf-8", errors="surrogateescape"))
                 if on_output is not None:
                     on_output(line)
             printed = self.output[-self.log_lines :]

@@ -222,6 +222,7 @@ class DockerRunner:
         *,
         on_output: Callable[[str], None] | None = None,
         cancel: threading.Event | None = None,
+        on_raw: Callable[[bytes], None] | None = None,
     ) -> ContainerResult:
         api = self._api()
         try:
@@ -241,7 +242,8 @@ class DockerRunner:
             return ContainerResult(None, "failed", None, [], exc.message)
         container_id = str(created["Id"])
         try:
-            return self._supervise(api, container_id, spec, on_output, cancel)
+            outputs = _Outputs(on_output, on_raw)
+            return self._supervise(api, container_id, spec, outputs, cancel)
         finally:
             self._remove(api, container_id)
             self._remove_left_behind(api)
@@ -251,7 +253,7 @@ class DockerRunner:
         api: docker.APIClient,
         container_id: str,
         spec: ContainerSpec,
-        on_output: Callable[[str], None] | None,
+        outputs: _Outputs,
         cancel: threading.Event | None,
     ) -> ContainerResult:
         tail: deque[str] = deque(maxlen=self.log_lines)
@@ -264,7 +266,7 @@ class DockerRunner:
         stream_failed: list[BaseException] = []
         reader = threading.Thread(
             target=self._read_logs,
-            args=(api.api_version, container_id, tail, on_output, stream_done, stream_failed),
+            args=(api.api_version, container_id, tail, outputs, stream_done, stream_failed),
             name=f"maomao-logs-{spec.name}",
             daemon=True,
         )
@@ -321,18 +323,14 @@ class DockerRunner:
         version: str,
         container_id: str,
         tail: deque[str],
-        on_output: Callable[[str], None] | None,
+        outputs: _Outputs,
         done: threading.Event,
         failed: list[BaseException],
     ) -> None:
         def emit(raw: bytes) -> None:
             line = raw.decode("utf-8", errors="replace").rstrip("\r")
             tail.append(line[:LINE_LIMIT])
-            if on_output is not None:
-                try:
-                    on_output(line)
-                except Exception:  # a broken display must not lose the run
-                    log.exception("output callback failed")
+            outputs.emit(raw, line)
 
         client = None
         try:
@@ -346,3 +344,26 @@ class DockerRunner:
             if client is not None:
                 client.close()
             done.set()
+
+
+class _Outputs:
+    """The run's output callbacks: the line's bytes as received, then its text."""
+
+    def __init__(
+        self, on_output: Callable[[str], None] | None, on_raw: Callable[[bytes], None] | None
+    ) -> None:
+        self.on_output = on_output
+        self.on_raw = on_raw
+
+    def emit(self, raw: bytes, line: str) -> None:
+        # A broken log file or display must not lose the run.
+        if self.on_raw is not None:
+            try:
+                self.on_raw(raw)
+            except Exception:
+                log.exception("output callback failed")
+        if self.on_output is not None:
+            try:
+                self.on_output(line)
+            except Exception:
+                log.exception("output callback failed")

@@ -376,9 +376,26 @@ def logs(
     raw: bool = typer.Option(
         False, "--raw", help="Print the output as the container wrote it, escape sequences too."
     ),
+    full: bool = typer.Option(
+        False,
+        "--full",
+        help="Every line (up to [worker] full_log_max), from the member that ran the run.",
+    ),
+    wait: float | None = typer.Option(
+        None,
+        "--wait",
+        min=0.1,
+        help="With --full: seconds to wait for the member's answer (default [worker] full_log_wait).",
+    ),
 ) -> None:
-    """Print the stored output tail of a run (control characters shown escaped)."""
+    """Print the stored output tail of a run (control characters shown escaped); --full
+    prints every line, kept by the member that ran it."""
     state = use(ctx)
+    if wait is not None and not full:
+        raise BadInput("--wait goes with --full", hint=f"maomao logs {run_id} --full --wait N")
+    if full:
+        _print_full(state, run_id, raw=raw, wait=wait)
+        return
     record = state.services.runs.get(run_id)
     if not record.log_tail:
         state.out.note(f"run {record.id} recorded no output")
@@ -386,4 +403,21 @@ def logs(
     # The container wrote these lines: escaped, unless the user asked for them as they are.
     shown = record.log_tail if raw else [output.safe(line) for line in record.log_tail]
     sys.stdout.write("".join(line + "\n" for line in shown))
+    sys.stdout.flush()
+
+
+def _print_full(state: CliState, run_id: str, *, raw: bool, wait: float | None) -> None:
+    found = state.services.run_logs.full(run_id, wait=wait)
+    if not found.data:
+        state.out.note(f"run {found.run.id} wrote no output")
+        return
+    if raw:  # the bytes as the container wrote them
+        sys.stdout.flush()
+        sys.stdout.buffer.write(found.data)
+        sys.stdout.buffer.flush()
+        return
+    lines = found.data.decode("utf-8", errors="replace").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    sys.stdout.write("".join(output.safe(line.rstrip("\r")) + "\n" for line in lines))
     sys.stdout.flush()

@@ -4,7 +4,8 @@ The record is written `running` before anything else, so every member sees a run
 progress, and written again with the outcome whatever happens (a failed pull, an
 engine refusal, Ctrl-C). After a successful run the hooks run in order (the spike check,
 the dataset commit); a hook that raises is logged and noted on the record, never turns
-the run into a failure. Old records of the tool beyond [worker] runs_kept are pruned.
+the run into a failure. Old records of the tool beyond [worker] runs_kept are pruned
+(the records themselves: services/runrecords.py).
 The data directory's size limit is held here too (services/datalimit.py).
 """
 
@@ -13,10 +14,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -24,14 +24,14 @@ from typing import Any
 
 from .. import validation
 from ..config import Settings
-from ..errors import BadInput, ContainerError, GitError, ImageMissing, NotFound, Unavailable
+from ..errors import BadInput, ContainerError, GitError, ImageMissing, Unavailable
 from ..keys import Keys
-from ..models import FINAL_STATUSES, Run, Tool, cap_tail
+from ..models import Run, Tool, cap_tail
 from ..ports import ContainerResult, ContainerRunner, ContainerSpec, PullProgress
-from ..store.base import Store, scan_pages
+from ..store.base import Store
 from . import datalimit, insights, ownership, runcontext, snapshots, staging
-from .feeds import Feed
-from .records import decode, load
+from .fulllogs import FullLogs, FullLogWriter
+from .runrecords import RunRecords
 
 log = logging.getLogger("maomao.runs")
 
@@ -39,11 +39,10 @@ AfterRunHook = Callable[[Tool, Run, Path], Run | None]
 DataDirResolver = Callable[[Tool], Path]
 RunGuard = Callable[[Tool], AbstractContextManager[None]]
 
-# Keys-only pages of a tool's run index: about 80 bytes a key.
-_INDEX_PAGE = 500
 
+class RunService(RunRecords):
+    """Run records (services/runrecords.py) and the execution of runs."""
 
-class RunService:
     def __init__(
         self,
         store: Store,
@@ -56,12 +55,13 @@ class RunService:
         data_watch_interval: float = 5.0,
         hold_runs: bool = False,
     ) -> None:
-        self.store = store
-        self.keys = keys
-        self.settings = settings
+        # Every line of this member's runs, beyond the record's tail (services/fulllogs.py).
+        full_logs = FullLogs(
+            settings.data.state_path / "logs", settings.worker.full_log_bytes, clock=clock
+        )
+        super().__init__(store, keys, settings, clock=clock, full_logs=full_logs)
         self.runner = runner
         self.member = member
-        self.clock = clock
         self.data_watch_interval = data_watch_interval  # seconds between measures in a run
         # Manual runs hold a lease of their own while they run (services/runhold.py); the
         # worker's runs live on its member lease instead.
@@ -96,119 +96,6 @@ class RunService:
             return chosen
         # <importdir>/tools/<name>: no tool name reaches another of maomao's folders.
         return staging.tool_dir(self.settings.data.import_path.resolve(), tool.name)
-
-    # Records ---------------------------------------------------------------
-
-    def new_run_id(self) -> str:
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.clock()))
-        return f"{stamp}-{secrets.token_hex(3)}"
-
-    def save(self, run: Run) -> None:
-        if run.status in ("running", "skipped"):  # a record's first write: index it first
-            self.store.put(self.keys.run_index(run.tool, run.started or 0.0, run.id), b"")
-        self.store.put(self.keys.run(run.id), run.to_json())
-
-    def get(self, run_id: str) -> Run:
-        run = load(self.store, self.keys.run(validation.run_id(run_id)), Run)
-        if run is None:
-            raise NotFound(f"no run with id {run_id!r}", hint="see `maomao runs`")
-        return run
-
-    def list(self, tool: str | None = None, limit: int | None = None) -> list[Run]:
-        """Run records, newest first. Keys sort by start time (a run id begins with it), so
-        only the pages holding the newest `limit` are read; with a tool, only its index."""
-        wanted = None if limit is None else max(limit, 0)
-        found: list[Run] = []
-        if wanted == 0:
-            return found
-        for run in self._newest(tool):
-            found.append(run)
-            if wanted is not None and len(found) >= wanted:
-                break
-        # Ids of one second sort by their random part; the start time decides among them.
-        found.sort(key=lambda r: (r.started or 0.0, r.id), reverse=True)
-        return found
-
-    def count(self, tool: str | None = None) -> int | None:
-        """How many run records there are (of a tool: its index entries), counted by etcd
-        without reading them; None for a tool whose records predate its index."""
-        if tool is None:
-            return self.store.count(self.keys.runs())
-        if not self._indexed(tool):
-            return None
-        return self.store.count(self.keys.run_index(tool))
-
-    def _newest(self, tool: str | None) -> Iterator[Run]:
-        indexed = tool is not None and self._indexed(tool)
-        if tool is None or not indexed:
-            # Every record; for a tool without an index (its records predate it), theirs.
-            for entry in scan_pages(self.store, self.keys.runs(), descending=True):
-                run = decode(Run, entry)
-                if run is not None and (tool is None or run.tool == tool):
-                    yield run
-            return
-        index = scan_pages(
-            self.store,
-            self.keys.run_index(tool),
-            descending=True,
-            keys_only=True,
-            page_size=_INDEX_PAGE,
-        )
-        for entry in index:
-            _, run_id = self.keys.run_index_entry(entry.key)
-            run = load(self.store, self.keys.run(run_id), Run)
-            if run is not None and run.tool == tool:
-                yield run
-
-    def _indexed(self, tool: str) -> bool:
-        return bool(
-            self.store.scan_page(self.keys.run_index(tool), limit=1, keys_only=True).entries
-        )
-
-    def _index_existing(self, tool: str) -> None:
-        """Index the records of a tool written before the index existed (one paged read of
-        every record, once per tool: afterwards its index is not empty)."""
-        for entry in scan_pages(self.store, self.keys.runs()):
-            run = decode(Run, entry)
-            if run is not None and run.tool == tool:
-                self.store.put(self.keys.run_index(tool, run.started or 0.0, run.id), b"")
-
-    def prune(self, tool: str, keep: int | None = None) -> int:
-        """Delete the finished records of tool beyond the newest `keep` ([worker] runs_kept)
-        and those older than [worker] runs_max_age; returns how many. Reads the tool's
-        run index (keys only) and the records it deletes, nothing of other tools."""
-        worker = self.settings.worker
-        keep = worker.runs_kept if keep is None else keep
-        cutoff = self.clock() - worker.runs_max_age if worker.runs_max_age > 0 else None
-        removed = 0
-        if not self._indexed(tool):
-            self._index_existing(tool)
-        index = scan_pages(
-            self.store,
-            self.keys.run_index(tool),
-            descending=True,
-            keys_only=True,
-            page_size=_INDEX_PAGE,
-        )
-        for position, entry in enumerate(index):
-            started, run_id = self.keys.run_index_entry(entry.key)
-            if position < keep and (cutoff is None or started >= cutoff):
-                continue
-            record = load(self.store, self.keys.run(run_id), Run)
-            if record is None:  # the record is gone (or never written): drop its index key
-                self.store.delete(entry.key)
-                continue
-            if record.status in FINAL_STATUSES and self.store.delete(self.keys.run(run_id)):
-                self.store.delete(entry.key)
-                removed += 1
-        return removed
-
-    def feed(
-        self, *, start_revision: int | None = None, logger: logging.Logger | None = None
-    ) -> Feed[Run]:
-        """Every write of a run record, with its etcd revision, from start_revision (or
-        from now); the watch is open when this returns (Unavailable is raised here)."""
-        return Feed(self.store, self.keys.runs(), Run, logger or log, start_revision=start_revision)
 
     # Execution -------------------------------------------------------------
 
@@ -310,10 +197,16 @@ class RunService:
             log.warning("run %s of %s refused: %s", run.id, tool.name, exc)
             return failed(str(exc), retryable=False)
         before = snapshots.listing(data_dir)
+        full_log = self._open_full_log(run)
         try:
-            result, over = self._contain(spec, limit, on_output, cancel)
+            result, over = self._contain(
+                spec, limit, on_output, cancel, None if full_log is None else full_log.write
+            )
         except (ContainerError, Unavailable) as exc:
             return failed(exc.message)
+        finally:
+            if full_log is not None:
+                full_log.close()
         run = self._finish(run, result, data_dir)
         if run.status == "succeeded":
             made = snapshots.produced(data_dir, before)
@@ -324,6 +217,13 @@ class RunService:
             error = over if result.error is None else f"{over}; {result.error}"
             run = replace(run, status="failed", error=error)
         return run, data_dir
+
+    def _open_full_log(self, run: Run) -> FullLogWriter | None:
+        try:
+            return self.full_logs.open(run.id)
+        except OSError as exc:  # a planted link, a full disk: the run goes on without it
+            log.warning("run %s: its full log is not kept: %s", run.id, exc)
+            return None
 
     def _with_insights(self, run: Run, data_dir: Path) -> Run:
         found = insights.read(data_dir)
@@ -358,14 +258,15 @@ class RunService:
         limit: int | None,
         on_output: Callable[[str], None] | None,
         cancel: threading.Event | None,
+        on_raw: Callable[[bytes], None] | None = None,
     ) -> tuple[ContainerResult, str | None]:
         """Run the container, its data directory watched while it runs and measured after;
         the second item is the data-limit error, if it went over."""
         if limit is None:
-            return self.runner.run(spec, on_output=on_output, cancel=cancel), None
+            return self.runner.run(spec, on_output=on_output, cancel=cancel, on_raw=on_raw), None
         watch = datalimit.watching(spec.data_dir, limit, cancel, self.data_watch_interval)
         with watch as (stop, tripped):
-            result = self.runner.run(spec, on_output=on_output, cancel=stop)
+            result = self.runner.run(spec, on_output=on_output, cancel=stop, on_raw=on_raw)
         found = tripped()
         if found is not None:  # it was interrupted by the watch, not by a Ctrl-C
             stopped = replace(result, error=None)
@@ -432,16 +333,6 @@ class RunService:
             self.save(run)
         except Unavailable as exc:
             log.warning("could not record run %s: %s", run.id, exc)
-
-
-def mark_pushed(store: Store, keys: Keys, run_ids: list[str]) -> None:
-    """Mark these runs' dataset commits as on the remote (a later push took them)."""
-    for run_id in run_ids:
-        if not validation.is_run_id(run_id):
-            continue  # the note is maomao's own, but a run id builds a key
-        run = load(store, keys.run(run_id), Run)
-        if run is not None and run.pushed is False:
-            store.put(keys.run(run_id), replace(run, pushed=True).to_json())
 
 
 def _one_line(exc: BaseException) -> str:

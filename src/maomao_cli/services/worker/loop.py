@@ -24,6 +24,7 @@ from ..outboxjournal import OutboxJournal
 from .clockoffset import ClockOffsets, observe_heartbeat
 from .firing import RECONNECT_MAX, Firing, RunExecutor, Shared
 from .keepalive import KeepAlive
+from .loganswers import LogAnswers
 from .membership import Membership, remove_leftover_containers
 from .observer import NoObserver, WorkerObserver
 from .policy import misfire_grace
@@ -61,8 +62,11 @@ class Worker:
         make_pool: Callable[[int, str], Executor] | None = None,
         observer: WorkerObserver | None = None,
         outbox_dir: Path | None = None,
+        log_answers: LogAnswers | None = None,
     ) -> None:
         self.settings = settings
+        # Answers other members' `maomao logs RUN --full` on its own thread and client.
+        self._log_answers = log_answers
         # Replaces the endpoints the next store_factory() uses with the cluster's members.
         self._refresh_endpoints = refresh_endpoints
         self._endpoints_every = endpoints_every
@@ -339,6 +343,8 @@ class Worker:
     def run(self, stop: threading.Event) -> None:
         """Run until `stop` is set; then drain gracefully. Raises only on a bad start."""
         self.connect(first=True)
+        if self._log_answers is not None:
+            self._log_answers.start()
         threading.Thread(target=self._flush_loop, name="flush", daemon=True).start()
         if self._refresh_endpoints is not None:
             threading.Thread(target=self._endpoints_loop, name="endpoints", daemon=True).start()
@@ -425,6 +431,8 @@ class Worker:
         self._firing.close()
         for watch in self._watches:
             watch.cancel()
+        if self._log_answers is not None:
+            self._log_answers.stop()
         try:
             if self._outbox is not None:
                 self._outbox.flush()

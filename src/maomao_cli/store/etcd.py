@@ -35,7 +35,7 @@ from .base import PAGE_SIZE, Claim, ClaimOutcome, Entry, Page, StoreStatus
 from .etcd_claims import claim_outcome, claim_request
 from .etcd_paging import page_bounds, page_of, range_end
 from .etcd_status import read_metrics, store_status
-from .etcd_translate import translate
+from .etcd_translate import call_deadline, translate
 from .etcd_watch import EtcdWatch
 
 T = TypeVar("T")
@@ -78,7 +78,8 @@ class EtcdLease:
 class EtcdStore:
     def __init__(self, settings: EtcdSettings) -> None:
         self._settings = settings
-        self._timeout = settings.timeout
+        # A request waits this long; the rest of [etcd] timeout names the cause (quorum?).
+        self._timeout = call_deadline(settings.timeout)
         self._auth_lock = threading.Lock()
         creds = None
         if settings.ca_file:

@@ -13,8 +13,19 @@ from ..adapters import etcderrors
 from ..config import EtcdSettings
 from ..errors import Compacted, EtcdUnreachable, MaomaoError, Unavailable
 
-# Seconds one member may take to answer the quorum probe after a request timed out.
-PROBE_TIMEOUT = 1.0
+# Seconds the quorum probe may take at most, after a request found no answer.
+PROBE_BUDGET = 1.5
+
+
+def probe_budget(timeout: float) -> float:
+    """The part of a command's [etcd] timeout kept for telling a lost quorum from a slow
+    cluster, so that the cause is named within the timeout, not after it."""
+    return min(PROBE_BUDGET, timeout * 0.2)
+
+
+def call_deadline(timeout: float) -> float:
+    """How long one request may wait for its answer (the rest is the probe's)."""
+    return timeout - probe_budget(timeout)
 
 
 def translate(exc: BaseException, settings: EtcdSettings, *, probe: bool = True) -> MaomaoError:
@@ -45,8 +56,12 @@ def translate(exc: BaseException, settings: EtcdSettings, *, probe: bool = True)
 def quorum_probe(settings: EtcdSettings) -> MaomaoError | None:
     """NoQuorum when fewer voting members answer than a quorum needs; None when that
     is not the cause (or cannot be told)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from ..adapters.etcdadmin import Tls, connect, netloc
 
+    # The member list, then every member's status at once: two round trips at most.
+    each = probe_budget(settings.timeout) / 2
     try:
         tls = None
         if settings.ca_file:
@@ -55,14 +70,18 @@ def quorum_probe(settings: EtcdSettings) -> MaomaoError | None:
                 cert=Path(settings.cert_file).read_bytes() if settings.cert_file else None,
                 key=Path(settings.key_file).read_bytes() if settings.key_file else None,
             )
-        with connect(list(settings.endpoints), tls, timeout=PROBE_TIMEOUT) as admin:
+        with connect(list(settings.endpoints), tls, timeout=each) as admin:
             voters = [m for m in admin.members() if not m.is_learner]
-            reachable = 0
-            for member in voters:
-                for url in member.client_urls[:1]:
-                    with contextlib.suppress(MaomaoError):
-                        admin.status(netloc(url), timeout=PROBE_TIMEOUT)
-                        reachable += 1
+
+            def answers(urls: tuple[str, ...]) -> bool:
+                with contextlib.suppress(MaomaoError):
+                    admin.status(netloc(urls[0]), timeout=each)
+                    return True
+                return False
+
+            urls = [m.client_urls for m in voters if m.client_urls]
+            with ThreadPoolExecutor(max(len(urls), 1), thread_name_prefix="probe") as pool:
+                reachable = sum(pool.map(answers, urls))
     except (MaomaoError, OSError):
         return None
     if voters and reachable < len(voters) // 2 + 1:

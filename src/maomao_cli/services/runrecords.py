@@ -15,7 +15,7 @@ from ..config import Settings
 from ..errors import NotFound
 from ..keys import Keys
 from ..models import FINAL_STATUSES, Run
-from ..store.base import Store, scan_pages
+from ..store.base import Entry, Store, scan_pages
 from .feeds import Feed
 from .fulllogs import FullLogs
 from .records import decode, load
@@ -93,18 +93,21 @@ class RunRecords:
                 if run is not None and (tool is None or run.tool == tool):
                     yield run
             return
-        index = scan_pages(
+        for entry in self._index_newest(tool):
+            _, run_id = self.keys.run_index_entry(entry.key)
+            run = load(self.store, self.keys.run(run_id), Run)
+            if run is not None and run.tool == tool:
+                yield run
+
+    def _index_newest(self, tool: str) -> Iterator[Entry]:
+        """The tool's run index, newest first, keys only, in pages."""
+        return scan_pages(
             self.store,
             self.keys.run_index(tool),
             descending=True,
             keys_only=True,
             page_size=_INDEX_PAGE,
         )
-        for entry in index:
-            _, run_id = self.keys.run_index_entry(entry.key)
-            run = load(self.store, self.keys.run(run_id), Run)
-            if run is not None and run.tool == tool:
-                yield run
 
     def _indexed(self, tool: str) -> bool:
         return bool(
@@ -129,14 +132,7 @@ class RunRecords:
         removed = 0
         if not self._indexed(tool):
             self._index_existing(tool)
-        index = scan_pages(
-            self.store,
-            self.keys.run_index(tool),
-            descending=True,
-            keys_only=True,
-            page_size=_INDEX_PAGE,
-        )
-        for position, entry in enumerate(index):
+        for position, entry in enumerate(self._index_newest(tool)):
             started, run_id = self.keys.run_index_entry(entry.key)
             if position < keep and (cutoff is None or started >= cutoff):
                 continue

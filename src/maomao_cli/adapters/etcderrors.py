@@ -73,8 +73,13 @@ def _reason(details: str) -> str:
         return "connection refused"
     if "timed out" in lowered or "timeout" in lowered or "deadline" in lowered:
         return "connection timed out"
+    if "reset by peer" in lowered:
+        return "connection reset"
+    if "socket closed" in lowered or "stream removed" in lowered:
+        return "connection closed"
     reason = details.rpartition(": ")[2] if ": " in details else details
-    return reason[:120] or "no answer"
+    # gRPC's debug trailers can leave only their brackets: say what is known instead.
+    return reason[:120] if any(c.isalpha() for c in reason) else "no answer"
 
 
 CLOSED_HINT = "it is sent again on a new connection once etcd answers"

@@ -186,7 +186,7 @@ def measure_maomao(endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
     calls = Calls()
 
     def factory() -> Store:
-        return CountedStore(EtcdStore(settings.etcd), calls)  # type: ignore[return-value]
+        return CountedStore(EtcdStore(settings.etcd, patient=True), calls)  # type: ignore[return-value]
 
     def make_runs(store: object) -> NoopRuns:
         return NoopRuns(store)
@@ -250,7 +250,7 @@ def measure_idle(endpoint: str, args: argparse.Namespace) -> float:
     )
     worker = Worker(
         settings,
-        store_factory=lambda: EtcdStore(settings.etcd),
+        store_factory=lambda: EtcdStore(settings.etcd, patient=True),
         make_runs=NoopRuns,  # type: ignore[arg-type]
     )
     stop = threading.Event()

@@ -94,16 +94,16 @@ class Services:
             self._store = self.new_store()
         return self._store
 
-    def new_store(self) -> Store:
+    def new_store(self, *, patient: bool = False) -> Store:
         """A fresh store client (the worker makes its own, after any fork, and remakes
-        them when it reconnects)."""
+        them when it reconnects); `patient`: a daemon's (see EtcdStore)."""
         if self._store_factory is not None:
             return self._store_factory()
         if not self._owns_store and self._store is not None:
             return self._store  # an injected store (tests): everyone shares it
         from .store.etcd import EtcdStore  # grpc is heavy: only when etcd is needed
 
-        return EtcdStore(self.settings.etcd)
+        return EtcdStore(self.settings.etcd, patient=patient)
 
     @property
     def runner(self) -> ContainerRunner:
@@ -284,7 +284,7 @@ class Services:
         from .services.worker.loganswers import LogAnswers
 
         refresh: Callable[[], bool] | None = None
-        store_factory = self.new_store
+        store_factory: Callable[[], Store] = partial(self.new_store, patient=True)
         if self._store_factory is None and self._uses_endpoints_file():
             # A cluster member's list (`maomao etcd init/join`): kept current from the
             # cluster itself, so members that joined later are known too.
@@ -296,7 +296,7 @@ class Services:
             refresh = book.refresh
 
             def store_factory() -> Store:
-                return EtcdStore(book.settings())
+                return EtcdStore(book.settings(), patient=True)
 
         worker = self.settings.worker
         log_answers = LogAnswers(

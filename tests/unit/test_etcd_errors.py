@@ -21,6 +21,7 @@ from maomao_cli.errors import (
     TooLarge,
     Unavailable,
 )
+from maomao_cli.store import etcd_translate
 
 Code = grpc.StatusCode
 
@@ -149,3 +150,19 @@ def test_etcd3_exceptions_are_read_through_their_grpc_context() -> None:
         raised.__context__ = Failure()
         assert type(etcderrors.from_exception(raised, "a:1", 5.0)) is NoSpace
     assert type(etcderrors.from_exception(ConnectionFailedError(), "a:1", 5.0)) is EtcdUnreachable
+
+
+@pytest.mark.parametrize(
+    ("timeout", "request_waits", "probe_at_most"),
+    [(5.0, 4.0, 1.0), (2.0, 1.6, 0.4), (30.0, 28.5, 1.5), (10.0, 8.5, 1.5)],
+)
+def test_a_command_names_the_cause_within_its_timeout(
+    timeout: float, request_waits: float, probe_at_most: float
+) -> None:
+    """A command's request waits the timeout less the quorum probe's part, so that a lost
+    quorum is named within the timeout; a daemon's (patient) waits it whole."""
+    assert etcd_translate.call_deadline(timeout) == pytest.approx(request_waits)
+    assert etcd_translate.probe_budget(timeout) == pytest.approx(probe_at_most)
+    assert etcd_translate.call_deadline(timeout) + etcd_translate.probe_budget(
+        timeout
+    ) == pytest.approx(timeout)

@@ -76,10 +76,13 @@ class EtcdLease:
 
 
 class EtcdStore:
-    def __init__(self, settings: EtcdSettings) -> None:
+    def __init__(self, settings: EtcdSettings, *, patient: bool = False) -> None:
+        """`patient`: each request may wait the whole [etcd] timeout, as a daemon's do (no
+        one waits at a terminal, and a busy cluster must not look unreachable: a worker
+        with 10,000 schedules reconnected once at 4 s). A command's requests keep part of
+        the timeout to name the cause (a lost quorum) within it."""
         self._settings = settings
-        # A request waits this long; the rest of [etcd] timeout names the cause (quorum?).
-        self._timeout = call_deadline(settings.timeout)
+        self._timeout = settings.timeout if patient else call_deadline(settings.timeout)
         self._auth_lock = threading.Lock()
         creds = None
         if settings.ca_file:

@@ -19,7 +19,7 @@ from conftest import Env, make_env
 from figures import figure
 from maomao_cli.adapters.etcdadmin import EtcdAdmin, connect
 from maomao_cli.config import EtcdSettings
-from maomao_cli.errors import NoSpace, UnhealthyCluster
+from maomao_cli.errors import NoSpace, Unavailable, UnhealthyCluster
 from maomao_cli.keys import Keys
 from maomao_cli.models import Spike
 from maomao_cli.store.etcd import EtcdStore
@@ -220,6 +220,15 @@ def removed(admin: EtcdAdmin, member_id: int) -> bool:
     return True
 
 
+def written(store: EtcdStore, key: str, value: bytes) -> bool:
+    """Is the key there (written now, or by an earlier attempt that timed out)?"""
+    try:
+        store.create(key, value)
+    except Unavailable:
+        return False
+    return True
+
+
 @pytest.mark.timeout(240)
 def test_spikes_follow_survives_its_member_leaving(
     tmp_path: Path, three: EtcdCluster, prefix: str
@@ -231,7 +240,7 @@ def test_spikes_follow_survives_its_member_leaving(
     # The client picks one endpoint at random: the leaver is the member it watches through.
     leaving = next(m for m in three.members if watchers(m.endpoint) > 0)
     others = ",".join(m.endpoint for m in three.members if m is not leaving)
-    store = EtcdStore(EtcdSettings(endpoints=tuple(others.split(","))))
+    store = EtcdStore(EtcdSettings(endpoints=tuple(others.split(","))), patient=True)
     try:
         store.put(keys.spike("t", "s0000"), spike(0))
         follower.wait_for('"s0000"')
@@ -242,7 +251,10 @@ def test_spikes_follow_survives_its_member_leaving(
         wait_for(lambda: leaving.process is None or leaving.process.poll() is not None, 30, "exit")
         after = 40
         for n in range(1, after + 1):
-            store.put(keys.spike("t", f"s{n:04d}"), spike(n))
+            # The test's own writes wait out the cluster's change (it may elect a leader
+            # first); create-only, so a timed-out write that did apply is not written twice.
+            key = keys.spike("t", f"s{n:04d}")
+            wait_for(lambda key=key, n=n: written(store, key, spike(n)), 30, f"spike {n}")
         follower.wait_for(f'"s{after:04d}"', 60)
         time.sleep(1)  # let a duplicate, if any, arrive before counting
     finally:

@@ -61,6 +61,13 @@ Code = grpc.StatusCode
         ),
         (Code.DEADLINE_EXCEEDED, "Deadline Exceeded", EtcdUnreachable, "did not answer within 5s"),
         (Code.UNAVAILABLE, "Stream removed (Socket closed)", EtcdUnreachable, "connection closed"),
+        (
+            Code.UNKNOWN,
+            "Stream removed (Data frame with END_STREAM flag received) (RST_STREAM (Received "
+            "RST_STREAM with error code 0))",
+            EtcdUnreachable,
+            "unreachable: connection closed",
+        ),
         (Code.UNAVAILABLE, "recvmsg:Connection reset by peer", EtcdUnreachable, "connection reset"),
         (
             Code.UNAVAILABLE,

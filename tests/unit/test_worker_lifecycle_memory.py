@@ -125,6 +125,7 @@ class Client:
     def __init__(self, backend: MemoryStore) -> None:
         self.backend = backend
         self.cut = False
+        self.fail: MaomaoError | None = None  # raised by the next lease refresh
 
     def __getattr__(self, attr: str) -> Any:
         if self.cut:
@@ -148,6 +149,8 @@ class ClientLease:
     ttl: int
 
     def refresh(self) -> bool:
+        if self.client.fail is not None:
+            raise self.client.fail
         if self.client.cut:
             raise Unavailable("cannot reach etcd at 127.0.0.1:2379: connection refused")
         return self.client.backend.lease_of(self.id, self.ttl).refresh()
@@ -188,6 +191,36 @@ def test_the_keepalive_carries_its_lease_to_a_new_client_when_its_endpoint_goes(
     assert entry is not None and entry.lease == lease == member.lease_id
     keepalive.leave()
     assert store.get(KEYS.member("a")) is None
+
+
+def test_a_failed_beat_that_is_not_a_taken_name_never_stops_the_worker(
+    store: MemoryStore, clock: FakeClock
+) -> None:
+    """A stream reset as the endpoint's member stops is no reason to stop: only a namesake
+    holding the name is (CI: a founder's worker stopped itself on an RST_STREAM)."""
+    clients: list[Client] = []
+
+    def new_client() -> Store:
+        clients.append(Client(store))
+        return cast(Store, clients[-1])
+
+    lost: list[str] = []
+    member = membership("a", clock)
+    keepalive = KeepAlive(
+        member,
+        store_factory=new_client,
+        clock=clock,
+        on_unreachable=lambda exc: lost.append(exc.message),
+        on_displaced=lambda: pytest.fail("a stream reset displaced the member"),
+    )
+    keepalive.register()
+    clock.wait_for_waiters(1)
+    clients[0].fail = MaomaoError("etcd at 10.0.0.1:2379: Stream removed (RST_STREAM)")
+    clock.advance(3.0)  # past the 2 s lease: alive only if the next client refreshed it
+    entry = store.get(KEYS.member("a"))
+    assert lost == ["etcd at 10.0.0.1:2379: Stream removed (RST_STREAM)"]
+    assert entry is not None and entry.lease == member.lease_id and len(clients) == 2
+    keepalive.leave()
 
 
 def test_a_worker_refused_its_name_removes_no_container(

@@ -82,6 +82,11 @@ def _reason(details: str) -> str:
     return reason[:120] if any(c.isalpha() for c in reason) else "no answer"
 
 
+def _connection_lost(lowered: str) -> bool:
+    """A stream cut as its member stops comes as UNKNOWN or INTERNAL, not UNAVAILABLE."""
+    return any(sign in lowered for sign in ("stream removed", "rst_stream", "socket closed"))
+
+
 CLOSED_HINT = "it is sent again on a new connection once etcd answers"
 
 
@@ -135,7 +140,7 @@ def translate(
             f"etcd at {where}: the connection closed during the call ({details or 'cancelled'})",
             hint=CLOSED_HINT,
         )
-    if code == grpc.StatusCode.UNAVAILABLE or code is None:
+    if code == grpc.StatusCode.UNAVAILABLE or code is None or _connection_lost(lowered):
         return EtcdUnreachable(f"etcd at {where} is unreachable: {_reason(details)}", hint=hint)
     return MaomaoError(f"etcd at {where}: {details or code.name}")
 

@@ -15,10 +15,10 @@ import logging
 import threading
 from collections.abc import Callable
 
-from ...errors import MaomaoError, Unavailable
+from ...errors import MaomaoError
 from ...ports import Clock
 from ...store.base import Store
-from .membership import Membership
+from .membership import Membership, NameTaken
 
 log = logging.getLogger("maomao.worker")
 
@@ -79,15 +79,17 @@ class KeepAlive:
         started = self._clock.monotonic()
         try:
             self._membership.beat(self._client())
-        except Unavailable as exc:
-            log.debug("member lease refresh failed: %s", exc)
-            self._close_client()
-            self._on_unreachable(exc)
-            return
-        except MaomaoError as exc:
+        except NameTaken as exc:
             # Our lease expired and a namesake took the name: two of us must not run.
             log.error("%s; stopping this worker", exc)
             self._on_displaced()
+            return
+        except MaomaoError as exc:
+            # Unreachable, or any other failure of etcd (a stream reset as its member
+            # stops): again on a new client, as for an outage. Only a taken name stops us.
+            log.debug("member lease refresh failed: %s", exc)
+            self._close_client()
+            self._on_unreachable(exc)
             return
         took = (self._clock.monotonic() - started) / 2  # a refresh and a put
         self.round_trip = took if self.round_trip is None else min(self.round_trip, took)

@@ -26,6 +26,10 @@ from .clockoffset import describe
 log = logging.getLogger("maomao.worker")
 
 
+class NameTaken(MaomaoError):
+    """Another live process holds this member name: two workers of one name must not run."""
+
+
 class Membership:
     def __init__(
         self,
@@ -72,7 +76,7 @@ class Membership:
                     continue  # it went between our create and our read: try again
                 member = decode(Member, existing)
                 if member is None:  # a newer member's record, or a broken one: not ours to drop
-                    raise MaomaoError(
+                    raise NameTaken(
                         f"member {self.name!r} is held by a record this worker cannot read",
                         hint="give this worker another name with MAOMAO_MEMBER or [worker] member",
                     )
@@ -97,7 +101,7 @@ class Membership:
         if ours_earlier:
             return
         if not same_host_dead or existing.pid == os.getpid():
-            raise MaomaoError(
+            raise NameTaken(
                 f"member {self.name!r} is already running (host {existing.host}, pid {existing.pid})",
                 hint="stop it, or give this worker another name with MAOMAO_MEMBER or [worker] member",
             )

@@ -14,10 +14,12 @@ from test_worker_memory import KEYS, Members, clock, members, put_schedule, stor
 from fakes.clock import START, FakeClock
 from maomao_cli import jitter
 from maomao_cli.config import Settings
-from maomao_cli.models import Schedule
+from maomao_cli.models import FiringRequest, Schedule
 from maomao_cli.services.coverage import CoverageService
 from maomao_cli.services.registry import Registry
 from maomao_cli.services.schedules import ScheduleService
+from maomao_cli.services.worker.requests import Requests
+from maomao_cli.services.worker.timetable import Due
 from maomao_cli.store.memory import MemoryStore
 
 __all__ = ["clock", "members", "store"]  # the fixtures, shared with test_worker_memory
@@ -128,7 +130,8 @@ def test_backfill_never_runs_more_at_once_than_max_parallel(
     gate = threading.Event()
     members.start(["a", "b", "c"], concurrent=True, gate=gate)
     service(store, clock).backfill("s", start=START - 600, end=START - 1, max_parallel=2)
-    members.journal.wait_for(lambda j: len(j.executions) == 2)
+    # Fake time passes while we wait: members that found every slot taken look again.
+    tick_until(members, lambda: len(members.journal.executions) >= 2)
     members.tick(3)  # the others look for a slot again: there is none
     assert len(members.journal.executions) == 2
     assert len(store.scan(KEYS.slots("s"))) == 2
@@ -268,3 +271,27 @@ def test_a_backfill_goes_on_when_its_schedule_is_paused_meanwhile(
     tick_until(members, lambda: len(members.journal.executions) == 5)
     members.stop()
     assert len({e.fire_time for e in members.journal.executions}) == 5
+
+
+def test_a_member_that_frees_a_backfill_slot_takes_the_next_request_at_once(
+    store: MemoryStore,
+) -> None:
+    """Slots full: the member waits SLOT_RETRY before looking again, unless it freed one
+    itself (a lost claim, a finished run), which it may take straight away."""
+    schedule = put_schedule(store, cron=NEVER)
+    for offset in (60, 120):
+        request = FiringRequest(
+            schedule="s", fire_time=START - offset, trigger="backfill", max_parallel=1
+        )
+        store.put(KEYS.request("s", str(offset)), request.to_json())
+    requests = Requests(KEYS, "a", {}, grace=lambda _: 60.0)
+    requests.load(store.scan(KEYS.requests()))
+
+    def take() -> list[Due]:
+        return requests.take(store, now=START, free=4, schedule_of=lambda _: schedule, lease=None)
+
+    [first] = take()
+    assert first.slot is not None and take() == [], "the only slot is taken"
+    requests.finished(store, first)
+    [second] = take()
+    assert second.request != first.request and second.slot == first.slot

@@ -143,6 +143,9 @@ class Requests:
         if due.slot is not None:
             with contextlib.suppress(Unavailable):
                 store.delete(due.slot)
+            # A slot we freed is one we may take at once: no waiting out SLOT_RETRY (a
+            # member that lost a claim would otherwise leave its slot empty for that long).
+            self._slots_full_until = 0.0
 
 
 def _due(key: str, request: FiringRequest, now: float, slot: str | None) -> Due:

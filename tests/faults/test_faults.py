@@ -41,7 +41,7 @@ def measure(rig: Rig, fault: str, inject: Callable[[], None]) -> Verdict:
         runs = rig.runs()
     verdict = judge(fault, runs, SCHEDULE, window, RETRIES)
     verdict.data_lost = _data_lost(rig, runs, verdict)
-    verdict.containers_left = _containers_left(rig)
+    verdict.containers_left = _containers_left(rig, verdict)
     VERDICTS.append(verdict)
     figure(f"\n{fault}: window {window}, {verdict.outcomes}")
     for line in verdict.details[:20]:
@@ -71,15 +71,21 @@ def _data_lost(rig: Rig, runs: list[dict[str, object]], verdict: Verdict) -> int
     return lost
 
 
-def _containers_left(rig: Rig) -> int:
+def _containers_left(rig: Rig, verdict: Verdict) -> int:
     """Containers no longer running that are still there a few seconds later (each
-    counted once, under the fault that left it)."""
+    counted once, under the fault that left it, and named in the verdict's details)."""
     first = {c["Id"] for c in rig.containers(running=False)} - rig.left_seen
     if not first:
         return 0
     time.sleep(5)
-    left = first & {c["Id"] for c in rig.containers(running=False)}
-    rig.left_seen |= left
+    left = [c for c in rig.containers(running=False) if c["Id"] in first]
+    rig.left_seen |= {c["Id"] for c in left}
+    for c in left:
+        labels = c.get("Labels") or {}
+        verdict.details.append(
+            f"container left: {','.join(c.get('Names') or [])} of {labels.get('maomao.member')}"
+            f" run {labels.get('maomao.run')}: {c.get('State')}, {c.get('Status')}"
+        )
     return len(left)
 
 

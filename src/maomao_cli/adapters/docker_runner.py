@@ -48,7 +48,8 @@ class DockerRunner:
         self.stop_grace = stop_grace  # SIGTERM, then SIGKILL after this many seconds
         self.poll_interval = poll_interval  # how soon a cancel or a timeout is noticed
         self._local = threading.local()
-        # Containers whose removal failed (engine down): removed again at the next run.
+        # Containers whose removal failed (engine down), or whose creation may have happened
+        # unanswered (by name): removed before the next run.
         self._left_behind: set[str] = set()
         self._left_lock = threading.Lock()
         self._clients: list[Any] = []
@@ -225,6 +226,7 @@ class DockerRunner:
         on_raw: Callable[[bytes], None] | None = None,
     ) -> ContainerResult:
         api = self._api()
+        self._remove_left_behind(api)
         try:
             created = self._call(
                 f"cannot create a container of {spec.image}",
@@ -240,13 +242,18 @@ class DockerRunner:
             )
         except ContainerError as exc:
             return ContainerResult(None, "failed", None, [], exc.message)
+        except Unavailable:
+            # The engine may have created it before the answer was lost (a timeout under
+            # load): removed by name with the others left behind, at the next run.
+            with self._left_lock:
+                self._left_behind.add(spec.name)
+            raise
         container_id = str(created["Id"])
         try:
             outputs = _Outputs(on_output, on_raw)
             return self._supervise(api, container_id, spec, outputs, cancel)
         finally:
             self._remove(api, container_id)
-            self._remove_left_behind(api)
 
     def _supervise(
         self,

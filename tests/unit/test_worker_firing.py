@@ -29,7 +29,7 @@ from maomao_cli.services.outboxjournal import OutboxJournal
 from maomao_cli.services.worker import Worker
 from maomao_cli.services.worker.retries import PendingRetry
 from maomao_cli.store.base import Entry, Store
-from maomao_cli.store.memory import MemoryStore
+from maomao_cli.store.memory import MemoryStore, MemoryWatch
 
 
 class ToolsDown(MemoryStore):
@@ -37,11 +37,17 @@ class ToolsDown(MemoryStore):
     between a claim and the start of its run)."""
 
     tools_down = False
+    tool_events_late = False  # the tools watch delivers nothing: every event on the way
 
     def get(self, key: str) -> Entry | None:
         if self.tools_down and key.startswith(KEYS.tools()):
             raise Unavailable("etcd unreachable")
         return super().get(key)
+
+    def watch(self, prefix: str, *, start_revision: int | None = None) -> MemoryWatch:
+        if self.tool_events_late and prefix == KEYS.tools():
+            prefix = KEYS.tools() + "\x00late/"  # a prefix no key has
+        return super().watch(prefix, start_revision=start_revision)
 
 
 @dataclass
@@ -164,8 +170,9 @@ def test_a_run_whose_tool_cannot_be_read_still_starts_from_the_tool_read_at_conn
 def test_a_claimed_firing_that_cannot_start_is_recorded_and_retried(
     store: ToolsDown, harness: Harness
 ) -> None:
+    store.tool_events_late = True
     worker = harness.start("a")
-    # Registered after the worker connected: it has never read this tool.
+    # Registered after the worker connected, its event not yet there: it has never read it.
     store.put(KEYS.tool("u"), Tool(name="u", image="img").to_json())
     put_schedule(store, cron="42 * * * * *", tool="u", retries=1)
     pause = threading.Event()  # never set: a bounded real-time wait for the watch thread

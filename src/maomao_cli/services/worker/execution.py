@@ -19,14 +19,13 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from ...config import WorkerSettings
-from ...errors import MaomaoError, NotFound, Unavailable
+from ...errors import MaomaoError, NotFound
 from ...keys import Keys
 from ...models import Run, Schedule, Tool
 from ...ports import Clock
 from ...scheduling import retry_delay
 from ...store.base import Store
 from ..datalimit import retryable
-from ..records import decode, load
 from .claims import GuardValue, guard_key
 from .lagstats import LagStats
 from .observer import NoObserver, WorkerObserver
@@ -34,6 +33,7 @@ from .policy import claim_life, retry_limit
 from .requests import Requests
 from .retries import PendingRetry, retry_key
 from .timetable import Due, Timetable
+from .toolbook import ToolBook
 
 log = logging.getLogger("maomao.worker")
 
@@ -111,8 +111,8 @@ class Execution:
         self._pool = pool
         self._running: dict[str, tuple[threading.Event, str]] = {}
         self._running_lock = threading.Lock()
-        # Tools as last read: a run whose slot comes while etcd is down still starts.
-        self._tools: dict[str, Tool] = {}
+        # Tools as the watch keeps them: a run reads none from etcd (worker/toolbook.py).
+        self.tools = ToolBook(keys)
         # Overlap guards of finished runs that etcd could not be told about: our lease may
         # outlive an outage, so they are released on reconnecting, or they would turn the
         # catch-up into an overlap skip.
@@ -132,13 +132,6 @@ class Execution:
         for cancel, name in running:
             log.warning("stopping the run of %s (shutdown grace over)", name)
             cancel.set()
-
-    def remember_tools(self, store: Store) -> None:
-        """Read every tool once (on connect), so a run can start while etcd is down."""
-        for entry in store.scan(self._keys.tools()):
-            tool = decode(Tool, entry)
-            if tool is not None:
-                self._tools[tool.name] = tool
 
     def start(self, schedule: Schedule, due: Due) -> None:
         cancel = threading.Event()
@@ -205,7 +198,7 @@ class Execution:
         runs = self._runs()
         assert runs is not None
         try:
-            tool = self._tool(schedule.tool)
+            tool = self.tools.get(self._store(), schedule.tool)
         except NotFound as exc:
             self.record(schedule, due, "skipped", exc.message)
             return
@@ -257,20 +250,6 @@ class Execution:
         note = coalesced_note(due)
         with contextlib.suppress(Exception):  # the run is recorded already; the note is extra
             runs.save(replace(run, warning=f"{run.warning}; {note}" if run.warning else note))
-
-    def _tool(self, name: str) -> Tool:
-        try:
-            tool = load(self._store(), self._keys.tool(name), Tool)
-        except Unavailable:
-            known = self._tools.get(name)
-            if known is None:
-                raise
-            return known
-        if tool is None:
-            self._tools.pop(name, None)
-            raise NotFound(f"schedule refers to tool {name!r}, which is not registered")
-        self._tools[name] = tool
-        return tool
 
     def record(self, schedule: Schedule, due: Due, status: str, reason: str) -> None:
         """The final record of an attempt that did not run (skipped or not startable)."""

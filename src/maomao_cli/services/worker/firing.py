@@ -296,7 +296,6 @@ class Firing:
                 due.claimed = due in ours  # claimed by us before the cut: never coalesced
                 self._shared.timetable.put_back(due)
             self._waiting, self._unknown = [], []
-        self.execution.remember_tools(store)
         self._coalesce_pending = True
         # Members cut off by the same outage are back within about as long as it lasted.
         self._hold_until = self._clock.monotonic() + min(max(outage, 0.0), RESUME_SETTLE)

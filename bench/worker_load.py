@@ -181,7 +181,7 @@ def percentiles(lags: Any) -> tuple[float, float, float]:
 def measure_maomao(endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings(
         etcd=EtcdSettings(endpoints=(endpoint,), prefix=PREFIX),
-        worker=WorkerSettings(member="bench", max_parallel=8, misfire_grace=0.0),
+        worker=WorkerSettings(member="bench", max_parallel=args.max_parallel, misfire_grace=0.0),
     )
     calls = Calls()
 
@@ -266,7 +266,7 @@ def measure_idle(endpoint: str, args: argparse.Namespace) -> float:
     return idle
 
 
-def apscheduler_child(schedules: int, seconds: float) -> None:
+def apscheduler_child(schedules: int, seconds: float, threads: int) -> None:
     """APScheduler 3 on the same cron expressions, in this (child) process: prints JSON."""
     from apscheduler.events import EVENT_JOB_SUBMITTED
     from apscheduler.executors.pool import ThreadPoolExecutor
@@ -286,7 +286,7 @@ def apscheduler_child(schedules: int, seconds: float) -> None:
 
     rss_before = rss_mb()
     scheduler = BackgroundScheduler(
-        executors={"default": ThreadPoolExecutor(8)},
+        executors={"default": ThreadPoolExecutor(threads)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         timezone="UTC",
     )
@@ -318,7 +318,7 @@ def measure_apscheduler(args: argparse.Namespace) -> dict[str, Any] | None:
         return None
     child = subprocess.run(
         [sys.executable, __file__, "--apscheduler-child", "--schedules", str(args.schedules),
-         "--seconds", str(args.seconds)],
+         "--seconds", str(args.seconds), "--max-parallel", str(args.max_parallel)],
         capture_output=True, text=True, check=True, timeout=args.seconds + 900,
     )  # fmt: skip
     result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
@@ -330,11 +330,18 @@ def main() -> None:
     parser.add_argument("--schedules", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--max-parallel",
+        type=int,
+        default=8,
+        help="the worker's run slots (a member claims only what it can start: with fewer "
+        "slots than firings due in one second, the lag is the wait for a slot)",
+    )
     parser.add_argument("--no-apscheduler", action="store_true", help="skip the baseline")
     parser.add_argument("--apscheduler-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.apscheduler_child:
-        apscheduler_child(args.schedules, args.seconds)
+        apscheduler_child(args.schedules, args.seconds, args.max_parallel)
         return
 
     cluster = EtcdCluster(1, extra=["--quota-backend-bytes", str(8 * 1024**3)]).start()
@@ -385,7 +392,8 @@ def report(
     claim_calls = calls.get("claim", 0)
     print(
         f"schedules: {args.schedules} ({args.schedules / 60:.0f} firings/s due), "
-        f"window: {elapsed:.0f} s, firings claimed: {won}; worker ready after {ours['ready']:.1f} s"
+        f"window: {elapsed:.0f} s, firings claimed: {won}; worker ready after {ours['ready']:.1f} s; "
+        f"max_parallel {args.max_parallel}"
     )
     print(
         f"  of which started: {ours['started']}, skipped: {ours['skipped']} "

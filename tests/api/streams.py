@@ -68,13 +68,13 @@ class EventStream:
         await asyncio.wait_for(self._task, TIMEOUT)
 
 
-async def events_until(stream: EventStream, done: Any) -> list[tuple[str, int, dict[str, Any]]]:
+async def events_until(stream: EventStream, done: Any) -> list[tuple[str, str, dict[str, Any]]]:
     """(kind, id, data) of each event, until done(events) says enough."""
-    seen: list[tuple[str, int, dict[str, Any]]] = []
-    kind, event_id = "", 0
+    seen: list[tuple[str, str, dict[str, Any]]] = []
+    kind, event_id = "", ""
     async for line in stream.lines():
         if line.startswith("id: "):
-            event_id = int(line.removeprefix("id: "))
+            event_id = line.removeprefix("id: ")
         elif line.startswith("event: "):
             kind = line.removeprefix("event: ")
         elif line.startswith("data: "):

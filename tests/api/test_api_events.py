@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 from collections.abc import Iterator
@@ -13,8 +14,9 @@ import httpx
 import pytest
 
 from maomao_cli.api.app import create_app
+from maomao_cli.api.events import resume_points
 from maomao_cli.errors import Unavailable
-from maomao_cli.models import Spike
+from maomao_cli.models import Run, Spike
 from maomao_cli.services import feeds
 from maomao_cli.services.registry import ToolSpec
 from maomao_cli.store.base import Event, Watch
@@ -74,7 +76,10 @@ SPIKE = Spike(
 )  # fmt: skip
 
 
-def run_statuses(seen: list[tuple[str, int, dict[str, Any]]], run_id: str) -> list[str]:
+RUN = Run(id="20240501T101500Z-aaaaaa", tool="dummy", member="m", status="running")
+
+
+def run_statuses(seen: list[tuple[str, str, dict[str, Any]]], run_id: str) -> list[str]:
     return [d["status"] for k, _, d in seen if k == "run" and d["id"] == run_id]
 
 
@@ -83,7 +88,7 @@ def test_events_stream_run_changes_and_spikes(api: Api) -> None:
     app = create_app(api.services)
     api.services.registry.register_tool(ToolSpec(name="dummy", image="img"))
 
-    async def scenario() -> tuple[Message, list[tuple[str, int, dict[str, Any]]], str]:
+    async def scenario() -> tuple[Message, list[tuple[str, str, dict[str, Any]]], str]:
         stream = EventStream(app)
         start = await stream.start()
         lines = stream.lines()
@@ -109,7 +114,10 @@ def test_events_stream_run_changes_and_spikes(api: Api) -> None:
     assert headers[b"cache-control"] == b"no-cache"
     assert run_statuses(seen, run_id) == ["running", "failed"]  # one event per status change
     assert [d["sortable"] for k, _, d in seen if k == "spike"] == ["2024-05-01"]
-    assert [i for _, i, _ in seen] == sorted(i for _, i, _ in seen)  # ids are revisions
+    # Each id is where the runs and the spikes feeds stood: neither ever goes back.
+    positions = [tuple(int(p) for p in i.split(".")) for _, i, _ in seen]
+    assert all(len(p) == 2 for p in positions)
+    assert all(a[0] <= b[0] and a[1] <= b[1] for a, b in itertools.pairwise(positions))
     watches = spy(api).watches
     assert len(watches) == 2 and all(w.cancelled for w in watches)  # the client left
 
@@ -123,7 +131,7 @@ def test_last_event_id_resumes_after_it_and_unreadable_records_are_logged(
     later = Spike(**{**SPIKE.to_dict(), "sortable": "2024-05-02"})
     api.store.put(api.keys.spike("dummy", "2024-05-02"), later.to_json())
 
-    async def scenario() -> list[tuple[str, int, dict[str, Any]]]:
+    async def scenario() -> list[tuple[str, str, dict[str, Any]]]:
         stream = EventStream(app, {"Last-Event-ID": str(first)})
         await stream.start()
         seen = await events_until(stream, lambda seen: len(seen) == 1)
@@ -136,6 +144,55 @@ def test_last_event_id_resumes_after_it_and_unreadable_records_are_logged(
     assert [(r.name, r.getMessage().split(":")[0]) for r in caplog.records] == [
         ("maomao.api", f"skipping {api.keys.run('broken')}")
     ]
+
+
+@pytest.mark.timeout(60)
+def test_each_feed_resumes_after_its_own_position(api: Api) -> None:
+    """The feeds deliver in no common order: after a spike at revision S the client may
+    not yet have the run at R < S. An id `R0.S` (runs before R, spikes up to S) resumes
+    with that run and without the spike."""
+    app = create_app(api.services)
+    api.services.registry.register_tool(ToolSpec(name="dummy", image="img"))
+    before = api.store.put(api.keys.tool("other"), b"{}")
+    run = api.store.put(api.keys.run("20240501T101500Z-aaaaaa"), RUN.to_json())
+    spike = api.store.put(api.keys.spike("dummy", "2024-05-01"), SPIKE.to_json())
+    assert before < run < spike
+
+    async def scenario() -> list[tuple[str, str, dict[str, Any]]]:
+        stream = EventStream(app, {"Last-Event-ID": f"{before}.{spike}"})
+        await stream.start()
+        seen = await events_until(stream, lambda seen: len(seen) == 1)
+        later = Spike(**{**SPIKE.to_dict(), "sortable": "2024-05-02"})
+        api.store.put(api.keys.spike("dummy", "2024-05-02"), later.to_json())
+        seen += await events_until(stream, lambda seen: len(seen) == 1)
+        await stream.close()
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert [(k, d.get("id") or d.get("sortable")) for k, _, d in seen] == [
+        ("run", RUN.id),
+        ("spike", "2024-05-02"),
+    ]
+    assert seen[0][1] == f"{run}.{spike}"
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("41.57", (42, 58)),
+        ("41", (42, 42)),
+        (None, (None, None)),
+        ("", (None, None)),
+        ("41.57.3", (None, None)),
+        ("-1", (None, None)),
+        ("4.x", (None, None)),
+        ("9" * 40, (None, None)),
+    ],
+)
+def test_resume_points_from_last_event_id(
+    header: str | None, expected: tuple[int | None, int | None]
+) -> None:
+    assert resume_points(header) == expected
 
 
 def test_a_broken_feed_ends_the_stream_with_an_error_event(

@@ -2,9 +2,11 @@
 
 Two feeds (the run service's and the spike service's, each an etcd watch) fill one
 asyncio queue from their threads. A run is sent when its status changes (not on every
-log-tail update); a spike when it is written. Each event's id is its etcd revision, so a
-client that reconnects with Last-Event-ID resumes exactly where it stopped (within
-etcd's compaction window).
+log-tail update); a spike when it is written. The two threads deliver in no common order
+(a spike of revision 10 may come before a run of revision 9), so an event's id is where
+each feed stood when it was sent, `RUNS.SPIKES` (the last revision delivered from each):
+a client that reconnects with Last-Event-ID resumes each feed after its own position and
+misses nothing (within etcd's compaction window). A plain revision N resumes both after N.
 
 Each stream holds two feed threads and two etcd watches, so at most `[serve] max_streams`
 are open at once (503 beyond); a stream's slot is given back as soon as its client goes
@@ -125,22 +127,34 @@ class Feeds:
         self.spikes.cancel()
 
 
+def resume_points(last_event_id: str | None) -> tuple[int | None, int | None]:
+    """The revisions the runs and the spikes feeds resume from (None: from now), for a
+    Last-Event-ID of `RUNS.SPIKES` or of one revision; anything else starts from now."""
+    parts = (last_event_id or "").split(".")
+    if not 1 <= len(parts) <= 2 or not all(p.isdigit() and len(p) <= 19 for p in parts):
+        return None, None
+    runs, spikes = int(parts[0]), int(parts[-1])
+    return runs + 1, spikes + 1
+
+
+def event_id(runs: int, spikes: int) -> str:
+    return f"{runs}.{spikes}"
+
+
 def open_feeds(services: Services, last_event_id: str | None) -> Feeds:
     """Blocking: open both feeds (raises Unavailable when etcd cannot be reached)."""
-    start = None
-    if last_event_id and last_event_id.isdigit():
-        start = int(last_event_id) + 1
-    runs = services.runs.feed(start_revision=start, logger=log)
+    runs_start, spikes_start = resume_points(last_event_id)
+    runs = services.runs.feed(start_revision=runs_start, logger=log)
     try:
-        spikes = services.spikes.feed(start_revision=start, logger=log)
+        spikes = services.spikes.feed(start_revision=spikes_start, logger=log)
     except BaseException:
         runs.cancel()
         raise
     return Feeds(runs, spikes)
 
 
-def _format(kind: str, revision: int, data: dict[str, object]) -> str:
-    return f"id: {revision}\nevent: {kind}\ndata: {json.dumps(data, sort_keys=True)}\n\n"
+def _format(kind: str, position: str, data: dict[str, object]) -> str:
+    return f"id: {position}\nevent: {kind}\ndata: {json.dumps(data, sort_keys=True)}\n\n"
 
 
 Item = tuple[int, Run | Spike] | str  # a record with its revision, or why a feed ended
@@ -164,6 +178,8 @@ async def stream(feeds: Feeds) -> AsyncIterator[str]:
         with contextlib.suppress(RuntimeError):  # the loop closed: the client is gone
             loop.call_soon_threadsafe(inbox.put_nowait, item)
 
+    # The last revision delivered from each feed (each feed is in order on its own).
+    runs_at, spikes_at = feeds.runs.next_revision - 1, feeds.spikes.next_revision - 1
     for feed in (feeds.runs, feeds.spikes):
         threading.Thread(target=_pump, args=(feed, deliver), name="maomao-sse", daemon=True).start()
 
@@ -183,11 +199,14 @@ async def stream(feeds: Feeds) -> AsyncIterator[str]:
                 return
             revision, record = item
             if isinstance(record, Spike):
-                yield _format("spike", revision, record.to_dict())
-            elif statuses.get(record.id) != record.status:
+                spikes_at = revision
+                yield _format("spike", event_id(runs_at, spikes_at), record.to_dict())
+                continue
+            runs_at = revision  # a run not sent (same status) moves the position too
+            if statuses.get(record.id) != record.status:
                 statuses[record.id] = record.status
                 if len(statuses) > STATUSES_KEPT:
                     statuses.clear()
-                yield _format("run", revision, record.to_dict())
+                yield _format("run", event_id(runs_at, spikes_at), record.to_dict())
     finally:
         feeds.cancel()

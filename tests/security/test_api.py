@@ -464,14 +464,14 @@ def test_the_event_stream_escapes_too(tmp_path: Path) -> None:
     services = make_services(tmp_path, MemoryStore(), ScriptedRunner())
     app = create_app(services)
 
-    async def scenario() -> list[tuple[str, int, dict[str, Any]]]:
+    async def scenario() -> list[tuple[str, str, dict[str, Any]]]:
         stream = EventStream(app)
         await stream.start()
         run = Run(id="r1", tool="probe", member="m", status="failed", error=HOSTILE)
         services.store.put(services.keys.run("r1"), run.to_json())
         raw: list[str] = []
 
-        async def record_lines() -> list[tuple[str, int, dict[str, Any]]]:
+        async def record_lines() -> list[tuple[str, str, dict[str, Any]]]:
             original = stream.lines
 
             async def lines() -> Any:

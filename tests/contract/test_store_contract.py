@@ -209,6 +209,50 @@ def test_claim_batch_has_one_winner_per_key(store: Store, prefix: str) -> None:
         assert column.count("won") == 1 and column.count("taken") == 2
 
 
+def mixed_claims(prefix: str, store: Store, plain: int) -> list[object]:
+    """One claim call of every kind at once: `plain` free keys, a taken key, a free key
+    whose guard is held, and two firings sharing a free guard (one schedule)."""
+    from maomao_cli.store.base import Claim
+
+    store.put(f"{prefix}/m/taken", b"other")
+    store.put(f"{prefix}/m/held-guard", b"run")
+    claims = [Claim(f"{prefix}/m/free/{i:03d}", b"me") for i in range(plain)]
+    claims.append(Claim(f"{prefix}/m/taken", b"me"))
+    claims.append(
+        Claim(f"{prefix}/m/guarded", b"me", guard=f"{prefix}/m/held-guard", busy_value=b"busy")
+    )
+    claims.extend(
+        Claim(f"{prefix}/m/{tail}", b"me", guard=f"{prefix}/m/guard", busy_value=b"busy")
+        for tail in ("first", "second")
+    )
+    return list(store.claim(claims))
+
+
+def test_a_call_of_many_claims_gives_each_its_own_outcome(store: Store, prefix: str) -> None:
+    outcomes = mixed_claims(prefix, store, plain=130)  # more than one transaction's worth
+    assert outcomes[:130] == ["won"] * 130
+    assert outcomes[130:132] == ["taken", "busy"]
+    assert sorted(map(str, outcomes[132:])) == ["busy", "won"], "one guard: one run, one skip"
+    assert len(store.scan(f"{prefix}/m/free/")) == 130
+
+
+@pytest.mark.etcd
+def test_claims_reach_a_cluster_that_allows_few_operations_per_transaction(
+    prefix: str,
+) -> None:
+    """A cluster started with a lower --max-txn-ops refuses a batch: its claims go one
+    transaction each, with the same outcomes."""
+    cluster = EtcdCluster(1, extra=["--max-txn-ops", "8"]).start()
+    store = EtcdStore(EtcdSettings(endpoints=(cluster.endpoints,)))
+    try:
+        outcomes = mixed_claims(prefix, store, plain=20)
+        assert outcomes[:22] == ["won"] * 20 + ["taken", "busy"]
+        assert sorted(map(str, outcomes[22:])) == ["busy", "won"]
+    finally:
+        store.close()
+        cluster.stop()
+
+
 def test_claim_reports_outage_per_claim() -> None:
     from maomao_cli.store.base import Claim
 

@@ -154,3 +154,21 @@ def test_the_same_due_entry_plans_the_same_claim() -> None:
     first, again = plan(schedule(), d), plan(schedule(), d)
     assert first is not None and again is not None
     assert first.claim(lease=1, guard_lease=None) == again.claim(lease=1, guard_lease=None)
+
+
+def test_claim_batches_never_write_one_key_twice_and_stay_small() -> None:
+    from maomao_cli.store.base import Claim
+    from maomao_cli.store.etcd_claims import batches
+
+    def claim(key: str, guard: str | None = None) -> Claim:
+        return Claim(key, b"v", guard=guard)
+
+    # Two firings of one schedule share its guard: never in one transaction.
+    same_guard = [claim("f/s/1", "g/s"), claim("f/t/1", "g/t"), claim("f/s/2", "g/s")]
+    assert batches(same_guard) == [[0, 1], [2]]
+    # A full batch starts the next; the order inside a batch is the claims' order.
+    assert batches([claim(f"f/{i}") for i in range(5)], size=2) == [[0, 1], [2, 3], [4]]
+    # A claim goes to the first batch with room and no shared key.
+    mixed = [claim("a", "g"), claim("b", "g"), claim("c"), claim("d", "g")]
+    assert batches(mixed) == [[0, 2], [1], [3]]
+    assert batches([]) == []

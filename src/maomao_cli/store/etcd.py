@@ -32,7 +32,7 @@ from ..adapters import etcderrors
 from ..config import EtcdSettings
 from ..errors import BadInput, MaomaoError
 from .base import PAGE_SIZE, Claim, ClaimOutcome, Entry, Page, StoreStatus
-from .etcd_claims import claim_outcome, claim_request
+from .etcd_claims import batch_outcomes, batch_request, batches, claim_outcome, claim_request
 from .etcd_paging import page_bounds, page_of, range_end
 from .etcd_status import read_metrics, store_status
 from .etcd_translate import call_deadline, translate
@@ -270,37 +270,64 @@ class EtcdStore:
     def _claim_once(
         self, claims: Sequence[Claim], expired: list[bool]
     ) -> list[ClaimOutcome | MaomaoError]:
-        # Asynchronous gRPC calls: a burst of firings costs about one round trip, not one
-        # round trip per firing.
+        # Claims go in batches, one transaction each (etcd_claims.batches), the batches as
+        # asynchronous gRPC calls sent together: a burst of firings costs about one round
+        # trip and one raft entry per batch, not per firing.
+        claims = list(claims)
+        groups = batches(claims)
         try:
             c = self._client
             futures = [
-                c.kvstub.Txn.future(
-                    claim_request(c, claim),
-                    self._timeout,
-                    credentials=c.call_credentials,
-                    metadata=c.metadata,
-                )
-                for claim in claims
+                self._txn_future(c, batch_request(c, [claims[i] for i in group]))
+                for group in groups
             ]
         except (grpc.RpcError, etcd3.exceptions.Etcd3Exception, ValueError) as exc:
             error = self._translate(exc)
             return [error for _ in claims]
-        outcomes: list[ClaimOutcome | MaomaoError] = []
+        outcomes: list[ClaimOutcome | MaomaoError | None] = [None] * len(claims)
         probed = False
-        for claim, future in zip(claims, futures, strict=True):
+        for group, future in zip(groups, futures, strict=True):
+            mine = [claims[i] for i in group]
+            results: list[ClaimOutcome | MaomaoError]
             try:
-                response = future.result()
+                results = [*batch_outcomes(mine, future.result())]
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                    # A cluster whose --max-txn-ops is below a batch: one claim per txn.
+                    results = self._claim_singly(c, mine, expired)
+                else:
+                    if self._token_expired(exc):
+                        expired.append(True)
+                    with contextlib.suppress(Exception):
+                        c._manage_grpc_errors(exc)  # marks the endpoint failed for failover
+                    # One quorum probe per burst, not one per batch.
+                    error = self._translate(exc, probe=not probed)
+                    probed = True
+                    results = [error for _ in mine]
+            for index, result in zip(group, results, strict=True):
+                outcomes[index] = result
+        answered = [outcome for outcome in outcomes if outcome is not None]
+        assert len(answered) == len(claims), "every claim is in one batch"
+        return answered
+
+    def _txn_future(self, c: Any, request: Any) -> Any:
+        return c.kvstub.Txn.future(
+            request, self._timeout, credentials=c.call_credentials, metadata=c.metadata
+        )
+
+    def _claim_singly(
+        self, c: Any, claims: list[Claim], expired: list[bool]
+    ) -> list[ClaimOutcome | MaomaoError]:
+        outcomes: list[ClaimOutcome | MaomaoError] = []
+        for claim in claims:
+            try:
+                outcomes.append(
+                    claim_outcome(claim, self._txn_future(c, claim_request(c, claim)).result())
+                )
             except grpc.RpcError as exc:
                 if self._token_expired(exc):
                     expired.append(True)
-                with contextlib.suppress(Exception):
-                    c._manage_grpc_errors(exc)  # marks the endpoint failed for failover
-                # One quorum probe per burst, not one per claim.
-                outcomes.append(self._translate(exc, probe=not probed))
-                probed = True
-                continue
-            outcomes.append(claim_outcome(claim, response))
+                outcomes.append(self._translate(exc))
         return outcomes
 
     def replace(self, key: str, value: bytes, *, mod_revision: int) -> bool:

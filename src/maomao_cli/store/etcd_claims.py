@@ -51,3 +51,43 @@ def claim_outcome(claim: Claim, response: Any) -> ClaimOutcome:
     if claim.guard is not None and held == claim.busy_value:
         return "busy"
     return "taken"
+
+
+# Claims sent in one transaction, each a nested transaction with its own compare: etcd
+# counts a nested transaction's operations against the outer one's --max-txn-ops (128 by
+# default), so a claim costs about three; 40 leaves room under that default.
+CLAIMS_PER_TXN = 40
+
+
+def batches(claims: list[Claim], size: int = CLAIMS_PER_TXN) -> list[list[int]]:
+    """The claims' indexes in groups of at most `size` in which no key is written twice
+    (etcd refuses a transaction that puts one key in two of its branches): two firings of
+    one schedule share its overlap guard, so they go in different groups."""
+    groups: list[tuple[list[int], set[str]]] = []
+    for index, claim in enumerate(claims):
+        keys = {claim.key} if claim.guard is None else {claim.key, claim.guard}
+        for members, taken in groups:
+            if len(members) < size and not keys & taken:
+                members.append(index)
+                taken |= keys
+                break
+        else:
+            groups.append(([index], set(keys)))
+    return [members for members, _ in groups]
+
+
+def batch_request(c: Any, claims: list[Claim]) -> Any:
+    """One TxnRequest carrying each claim as a nested transaction (no compare of its own:
+    it always succeeds, and each claim's compare decides that claim alone)."""
+    return etcdrpc.TxnRequest(
+        compare=[],
+        success=[etcdrpc.RequestOp(request_txn=claim_request(c, claim)) for claim in claims],
+        failure=[],
+    )
+
+
+def batch_outcomes(claims: list[Claim], response: Any) -> list[ClaimOutcome]:
+    return [
+        claim_outcome(claim, op.response_txn)
+        for claim, op in zip(claims, response.responses, strict=True)
+    ]

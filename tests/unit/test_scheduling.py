@@ -166,3 +166,14 @@ def test_resolve_cron_shorthands() -> None:
         resolve_cron(cron="0 0 * * *", daily=True)
     with pytest.raises(BadInput):
         resolve_cron(cron=None)
+
+
+def test_next_after_answers_alike_when_asked_again_or_in_any_order() -> None:
+    """next_after keeps its last answer (asked twice per firing by the worker): asking
+    again, or for another instant in between, gives what a fresh clock gives."""
+    from maomao_cli.scheduling import CronClock
+
+    kept = CronClock("30 2 * * *", "Europe/Zurich")  # 02:30 is skipped on 2026-03-29
+    afters = [1774650000.0, 1774650000.0, 1774740000.0, 1774650000.0, 1792800000.0]
+    for after in afters:
+        assert kept.next_after(after) == CronClock("30 2 * * *", "Europe/Zurich").next_after(after)

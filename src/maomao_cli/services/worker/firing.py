@@ -171,7 +171,9 @@ class Firing:
             return held[0].id
 
     def _lease_for(self, schedule: Schedule, due: Due) -> int:
-        return self._claim_lease_id(claim_life(schedule, due.fire_time, self._settings))
+        with self._shared.lock:
+            cron = self._shared.timetable.cron_of(schedule)  # its next firing known already
+        return self._claim_lease_id(claim_life(schedule, due.fire_time, self._settings, cron))
 
     def _plan(self, due: Due, now: float) -> tuple[Schedule, ClaimPlan] | None:
         """Plan one due entry: queue the schedule's next firing (once), and plan the claim

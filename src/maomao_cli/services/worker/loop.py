@@ -246,12 +246,9 @@ class Worker:
             watch.cancel()
         requested, requests_revision = self.store.scan_with_revision(self.keys.requests())
         self._requests.load(requested)
-        tools, tools_revision = self.store.scan_with_revision(self.keys.tools())
-        self._firing.execution.tools.load(tools)
+        tools = self._firing.execution.tools
         self._watches = [
-            self._start_watch(
-                self.keys.tools(), tools_revision + 1, self._firing.execution.tools.on_event
-            ),
+            self._start_watch(self.keys.tools(), tools.read(self.store) + 1, tools.on_event),
             self._start_watch(self.keys.schedules(), revision + 1, self._schedules.on_event),
             self._start_watch(self.keys.members(), revision + 1, self._on_member_event),
             self._start_watch(self.keys.held_runs(), revision + 1, self._on_held_run_event),

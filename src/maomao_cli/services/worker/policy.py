@@ -20,12 +20,18 @@ def retry_limit(schedule: Schedule, settings: WorkerSettings) -> int:
     return schedule.retries if schedule.retries is not None else settings.retries
 
 
-def claim_life(schedule: Schedule, fire_time: float, settings: WorkerSettings) -> int:
+def claim_life(
+    schedule: Schedule,
+    fire_time: float,
+    settings: WorkerSettings,
+    cron: CronClock | None = None,
+) -> int:
     """Seconds a claim of this firing must live: while any member may still take the
     firing (the schedule's period, its grace window for a catch-up, and its retries'
     backoff), rounded up to a power of two so a few leases serve every schedule; at most
-    [worker] firings_ttl."""
-    period = CronClock(schedule.cron, schedule.timezone).next_after(fire_time) - fire_time
+    [worker] firings_ttl. `cron`: the schedule's clock, if the caller keeps one."""
+    clock = cron or CronClock(schedule.cron, schedule.timezone)
+    period = clock.next_after(fire_time) - fire_time
     retries = retry_limit(schedule, settings) * settings.backoff_max
     needed = period + misfire_grace(schedule, settings) + retries
     life = MIN_CLAIM_LIFE

@@ -83,6 +83,15 @@ class Timetable:
         tracked = self._tracked.get(name)
         return None if tracked is None else tracked.schedule
 
+    def cron_of(self, schedule: Schedule) -> CronClock | None:
+        """The clock followed for this version of the schedule (None if another is)."""
+        tracked = self._tracked.get(schedule.name)
+        same = tracked is not None and (tracked.schedule.cron, tracked.schedule.timezone) == (
+            schedule.cron,
+            schedule.timezone,
+        )
+        return tracked.cron if same and tracked is not None else None
+
     def followed(self) -> list[Schedule]:
         return [tracked.schedule for tracked in self._tracked.values()]
 

@@ -24,6 +24,12 @@ class ToolBook:
         self._lock = threading.Lock()
         self._tools: dict[str, Tool] = {}
 
+    def read(self, store: Store) -> int:
+        """Every tool as etcd has them now; the revision the watch goes on from."""
+        entries, revision = store.scan_with_revision(self._keys.tools())
+        self.load(entries)
+        return revision
+
     def load(self, entries: list[Entry]) -> None:
         """Every tool, as a scan found them (the watch goes on from the scan's revision)."""
         tools = (decode(Tool, entry) for entry in entries)

@@ -134,5 +134,11 @@ class Keys:
     def log_answer_end(self, run_id: str, nonce: str) -> str:
         return self._p("logs", run_id, nonce, "end")
 
+    def claim_batch(self) -> str:
+        # Put by every transaction of batched claims: etcd's space quota counts only a
+        # transaction's own puts, not those of its nested transactions, so without it a
+        # full etcd (NOSPACE) would still take claims (store/etcd_claims.py).
+        return self._p("claimbatch")
+
     def leaf(self, key: str) -> str:
         return key.rsplit("/", 1)[-1]

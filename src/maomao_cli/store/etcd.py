@@ -31,6 +31,7 @@ from etcd3.client import Endpoint, EtcdTokenCallCredentials
 from ..adapters import etcderrors
 from ..config import EtcdSettings
 from ..errors import BadInput, MaomaoError
+from ..keys import Keys
 from .base import PAGE_SIZE, Claim, ClaimOutcome, Entry, Page, StoreStatus
 from .etcd_claims import batch_outcomes, batch_request, batches, claim_outcome, claim_request
 from .etcd_paging import page_bounds, page_of, range_end
@@ -275,10 +276,11 @@ class EtcdStore:
         # trip and one raft entry per batch, not per firing.
         claims = list(claims)
         groups = batches(claims)
+        marker = Keys(self._settings.prefix).claim_batch()
         try:
             c = self._client
             futures = [
-                self._txn_future(c, batch_request(c, [claims[i] for i in group]))
+                self._txn_future(c, batch_request(c, [claims[i] for i in group], marker))
                 for group in groups
             ]
         except (grpc.RpcError, etcd3.exceptions.Etcd3Exception, ValueError) as exc:

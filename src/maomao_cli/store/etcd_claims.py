@@ -55,7 +55,7 @@ def claim_outcome(claim: Claim, response: Any) -> ClaimOutcome:
 
 # Claims sent in one transaction, each a nested transaction with its own compare: etcd
 # counts a nested transaction's operations against the outer one's --max-txn-ops (128 by
-# default), so a claim costs about three; 40 leaves room under that default.
+# default), so a claim costs about three; 40 (and the batch's marker) leave room under it.
 CLAIMS_PER_TXN = 40
 
 
@@ -76,18 +76,19 @@ def batches(claims: list[Claim], size: int = CLAIMS_PER_TXN) -> list[list[int]]:
     return [members for members, _ in groups]
 
 
-def batch_request(c: Any, claims: list[Claim]) -> Any:
+def batch_request(c: Any, claims: list[Claim], marker: str) -> Any:
     """One TxnRequest carrying each claim as a nested transaction (no compare of its own:
-    it always succeeds, and each claim's compare decides that claim alone)."""
-    return etcdrpc.TxnRequest(
-        compare=[],
-        success=[etcdrpc.RequestOp(request_txn=claim_request(c, claim)) for claim in claims],
-        failure=[],
-    )
+    it always succeeds, and each claim's compare decides that claim alone), and a put of
+    `marker` (Keys.claim_batch): etcd's space quota weighs only a transaction's own puts,
+    so without one a full etcd would take the nested ones."""
+    nested = [etcdrpc.RequestOp(request_txn=claim_request(c, claim)) for claim in claims]
+    marked = c._ops_to_requests([c.transactions.put(marker, b"")])
+    return etcdrpc.TxnRequest(compare=[], success=[*nested, *marked], failure=[])
 
 
 def batch_outcomes(claims: list[Claim], response: Any) -> list[ClaimOutcome]:
+    # The marker's answer comes last, after one answer per claim.
     return [
         claim_outcome(claim, op.response_txn)
-        for claim, op in zip(claims, response.responses, strict=True)
+        for claim, op in zip(claims, response.responses[: len(claims)], strict=True)
     ]

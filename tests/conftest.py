@@ -3,6 +3,7 @@ subprocess `Env` for end-to-end tests and the in-process `cli` (tests/cli_harnes
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -162,8 +163,14 @@ def docker() -> Iterator[DockerDaemon]:
         client = docker_py.APIClient(base_url=daemon.host, timeout=30)
         for container in client.containers(all=True):
             client.remove_container(container["Id"], force=True)
-        for image in client.images():
-            client.remove_image(image["Id"], force=True)
+        # An image built FROM another must go first: a parent with children refuses (409).
+        for _ in range(5):
+            images = client.images()
+            for image in images:
+                with contextlib.suppress(docker_py.errors.APIError):
+                    client.remove_image(image["Id"], force=True)
+            if not images:
+                break
         client.close()
         daemon.stop()
 

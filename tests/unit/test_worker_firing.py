@@ -38,6 +38,13 @@ class ToolsDown(MemoryStore):
 
     tools_down = False
     tool_events_late = False  # the tools watch delivers nothing: every event on the way
+    guard_deletes_failing = 0  # the next n deletes of an overlap guard time out
+
+    def delete(self, key: str) -> bool:
+        if self.guard_deletes_failing and key.startswith(KEYS.prefix + "/active/"):
+            self.guard_deletes_failing -= 1
+            raise Unavailable("etcd at memory: request timed out")
+        return super().delete(key)
 
     def get(self, key: str) -> Entry | None:
         if self.tools_down and key.startswith(KEYS.tools()):
@@ -193,6 +200,20 @@ def test_a_claimed_firing_that_cannot_start_is_recorded_and_retried(
         (1, "failed", "could not start: etcd unreachable"),
         (2, "succeeded", None),
     ]
+
+
+def test_a_guard_release_that_timed_out_is_tried_again_before_the_next_claim(
+    store: ToolsDown, harness: Harness
+) -> None:
+    """The release of a run's overlap guard fails once while etcd stays reachable: tried
+    again before the next firing's claim, it does not turn every later firing into an
+    overlap skip for as long as the member lives."""
+    put_schedule(store)  # every second, overlap forbidden
+    harness.start("a")
+    store.guard_deletes_failing = 1
+    harness.tick(4)
+    records = [(int((r.fire_time or 0) - START), r.status) for r in harness.records()]
+    assert records == [(1, "succeeded"), (2, "succeeded"), (3, "succeeded"), (4, "succeeded")]
 
 
 def test_a_firing_of_a_tool_that_is_gone_is_recorded_skipped(

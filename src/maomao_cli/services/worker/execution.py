@@ -117,6 +117,7 @@ class Execution:
         # outlive an outage, so they are released on reconnecting, or they would turn the
         # catch-up into an overlap skip.
         self._stale_guards: dict[str, GuardValue] = {}
+        self._stale_retry_at = 0.0  # monotonic
         self.stats = WorkerStats()
 
     # Running runs ------------------------------------------------------------
@@ -179,18 +180,41 @@ class Execution:
         key = guard_key(self._keys, schedule, self._member)
         try:
             self._store().delete(key)
-        except MaomaoError:
+        except MaomaoError as exc:
+            log.warning(
+                "could not release the overlap guard of %s (%s); trying again",
+                schedule.name,
+                exc.message,
+            )
             with self._running_lock:
                 self._stale_guards[key] = GuardValue(self._member, due.fire_time)
 
     def release_stale_guards(self, store: Store) -> None:
-        """After reconnecting: delete the guards of runs that ended meanwhile (if unchanged)."""
+        """Delete the guards of runs that ended while etcd could not be told (if unchanged);
+        those not reached (MaomaoError) are kept for the next try."""
         with self._running_lock:
             stale, self._stale_guards = self._stale_guards, {}
-        for key, ours in stale.items():
-            entry = store.get(key)
-            if entry is not None and GuardValue.decode(entry.value) == ours:
-                store.delete_if(key, mod_revision=entry.mod_revision)
+        pending = dict(stale)
+        try:
+            for key, ours in stale.items():
+                entry = store.get(key)
+                if entry is not None and GuardValue.decode(entry.value) == ours:
+                    store.delete_if(key, mod_revision=entry.mod_revision)
+                del pending[key]
+        finally:
+            if pending:
+                with self._running_lock:
+                    self._stale_guards = {**pending, **self._stale_guards}
+
+    def retry_stale_guards(self, store: Store, now: float) -> None:
+        """Before claiming, at most once a second: a release that failed while etcd was
+        still reachable (a timeout under load) would otherwise hold the schedule busy,
+        every firing skipped as overlapping, until this member reconnects."""
+        if not self._stale_guards or now < self._stale_retry_at:
+            return
+        self._stale_retry_at = now + 1.0
+        with contextlib.suppress(MaomaoError):
+            self.release_stale_guards(store)
 
     def _run_to_record(
         self, schedule: Schedule, due: Due, cancel: threading.Event, run_id: str | None

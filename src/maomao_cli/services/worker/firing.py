@@ -224,6 +224,7 @@ class Firing:
         each, sent together), then act on each outcome. The error of an outcome that is
         unknown (the connection is lost), else None. Unavailable if nothing could be
         claimed."""
+        self.execution.retry_stale_guards(self._store(), self._clock.monotonic())
         chosen = self._select(dues)
         if not chosen:
             return None

@@ -263,7 +263,7 @@ class DockerRunner:
         outputs: _Outputs,
         cancel: threading.Event | None,
     ) -> ContainerResult:
-        tail: deque[str] = deque(maxlen=self.log_lines)
+        reading = _Reading(deque(maxlen=self.log_lines), outputs)
         try:
             self._call(f"cannot start {spec.image}", lambda: api.start(container_id))
         except ContainerError as exc:
@@ -273,7 +273,7 @@ class DockerRunner:
         stream_failed: list[BaseException] = []
         reader = threading.Thread(
             target=self._read_logs,
-            args=(api.api_version, container_id, tail, outputs, stream_done, stream_failed),
+            args=(api.api_version, container_id, reading, stream_done, stream_failed),
             name=f"maomao-logs-{spec.name}",
             daemon=True,
         )
@@ -286,10 +286,48 @@ class DockerRunner:
             )
         waited = self._call("cannot wait for the container", lambda: api.wait(container_id))
         reader.join(timeout=5)
+        if not reader.is_alive():
+            self._complete_output(api, container_id, reading)
         info = self._call(
             "cannot inspect the container", lambda: api.inspect_container(container_id)
         )
-        return container_result(spec, stopped, waited, info, list(tail))
+        return container_result(spec, stopped, waited, info, list(reading.tail))
+
+    def _complete_output(self, api: docker.APIClient, container_id: str, reading: _Reading) -> None:
+        """A log stream can end before the container's last lines (cut under load, or the
+        engine's follow ending early): if the engine's last line is not the last one read,
+        the output is read once more and the lines not seen yet are passed on, so the
+        record's tail and the full log end where the container's output ended."""
+        try:
+            last = self._call(
+                "cannot read the container's output",
+                lambda: api.logs(container_id, stdout=True, stderr=True, tail=1),
+            )
+            engines_last = next(split_lines([last]), None)
+            if reading.rest and reading.rest[0] == engines_last:
+                reading.emit(reading.rest.pop())  # a last line without its newline
+                return
+            if not reading.rest and engines_last == reading.last:
+                return
+            everything = self._call(
+                "cannot read the container's output",
+                lambda: api.logs(container_id, stdout=True, stderr=True),
+            )
+        except (ContainerError, Unavailable) as exc:
+            log.warning("the output of %s may be incomplete: %s", container_id[:12], exc)
+            return
+        lines = list(split_lines([everything]))
+        if reading.count and (lines[:1] != reading.first or len(lines) < reading.count):
+            # The engine rotated its log away from under the stream: what it still has
+            # cannot be lined up with what was read; the tail at least is its own.
+            reading.tail.clear()
+            reading.tail.extend(_text(raw)[:LINE_LIMIT] for raw in lines)
+            log.warning(
+                "the full output of %s misses lines the engine rotated away", container_id[:12]
+            )
+            return
+        for raw in lines[reading.count :]:
+            reading.emit(raw)
 
     def _wait_for_exit(
         self,
@@ -329,28 +367,47 @@ class DockerRunner:
         self,
         version: str,
         container_id: str,
-        tail: deque[str],
-        outputs: _Outputs,
+        reading: _Reading,
         done: threading.Event,
         failed: list[BaseException],
     ) -> None:
-        def emit(raw: bytes) -> None:
-            line = raw.decode("utf-8", errors="replace").rstrip("\r")
-            tail.append(line[:LINE_LIMIT])
-            outputs.emit(raw, line)
-
         client = None
         try:
             client = self._stream_client(version)
             chunks = client.logs(container_id, stream=True, follow=True, stdout=True, stderr=True)
-            for raw in split_lines(chunks):
-                emit(raw)
+            for raw in split_lines(chunks, rest=reading.rest):
+                reading.emit(raw)
         except BaseException as exc:
             failed.append(exc)
         finally:
             if client is not None:
                 client.close()
             done.set()
+
+
+class _Reading:
+    """What has been read of a run's output: its tail, how many lines, the last one."""
+
+    def __init__(self, tail: deque[str], outputs: _Outputs) -> None:
+        self.tail = tail
+        self.outputs = outputs
+        self.count = 0
+        self.first: list[bytes] = []  # the first line, once read
+        self.last: bytes | None = None
+        self.rest: list[bytes] = []  # what followed the last newline, if the stream ended so
+
+    def emit(self, raw: bytes) -> None:
+        line = _text(raw)
+        self.tail.append(line[:LINE_LIMIT])
+        if not self.count:
+            self.first.append(raw)
+        self.count += 1
+        self.last = raw
+        self.outputs.emit(raw, line)
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace").rstrip("\r")
 
 
 class _Outputs:

@@ -8,9 +8,13 @@ LINE_LIMIT = 2000  # characters kept of one output line in the stored tail
 LINE_BYTES_LIMIT = 1 << 20  # bytes of one line held in memory; the rest of the line is dropped
 
 
-def split_lines(chunks: Iterable[bytes], limit: int = LINE_BYTES_LIMIT) -> Iterator[bytes]:
+def split_lines(
+    chunks: Iterable[bytes], limit: int = LINE_BYTES_LIMIT, *, rest: list[bytes] | None = None
+) -> Iterator[bytes]:
     """The lines of a byte stream, each cut to `limit` bytes. Linear in the stream's size:
-    a chunk is scanned once and a long line is never re-joined or re-split."""
+    a chunk is scanned once and a long line is never re-joined or re-split. A last line
+    without its newline is yielded too, or, given `rest`, put there instead (a stream that
+    may have been cut cannot tell a last line from the start of one)."""
     parts: list[bytes] = []
     held = 0
     for chunk in chunks:
@@ -27,4 +31,7 @@ def split_lines(chunks: Iterable[bytes], limit: int = LINE_BYTES_LIMIT) -> Itera
             parts.append(piece)
             held += len(piece)
     if parts:
-        yield b"".join(parts)
+        if rest is None:
+            yield b"".join(parts)
+        else:
+            rest.append(b"".join(parts))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -28,10 +30,7 @@ def cluster() -> Iterator[EtcdCluster]:
     three.stop()
 
 
-def start_worker(env: Env, member: str):  # type: ignore[no-untyped-def]
-    import subprocess
-    import sys
-
+def start_worker(env: Env, member: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "maomao_cli", "worker"],
         stdout=subprocess.PIPE,
@@ -90,7 +89,18 @@ def test_stopping_an_etcd_member_keeps_firings_exactly_once(
     assert duplicates == []
     records = Counter((r["fire_time"], r["attempt"]) for r in runs)
     assert max(records.values()) == 1, "one record per firing and attempt, skips included"
-    assert missing == []
+    assert missing == [], (missing, telling_lines(outputs))
     # Firings kept going while the member was down (how many depends on the machine's
     # speed: the 1 s tool's runs may overlap the next second's firing, recorded skipped).
     assert [f for f in ran if stopped_at + 1 <= f <= restarted_at], sorted(ran)
+
+
+def telling_lines(outputs: list[str]) -> list[str]:
+    """What the workers said about their connection and missed firings (a failure's story)."""
+    words = ("WARNING", "coalesced", "missed", "reconnect", "skipped")
+    return [
+        f"{n}: {line}"
+        for n, output in enumerate(outputs, 1)
+        for line in output.splitlines()
+        if any(word in line for word in words)
+    ][-60:]

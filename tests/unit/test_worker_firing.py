@@ -518,6 +518,28 @@ def test_the_guard_of_a_run_that_ended_during_an_outage_does_not_skip_the_catch_
     ]
 
 
+def test_a_catch_up_skipped_as_overlapping_names_the_firings_it_stood_for(
+    store: ToolsDown, harness: Harness
+) -> None:
+    put_schedule(store, cron="41,43,44 * * * * *")  # overlap forbidden
+    gate = threading.Event()
+    harness.start("a", concurrent=True, gate=gate, lease_ttl=30)
+    harness.tick(1)
+    harness.journal.wait_for(lambda j: len(j.executions) == 1)
+    store.down = True
+    harness.tick(4)  # 43 and 44 missed while 41 still runs
+    store.down = False
+    harness.tick(8)
+    harness.journal.wait_for(lambda j: any(r.status == "skipped" for r in j.saved))
+    gate.set()
+    harness.stop()
+    skipped = [r for r in harness.records() if r.status == "skipped"]
+    assert [(r.fire_time, r.trigger, r.error) for r in skipped] == [
+        (START + 4, "catch-up", "previous run still running (overlap forbidden)")
+    ]
+    assert skipped[0].warning == "coalesced 2 missed firings (17:46:43 to 17:46:44)"
+
+
 class CutOff:
     """One member's view of the shared store: while `cut`, every call fails for it only
     (a partition of that member), and its watches end."""

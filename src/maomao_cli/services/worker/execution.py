@@ -294,6 +294,8 @@ class Execution:
             started=now,
             finished=now,
             error=reason,
+            # A skipped catch-up still stands for its stretch: the record says which.
+            warning=coalesced_note(due) if due.trigger == "catch-up" else None,
         )
         runs.save(run)  # the outbox keeps it while etcd is down
         log.info(

@@ -88,6 +88,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         outcomes = ", ".join(f"{k} {n}" for k, n in sorted(v.outcomes.items()))
         # A check of no firings (the clean stop) says what it checked instead.
         write(f"  {v.fault}: {outcomes or f'{v.containers_left} container(s) left'}")
+        # Shown even when the fault passed: only the clean stop fails on containers left.
+        for line in [d for d in v.details if d.startswith("container left:")][:5]:
+            write(f"    {line}")
     write(f"  ({time.strftime('%Y-%m-%d %H:%M:%S')})")
 
 

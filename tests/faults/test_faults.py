@@ -72,13 +72,16 @@ def _data_lost(rig: Rig, runs: list[dict[str, object]], verdict: Verdict) -> int
 
 
 def _containers_left(rig: Rig, verdict: Verdict) -> int:
-    """Containers no longer running that are still there a few seconds later (each
-    counted once, under the fault that left it, and named in the verdict's details)."""
-    first = {c["Id"] for c in rig.containers(running=False)} - rig.left_seen
+    """Containers that had exited and are still there a few seconds later, not being
+    removed (each counted once, under the fault that left it, and named in the verdict's
+    details). One only created may be starting, one exited a moment ago not removed yet."""
+    over = ("exited", "dead")
+    first = {c["Id"] for c in rig.containers(running=False) if c.get("State") in over}
+    first -= rig.left_seen
     if not first:
         return 0
     time.sleep(5)
-    left = [c for c in rig.containers(running=False) if c["Id"] in first]
+    left = [c for c in rig.containers() if c["Id"] in first and c.get("State") in over]
     rig.left_seen |= {c["Id"] for c in left}
     for c in left:
         labels = c.get("Labels") or {}

@@ -183,7 +183,8 @@ def test_workers_on_every_member_survive_the_founders_etcd_stopping(
     # The founder's worker kept its member lease alive through the other members: without
     # them its record would have expired LEASE_TTL seconds into the outage.
     seen = {m["name"]: m for m in _json(h2, "members", via=observer)}
-    assert h1.name in seen, f"host1's worker dropped out: {seen}"
+    told = (h1.root / "worker.log").read_text(errors="replace")[-3000:]
+    assert h1.name in seen, f"host1's worker dropped out: {seen}\n{told}"
     heartbeat = datetime.fromisoformat(seen[h1.name]["heartbeat"].replace("Z", "+00:00"))
     assert heartbeat.timestamp() > outage_start + 2 * LEASE_TTL
     outage_end = time.time()

@@ -232,8 +232,12 @@ def test_a_worker_killed_during_an_outage_writes_its_outcomes_after_restart(
         wait_until(w1_started_a_run, workers)
         member = cluster.members[0]
         member.stop()  # its run ends while etcd is down: the outcome stays with w1
-        time.sleep(5)
-        kept = journal.read_text() if journal.exists() else ""
+        # Until its outcome is on disk: the run ends, and its write to etcd times out first.
+        deadline = time.monotonic() + 30
+        kept = ""
+        while time.monotonic() < deadline and not any(r["id"] in kept for r in running):
+            time.sleep(0.2)
+            kept = journal.read_text() if journal.exists() else ""
         workers[0].kill()
         killed_output = workers[0].communicate(timeout=30)[0]
         cluster.restart(member)

@@ -21,6 +21,7 @@ import pytest
 
 from conftest import DUMMY_IMAGE, Env
 from figures import figure
+from observe import member_names, stored
 from servers import DockerDaemon
 
 pytestmark = [pytest.mark.etcd]
@@ -48,7 +49,7 @@ def members(env: Env) -> list[dict[str, Any]]:
 
 def wait_for_members(env: Env, names: set[str], workers: list[subprocess.Popen[str]]) -> None:
     """Until every named member is listed; the test's timeout bounds the wait."""
-    while not names <= {m["name"] for m in members(env)}:
+    while not names <= member_names(env):
         for worker in workers:
             assert worker.poll() is None, worker.communicate()[0]
         time.sleep(0.2)
@@ -75,6 +76,10 @@ def runs(env: Env, tool: str) -> list[dict[str, Any]]:
     assert result.code == 0, result.err
     found: list[dict[str, Any]] = json.loads(result.out)
     return found
+
+
+def manual_runs(env: Env) -> list[dict[str, Any]]:
+    return [r for r in stored(env, "runs") if r["tool"] == "manual"]
 
 
 def add_config(env: Env, text: str) -> None:
@@ -126,10 +131,11 @@ def test_restart_mid_run_starts_one_container_per_firing(
             while True:
                 fresh = [
                     r
-                    for r in runs(docker_env, "long")
-                    if r["status"] == "running"
+                    for r in stored(docker_env, "runs")
+                    if r["tool"] == "long"
+                    and r["status"] == "running"
                     and r["id"] not in restarted
-                    and time.time() - epoch(r["started"]) <= 8
+                    and time.time() - float(r["started"]) <= 8
                 ]
                 if fresh:
                     break
@@ -231,7 +237,7 @@ def test_of_three_simultaneous_starts_under_one_name_exactly_one_comes_up(env: E
                 _, refused, code = read_until(launcher.stdout, "exit", lines)
                 exited[int(refused)] = int(code)
             [up] = [pid for pid in pids if pid not in exited]
-            [listed] = members(Env(twins_env, env.home))
+            [listed] = stored(Env(twins_env, env.home), "members")
             assert listed["pid"] == up, lines
             os.kill(up, signal.SIGTERM)
             _, last, code = read_until(launcher.stdout, "exit", lines)
@@ -267,7 +273,7 @@ def test_a_manual_run_longer_than_the_lease_is_never_taken_for_lost(docker_env: 
     seen: set[str] = set()
     workers: list[subprocess.Popen[str]] = []
     try:
-        while not runs(docker_env, "manual"):
+        while not manual_runs(docker_env):
             assert manual.poll() is None, manual.communicate()[0]
             time.sleep(0.1)
         # A worker under the CLI's own member name starts meanwhile (its sweep takes this
@@ -277,11 +283,11 @@ def test_a_manual_run_longer_than_the_lease_is_never_taken_for_lost(docker_env: 
         workers = [start_worker(docker_env, "member-a"), start_worker(docker_env, "dies")]
         wait_for_members(docker_env, {"member-a", "dies"}, workers)
         workers[1].kill()
-        while "dies" in {m["name"] for m in members(docker_env)}:
-            seen |= {r["status"] for r in runs(docker_env, "manual")}
+        while "dies" in member_names(docker_env):
+            seen |= {r["status"] for r in manual_runs(docker_env)}
             time.sleep(0.2)
         for _ in range(10):  # the sweeps that follow, over more than a lease TTL
-            seen |= {r["status"] for r in runs(docker_env, "manual")}
+            seen |= {r["status"] for r in manual_runs(docker_env)}
             time.sleep(0.5)
         [during] = runs(docker_env, "manual")
         assert manual.poll() is None, manual.communicate()[0]

@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import DUMMY_IMAGE, Env
 from figures import figure
+from observe import stored
 
 pytestmark = [pytest.mark.etcd, pytest.mark.docker]
 
@@ -95,7 +96,7 @@ def test_metrics_and_json_logs_of_a_real_worker(docker_env: Env) -> None:
         url = started["message"].removeprefix("metrics on ")
         # Until the spike (run 5) and a few skips are in, then stop both schedules.
         while True:
-            runs = json.loads(ok(env.run("runs", "--json", "-n", "1000")).out)
+            runs = stored(env, "runs")
             spiky = [r for r in runs if r["tool"] == "spiky" and r["status"] == "succeeded"]
             skipped = [r for r in runs if r["status"] == "skipped"]
             if len(spiky) >= 6 and skipped:
@@ -108,13 +109,14 @@ def test_metrics_and_json_logs_of_a_real_worker(docker_env: Env) -> None:
         # claims may land just after the pause).
         while True:
             text, samples = scrape(url)
-            runs = json.loads(ok(env.run("runs", "--json", "-n", "1000")).out)
+            runs = stored(env, "runs")
             claims = value(samples, "maomao_claims_total")
             if value(samples, "maomao_member_running_runs") == 0 and claims == len(runs):
                 _, again = scrape(url)
                 if value(again, "maomao_claims_total") == claims:
                     break
             time.sleep(0.5)
+        runs = json.loads(ok(env.run("runs", "--json", "-n", "1000")).out)  # as users see them
         listed = json.loads(ok(env.run("schedule", "list", "--json")).out)
         stored_spikes = json.loads(ok(env.run("spikes", "--tool", "spiky", "--json")).out)
     finally:

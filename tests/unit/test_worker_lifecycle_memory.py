@@ -9,7 +9,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
@@ -159,28 +159,42 @@ class ClientLease:
         self.client.backend.lease_of(self.id, self.ttl).revoke()
 
 
-def test_the_keepalive_carries_its_lease_to_a_new_client_when_its_endpoint_goes(
-    store: MemoryStore, clock: FakeClock
-) -> None:
-    """A client keeps the endpoints it was made with: when they are gone, the member must
-    stay through a client made anew (from the cluster's current endpoints)."""
+def registered_keepalive(
+    store: MemoryStore,
+    clock: FakeClock,
+    on_unreachable: Callable[[MaomaoError], None],
+    never_displaced: str,
+) -> tuple[Membership, KeepAlive, list[Client]]:
+    """Member "a" registered by a keep-alive whose every client is a new `Client` of
+    `store` (listed, oldest first), idle on the clock."""
     clients: list[Client] = []
 
     def new_client() -> Store:
         clients.append(Client(store))
         return cast(Store, clients[-1])
 
-    lost: list[bool] = []
     member = membership("a", clock)
     keepalive = KeepAlive(
         member,
         store_factory=new_client,
         clock=clock,
-        on_unreachable=lambda _: lost.append(True),
-        on_displaced=lambda: pytest.fail("the member was not displaced"),
+        on_unreachable=on_unreachable,
+        on_displaced=lambda: pytest.fail(never_displaced),
     )
     keepalive.register()
     clock.wait_for_waiters(1)
+    return member, keepalive, clients
+
+
+def test_the_keepalive_carries_its_lease_to_a_new_client_when_its_endpoint_goes(
+    store: MemoryStore, clock: FakeClock
+) -> None:
+    """A client keeps the endpoints it was made with: when they are gone, the member must
+    stay through a client made anew (from the cluster's current endpoints)."""
+    lost: list[bool] = []
+    member, keepalive, clients = registered_keepalive(
+        store, clock, lambda _: lost.append(True), "the member was not displaced"
+    )
     lease = member.lease_id
     clients[0].cut = True
     clock.advance(member.keepalive_interval)  # a beat through the lost endpoint
@@ -198,23 +212,10 @@ def test_a_failed_beat_that_is_not_a_taken_name_never_stops_the_worker(
 ) -> None:
     """A stream reset as the endpoint's member stops is no reason to stop: only a namesake
     holding the name is (CI: a founder's worker stopped itself on an RST_STREAM)."""
-    clients: list[Client] = []
-
-    def new_client() -> Store:
-        clients.append(Client(store))
-        return cast(Store, clients[-1])
-
     lost: list[str] = []
-    member = membership("a", clock)
-    keepalive = KeepAlive(
-        member,
-        store_factory=new_client,
-        clock=clock,
-        on_unreachable=lambda exc: lost.append(exc.message),
-        on_displaced=lambda: pytest.fail("a stream reset displaced the member"),
+    member, keepalive, clients = registered_keepalive(
+        store, clock, lambda exc: lost.append(exc.message), "a stream reset displaced the member"
     )
-    keepalive.register()
-    clock.wait_for_waiters(1)
     clients[0].fail = MaomaoError("etcd at 10.0.0.1:2379: Stream removed (RST_STREAM)")
     clock.advance(3.0)  # past the 2 s lease: alive only if the next client refreshed it
     entry = store.get(KEYS.member("a"))

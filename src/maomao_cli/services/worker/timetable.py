@@ -86,11 +86,10 @@ class Timetable:
     def cron_of(self, schedule: Schedule) -> CronClock | None:
         """The clock followed for this version of the schedule (None if another is)."""
         tracked = self._tracked.get(schedule.name)
-        same = tracked is not None and (tracked.schedule.cron, tracked.schedule.timezone) == (
-            schedule.cron,
-            schedule.timezone,
-        )
-        return tracked.cron if same and tracked is not None else None
+        if tracked is None:
+            return None
+        followed = (tracked.schedule.cron, tracked.schedule.timezone)
+        return tracked.cron if followed == (schedule.cron, schedule.timezone) else None
 
     def followed(self) -> list[Schedule]:
         return [tracked.schedule for tracked in self._tracked.values()]

@@ -19,8 +19,6 @@ from xdist.scheduler import LoadGroupScheduling
 GROUPS = {
     # Its faults run in order on one rig (a session fixture), the last one stopping it.
     "tests/faults/test_faults.py": "faults",
-    # Its total of tried inputs is asserted only when the whole module ran in one process.
-    "tests/unit/test_hardened_inputs.py": "hardened-inputs",
 }
 
 

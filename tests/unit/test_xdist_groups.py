@@ -25,7 +25,7 @@ def test_a_grouped_module_is_one_unit_and_every_other_test_its_own() -> None:
     assert [scheduler._split_scope(i) for i in ids] == [
         "faults",
         "faults",
-        "hardened-inputs",
+        "tests/unit/test_hardened_inputs.py::test_names",
         "tests/faults/test_checks.py::test_judge[records0-expected0]",
         "tests/unit/test_config.py::test_defaults",
     ]

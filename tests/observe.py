@@ -18,15 +18,22 @@ from typing import Any, Literal
 from conftest import Env
 from maomao_cli.keys import Keys
 
+Kind = Literal["runs", "members"]
 
-def stored(env: Env, what: Literal["runs", "members"]) -> list[dict[str, Any]]:
-    """The JSON records of runs or members in a plain-text etcd (no TLS, no auth), as the
-    workers stored them."""
-    keys = Keys(env.vars["MAOMAO_ETCD_PREFIX"])
+
+def stored(env: Env, what: Kind) -> list[dict[str, Any]]:
+    """The JSON records of runs or members in the test's plain-text etcd (no TLS, no auth),
+    as the workers stored them."""
+    return stored_under(env.vars["MAOMAO_ETCD_ENDPOINTS"], env.vars["MAOMAO_ETCD_PREFIX"], what)
+
+
+def stored_under(endpoints: str, key_prefix: str, what: Kind) -> list[dict[str, Any]]:
+    """The same, of any prefix on any plain-text etcd (`endpoints` comma-separated)."""
+    keys = Keys(key_prefix)
     prefix = keys.runs() if what == "runs" else keys.members()
     shown = subprocess.run(
         [
-            *("etcdctl", "--endpoints", env.vars["MAOMAO_ETCD_ENDPOINTS"]),
+            *("etcdctl", "--endpoints", endpoints),
             *("--command-timeout", "5s", "get", "--prefix", prefix, "-w", "json"),
         ],
         capture_output=True,

@@ -22,6 +22,7 @@ from test_worker import runs_of, start_worker, stop, wait_for_members
 
 from conftest import DUMMY_IMAGE, Env, make_env
 from figures import figure
+from observe import stored_under
 from servers import DockerDaemon, EtcdCluster
 
 pytestmark = [pytest.mark.etcd, pytest.mark.docker, pytest.mark.slow]
@@ -79,17 +80,7 @@ def claims_of(cluster: EtcdCluster, prefix: str, name: str) -> list[tuple[float,
 
 
 def records_in_etcd(cluster: EtcdCluster, prefix: str) -> list[dict[str, Any]]:
-    result = subprocess.run(
-        [
-            *("etcdctl", "--endpoints", cluster.endpoints, "get", "--prefix"),
-            *(f"{prefix}/runs/", "--print-value-only"),
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "ETCDCTL_API": "3"},
-        check=True,
-    )
-    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return stored_under(cluster.endpoints, prefix, "runs")
 
 
 def wait_until(check: Callable[[], bool], workers: list[subprocess.Popen[str]]) -> None:
@@ -245,9 +236,11 @@ def test_a_worker_killed_during_an_outage_writes_its_outcomes_after_restart(
         wait_for_members(env, {"w1", "w2"}, [restarted, workers[1]])
         time.sleep(8)
     finally:
-        # The killed one too, if the test failed before it was killed.
-        live = [w for w in (*workers, restarted) if w is not None and w.poll() is None]
-        codes, outputs = stop(live)
+        # The killed one too, if the test failed before it was killed; one that exited by
+        # itself is reported with its exit status and output.
+        if workers[0].poll() is None:
+            stop([workers[0]])
+        codes, outputs = stop([w for w in (workers[1], restarted) if w is not None])
     assert workers[0].returncode == -signal.SIGKILL, killed_output
     assert codes == [0, 0], outputs
     [cut] = running

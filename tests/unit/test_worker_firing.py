@@ -540,6 +540,30 @@ def test_a_catch_up_skipped_as_overlapping_names_the_firings_it_stood_for(
     assert skipped[0].warning == "coalesced 2 missed firings (17:46:43 to 17:46:44)"
 
 
+def test_etcd_going_away_after_registration_is_an_outage_not_a_failed_start(
+    store: ToolsDown, harness: Harness
+) -> None:
+    put_schedule(store, cron="41,43,44 * * * * *")
+    real_scan = store.scan_with_revision
+    cut: list[str] = []
+
+    def cut_at_the_first_load(prefix: str) -> tuple[list[Entry], int]:
+        if not cut:  # listed as a member already, not up yet
+            cut.append(prefix)
+            store.down = True
+            raise Unavailable("connection reset")
+        return real_scan(prefix)
+
+    store.scan_with_revision = cut_at_the_first_load  # type: ignore[method-assign]
+    harness.start("a")  # up, and retrying
+    store.down = False
+    harness.tick(6)
+    harness.stop()
+    assert cut == [KEYS.schedules()]
+    ran = [(int(e.fire_time - START), e.trigger) for e in harness.journal.executions]
+    assert (4, "schedule") in ran, ran  # the schedules loaded on reconnecting
+
+
 class CutOff:
     """One member's view of the shared store: while `cut`, every call fails for it only
     (a partition of that member), and its watches end."""

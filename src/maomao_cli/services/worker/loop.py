@@ -36,8 +36,7 @@ from .timetable import Due, Timetable
 
 log = logging.getLogger("maomao.worker")
 
-# The endpoint list is asked of the cluster on every (re)connect and this often, so a
-# member that joined later is known before the local one fails.
+# The cluster's endpoints, asked on every (re)connect and this often: a later member is known.
 ENDPOINTS_REFRESH = 60.0
 
 
@@ -65,13 +64,10 @@ class Worker:
         log_answers: LogAnswers | None = None,
     ) -> None:
         self.settings = settings
-        # Answers other members' `maomao logs RUN --full` on its own thread and client.
-        self._log_answers = log_answers
-        # Replaces the endpoints the next store_factory() uses with the cluster's members.
-        self._refresh_endpoints = refresh_endpoints
+        self._log_answers = log_answers  # answers others' `logs RUN --full` (own client)
+        self._refresh_endpoints = refresh_endpoints  # the cluster's for the next store
         self._endpoints_every = endpoints_every
-        # Removes the containers labelled with a member (those of a killed process).
-        self._remove_leftovers = remove_leftovers
+        self._remove_leftovers = remove_leftovers  # a killed process's containers, by label
         self.keys = Keys(settings.etcd.prefix)
         self.member = member or settings.member
         # The outbox's journal, in the state directory (None: kept in memory only).
@@ -105,6 +101,7 @@ class Worker:
         self._hurry = threading.Event()
         self._disconnected = threading.Event()
         self._cut_at = 0.0  # monotonic, when the connection was last lost
+        self._schedules_loaded = False  # until the first load of the schedules completes
         self._cause: str | None = None  # why, when the call that failed said
         self._membership = Membership(
             self.keys,
@@ -186,21 +183,26 @@ class Worker:
             self.runs = self._make_runs(self._outbox)
         else:
             self._outbox.target = store
-        # Before anything else: outcomes kept through an outage (or by an earlier process
-        # of this member) reach etcd before any member could take those runs for lost.
+        # First: outcomes kept through an outage reach etcd before anyone takes them for lost.
         flushed = self._outbox.flush()
         if flushed:
             log.info("wrote %d run record(s) kept while etcd was unreachable", flushed)
         if first:
-            # Registered once, on the keep-alive's client, which re-registers by itself
-            # if the lease ever expires; a reconnect of this client leaves it alone.
+            # Once, on the keep-alive's client (it re-registers if its lease expires).
             self._keepalive.register()
             remove_leftover_containers(self._remove_leftovers, self.member)
-        self._firing.forget_claim_lease()
-        self._load_schedules(first=first)
-        self._firing.resume(store, outage=0.0 if first else self.clock.monotonic() - self._cut_at)
-        self._sweep_lost_runs()
-        self._refresh_endpoints_quietly()
+        try:
+            self._firing.forget_claim_lease()
+            self._load_schedules(first=not self._schedules_loaded)  # the first catches up
+            self._schedules_loaded = True
+            outage = 0.0 if first else self.clock.monotonic() - self._cut_at
+            self._firing.resume(store, outage=outage)
+            self._sweep_lost_runs()
+            self._refresh_endpoints_quietly()
+        except Unavailable as exc:
+            if not first:
+                raise
+            self._lost_connection(exc)  # a member already: an outage like any later one
 
     def _refresh_endpoints_quietly(self) -> None:
         if self._refresh_endpoints is None:
@@ -221,8 +223,7 @@ class Worker:
         while not self.clock.wait(self._stopping, self._membership.keepalive_interval):
             if self._disconnected.is_set():
                 continue
-            try:
-                # A record kept through a brief error that cost no reconnect goes now.
+            try:  # a record kept through a brief error that cost no reconnect goes now
                 if self._outbox is not None and self._outbox.pending:
                     self._outbox.flush()
             except Unavailable as exc:
@@ -231,8 +232,7 @@ class Worker:
     def _lost_connection(self, cause: MaomaoError | None = None) -> None:
         if not self._disconnected.is_set():
             self._cut_at = self.clock.monotonic()
-            # Said by the reconnect: a full database reads fine, so only the failed
-            # write knows why (the NOSPACE alarm), not the reconnect's own attempts.
+            # Said by the reconnect: only the failed write knows why (a NOSPACE alarm).
             self._cause = cause.message if cause is not None else None
             self._disconnected.set()
             self._shared.wake.set()

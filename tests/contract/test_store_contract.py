@@ -190,6 +190,40 @@ def test_claim_outcomes(store: Store, prefix: str) -> None:
     assert guard is not None
 
 
+def test_a_claim_writes_its_records_with_its_outcome_and_only_then(
+    store: Store, prefix: str
+) -> None:
+    from maomao_cli.store.base import Claim
+
+    def claim(tail: str, value: bytes) -> Claim:
+        return Claim(
+            f"{prefix}/f/{tail}",
+            value,
+            guard=f"{prefix}/active",
+            busy_value=value + b"-busy",
+            with_won=((f"{prefix}/runs/{tail}", b"running"), (f"{prefix}/idx/{tail}", b"")),
+            with_busy=((f"{prefix}/runs/{tail}", b"skipped"), (f"{prefix}/idx/{tail}", b"")),
+        )
+
+    def record(tail: str) -> bytes | None:
+        entry = store.get(f"{prefix}/runs/{tail}")
+        return None if entry is None else entry.value
+
+    assert store.claim([claim("1", b"me")]) == ["won"]
+    assert record("1") == b"running"
+    assert store.get(f"{prefix}/idx/1") is not None, "every record the claim carries"
+    store.put(f"{prefix}/runs/1", b"succeeded")
+    assert store.claim([claim("1", b"me")]) == ["won"], "ours, recognised by its value"
+    assert record("1") == b"succeeded", "a claim answered again writes nothing again"
+    assert store.claim([claim("2", b"me")]) == ["busy"], "the guard is held"
+    assert record("2") == b"skipped", "a busy claim writes its busy records"
+    store.delete(f"{prefix}/active")
+    store.put(f"{prefix}/f/3", b"other")
+    assert store.claim([claim("3", b"me")]) == ["taken"]
+    assert record("3") is None, "a lost claim writes nothing"
+    assert store.get(f"{prefix}/active") is None, "nor its guard"
+
+
 def test_claim_batch_has_one_winner_per_key(store: Store, prefix: str) -> None:
     from maomao_cli.store.base import Claim
 

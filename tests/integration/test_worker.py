@@ -42,10 +42,6 @@ def start_worker(env: Env, member: str) -> subprocess.Popen[str]:
     )
 
 
-def live_members(env: Env) -> set[str]:
-    return member_names(env)
-
-
 def wait_for_process(env: Env, name: str, worker: subprocess.Popen[str]) -> None:
     """Until member `name` is this process (not the entry of one killed before it)."""
     while not any(
@@ -58,7 +54,7 @@ def wait_for_process(env: Env, name: str, worker: subprocess.Popen[str]) -> None
 def wait_for_members(env: Env, names: set[str], workers: list[subprocess.Popen[str]]) -> set[str]:
     """Until every named member is listed; the test's timeout bounds the wait."""
     while True:
-        found = live_members(env)
+        found = member_names(env)
         if names <= found:
             return found
         for worker in workers:

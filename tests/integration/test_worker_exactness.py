@@ -83,11 +83,19 @@ def records_in_etcd(cluster: EtcdCluster, prefix: str) -> list[dict[str, Any]]:
     return stored_under(cluster.endpoints, prefix, "runs")
 
 
-def wait_until(check: Callable[[], bool], workers: list[subprocess.Popen[str]]) -> None:
-    """Until `check` holds; the test's timeout bounds the wait."""
+def wait_until(
+    check: Callable[[], bool], workers: list[subprocess.Popen[str]], within: float = 60.0
+) -> None:
+    """Until `check` holds, at most `within` seconds: then the workers are stopped and the
+    failure shows what each of them logged (a test timeout would show none of it)."""
+    limit = time.monotonic() + within
     while not check():
         for worker in workers:
             assert worker.poll() is None, worker.communicate()[0]
+        if time.monotonic() > limit:
+            _, outputs = stop(workers)
+            logs = "\n".join(f"--- worker {n} ---\n{out}" for n, out in enumerate(outputs))
+            pytest.fail(f"not within {within:.0f}s; the workers logged:\n{logs}")
         time.sleep(0.3)
 
 

@@ -265,6 +265,7 @@ class CancellableRuns(FakeRuns):
         attempt: int = 1,
         cancel: threading.Event | None = None,
         run_id: str | None = None,
+        started: float | None = None,
     ) -> Run:
         assert self.gate is not None and cancel is not None
         run = Run(
@@ -276,7 +277,7 @@ class CancellableRuns(FakeRuns):
             schedule=schedule,
             fire_time=fire_time,
             attempt=attempt,
-            started=self.clock.now(),
+            started=self.clock.now() if started is None else started,
         )
         self.save(run)
         self.journal.add(Execution(schedule or "", fire_time or 0.0, self.member, attempt, trigger))

@@ -9,7 +9,16 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-from test_worker_memory import KEYS, Members, clock, members, put_schedule, store
+from test_worker_memory import (
+    KEYS,
+    Members,
+    clock,
+    members,
+    put_schedule,
+    store,
+    stored_runs,
+    wait_for_stored,
+)
 
 from fakes.clock import START, FakeClock
 from maomao_cli import jitter
@@ -67,7 +76,7 @@ def test_trigger_respects_the_overlap_policy_unless_forced(
     members.journal.wait_for(lambda j: len(j.executions) == 1)  # held at the gate
     members.tick(1)
     schedules.trigger("s")  # the first still runs: skipped as overlapping
-    members.journal.wait_for(lambda j: any(r.status == "skipped" for r in j.saved))
+    wait_for_stored(store, lambda runs: any(r.status == "skipped" for r in runs.values()))
     members.tick(1)
     schedules.trigger("s", force=True)  # runs beside it
     members.journal.wait_for(lambda j: len(j.executions) == 2)
@@ -76,7 +85,7 @@ def test_trigger_respects_the_overlap_policy_unless_forced(
         lambda j: sum(r.status == "succeeded" for r in j.final().values()) == 2
     )
     members.stop()
-    final = members.journal.final()
+    final = stored_runs(store)
     assert [final[k].status for k in sorted(final)] == ["succeeded", "skipped", "succeeded"]
     assert "overlap" in (final[START + 1, 1].error or "")
     assert store.get(KEYS.active("s")) is None, "the forced run left the guard alone"

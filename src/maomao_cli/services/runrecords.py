@@ -28,6 +28,15 @@ _INDEX_PAGE = 500
 FULL_LOG_SWEEP = 3600.0
 
 
+def first_writes(keys: Keys, run: Run) -> tuple[tuple[str, bytes], ...]:
+    """What a record's first write puts, in order: its entry in the tool's run index,
+    then the record (a worker's claim puts them in its own transaction)."""
+    return (
+        (keys.run_index(run.tool, run.started or 0.0, run.id), b""),
+        (keys.run(run.id), run.to_json()),
+    )
+
+
 class RunRecords:
     def __init__(
         self,
@@ -51,8 +60,10 @@ class RunRecords:
 
     def save(self, run: Run) -> None:
         if run.status in ("running", "skipped"):  # a record's first write: index it first
-            self.store.put(self.keys.run_index(run.tool, run.started or 0.0, run.id), b"")
-        self.store.put(self.keys.run(run.id), run.to_json())
+            for key, value in first_writes(self.keys, run):
+                self.store.put(key, value)
+        else:
+            self.store.put(self.keys.run(run.id), run.to_json())
 
     def get(self, run_id: str) -> Run:
         run = load(self.store, self.keys.run(validation.run_id(run_id)), Run)

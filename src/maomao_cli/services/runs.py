@@ -112,11 +112,14 @@ class RunService(RunRecords):
         progress: Callable[[PullProgress], None] | None = None,
         run_id: str | None = None,
         on_start: Callable[[Run], None] | None = None,
+        started: float | None = None,
     ) -> Run:
         """Run tool now and return its final record (never raises for a failed run;
         raises Unavailable only when the store itself cannot be written).
 
         run_id: the record's id, when the caller chose it (default: a new one).
+        started: its start, when its first record was written already (a worker's claim
+        writes it), so the run keeps the one entry in the tool's run index.
         on_start: called with the first `running` record once it is saved, so a caller
         in another thread can answer before the run ends (`maomao serve` does)."""
         if run_id is not None:
@@ -131,7 +134,7 @@ class RunService(RunRecords):
             fire_time=fire_time,
             attempt=attempt,
             image=tool.image,
-            started=self.clock(),
+            started=self.clock() if started is None else started,
         )
         with contextlib.ExitStack() as held:
             held.enter_context(self._hold(run.id))  # before the first record: see runhold

@@ -46,6 +46,11 @@ class Claim:
     # Written to `key` instead of `value` when the guard is held, so the claim is still
     # taken once (the winner records the skip) and a retry can tell it was busy.
     busy_value: bytes = b""
+    # Put in the same transaction as the won claim, or as the busy one: the firing's first
+    # run record, so no claim is ever left without one (a claimant killed right after
+    # its claim leaves a `running` record, which the lost-run sweep finds).
+    with_won: tuple[tuple[str, bytes], ...] = ()
+    with_busy: tuple[tuple[str, bytes], ...] = ()
 
 
 # won: this claim created the key; taken: someone else holds the key;

@@ -22,10 +22,14 @@ def claim_request(c: Any, claim: Claim) -> Any:
     if claim.guard is not None:
         compare.append(t.create(claim.guard) == 0)
         success.append(t.put(claim.guard, claim.guard_value, lease=claim.guard_lease))
+    success += [t.put(key, value) for key, value in claim.with_won]
     # Otherwise: take the key anyway if it is free (guard busy), else read it.
     take_busy = t.txn(
         compare=[t.create(claim.key) == 0],
-        success=[t.put(claim.key, claim.busy_value, lease=claim.lease)],
+        success=[
+            t.put(claim.key, claim.busy_value, lease=claim.lease),
+            *(t.put(key, value) for key, value in claim.with_busy),
+        ],
         failure=[t.get(claim.key)],
     )
     return etcdrpc.TxnRequest(
@@ -54,8 +58,9 @@ def claim_outcome(claim: Claim, response: Any) -> ClaimOutcome:
 
 
 # Claims sent in one transaction, each a nested transaction with its own compare: etcd
-# counts a nested transaction's operations against the outer one's --max-txn-ops (128 by
-# default), so a claim costs about three; 40 (and the batch's marker) leave room under it.
+# holds a nested transaction to what the outer one leaves of --max-txn-ops (128 by
+# default), and a claim with its record puts up to four; 40 (and the batch's marker)
+# leave room under it.
 CLAIMS_PER_TXN = 40
 
 
@@ -65,7 +70,9 @@ def batches(claims: list[Claim], size: int = CLAIMS_PER_TXN) -> list[list[int]]:
     one schedule share its overlap guard, so they go in different groups."""
     groups: list[tuple[list[int], set[str]]] = []
     for index, claim in enumerate(claims):
-        keys = {claim.key} if claim.guard is None else {claim.key, claim.guard}
+        keys = {claim.key, *(key for key, _ in (*claim.with_won, *claim.with_busy))}
+        if claim.guard is not None:
+            keys.add(claim.guard)
         for members, taken in groups:
             if len(members) < size and not keys & taken:
                 members.append(index)

@@ -229,11 +229,15 @@ class MemoryStore:
                     outcomes.append(_held_outcome(held.value, claim))
                 elif claim.guard is not None and claim.guard in self._data:
                     self._put_locked(claim.key, claim.busy_value, claim.lease)
+                    for key, value in claim.with_busy:
+                        self._put_locked(key, value, None)
                     outcomes.append("busy")
                 else:
                     self._put_locked(claim.key, claim.value, claim.lease)
                     if claim.guard is not None:
                         self._put_locked(claim.guard, claim.guard_value, claim.guard_lease)
+                    for key, value in claim.with_won:
+                        self._put_locked(key, value, None)
                     outcomes.append("won")
         return outcomes
 

@@ -16,6 +16,8 @@ from ...scheduling import paused_during, paused_now
 from ...store.base import Claim
 from .timetable import Due
 
+Writes = tuple[tuple[str, bytes], ...]  # keys and values put with a claim's outcome
+
 
 @dataclass(frozen=True)
 class ClaimValue:
@@ -92,7 +94,15 @@ class ClaimPlan:
     # Due longer ago than the grace window: claimed, then recorded as skipped, not run.
     late: bool
 
-    def claim(self, *, lease: int, guard_lease: int | None) -> Claim:
+    def claim(
+        self,
+        *,
+        lease: int,
+        guard_lease: int | None,
+        writes: tuple[Writes, Writes] = ((), ()),
+    ) -> Claim:
+        """The store's claim; `writes`: what it puts when won, and when busy (records)."""
+        with_won, with_busy = writes
         return Claim(
             self.key,
             self.value.encode(),
@@ -101,6 +111,8 @@ class ClaimPlan:
             guard_value=self.guard_value.encode(),
             busy_value=self.busy.encode(),
             guard_lease=guard_lease,
+            with_won=with_won,
+            with_busy=with_busy if self.guard is not None else (),
         )
 
 

@@ -26,16 +26,19 @@ from ...ports import Clock
 from ...scheduling import retry_delay
 from ...store.base import Store
 from ..datalimit import retryable
-from .claims import GuardValue, guard_key
+from ..runrecords import first_writes
+from .claims import GuardValue, Writes, guard_key
 from .lagstats import LagStats
 from .observer import NoObserver, WorkerObserver
-from .policy import claim_life, retry_limit
+from .policy import claim_life, misfire_grace, retry_limit
 from .requests import Requests
 from .retries import PendingRetry, retry_key
 from .timetable import Due, Timetable
 from .toolbook import ToolBook
 
 log = logging.getLogger("maomao.worker")
+
+OVERLAP_SKIP = "previous run still running (overlap forbidden)"
 
 
 class RunExecutor(Protocol):
@@ -53,6 +56,7 @@ class RunExecutor(Protocol):
         attempt: int = 1,
         cancel: threading.Event | None = None,
         run_id: str | None = None,
+        started: float | None = None,
     ) -> Run: ...
 
     def save(self, run: Run) -> None: ...
@@ -141,8 +145,7 @@ class Execution:
         self.stats.runs_started += 1
         with self._running_lock:  # registered before submitting: a quick run must find itself
             self._running[token] = (cancel, schedule.name)
-        runs = self._runs()
-        run_id = runs.new_run_id() if runs is not None else None  # chosen here: logs join on it
+        run_id = due.run_id  # chosen with the claim: logs join on it
         log.info(
             "claimed %s @ %s%s",
             schedule.name,
@@ -240,6 +243,7 @@ class Execution:
                 attempt=due.attempt,
                 cancel=cancel,
                 run_id=run_id,
+                started=due.claimed_at,
             )
         except Exception as exc:  # a run thread must never take the worker down
             # The run service recorded the run failed before raising.
@@ -275,15 +279,39 @@ class Execution:
         with contextlib.suppress(Exception):  # the run is recorded already; the note is extra
             runs.save(replace(run, warning=f"{run.warning}; {note}" if run.warning else note))
 
-    def record(self, schedule: Schedule, due: Due, status: str, reason: str) -> None:
-        """The final record of an attempt that did not run (skipped or not startable)."""
+    def claim_writes(self, schedule: Schedule, due: Due, *, late: bool) -> tuple[Writes, Writes]:
+        """What the claim of `due` puts with it, so no firing is ever claimed without a
+        record: when won, the attempt's first record (running, or skipped if it is too
+        late to run); when busy (the overlap guard held), its skip."""
         runs = self._runs()
-        assert runs is not None
-        if status == "skipped":
-            self.stats.skipped += 1
-        now = self._clock.now()
-        run = Run(
-            id=runs.new_run_id(),
+        if runs is None:
+            return (), ()
+        if due.run_id is None:
+            due.run_id, due.claimed_at = runs.new_run_id(), self._clock.now()
+        if late:
+            won = self._record_of(schedule, due, "skipped", self._missed(schedule, due))
+        else:
+            won = self._record_of(schedule, due, "running", None)
+        busy = self._record_of(schedule, due, "skipped", OVERLAP_SKIP)
+        return first_writes(self._keys, won), first_writes(self._keys, busy)
+
+    def _missed(self, schedule: Schedule, due: Due) -> str:
+        late_by = (due.claimed_at or self._clock.now()) - due.fire_time
+        return missed_reason(due, late_by, misfire_grace(schedule, self._settings))
+
+    def _record_of(
+        self,
+        schedule: Schedule,
+        due: Due,
+        status: str,
+        reason: str | None,
+        *,
+        finished: float | None = None,
+    ) -> Run:
+        at = due.claimed_at if due.claimed_at is not None else self._clock.now()
+        final = status != "running"
+        return Run(
+            id=due.run_id or self._new_run_id(),
             tool=schedule.tool,
             member=self._member,
             status=status,  # type: ignore[arg-type]
@@ -291,20 +319,44 @@ class Execution:
             schedule=schedule.name,
             fire_time=due.fire_time,
             attempt=due.attempt,
-            started=now,
-            finished=now,
+            started=at,
+            finished=(finished or at) if final else None,
             error=reason,
             # A skipped catch-up still stands for its stretch: the record says which.
-            warning=coalesced_note(due) if due.trigger == "catch-up" else None,
+            warning=coalesced_note(due) if final and due.trigger == "catch-up" else None,
         )
+
+    def _new_run_id(self) -> str:
+        runs = self._runs()
+        assert runs is not None
+        return runs.new_run_id()
+
+    def skipped_at_claim(self, schedule: Schedule, due: Due, *, late: bool) -> None:
+        """A claim that wrote the firing's skip (busy, or too late): counted and said."""
+        reason = self._missed(schedule, due) if late else OVERLAP_SKIP
+        self._said("skipped", schedule, due, reason, due.run_id)
+
+    def record(self, schedule: Schedule, due: Due, status: str, reason: str) -> None:
+        """The final record of a won attempt that did not run (its tool gone, or not
+        startable): it replaces the `running` record its claim wrote."""
+        runs = self._runs()
+        assert runs is not None
+        run = self._record_of(schedule, due, status, reason, finished=self._clock.now())
         runs.save(run)  # the outbox keeps it while etcd is down
+        self._said(status, schedule, due, reason, run.id)
+
+    def _said(
+        self, status: str, schedule: Schedule, due: Due, reason: str, run_id: str | None
+    ) -> None:
+        if status == "skipped":
+            self.stats.skipped += 1
         log.info(
             "%s %s @ %s: %s",
             status,
             schedule.name,
             hms(due.fire_time),
             reason,
-            extra=log_fields(status, schedule, due, run_id=run.id, status=status, reason=reason),
+            extra=log_fields(status, schedule, due, run_id=run_id, status=status, reason=reason),
         )
 
     # Retrying ----------------------------------------------------------------

@@ -27,7 +27,6 @@ from .execution import (
     RunExecutor,
     Shared,
     WorkerStats,
-    missed_reason,
 )
 from .observer import NoObserver, WorkerObserver
 from .policy import claim_life, misfire_grace
@@ -235,7 +234,11 @@ class Firing:
                     due,
                     schedule,
                     plan,
-                    plan.claim(lease=self._lease_for(schedule, due), guard_lease=guard_lease),
+                    plan.claim(
+                        lease=self._lease_for(schedule, due),
+                        guard_lease=guard_lease,
+                        writes=self.execution.claim_writes(schedule, due, late=plan.late),
+                    ),
                 )
                 for due, schedule, plan in chosen
             ]
@@ -269,16 +272,13 @@ class Firing:
             self.stats.claims_lost += 1
             return True
         self.stats.claims_won += 1
+        # A skip was recorded by the claim itself (Execution.claim_writes).
         if outcome == "busy":
-            reason = "previous run still running (overlap forbidden)"
             self._observer.skipped(schedule.name, "overlap")
-            self._books.submit(self.execution.record, schedule, due, "skipped", reason)
+            self.execution.skipped_at_claim(schedule, due, late=False)
         elif plan.late:
-            late_by = self._clock.now() - due.fire_time
-            grace = misfire_grace(schedule, self._settings)
-            reason = missed_reason(due, late_by, grace)
             self._observer.missed(schedule.name, "beyond_grace")
-            self._books.submit(self.execution.record, schedule, due, "skipped", reason)
+            self.execution.skipped_at_claim(schedule, due, late=True)
         else:
             self.execution.start(schedule, due)
         return True

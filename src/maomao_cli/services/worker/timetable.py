@@ -54,6 +54,10 @@ class Due:
     request: str | None = field(compare=False, default=None)
     force: bool = field(compare=False, default=False)
     slot: str | None = field(compare=False, default=None)
+    # The attempt's run record as its claim first writes it: id and start, chosen at the
+    # first try (a claim tried again after a lost answer writes the same record).
+    run_id: str | None = field(compare=False, default=None)
+    claimed_at: float | None = field(compare=False, default=None)
 
 
 # The start offset of a regular firing: (schedule, nominal time, next nominal) -> seconds.

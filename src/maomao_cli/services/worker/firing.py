@@ -195,19 +195,23 @@ class Firing:
 
     def _select(self, dues: list[Due]) -> list[tuple[Due, Schedule, ClaimPlan]]:
         """What to claim now: skips, and as many runs as there are free slots; the other
-        runs wait here, unclaimed."""
+        runs wait here, unclaimed. Retries go first, and one run per overlap guard: two
+        claims of one guard sent together would race for it, and a retry (a lost run's,
+        say) would lose to a catch-up and be skipped; the second one waits for the next
+        look, when the guard is settled."""
         now = self._clock.now()
-        candidates = sorted([*self._waiting, *dues])
+        candidates = sorted([*self._waiting, *dues], key=lambda d: (d.trigger != "retry", d))
         self._waiting = []
         held = self._held()
         free = self.free_slots()
+        guards: set[str] = set()
         chosen = []
         for due in candidates:
             planned = self._plan(due, now)
             if planned is None:
                 continue
             schedule, plan = planned
-            if held:
+            if held or plan.guard in guards:
                 self._waiting.append(due)
                 continue
             if not plan.late:
@@ -215,7 +219,10 @@ class Firing:
                     self._waiting.append(due)
                     continue
                 free -= 1
+            if plan.guard is not None:
+                guards.add(plan.guard)
             chosen.append((due, schedule, plan))
+        self._waiting.sort()
         return chosen
 
     def fire(self, dues: list[Due]) -> MaomaoError | None:

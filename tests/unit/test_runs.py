@@ -14,6 +14,7 @@ from maomao_cli.errors import BadInput, NotFound
 from maomao_cli.keys import Keys
 from maomao_cli.models import Run, Tool
 from maomao_cli.ports import ContainerResult
+from maomao_cli.services.runrecords import first_writes
 from maomao_cli.services.runs import RunService
 from maomao_cli.store.memory import MemoryStore
 
@@ -72,6 +73,39 @@ def test_record_is_running_while_the_container_runs(tmp_path: Path) -> None:
     assert during.status == "running"
     assert during.finished is None
     assert service.get(during.id).status == "succeeded"
+
+
+def test_a_run_whose_claim_wrote_its_first_record_does_not_write_it_again(
+    tmp_path: Path,
+) -> None:
+    service = make_service(tmp_path, ScriptedRunner())
+    claimed = Run(
+        id="20300317T174640Z-abcdef",
+        tool=TOOL.name,
+        member="member-a",
+        status="running",
+        trigger="schedule",
+        schedule="s",
+        fire_time=1_800_000_000.0,
+        started=1_800_000_000.5,
+    )
+    for key, value in first_writes(service.keys, claimed):  # as the worker's claim does
+        service.store.put(key, value)
+    written: list[str] = []
+    real_put = service.store.put
+
+    def put(key: str, value: bytes, *, lease: int | None = None) -> int:
+        if key == service.keys.run(claimed.id):
+            written.append(Run.from_json(value).status)
+        return real_put(key, value, lease=lease)
+
+    service.store.put = put  # type: ignore[method-assign]
+    run = service.execute(
+        TOOL, trigger="schedule", schedule="s", run_id=claimed.id, started=claimed.started
+    )
+    assert written == ["succeeded"], "the running record stays the claim's"
+    assert (run.started, run.status) == (claimed.started, "succeeded")
+    assert service.store.count(service.keys.run_index(TOOL.name)) == 1
 
 
 def test_spec_carries_limits_labels_env_and_the_data_dir(tmp_path: Path) -> None:

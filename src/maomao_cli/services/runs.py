@@ -119,7 +119,8 @@ class RunService(RunRecords):
 
         run_id: the record's id, when the caller chose it (default: a new one).
         started: its start, when its first record was written already (a worker's claim
-        writes it), so the run keeps the one entry in the tool's run index.
+        writes it in its own transaction): not written again, and the run keeps its one
+        entry in the tool's run index.
         on_start: called with the first `running` record once it is saved, so a caller
         in another thread can answer before the run ends (`maomao serve` does)."""
         if run_id is not None:
@@ -138,7 +139,8 @@ class RunService(RunRecords):
         )
         with contextlib.ExitStack() as held:
             held.enter_context(self._hold(run.id))  # before the first record: see runhold
-            self.save(run)
+            if started is None:  # else the worker's claim wrote it
+                self.save(run)
             held.enter_context(self._guard(tool))
             try:
                 if on_start is not None:

@@ -310,6 +310,7 @@ class Execution:
     ) -> Run:
         at = due.claimed_at if due.claimed_at is not None else self._clock.now()
         final = status != "running"
+        tool = self.tools.known(schedule.tool)
         return Run(
             id=due.run_id or self._new_run_id(),
             tool=schedule.tool,
@@ -319,6 +320,7 @@ class Execution:
             schedule=schedule.name,
             fire_time=due.fire_time,
             attempt=due.attempt,
+            image=tool.image if tool is not None else None,
             started=at,
             finished=(finished or at) if final else None,
             error=reason,

@@ -46,6 +46,11 @@ class ToolBook:
             else:
                 self._tools[name] = tool
 
+    def known(self, name: str) -> Tool | None:
+        """The book's tool, without asking etcd."""
+        with self._lock:
+            return self._tools.get(name)
+
     def get(self, store: Store, name: str) -> Tool:
         """The tool a run starts with: the book's, else etcd's; NotFound if neither has it,
         Unavailable if the book lacks it and etcd cannot be asked."""

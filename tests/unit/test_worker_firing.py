@@ -322,6 +322,31 @@ def test_a_claim_whose_answer_was_lost_is_finished_not_coalesced(
     assert worker.stats.claims_won == 2
 
 
+def test_a_claim_whose_answer_was_lost_beyond_the_grace_window_ends_in_a_final_record(
+    store: ToolsDown, harness: Harness
+) -> None:
+    # The claim wrote its `running` record; the cut lasts longer than the grace window, so
+    # on reconnecting the firing is late: still ours, it runs (a skip now would leave the
+    # record the claim wrote `running` for ever, under a member that lives).
+    put_schedule(store, cron="41 * * * * *", grace=2.0)
+    harness.start("a")
+    real_claim = store.claim
+
+    def applied_then_cut(claims: object) -> list[object]:
+        real_claim(claims)  # type: ignore[arg-type]
+        store.down = True
+        return [Unavailable("connection reset")]
+
+    store.claim = applied_then_cut  # type: ignore[assignment,method-assign]
+    harness.tick(1)
+    store.claim = real_claim  # type: ignore[method-assign]
+    harness.tick(5)
+    store.down = False
+    harness.tick(8)
+    harness.stop()
+    assert [(r.fire_time, r.status) for r in harness.records()] == [(START + 1, "succeeded")]
+
+
 # The outbox on disk ---------------------------------------------------------------------
 
 

@@ -187,7 +187,7 @@ class Firing:
             due,
             member=self._member,
             labels=self._labels,
-            now=now,
+            now=decided_at(due, now),
             grace=misfire_grace(schedule, self._settings),
             keys=self._keys,
         )
@@ -250,6 +250,8 @@ class Firing:
                 for due, schedule, plan in chosen
             ]
         except MaomaoError:
+            for due, _, _ in chosen:  # nothing was sent: planned anew next time
+                due.run_id = due.claimed_at = None
             self._waiting = sorted([*self._waiting, *(due for due, _, _ in chosen)])
             raise
         outcomes = self._store().claim([claim for _, _, _, claim in planned])
@@ -304,6 +306,8 @@ class Firing:
         with self._shared.lock:
             for due in [*self._waiting, *self._unknown]:
                 due.claimed = due in ours  # claimed by us before the cut: never coalesced
+                if not due.claimed:  # never applied: a new claim, decided anew
+                    due.run_id = due.claimed_at = None
                 self._shared.timetable.put_back(due)
             self._waiting, self._unknown = [], []
         self._coalesce_pending = True
@@ -364,7 +368,7 @@ class Firing:
             due,
             member=self._member,
             labels=self._labels,
-            now=self._clock.now(),
+            now=decided_at(due, self._clock.now()),
             grace=misfire_grace(schedule, self._settings),
             keys=self._keys,
         )
@@ -375,3 +379,10 @@ class Firing:
             return False
         mine = ClaimValue(self._member, due.nonce, due.trigger).encode()
         return entry.value in (mine, plan.busy.encode())
+
+
+def decided_at(due: Due, now: float) -> float:
+    """When a claim of `due` is planned as of: its first try, once it was sent. A claim
+    tried again (its answer lost) must be the same claim, with the same records: late or
+    not as it was then, or a run it recorded `running` would be taken for a skip."""
+    return due.claimed_at if due.claimed_at is not None else now

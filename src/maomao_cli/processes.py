@@ -39,12 +39,16 @@ def terminate(pid: int, name: bytes | None = None, wait: float = 15.0) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def exit_when_threads_linger(grace: float = 10.0) -> None:
-    """Leave now if threads other than daemons outlive an orderly shutdown by `grace` s.
+def end_stopped_worker(grace: float = 10.0) -> None:
+    """End the process of a worker that has stopped cleanly (runs recorded, member lease
+    revoked): exit 0 now, never returning.
 
-    Called once the worker has stopped cleanly (runs recorded, member lease revoked): a
-    library thread stuck in a call must not keep a stopped worker alive until a service
-    manager kills it. The threads are named in the log, to find out why.
+    Threads other than daemons get `grace` s to finish; any still busy are named in the
+    log (a library thread stuck in a call must not keep a stopped worker alive until a
+    service manager kills it). The interpreter's own finalization is skipped: gRPC's
+    channel teardown there can deadlock (grpc/grpc#17001), and a worker was seen in CI to
+    log "stopped" and then hang until it was killed. Nothing is left to finalize: logs
+    and output are flushed here.
     """
     import logging
     import sys
@@ -56,11 +60,10 @@ def exit_when_threads_linger(grace: float = 10.0) -> None:
         if thread is not main and not thread.daemon:
             thread.join(max(0.0, deadline - time.monotonic()))
     stuck = [t.name for t in threading.enumerate() if t is not main and not t.daemon]
-    if not stuck:
-        return
-    logging.getLogger("maomao").warning(
-        "exiting with thread(s) still busy after %.0fs: %s", grace, ", ".join(stuck)
-    )
+    if stuck:
+        logging.getLogger("maomao").warning(
+            "exiting with thread(s) still busy after %.0fs: %s", grace, ", ".join(stuck)
+        )
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

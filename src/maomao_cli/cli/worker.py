@@ -100,9 +100,9 @@ def worker(
         worker_service.run(stop)
     finally:
         observing.close()
-    from ..processes import exit_when_threads_linger
+    from ..processes import end_stopped_worker
 
-    exit_when_threads_linger()
+    end_stopped_worker()
 
 
 def _clock(offset: float | None) -> str:

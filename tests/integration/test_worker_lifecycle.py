@@ -334,9 +334,14 @@ def test_a_worker_whose_clock_is_off_shows_it_and_claims_nothing(docker_env: Env
     ]
     try:
         wait_for_members(docker_env, {"c1", "c2", "c3"}, workers)
-        while True:  # until each member has published its estimate
+        # Until each member has published an estimate and c3's has settled near its 3 s
+        # (its first ones, from few samples under load, can be lower: 1.75 s in one CI
+        # run); after 60 s the assertion below says how far it got.
+        settle_by = time.monotonic() + 60
+        while True:
             offsets = {m["name"]: m["clock_offset"] for m in members(docker_env)}
-            if len(offsets) == 3 and None not in offsets.values() and offsets["c3"] > 1.0:
+            published = len(offsets) == 3 and None not in offsets.values()
+            if published and (offsets["c3"] > 2.5 or time.monotonic() > settle_by):
                 break
             time.sleep(0.3)
         held_since = time.time()

@@ -11,8 +11,11 @@ import typer
 from .. import __version__
 from . import audit, cluster, coverage, datasets, registry, runs, schedules, spikes, status, worker
 from . import serve as serve_cmd
+from ._compat import install_plain_coercion
 from .boundary import Boundary
 from .state import use
+
+install_plain_coercion()
 
 app = typer.Typer(
     name="maomao",

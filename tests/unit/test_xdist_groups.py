@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 
-from xdist_groups import GROUPS, ModuleGroups
+from xdist_groups import GROUPS, ModuleGroups, expected_durations
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,3 +30,32 @@ def test_a_grouped_module_is_one_unit_and_every_other_test_its_own() -> None:
         "tests/faults/test_checks.py::test_judge[records0-expected0]",
         "tests/unit/test_config.py::test_defaults",
     ]
+
+
+def scheduler_with(queue: list[str], expected: dict[str, float]) -> ModuleGroups:
+    scheduler = object.__new__(ModuleGroups)  # next_scope reads only these
+    scheduler.workqueue = OrderedDict((nodeid, {nodeid: False}) for nodeid in queue)
+    scheduler.assigned_work = {}
+    scheduler.expected = expected
+    scheduler.ordered = False
+    return scheduler
+
+
+def test_an_idle_worker_gets_the_longest_unit_and_a_busy_one_the_shortest() -> None:
+    expected = {"long": 160.0, "mid": 95.0, "short": 3.0}
+    scheduler = scheduler_with(["unknown-1", "short", "long", "unknown-2", "mid"], expected)
+    assert scheduler.next_scope("idle") == "long"
+    assert list(scheduler.workqueue) == ["long", "mid", "short", "unknown-1", "unknown-2"]
+    scheduler.assigned_work["busy"] = {"long": {"long": False}}
+    assert scheduler.next_scope("busy") == "unknown-2"  # not "mid": it would wait 160 s
+    scheduler.assigned_work["done"] = {"long": {"long": True}}  # its long test has run
+    assert scheduler.next_scope("done") == "long"
+
+
+def test_durations_are_read_leniently(tmp_path: Path) -> None:
+    path = tmp_path / "durations.json"
+    assert expected_durations(path) == {}
+    path.write_text("[1, 2]")
+    assert expected_durations(path) == {}
+    path.write_text('{"a": 2.5}')
+    assert expected_durations(path) == {"a": 2.5}

@@ -101,9 +101,19 @@ class Services:
             return self._store_factory()
         if not self._owns_store and self._store is not None:
             return self._store  # an injected store (tests): everyone shares it
-        from .store.etcd import EtcdStore  # grpc is heavy: only when etcd is needed
+        settings = self.settings.etcd
 
-        return EtcdStore(self.settings.etcd, patient=patient)
+        def grpc_store() -> Store:
+            from .store.etcd import EtcdStore  # grpc is heavy: only when etcd is needed
+
+            return EtcdStore(settings, patient=patient)
+
+        if patient:
+            return grpc_store()
+        # A command reads over etcd's JSON gateway, without importing gRPC (see there).
+        from .store.etcd_gateway import GatewayStore
+
+        return GatewayStore(settings, grpc_store)
 
     @property
     def runner(self) -> ContainerRunner:

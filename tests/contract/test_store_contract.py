@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 
 import pytest
 
@@ -12,17 +13,28 @@ from maomao_cli.config import EtcdSettings
 from maomao_cli.errors import Unavailable
 from maomao_cli.store.base import PAGE_SIZE, Event, Store, scan_pages
 from maomao_cli.store.etcd import EtcdStore
+from maomao_cli.store.etcd_gateway import GatewayStore
 from maomao_cli.store.memory import MemoryStore
 from servers import EtcdCluster, free_port
 
 
-@pytest.fixture(params=["memory", pytest.param("etcd", marks=pytest.mark.etcd)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("etcd", marks=pytest.mark.etcd),
+        pytest.param("gateway", marks=pytest.mark.etcd),  # a command's: reads over HTTP
+    ]
+)
 def store(request: pytest.FixtureRequest, prefix: str) -> Iterator[Store]:
     if request.param == "memory":
         backend: Store = MemoryStore()
     else:
         cluster: EtcdCluster = request.getfixturevalue("etcd")
-        backend = EtcdStore(EtcdSettings(endpoints=tuple(cluster.endpoints.split(","))))
+        settings = EtcdSettings(endpoints=tuple(cluster.endpoints.split(",")))
+        if request.param == "gateway":
+            backend = GatewayStore(settings, partial(EtcdStore, settings))
+        else:
+            backend = EtcdStore(settings)
     yield backend
     backend.delete_prefix(prefix)
     backend.close()

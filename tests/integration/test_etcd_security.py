@@ -425,3 +425,36 @@ def test_worker_survives_token_expiry(
     assert {r["status"] for r in runs_of(env, "sec-slow")} == {"succeeded"}
     fire_times = [r["fire_time"] for r in runs if r["schedule"] == "sec-slow"]
     assert len(fire_times) == len(set(fire_times))  # each firing once
+
+
+def test_with_a_client_certificate_commands_read_over_grpc(
+    tmp_path: Path, secure_etcd: SecureEtcd
+) -> None:
+    """etcd refuses gateway requests that present a client certificate with a CommonName
+    (it cannot authenticate by it there): such a store reads over gRPC from the start."""
+    from maomao_cli import config
+    from maomao_cli.errors import BadInput
+    from maomao_cli.store.base import Store
+    from maomao_cli.store.etcd import EtcdStore
+    from maomao_cli.store.etcd_gateway import GatewayStore
+
+    env = secure_env(tmp_path, secure_etcd)
+    prefix = env.vars["MAOMAO_ETCD_PREFIX"]
+    settings = config.load(env=env.vars).etcd
+    made: list[Store] = []
+
+    def grpc_store() -> Store:
+        made.append(EtcdStore(settings))
+        return made[-1]
+
+    gateway = GatewayStore(settings, grpc_store)
+    try:
+        gateway.put(f"{prefix}/a", b"1")
+        entry = gateway.get(f"{prefix}/a")
+        assert entry is not None and entry.value == b"1"
+        assert gateway.count(f"{prefix}/") == 1
+        assert len(made) == 1
+        with pytest.raises(BadInput, match="denied access"):  # outside the role
+            gateway.get("/elsewhere/a")
+    finally:
+        gateway.close()

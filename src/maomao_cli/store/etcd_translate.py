@@ -12,20 +12,9 @@ import etcd3.exceptions
 from ..adapters import etcderrors
 from ..config import EtcdSettings
 from ..errors import Compacted, EtcdUnreachable, MaomaoError, Unavailable
+from .deadlines import call_deadline, probe_budget
 
-# Seconds the quorum probe may take at most, after a request found no answer.
-PROBE_BUDGET = 1.5
-
-
-def probe_budget(timeout: float) -> float:
-    """The part of a command's [etcd] timeout kept for telling a lost quorum from a slow
-    cluster, so that the cause is named within the timeout, not after it."""
-    return min(PROBE_BUDGET, timeout * 0.2)
-
-
-def call_deadline(timeout: float) -> float:
-    """How long one request may wait for its answer (the rest is the probe's)."""
-    return timeout - probe_budget(timeout)
+__all__ = ["call_deadline", "deadline_exceeded", "probe_budget", "translate"]
 
 
 def translate(exc: BaseException, settings: EtcdSettings, *, probe: bool = True) -> MaomaoError:
@@ -51,6 +40,12 @@ def translate(exc: BaseException, settings: EtcdSettings, *, probe: bool = True)
     if probe and (unanswered or type(error) is Unavailable):
         return quorum_probe(settings) or error
     return error
+
+
+def deadline_exceeded(settings: EtcdSettings) -> MaomaoError:
+    """A request that got no answer in time (over the JSON gateway): said as python3-etcd3's
+    timeout is, the quorum probed the same way."""
+    return translate(etcd3.exceptions.ConnectionTimeoutError(), settings)
 
 
 def quorum_probe(settings: EtcdSettings) -> MaomaoError | None:

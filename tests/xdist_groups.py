@@ -7,12 +7,14 @@ worker (each fault test then built a rig of its own). The groups are named here 
 by module, and this scheduler reads them from the test ids the workers report: every
 other test is its own unit.
 
-The order is what keeps the suite short. An xdist worker starts a test only once it
-knows the next one, so each worker always holds one test waiting behind the one it
-runs. Units go out longest first (by tests/durations.json, the times of a measured run),
-but a unit that would wait behind a long one is the shortest left instead: a long test
-queued behind another long one was the suite's tail (a 95 s test starting after a 160 s
-one). Refresh the times with `bash scripts/test.sh --store-durations tests/durations.json`.
+The order keeps the suite short. The few longest units (over FIRST seconds in
+tests/durations.json, the times of a measured run) go out first, so none of them starts
+near the end; the rest in collection order, which mixes heavy scenario tests with light
+ones (all the heavy ones at once slowed each other: the tests' summed time grew by a
+quarter). An xdist worker starts a test only once it knows the next one, so each worker
+holds one test waiting behind the one it runs: behind a long one (over LONG seconds) goes
+the shortest unit left, never another long one. Refresh the times with
+`bash scripts/test.sh --store-durations tests/durations.json`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from xdist.scheduler import LoadGroupScheduling
 DURATIONS = Path(__file__).with_name("durations.json")
 # A unit expected to take this long gets the shortest unit left queued behind it.
 LONG = 10.0
+# Units expected to take this long go out before all others.
+FIRST = 80.0
 # Tests faster than this are not worth a line in durations.json.
 WORTH_KEEPING = 2.0
 
@@ -67,14 +71,22 @@ class ModuleGroups(LoadGroupScheduling):  # type: ignore[misc]
         """Expected seconds of a unit's tests that have not run yet."""
         return sum(self.expected.get(nodeid, 0.0) for nodeid, done in work_unit.items() if not done)
 
+    def rank(self, unit: tuple[str, dict[str, bool]]) -> float:
+        """The longest units first, longest of all first; the others as collected."""
+        seconds = self.seconds(unit[1])
+        return -seconds if seconds >= FIRST else 0.0
+
     def next_scope(self, node: Any) -> str:
         queue: OrderedDict[str, dict[str, bool]] = getattr(self, "workqueue")  # noqa: B009 (untyped base)
-        if not self.ordered:  # once, when the queue is complete: longest first, else as collected
-            queue = OrderedDict(sorted(queue.items(), key=lambda unit: -self.seconds(unit[1])))
+        if not self.ordered:  # once, when the queue is complete
+            queue = OrderedDict(sorted(queue.items(), key=self.rank))
             self.workqueue, self.ordered = queue, True
         assigned: dict[str, dict[str, bool]] = self.assigned_work.get(node, {})
         ahead = sum(self.seconds(unit) for unit in assigned.values())
-        return next(reversed(queue)) if ahead >= LONG else next(iter(queue))
+        if ahead >= LONG:  # a short one, from the end (unit tests, mostly)
+            short = (scope for scope in reversed(queue) if self.seconds(queue[scope]) < LONG)
+            return next(short, next(reversed(queue)))
+        return next(iter(queue))
 
     def _assign_work_unit(self, node: Any) -> None:
         # xdist's own, but which unit is this scheduler's choice.

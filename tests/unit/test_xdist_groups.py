@@ -41,15 +41,18 @@ def scheduler_with(queue: list[str], expected: dict[str, float]) -> ModuleGroups
     return scheduler
 
 
-def test_an_idle_worker_gets_the_longest_unit_and_a_busy_one_the_shortest() -> None:
-    expected = {"long": 160.0, "mid": 95.0, "short": 3.0}
-    scheduler = scheduler_with(["unknown-1", "short", "long", "unknown-2", "mid"], expected)
-    assert scheduler.next_scope("idle") == "long"
-    assert list(scheduler.workqueue) == ["long", "mid", "short", "unknown-1", "unknown-2"]
-    scheduler.assigned_work["busy"] = {"long": {"long": False}}
-    assert scheduler.next_scope("busy") == "unknown-2"  # not "mid": it would wait 160 s
-    scheduler.assigned_work["done"] = {"long": {"long": True}}  # its long test has run
-    assert scheduler.next_scope("done") == "long"
+def test_the_longest_go_first_the_rest_as_collected_and_no_long_one_waits_behind_another() -> None:
+    expected = {"longest": 160.0, "long": 95.0, "mid": 30.0, "short": 3.0}
+    queue = ["unknown-1", "mid", "short", "long", "longest", "unknown-2", "mid-2"]
+    scheduler = scheduler_with(queue, {**expected, "mid-2": 30.0})
+    assert scheduler.next_scope("idle") == "longest"
+    assert list(scheduler.workqueue) == [
+        "longest", "long", "unknown-1", "mid", "short", "unknown-2", "mid-2",
+    ]  # fmt: skip
+    scheduler.assigned_work["busy"] = {"longest": {"longest": False}}
+    assert scheduler.next_scope("busy") == "unknown-2"  # not "long", nor "mid-2"
+    scheduler.assigned_work["done"] = {"longest": {"longest": True}}  # its long test has run
+    assert scheduler.next_scope("done") == "longest"
 
 
 def test_durations_are_read_leniently(tmp_path: Path) -> None:

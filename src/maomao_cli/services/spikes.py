@@ -11,7 +11,6 @@ import logging
 import subprocess
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -202,6 +201,8 @@ class SpikeService:
                 except (subprocess.SubprocessError, OSError) as exc:
                     log.warning("spike hook command failed: %s", str(exc).splitlines()[0][:200])
             if cfg.webhook_url:
+                import urllib.request  # http.client: a third of a read command's start-up
+
                 request = urllib.request.Request(
                     cfg.webhook_url,
                     data=payload,

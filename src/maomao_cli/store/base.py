@@ -209,3 +209,14 @@ def scan_pages(
         if page.cursor is None:
             return
         cursor, revision = page.cursor, page.revision
+
+
+def paged_scan(store: Store, prefix: str) -> tuple[list[Entry], int]:
+    """`scan_with_revision` from `scan_page`: every page at the first page's revision."""
+    entries: list[Entry] = []
+    page = store.scan_page(prefix)
+    entries.extend(page.entries)
+    while page.cursor is not None:
+        page = store.scan_page(prefix, cursor=page.cursor, revision=page.revision)
+        entries.extend(page.entries)
+    return entries, page.revision

@@ -32,7 +32,7 @@ from ..adapters import etcderrors
 from ..config import EtcdSettings
 from ..errors import BadInput, MaomaoError
 from ..keys import Keys
-from .base import PAGE_SIZE, Claim, ClaimOutcome, Entry, Page, StoreStatus
+from .base import PAGE_SIZE, Claim, ClaimOutcome, Entry, Page, StoreStatus, paged_scan
 from .etcd_claims import batch_outcomes, batch_request, batches, claim_outcome, claim_request
 from .etcd_paging import page_bounds, page_of, range_end
 from .etcd_status import read_metrics, store_status
@@ -203,13 +203,7 @@ class EtcdStore:
         return self.scan_with_revision(prefix)[0]
 
     def scan_with_revision(self, prefix: str) -> tuple[list[Entry], int]:
-        entries: list[Entry] = []
-        page = self.scan_page(prefix)
-        entries.extend(page.entries)
-        while page.cursor is not None:
-            page = self.scan_page(prefix, cursor=page.cursor, revision=page.revision)
-            entries.extend(page.entries)
-        return entries, page.revision
+        return paged_scan(self, prefix)
 
     def scan_page(
         self,

@@ -26,7 +26,18 @@ from typing import Any
 
 from ..config import EtcdSettings
 from ..errors import MaomaoError
-from .base import PAGE_SIZE, Claim, ClaimOutcome, Entry, Lease, Page, Store, StoreStatus, Watch
+from .base import (
+    PAGE_SIZE,
+    Claim,
+    ClaimOutcome,
+    Entry,
+    Lease,
+    Page,
+    Store,
+    StoreStatus,
+    Watch,
+    paged_scan,
+)
 from .deadlines import call_deadline
 from .etcd_paging import page_bounds, range_end
 
@@ -159,13 +170,7 @@ class GatewayStore:
         return self.scan_with_revision(prefix)[0]
 
     def scan_with_revision(self, prefix: str) -> tuple[list[Entry], int]:
-        entries: list[Entry] = []
-        page = self.scan_page(prefix)
-        entries.extend(page.entries)
-        while page.cursor is not None:
-            page = self.scan_page(prefix, cursor=page.cursor, revision=page.revision)
-            entries.extend(page.entries)
-        return entries, page.revision
+        return paged_scan(self, prefix)
 
     def scan_page(
         self,

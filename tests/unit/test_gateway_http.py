@@ -54,6 +54,7 @@ class FakeGateway:
         self.server = socket.create_server(("127.0.0.1", 0))
         self.requests: list[tuple[str, bytes]] = []
         self.connections = 0
+        self.closed = threading.Semaphore(0)  # released as each client closes its end
         threading.Thread(target=self._serve, daemon=True).start()
 
     @property
@@ -83,6 +84,7 @@ class FakeGateway:
                 conn.sendall(self.answer(path, body))
                 if self.one_per_connection:
                     return
+        self.closed.release()
 
     def close(self) -> None:
         self.server.close()
@@ -226,3 +228,16 @@ def test_writes_go_over_grpc(make_rig: MakeRig) -> None:
     assert rig.grpc.store.get("/p/a") is not None
     assert rig.grpc.made == 1
     assert rig.fake is not None and rig.fake.requests == []
+
+
+def test_close_closes_every_threads_connection(make_rig: MakeRig) -> None:
+    rig = make_rig(json_answer(range_answer(("/p/a", "1"))))
+    readers = [threading.Thread(target=rig.store.get, args=("/p/a",)) for _ in range(3)]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
+    assert rig.fake is not None and rig.fake.connections == 3
+    rig.store.close()
+    assert all(rig.fake.closed.acquire(timeout=10) for _ in range(3))
+    assert rig.grpc.made == 0

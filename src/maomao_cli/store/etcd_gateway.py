@@ -124,6 +124,7 @@ class Connection:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.reader.close()
+        with contextlib.suppress(OSError):
             self.sock.close()
 
 
@@ -137,6 +138,8 @@ class GatewayStore:
         self._grpc_lock = threading.Lock()
         self._timeout = call_deadline(settings.timeout)
         self._local = threading.local()  # each thread its own connection
+        self._open: set[Connection] = set()  # every thread's, for close()
+        self._open_lock = threading.Lock()
         self._token: str | None = None
         # No gateway to use: none answered (a proxy, a disabled gateway), or the client
         # certificate (etcd refuses gateway requests that present one with a CommonName,
@@ -284,10 +287,11 @@ class GatewayStore:
         return self.grpc.watch(prefix, start_revision=start_revision)
 
     def close(self) -> None:
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
+        with self._open_lock:
+            connections, self._open = self._open, set()
+        for connection in connections:
             connection.close()
-            self._local.connection = None
+        self._local.connection = None
         if self._grpc is not None:
             self._grpc.close()
             self._grpc = None
@@ -384,6 +388,8 @@ class GatewayStore:
                 raise NoAnswer(f"TLS: {exc}") from None
             sock.settimeout(self._timeout)
             self._local.connection = connection = Connection(sock, netloc)
+            with self._open_lock:
+                self._open.add(connection)
             return connection
         self._gave_up = True  # nothing answers: gRPC names it (refused, timed out, ...)
         raise NoAnswer("no endpoint accepted a connection")
@@ -404,3 +410,5 @@ class GatewayStore:
         if connection is not None:
             connection.close()
             self._local.connection = None
+            with self._open_lock:
+                self._open.discard(connection)

@@ -21,7 +21,7 @@ from maomao_cli.errors import (
     TooLarge,
     Unavailable,
 )
-from maomao_cli.store import etcd_translate
+from maomao_cli.store import deadlines
 
 Code = grpc.StatusCode
 
@@ -168,8 +168,8 @@ def test_a_command_names_the_cause_within_its_timeout(
 ) -> None:
     """A command's request waits the timeout less the quorum probe's part, so that a lost
     quorum is named within the timeout; a daemon's (patient) waits it whole."""
-    assert etcd_translate.call_deadline(timeout) == pytest.approx(request_waits)
-    assert etcd_translate.probe_budget(timeout) == pytest.approx(probe_at_most)
-    assert etcd_translate.call_deadline(timeout) + etcd_translate.probe_budget(
+    assert deadlines.call_deadline(timeout) == pytest.approx(request_waits)
+    assert deadlines.probe_budget(timeout) == pytest.approx(probe_at_most)
+    assert deadlines.call_deadline(timeout) + deadlines.probe_budget(timeout) == pytest.approx(
         timeout
-    ) == pytest.approx(timeout)
+    )

@@ -33,10 +33,11 @@ from ..config import EtcdSettings
 from ..errors import BadInput, MaomaoError
 from ..keys import Keys
 from .base import PAGE_SIZE, Claim, ClaimOutcome, Entry, Page, StoreStatus, paged_scan
+from .deadlines import call_deadline
 from .etcd_claims import batch_outcomes, batch_request, batches, claim_outcome, claim_request
 from .etcd_paging import page_bounds, page_of, range_end
 from .etcd_status import read_metrics, store_status
-from .etcd_translate import call_deadline, translate
+from .etcd_translate import translate
 from .etcd_watch import EtcdWatch
 
 T = TypeVar("T")

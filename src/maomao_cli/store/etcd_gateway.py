@@ -40,10 +40,8 @@ from .base import (
 )
 from .deadlines import call_deadline
 from .etcd_paging import page_bounds, range_end
+from .etcd_status import COMPACTED, QUOTA, gauges
 
-# Alarm names as the gateway spells them (etcdserverpb.AlarmType).
-QUOTA = "etcd_server_quota_backend_bytes"
-COMPACTED = "etcd_debugging_mvcc_compact_revision"
 # The largest answer read: etcd's own request limit is 1.5 MiB, a page is far less.
 MAX_ANSWER = 64 * 1024 * 1024
 
@@ -324,20 +322,12 @@ class GatewayStore:
 
     def _metrics(self) -> dict[str, float]:
         """The two gauges `maomao status` shows, from the member's /metrics."""
-        found: dict[str, float] = {}
         try:
             status, data = self._send("GET", "/metrics", b"")
         except (OSError, ValueError, NoAnswer):
             self._drop()
-            return found
-        if status != 200:
-            return found
-        for line in data.decode("ascii", "replace").splitlines():
-            name, _, value = line.partition(" ")
-            if name in (QUOTA, COMPACTED):
-                with contextlib.suppress(ValueError):
-                    found[name] = float(value)
-        return found
+            return {}
+        return gauges(data.decode("ascii", "replace").splitlines()) if status == 200 else {}
 
     def _send(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
         token = self._auth_token() if path != "/v3/auth/authenticate" else None

@@ -4,6 +4,7 @@ alarms, and the few gauges of its /metrics."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from typing import Any
 
 from ..config import EtcdSettings
@@ -46,16 +47,20 @@ def read_metrics(settings: EtcdSettings, endpoint: str) -> dict[str, float]:
         if settings.cert_file:
             context.load_cert_chain(settings.cert_file, settings.key_file)
     url = f"{'https' if context else 'http'}://{endpoint}/metrics"
-    wanted = (QUOTA, COMPACTED)
-    found: dict[str, float] = {}
     try:
         timeout = min(settings.timeout, 2.0)
         with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
-            for raw_line in response:
-                name, _, value = raw_line.decode("ascii", "replace").partition(" ")
-                if name in wanted:
-                    with contextlib.suppress(ValueError):
-                        found[name] = float(value)
+            return gauges(raw.decode("ascii", "replace") for raw in response)
     except (OSError, ValueError):
         return {}
+
+
+def gauges(lines: Iterable[str]) -> dict[str, float]:
+    """The gauges the status shows, from the lines of a /metrics page."""
+    found: dict[str, float] = {}
+    for line in lines:
+        name, _, value = line.partition(" ")
+        if name in (QUOTA, COMPACTED):
+            with contextlib.suppress(ValueError):
+                found[name] = float(value)
     return found

@@ -12,9 +12,7 @@ import etcd3.exceptions
 from ..adapters import etcderrors
 from ..config import EtcdSettings
 from ..errors import Compacted, EtcdUnreachable, MaomaoError, Unavailable
-from .deadlines import call_deadline, probe_budget
-
-__all__ = ["call_deadline", "deadline_exceeded", "probe_budget", "translate"]
+from .deadlines import probe_budget
 
 
 def translate(exc: BaseException, settings: EtcdSettings, *, probe: bool = True) -> MaomaoError:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .services.members import MemberService
     from .services.registry import Registry
     from .services.runlogs import RunLogService
+    from .services.runrecords import RunRecords
     from .services.runs import RunService
     from .services.schedules import ScheduleService
     from .services.spikes import SpikeService
@@ -192,6 +193,23 @@ class Services:
     def runs(self) -> RunService:
         # Manual runs (`maomao run`, POST /v1/runs) hold a lease of their own.
         return self.make_run_service(self.store, hold_runs=True)
+
+    @cached_property
+    def run_records(self) -> RunRecords:
+        """Run records, read only: listing a run needs neither the runner nor the after-run
+        hooks, so it imports none of them (see bench/cli_latency.py)."""
+        from .services.fulllogs import FullLogs
+        from .services.runrecords import RunRecords
+
+        settings = self.settings
+        full_logs = FullLogs(
+            settings.data.state_path / "logs",
+            settings.worker.full_log_bytes,
+            clock=self.clock.now,
+        )
+        return RunRecords(
+            self.store, self.keys, settings, clock=self.clock.now, full_logs=full_logs
+        )
 
     @cached_property
     def run_logs(self) -> RunLogService:

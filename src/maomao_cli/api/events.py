@@ -144,7 +144,7 @@ def event_id(runs: int, spikes: int) -> str:
 def open_feeds(services: Services, last_event_id: str | None) -> Feeds:
     """Blocking: open both feeds (raises Unavailable when etcd cannot be reached)."""
     runs_start, spikes_start = resume_points(last_event_id)
-    runs = services.runs.feed(start_revision=runs_start, logger=log)
+    runs = services.run_records.feed(start_revision=runs_start, logger=log)
     try:
         spikes = services.spikes.feed(start_revision=spikes_start, logger=log)
     except BaseException:

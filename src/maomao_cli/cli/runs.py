@@ -286,7 +286,7 @@ def runs(
         from .. import validation
 
         validation.name(tool, "tool name")
-    found = state.services.runs.list(tool, limit)
+    found = state.services.run_records.list(tool, limit)
     if as_json:
         state.out.print_json([_as_json(r) for r in found])
         return
@@ -331,7 +331,7 @@ def runs(
         wide=wide,
     )
     if len(found) == limit:
-        total = state.services.runs.count(tool)
+        total = state.services.run_records.count(tool)
         # Counted by etcd without reading them; unknown for a tool without an index.
         more = f"the newest {limit}; -n N for more" if total is None else None
         more = more or output.more_note(len(found), total or 0)
@@ -350,7 +350,7 @@ def show(
     state = use(ctx)
     if as_json:
         state.out.json_mode = True
-    record = state.services.runs.get(run_id)
+    record = state.services.run_records.get(run_id)
     shown = _as_json(record)
     if as_json:
         state.out.print_json(shown)
@@ -396,7 +396,7 @@ def logs(
     if full:
         _print_full(state, run_id, raw=raw, wait=wait)
         return
-    record = state.services.runs.get(run_id)
+    record = state.services.run_records.get(run_id)
     if not record.log_tail:
         state.out.note(f"run {record.id} recorded no output")
         return

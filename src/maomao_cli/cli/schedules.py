@@ -76,7 +76,7 @@ def create_schedule(
 def _last_runs(state: CliState) -> dict[str, Any]:
     """The newest run of each schedule."""
     latest: dict[str, Any] = {}
-    for run in state.services.runs.list():
+    for run in state.services.run_records.list():
         if run.schedule and run.schedule not in latest:
             latest[run.schedule] = run
     return latest

@@ -25,12 +25,12 @@ def runs(
     """Run records, newest first."""
     if tool is not None:
         validation.name(tool, "tool name")
-    return [view(r) for r in services.runs.list(tool=tool, limit=limit)]
+    return [view(r) for r in services.run_records.list(tool=tool, limit=limit)]
 
 
 @router.get("/runs/{run_id}", response_model=view_of(Run))
 def run(run_id: str, services: ServicesDep) -> Any:
-    return view(services.runs.get(run_id))
+    return view(services.run_records.get(run_id))
 
 
 @router.post("/runs", response_model=RunAccepted, status_code=202, responses=BUSY_RESPONSE)

@@ -1,3 +1,3 @@
-from maomao_cli.cli.app import main
+from maomao_cli.cli.main import main
 
 main()

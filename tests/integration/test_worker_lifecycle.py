@@ -179,14 +179,14 @@ def test_restart_mid_run_starts_one_container_per_firing(
 # `maomao worker`. It prints their pids, then each one's exit status as it exits.
 TWINS = """
 import os, sys
-import maomao_cli.cli.app, maomao_cli.store.etcd, maomao_cli.services.worker, docker
+import maomao_cli.cli.main, maomao_cli.store.etcd, maomao_cli.services.worker, docker
 pids = []
 for _ in range(int(sys.argv[1])):
     pid = os.fork()
     if pid == 0:
         sys.argv, code = ["maomao", "worker"], 0
         try:
-            maomao_cli.cli.app.main()
+            maomao_cli.cli.main.main()
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         sys.stdout.flush()

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from fakes.git import FakeGit
 from maomao_cli import validation
 from maomao_cli.adapters.containers import ScriptedRunner
-from maomao_cli.cli import app as cli_module
+from maomao_cli.cli import root as cli_root
 from maomao_cli.cli.app import app as cli_app
 from maomao_cli.cli.output import safe, safe_formatter, safe_lines
 from maomao_cli.composition import Services
@@ -235,7 +235,7 @@ def _cli_formatter() -> logging.Formatter:
     handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
     logger.handlers[:] = []
     try:
-        cli_module._setup_logging()
+        cli_root._setup_logging()
         formatter = logger.handlers[0].formatter
     finally:
         logger.handlers[:] = handlers

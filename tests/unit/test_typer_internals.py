@@ -22,7 +22,7 @@ def test_typer_still_has_what_plain_coercion_replaces() -> None:
     # typer.core looks the builder up by this name on each parameter's first value.
     assert callable(getattr(typer.core, "build_runtime_param", None))
     assert hasattr(typer.core._TyperParameter, "get_runtime_param")
-    import maomao_cli.cli.app  # noqa: F401  (installs it)
+    import maomao_cli.cli.root  # noqa: F401  (installs it)
 
     assert typer.core.build_runtime_param is _compat.build_runtime_param  # type: ignore[attr-defined]
 
@@ -103,7 +103,7 @@ def test_a_read_command_imports_no_pydantic(tmp_path: Path) -> None:
     probe = (
         "import sys\n"
         "sys.argv = ['maomao', 'runs', '--limit', '5', '--tool', 'x', '--json']\n"
-        "from maomao_cli.cli.app import main\n"
+        "from maomao_cli.cli.main import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "print('pydantic' in sys.modules, file=sys.stderr)\n"
     )

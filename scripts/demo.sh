@@ -91,6 +91,9 @@ if [ ! -x "$MAOMAO" ]; then
 else
   say "maomao already installed in .venv"
 fi
+# An editable install leaves maomao's modules uncompiled, and with PYTHONDONTWRITEBYTECODE
+# set every command would compile them again: written once here.
+.venv/bin/python -m compileall -q src > /dev/null
 if [ "$(id -u)" = 0 ] && [ ! -e /usr/local/bin/maomao ]; then
   ln -s "$MAOMAO" /usr/local/bin/maomao
   say "linked /usr/local/bin/maomao, so a second terminal can run maomao"

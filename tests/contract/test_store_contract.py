@@ -236,6 +236,60 @@ def test_a_claim_writes_its_records_with_its_outcome_and_only_then(
     assert store.get(f"{prefix}/active") is None, "nor its guard"
 
 
+def test_a_claim_compared_with_its_schedule_is_refused_once_the_schedule_changed(
+    store: Store, prefix: str
+) -> None:
+    from maomao_cli.store.base import Claim
+
+    schedule = f"{prefix}/schedules/s"
+    store.put(schedule, b"v1")
+    seen = store.get(schedule)
+    assert seen is not None
+
+    def claim(tail: str, revision: int, value: bytes = b"me") -> Claim:
+        return Claim(
+            f"{prefix}/f/{tail}",
+            value,
+            guard=f"{prefix}/active/{tail}",
+            busy_value=value + b"-busy",
+            with_won=((f"{prefix}/runs/{tail}", b"running"),),
+            unless_changed=(schedule, revision),
+        )
+
+    assert store.claim([claim("1", seen.mod_revision)]) == ["won"], "unchanged: claimed"
+    store.put(schedule, b"v2")  # e.g. `maomao schedule pause`, not seen by the claimant
+    assert store.claim([claim("2", seen.mod_revision)]) == ["changed"]
+    assert store.get(f"{prefix}/f/2") is None and store.get(f"{prefix}/runs/2") is None
+    assert store.get(f"{prefix}/active/2") is None, "a refused claim writes nothing"
+    assert store.claim([claim("1", seen.mod_revision)]) == ["won"], "ours before the change"
+    assert store.claim([claim("1", seen.mod_revision, b"other")]) == ["changed"]
+    now = store.get(schedule)
+    assert now is not None
+    assert store.claim([claim("2", now.mod_revision)]) == ["won"], "at the revision seen now"
+    store.put(f"{prefix}/active/3", b"run")  # the previous run still runs
+    assert store.claim([claim("3", now.mod_revision)]) == ["busy"]
+    store.delete(schedule)
+    assert store.claim([claim("3", now.mod_revision)]) == ["busy"], "recognised by its value"
+    assert store.claim([claim("4", now.mod_revision)]) == ["changed"], "removed: changed"
+
+
+def test_many_compared_claims_in_one_call(store: Store, prefix: str) -> None:
+    from maomao_cli.store.base import Claim
+
+    schedule = f"{prefix}/schedules/s"
+    store.put(schedule, b"v1")
+    seen = store.get(schedule)
+    assert seen is not None
+    fresh, stale = (schedule, seen.mod_revision), (schedule, seen.mod_revision - 1)
+    claims = [
+        Claim(f"{prefix}/c/{i:03d}", b"me", unless_changed=fresh if i % 2 else stale)
+        for i in range(130)  # more than one transaction's worth
+    ]
+    outcomes = list(store.claim(claims))
+    assert outcomes == ["won" if i % 2 else "changed" for i in range(130)]
+    assert len(store.scan(f"{prefix}/c/")) == 65
+
+
 def test_claim_batch_has_one_winner_per_key(store: Store, prefix: str) -> None:
     from maomao_cli.store.base import Claim
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,13 +25,13 @@ from test_worker_memory import (
 )
 
 from fakes.clock import START, FakeClock
-from maomao_cli.errors import Unavailable
+from maomao_cli.errors import MaomaoError, Unavailable
 from maomao_cli.models import Run, Schedule, Tool
 from maomao_cli.services.outbox import Outbox
 from maomao_cli.services.outboxjournal import OutboxJournal
 from maomao_cli.services.worker import Worker
 from maomao_cli.services.worker.retries import PendingRetry
-from maomao_cli.store.base import Entry, Store
+from maomao_cli.store.base import Claim, ClaimOutcome, Entry, Store
 from maomao_cli.store.memory import MemoryStore, MemoryWatch
 
 
@@ -41,7 +41,9 @@ class ToolsDown(MemoryStore):
 
     tools_down = False
     tool_events_late = False  # the tools watch delivers nothing: every event on the way
+    schedule_events_late = False  # the same for the schedules watch
     guard_deletes_failing = 0  # the next n deletes of an overlap guard time out
+    claims_sent = 0
 
     def delete(self, key: str) -> bool:
         if self.guard_deletes_failing and key.startswith(KEYS.prefix + "/active/"):
@@ -57,7 +59,13 @@ class ToolsDown(MemoryStore):
     def watch(self, prefix: str, *, start_revision: int | None = None) -> MemoryWatch:
         if self.tool_events_late and prefix == KEYS.tools():
             prefix = KEYS.tools() + "\x00late/"  # a prefix no key has
+        if self.schedule_events_late and prefix == KEYS.schedules():
+            prefix = KEYS.schedules() + "\x00late/"
         return super().watch(prefix, start_revision=start_revision)
+
+    def claim(self, claims: Sequence[Claim]) -> list[ClaimOutcome | MaomaoError]:
+        self.claims_sent += len(claims)
+        return super().claim(claims)
 
 
 @dataclass
@@ -230,6 +238,44 @@ def test_a_firing_of_a_tool_that_is_gone_is_recorded_skipped(
     [record] = harness.records()
     assert record.status == "skipped"
     assert record.error == "schedule refers to tool 'ghost', which is not registered"
+
+
+# A schedule changed before its firing is claimed -----------------------------------
+
+
+def test_a_pause_not_yet_seen_by_the_member_stops_the_next_firing(
+    store: ToolsDown, harness: Harness
+) -> None:
+    """`maomao schedule pause` lands, and the member's watch has not delivered it when the
+    next firing is due: the claim compares the schedule's revision and is refused, so the
+    paused schedule runs nothing; the refused firing waits for news of the schedule
+    instead of being claimed again and again."""
+    store.schedule_events_late = True
+    schedule = put_schedule(store)  # every second
+    harness.start("a")
+    harness.tick(2)
+    assert [r.status for r in harness.records()] == ["succeeded", "succeeded"]
+    store.put(KEYS.schedule("s"), replace(schedule, paused=True).to_json())
+    sent = store.claims_sent
+    harness.tick(3)
+    assert [r.status for r in harness.records()] == ["succeeded", "succeeded"], "no run"
+    assert firing_keys(store) == [str(int(START + 1)), str(int(START + 2))], "no claim"
+    assert store.claims_sent - sent == 3, "one refused claim per firing, no more"
+
+
+def test_a_schedule_written_again_unchanged_loses_no_firing(
+    store: ToolsDown, harness: Harness
+) -> None:
+    """A put of the same record (a resume of a schedule that was not paused) gives it a
+    new revision: the member's claims compare the new one once its event is in."""
+    schedule = put_schedule(store)
+    harness.start("a")
+    harness.tick(2)
+    store.put(KEYS.schedule("s"), schedule.to_json())
+    harness.tick(3)
+    harness.journal.wait_for(lambda j: len(j.saved) >= 5)
+    fired = [(int((r.fire_time or 0) - START), r.status) for r in harness.records()]
+    assert fired == [(n, "succeeded") for n in range(1, 6)]
 
 
 # Claims only for free slots ----------------------------------------------------------

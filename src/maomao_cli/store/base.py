@@ -51,11 +51,16 @@ class Claim:
     # its claim leaves a `running` record, which the lost-run sweep finds).
     with_won: tuple[tuple[str, bytes], ...] = ()
     with_busy: tuple[tuple[str, bytes], ...] = ()
+    # (key, mod_revision): claim only while `key` is still at that revision, i.e. the
+    # schedule is as the claimant last saw it. A pause that landed just before the firing,
+    # while the claimant's watch had not delivered it yet, then stops the claim.
+    unless_changed: tuple[str, int] | None = None
 
 
 # won: this claim created the key; taken: someone else holds the key;
-# busy: this claim took the key but the guard is held (e.g. the previous run still runs).
-ClaimOutcome = Literal["won", "taken", "busy"]
+# busy: this claim took the key but the guard is held (e.g. the previous run still runs);
+# changed: nothing was written, `unless_changed`'s key is no longer at its revision.
+ClaimOutcome = Literal["won", "taken", "busy", "changed"]
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 The claim key is created if free; with a guard (the overlap marker) both are, else the key
 is taken as busy if still free, else read: a claim already won by this member is then
-recognised by its value.
+recognised by its value. A claim made only while its schedule is unchanged is that
+transaction nested in one comparing the schedule's revision (else the key is read).
 """
 
 from __future__ import annotations
@@ -16,6 +17,19 @@ from .base import Claim, ClaimOutcome
 
 def claim_request(c: Any, claim: Claim) -> Any:
     """The TxnRequest of one claim, on python3-etcd3's client c."""
+    request = _claim_request(c, claim)
+    if claim.unless_changed is None:
+        return request
+    t = c.transactions
+    key, revision = claim.unless_changed
+    return etcdrpc.TxnRequest(
+        compare=[(t.mod(key) == revision).build_message()],
+        success=[etcdrpc.RequestOp(request_txn=request)],
+        failure=c._ops_to_requests([t.get(claim.key)]),
+    )
+
+
+def _claim_request(c: Any, claim: Claim) -> Any:
     t = c.transactions
     compare = [t.create(claim.key) == 0]
     success = [t.put(claim.key, claim.value, lease=claim.lease)]
@@ -40,7 +54,18 @@ def claim_request(c: Any, claim: Claim) -> Any:
 
 
 def claim_outcome(claim: Claim, response: Any) -> ClaimOutcome:
-    """What the TxnResponse of claim_request says: won, busy (guard held) or taken."""
+    """What the TxnResponse of claim_request says: won, busy (guard held), taken, or
+    changed (its schedule was, and this claim was not made before)."""
+    if claim.unless_changed is not None:
+        first = response.responses[0]
+        if not response.succeeded:
+            held = _value(first)
+            if held == claim.value:
+                return "won"
+            if claim.guard is not None and held == claim.busy_value:
+                return "busy"
+            return "changed"
+        response = first.response_txn
     if response.succeeded:
         return "won"
     first = response.responses[0]
@@ -49,12 +74,17 @@ def claim_outcome(claim: Claim, response: Any) -> ClaimOutcome:
         if nested.succeeded:
             return "busy"
         first = nested.responses[0]
-    held = bytes(first.response_range.kvs[0].value) if first.response_range.kvs else b""
+    held = _value(first)
     if held == claim.value:
         return "won"
     if claim.guard is not None and held == claim.busy_value:
         return "busy"
     return "taken"
+
+
+def _value(op: Any) -> bytes:
+    """The value a range answer read (empty when the key is absent)."""
+    return bytes(op.response_range.kvs[0].value) if op.response_range.kvs else b""
 
 
 # Claims sent in one transaction, each a nested transaction with its own compare: etcd

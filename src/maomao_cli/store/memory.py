@@ -225,6 +225,13 @@ class MemoryStore:
                     outcomes.append(exc)
                     continue
                 held = self._data.get(claim.key)
+                mine = held is not None and _held_outcome(held.value, claim) != "taken"
+                if claim.unless_changed is not None and not mine:
+                    key, revision = claim.unless_changed
+                    current = self._data.get(key)
+                    if (current.mod_revision if current else 0) != revision:
+                        outcomes.append("changed")
+                        continue
                 if held is not None:
                     outcomes.append(_held_outcome(held.value, claim))
                 elif claim.guard is not None and claim.guard in self._data:

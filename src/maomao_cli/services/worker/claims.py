@@ -93,6 +93,9 @@ class ClaimPlan:
     guard_value: GuardValue
     # Due longer ago than the grace window: claimed, then recorded as skipped, not run.
     late: bool
+    # The schedule's key and revision as this member saw them: a schedule firing is
+    # claimed only if its schedule has not changed since (a pause not seen yet).
+    unless_changed: tuple[str, int] | None = None
 
     def claim(
         self,
@@ -113,6 +116,7 @@ class ClaimPlan:
             guard_lease=guard_lease,
             with_won=with_won,
             with_busy=with_busy if self.guard is not None else (),
+            unless_changed=self.unless_changed,
         )
 
 
@@ -142,9 +146,12 @@ def plan_claim(
     now: float,
     grace: float,
     keys: Keys,
+    revision: int = 0,
 ) -> ClaimPlan | None:
     """The claim `member` attempts for `due`, or None when it takes no part (paused now
-    or at the nominal time, or its labels do not match the schedule's selector)."""
+    or at the nominal time, or its labels do not match the schedule's selector).
+    `revision`: the schedule's record as seen (0: unknown, not compared); an operator's
+    request is claimed whatever the schedule became, as it runs even while paused."""
     requested = due.trigger in REQUESTED
     if requested:
         if not selects(schedule, labels):
@@ -168,4 +175,7 @@ def plan_claim(
         guard=guard_key(keys, schedule, member) if guarded else None,
         guard_value=GuardValue(member, due.fire_time),
         late=late,
+        unless_changed=(
+            (keys.schedule(schedule.name), revision) if revision and not requested else None
+        ),
     )

@@ -109,6 +109,8 @@ class Firing:
         self.stats = self.execution.stats
         # Due firings with no free slot here yet, oldest first (the scheduler loop's own).
         self._waiting: list[Due] = []
+        # Claims refused as their schedule had changed, with the revision they compared.
+        self._refused: list[tuple[Due, int]] = []
         # Claims whose outcome is unknown, settled after reconnecting.
         self._unknown: list[Due] = []
         self._claim_leases: dict[int, tuple[Lease, float]] = {}  # by life: lease, granted at
@@ -125,8 +127,22 @@ class Firing:
         return max(0, self._slots - self.running())
 
     def startable(self) -> bool:
-        """Is a waiting firing startable now (a slot freed)?"""
+        """Is a waiting firing startable now (a slot freed, or its schedule's change came
+        in after its claim was refused for it)?"""
+        self._take_back_refused()
         return bool(self._waiting) and self.free_slots() > 0 and not self._held()
+
+    def _take_back_refused(self) -> None:
+        """Firings refused because their schedule changed wait until this member has seen
+        a newer revision of it (or its removal), then are planned again."""
+        if not self._refused:
+            return
+        with self._shared.lock:
+            seen = self._shared.timetable.revision
+            moved = [due for due, refused in self._refused if seen(due.schedule) != refused]
+            self._refused = [(d, r) for d, r in self._refused if seen(d.schedule) == r]
+        if moved:
+            self._waiting = sorted([*self._waiting, *moved])
 
     def _held(self) -> bool:
         return self._clock.monotonic() < self._hold_until
@@ -181,6 +197,7 @@ class Firing:
             schedule = self._shared.timetable.schedule(due.schedule)
             if schedule is None:
                 return None  # removed since it was taken off the timetable
+            revision = self._shared.timetable.revision(due.schedule)
             self._shared.timetable.next_regular(due)
         plan = plan_claim(
             schedule,
@@ -190,6 +207,7 @@ class Firing:
             now=decided_at(due, now),
             grace=misfire_grace(schedule, self._settings),
             keys=self._keys,
+            revision=revision,
         )
         return None if plan is None else (schedule, plan)
 
@@ -200,6 +218,7 @@ class Firing:
         say) would lose to a catch-up and be skipped; the second one waits for the next
         look, when the guard is settled."""
         now = self._clock.now()
+        self._take_back_refused()
         candidates = sorted([*self._waiting, *dues], key=lambda d: (d.trigger != "retry", d))
         self._waiting = []
         held = self._held()
@@ -269,6 +288,14 @@ class Firing:
         if isinstance(outcome, MaomaoError):
             self._unknown.append(due)  # settled after reconnecting
             return False
+        if outcome == "changed":
+            # Nothing was written: planned anew once the schedule's watch event is in (a
+            # pause then stops it), not before, or the claim would be refused again.
+            log.info("schedule %s changed before its firing was claimed", schedule.name)
+            due.run_id = due.claimed_at = None
+            assert plan.unless_changed is not None, "only a compared claim is refused so"
+            self._refused.append((due, plan.unless_changed[1]))
+            return True
         if due.trigger == "retry":
             self.execution.forget_pending(schedule, due)
         lag = self._clock.now() - due.due
@@ -304,12 +331,13 @@ class Firing:
         self.execution.release_stale_guards(store)
         ours = [due for due in self._unknown if self._holds(store, due)]
         with self._shared.lock:
-            for due in [*self._waiting, *self._unknown]:
+            refused = [due for due, _ in self._refused]
+            for due in [*self._waiting, *self._unknown, *refused]:
                 due.claimed = due in ours  # claimed by us before the cut: never coalesced
                 if not due.claimed:  # never applied: a new claim, decided anew
                     due.run_id = due.claimed_at = None
                 self._shared.timetable.put_back(due)
-            self._waiting, self._unknown = [], []
+            self._waiting, self._unknown, self._refused = [], [], []
         self._coalesce_pending = True
         # Members cut off by the same outage are back within about as long as it lasted.
         self._hold_until = self._clock.monotonic() + min(max(outage, 0.0), RESUME_SETTLE)

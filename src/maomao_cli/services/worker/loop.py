@@ -18,7 +18,7 @@ from ...jitter import offset as jitter_offset
 from ...keys import Keys
 from ...models import Schedule
 from ...ports import Clock
-from ...store.base import Store, Watch
+from ...store.base import Event, Store, Watch
 from ..outbox import Outbox
 from ..outboxjournal import OutboxJournal
 from .clockoffset import ClockOffsets, observe_heartbeat
@@ -248,22 +248,25 @@ class Worker:
         self._requests.load(requested)
         tools = self._firing.execution.tools
         self._watches = [
-            self._start_watch(self.keys.tools(), tools.read(self.store) + 1, tools.on_event),
+            self._start_watch(
+                self.keys.tools(), tools.read(self.store) + 1, _keyed(tools.on_event)
+            ),
+            # Schedules take the whole event: their claims compare its revision.
             self._start_watch(self.keys.schedules(), revision + 1, self._schedules.on_event),
-            self._start_watch(self.keys.members(), revision + 1, self._on_member_event),
-            self._start_watch(self.keys.held_runs(), revision + 1, self._on_held_run_event),
-            self._start_watch(self.keys.requests(), requests_revision + 1, self._on_request_event),
+            self._start_watch(self.keys.members(), revision + 1, _keyed(self._on_member_event)),
+            self._start_watch(self.keys.held_runs(), revision + 1, _keyed(self._on_held_run_event)),
+            self._start_watch(
+                self.keys.requests(), requests_revision + 1, _keyed(self._on_request_event)
+            ),
         ]
 
-    def _start_watch(
-        self, prefix: str, revision: int, handler: Callable[[str, bytes | None], None]
-    ) -> Watch:
+    def _start_watch(self, prefix: str, revision: int, handler: Callable[[Event], None]) -> Watch:
         watch = self.store.watch(prefix, start_revision=revision)
 
         def follow() -> None:
             try:
                 for event in watch:
-                    handler(event.key, event.value)
+                    handler(event)
             except MaomaoError as exc:
                 if not self._stopping.is_set():
                     self._lost_connection(exc)
@@ -448,3 +451,8 @@ class Worker:
         if self._store is not None:
             self._store.close()
         log.info("worker %s stopped", self.member)
+
+
+def _keyed(handler: Callable[[str, bytes | None], None]) -> Callable[[Event], None]:
+    """A watch handler of a key and its value (None: deleted)."""
+    return lambda event: handler(event.key, event.value)

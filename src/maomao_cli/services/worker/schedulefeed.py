@@ -11,7 +11,7 @@ from ...errors import RecordError
 from ...keys import Keys
 from ...models import Schedule
 from ...ports import Clock
-from ...store.base import Entry
+from ...store.base import Entry, Event
 from ..records import decode
 from .execution import Shared
 from .policy import misfire_grace
@@ -39,12 +39,15 @@ class ScheduleFeed:
                     continue
                 seen.add(schedule.name)
                 if self._shared.timetable.follows(schedule):
-                    continue  # unchanged across a reconnect: keep its pending firings
-                self._track(schedule, now, catch_up=first)
+                    # Unchanged across a reconnect: keep its pending firings.
+                    self._shared.timetable.saw(schedule.name, entry.mod_revision)
+                    continue
+                self._track(schedule, now, catch_up=first, revision=entry.mod_revision)
             self._shared.timetable.keep_only(seen)
         self._shared.wake.set()
 
-    def on_event(self, key: str, value: bytes | None) -> None:
+    def on_event(self, event: Event) -> None:
+        key, value = event.key, event.value
         name = self._keys.leaf(key)
         with self._shared.lock:
             if value is None:
@@ -56,8 +59,12 @@ class ScheduleFeed:
                 except RecordError as exc:
                     log.warning("skipping %s: %s", key, exc)
                     return
-                if not self._shared.timetable.follows(schedule):
-                    self._track(schedule, self._clock.now(), catch_up=False)
+                if self._shared.timetable.follows(schedule):
+                    self._shared.timetable.saw(name, event.revision)
+                else:
+                    self._track(
+                        schedule, self._clock.now(), catch_up=False, revision=event.revision
+                    )
                     log.info(
                         "schedule %s: %s (%s)%s",
                         name,
@@ -67,7 +74,7 @@ class ScheduleFeed:
                     )
         self._shared.wake.set()
 
-    def _track(self, schedule: Schedule, now: float, *, catch_up: bool) -> None:
+    def _track(self, schedule: Schedule, now: float, *, catch_up: bool, revision: int) -> None:
         """Start following a schedule (caller holds the lock)."""
         grace = misfire_grace(schedule, self._settings) if catch_up else None
-        self._shared.timetable.track(schedule, now, catch_up_grace=grace)
+        self._shared.timetable.track(schedule, now, catch_up_grace=grace, revision=revision)

@@ -69,6 +69,7 @@ class _Tracked:
     schedule: Schedule
     cron: CronClock
     generation: int
+    revision: int = 0  # the store revision of the schedule's record as last seen (0: unknown)
 
 
 class Timetable:
@@ -87,6 +88,18 @@ class Timetable:
         tracked = self._tracked.get(name)
         return None if tracked is None else tracked.schedule
 
+    def revision(self, name: str) -> int:
+        """The store revision of the schedule's record as last seen; 0 when unknown."""
+        tracked = self._tracked.get(name)
+        return 0 if tracked is None else tracked.revision
+
+    def saw(self, name: str, revision: int) -> None:
+        """The schedule's record was seen at `revision`, unchanged (a put of the same
+        value, or a re-read after a reconnect): its claims compare this revision now."""
+        tracked = self._tracked.get(name)
+        if tracked is not None:
+            tracked.revision = revision
+
     def cron_of(self, schedule: Schedule) -> CronClock | None:
         """The clock followed for this version of the schedule (None if another is)."""
         tracked = self._tracked.get(schedule.name)
@@ -103,7 +116,9 @@ class Timetable:
         tracked = self._tracked.get(schedule.name)
         return tracked is not None and tracked.schedule == schedule
 
-    def track(self, schedule: Schedule, now: float, *, catch_up_grace: float | None) -> bool:
+    def track(
+        self, schedule: Schedule, now: float, *, catch_up_grace: float | None, revision: int = 0
+    ) -> bool:
         """Follow a schedule (new or changed) from `now`: queue its next firing and, given
         a grace window, the newest missed firing within it. False if its cron or time zone
         is invalid (then it is not followed)."""
@@ -114,7 +129,7 @@ class Timetable:
             self._tracked.pop(schedule.name, None)
             return False
         generation = next(self._generation)
-        self._tracked[schedule.name] = _Tracked(schedule, cron, generation)
+        self._tracked[schedule.name] = _Tracked(schedule, cron, generation, revision)
         missed = catch_up_time(cron, now, catch_up_grace) if catch_up_grace is not None else None
         # A firing from before the schedule existed was never missed.
         if missed is not None and missed < now and missed >= schedule.created:

@@ -191,7 +191,9 @@ def test_pause_until_ten_seconds_nothing_runs_nothing_caught_up_resumes(
     [listed] = ok(docker_env, "schedule", "list", "--json")
     assert (listed["paused"], listed["pause_note"]) == (True, "maintenance")
     start, end = paused_interval(docker_env, "tick")  # to the microsecond, from etcd
-    assert epoch_of(listed["paused_until"]) == int(end) and end - start == pytest.approx(10)
+    assert epoch_of(listed["paused_until"]) == int(end)
+    # 10 s, less a firing claimed just before the pause landed (its start moves past it).
+    assert 8 < end - start <= 10 + 1e-6
     until(
         lambda: any((r["fire_time"] or 0) >= end + 6 for r in polled(docker_env, "tick")), "resumed"
     )

@@ -276,6 +276,31 @@ def test_pause_refuses_an_end_in_the_past_and_keeps_history(
     assert (rescheduled.pauses, rescheduled.jitter) == ([[START, START]], 10.0)
 
 
+@pytest.mark.parametrize(
+    ("claimed", "start"),
+    [
+        ([], START),  # nothing claimed since the pause's start: it stands
+        ([f"{int(START) - 1}"], START),  # claimed before the start: not in the pause
+        ([f"{int(START)}"], START + 0.001),  # claimed at the start, before it landed
+        ([f"{int(START)}@a", f"{int(START) + 1}@b.r2"], START + 1.001),  # the latest
+    ],
+)
+def test_a_pause_starts_after_the_firings_claimed_before_it_landed(
+    schedules: tuple[ScheduleService, MemoryStore], claimed: list[str], start: float
+) -> None:
+    """Workers claim a firing only while the schedule is as they saw it, so a claim made
+    after the pause landed is refused; one made before it ran. The record's start moves
+    past it: no firing with a nominal time in the recorded pause ever runs."""
+    service, store = schedules
+    for tail in claimed:
+        store.put(f"{KEYS.firings('s')}{tail}", b"claim")
+    paused = service.pause("s", until="10s")
+    stored = store.get(KEYS.schedule("s"))
+    assert stored is not None and Schedule.from_json(stored.value) == paused
+    assert (paused.paused_at, paused.paused_until) == (start, START + 10)
+    assert all(not paused_during(paused, float(t.split("@")[0])) for t in claimed)
+
+
 def test_coverage_classifies_each_firing_and_lists_gaps() -> None:
     schedule = Schedule(
         name="s", tool="t", cron="* * * * *", pauses=[[START + 300, START + 420]], created=0

@@ -182,7 +182,33 @@ class ScheduleService:
             paused_at=since,
         )
         self.store.put(self.keys.schedule(schedule.name), paused.to_json())
-        return paused
+        return self._after_claimed(paused) if since == now else paused
+
+    def _after_claimed(self, paused: Schedule) -> Schedule:
+        """A pause stops every claim made after it landed (a claim compares the schedule's
+        revision); a firing claimed between the pause's start and its landing has run. The
+        record's start then moves to just after the latest of those, so that it says what
+        happened: no firing with a nominal time in a pause ever runs."""
+        assert paused.paused_at is not None
+        start = paused.paused_at
+        claimed = [
+            epoch
+            for entry in self.store.scan(self.keys.firings(paused.name))
+            if (epoch := _firing_epoch(entry.key)) is not None and epoch >= start
+        ]
+        if not claimed:
+            return paused
+        after = max(claimed) + 0.001
+        moved = replace(paused, paused_at=after)
+        if paused.paused_until is not None and after >= paused.paused_until:
+            return paused  # not enough pause left to move (a pause of a second or less)
+        key = self.keys.schedule(paused.name)
+        entry = self.store.get(key)
+        if entry is None or entry.value != paused.to_json():
+            return paused  # changed again since: that write stands
+        if not self.store.replace(key, moved.to_json(), mod_revision=entry.mod_revision):
+            return paused
+        return moved
 
     def resume(self, name: str) -> Schedule:
         schedule = self.get(name)
@@ -376,6 +402,13 @@ def _note(note: str | None) -> str | None:
     if len(cleaned) > NOTE_MAX:
         raise BadInput(f"invalid --note: at most {NOTE_MAX} characters")
     return cleaned
+
+
+def _firing_epoch(key: str) -> int | None:
+    """The nominal time of a firing's claim key (`<epoch>`, `<epoch>@<member>`, with a
+    retry's `.r<attempt>`); None for a key of another shape."""
+    tail = key.rsplit("/", 1)[-1].split("@", 1)[0].split(".", 1)[0]
+    return int(tail) if tail.isdigit() else None
 
 
 def _closed(schedule: Schedule, now: float, *, resume: bool = False) -> Schedule:

@@ -9,6 +9,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from ...clock import SystemClock
@@ -18,7 +19,7 @@ from ...jitter import offset as jitter_offset
 from ...keys import Keys
 from ...models import Schedule
 from ...ports import Clock
-from ...store.base import Event, Store, Watch
+from ...store.base import Store, Watch
 from ..outbox import Outbox
 from ..outboxjournal import OutboxJournal
 from .clockoffset import ClockOffsets, observe_heartbeat
@@ -33,6 +34,7 @@ from .requests import Requests
 from .schedulefeed import ScheduleFeed
 from .skew import SkewGate
 from .timetable import Due, Timetable
+from .watches import follow, keyed
 
 log = logging.getLogger("maomao.worker")
 
@@ -247,32 +249,19 @@ class Worker:
         requested, requests_revision = self.store.scan_with_revision(self.keys.requests())
         self._requests.load(requested)
         tools = self._firing.execution.tools
+        watch_from = partial(follow, self.store, lost=self._watch_lost)
         self._watches = [
-            self._start_watch(
-                self.keys.tools(), tools.read(self.store) + 1, _keyed(tools.on_event)
-            ),
+            watch_from(self.keys.tools(), tools.read(self.store) + 1, keyed(tools.on_event)),
             # Schedules take the whole event: their claims compare its revision.
-            self._start_watch(self.keys.schedules(), revision + 1, self._schedules.on_event),
-            self._start_watch(self.keys.members(), revision + 1, _keyed(self._on_member_event)),
-            self._start_watch(self.keys.held_runs(), revision + 1, _keyed(self._on_held_run_event)),
-            self._start_watch(
-                self.keys.requests(), requests_revision + 1, _keyed(self._on_request_event)
-            ),
+            watch_from(self.keys.schedules(), revision + 1, self._schedules.on_event),
+            watch_from(self.keys.members(), revision + 1, keyed(self._on_member_event)),
+            watch_from(self.keys.held_runs(), revision + 1, keyed(self._on_held_run_event)),
+            watch_from(self.keys.requests(), requests_revision + 1, keyed(self._on_request_event)),
         ]
 
-    def _start_watch(self, prefix: str, revision: int, handler: Callable[[Event], None]) -> Watch:
-        watch = self.store.watch(prefix, start_revision=revision)
-
-        def follow() -> None:
-            try:
-                for event in watch:
-                    handler(event)
-            except MaomaoError as exc:
-                if not self._stopping.is_set():
-                    self._lost_connection(exc)
-
-        threading.Thread(target=follow, name=f"watch{prefix}", daemon=True).start()
-        return watch
+    def _watch_lost(self, exc: MaomaoError) -> None:
+        if not self._stopping.is_set():
+            self._lost_connection(exc)
 
     def _on_request_event(self, key: str, value: bytes | None) -> None:
         self._requests.on_event(key, value)
@@ -451,8 +440,3 @@ class Worker:
         if self._store is not None:
             self._store.close()
         log.info("worker %s stopped", self.member)
-
-
-def _keyed(handler: Callable[[str, bytes | None], None]) -> Callable[[Event], None]:
-    """A watch handler of a key and its value (None: deleted)."""
-    return lambda event: handler(event.key, event.value)

@@ -9,7 +9,6 @@ import functools
 import json
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
@@ -256,12 +255,22 @@ def stored_runs(store: Store) -> dict[tuple[float, int], Run]:
 
 
 def wait_for_stored(store: Store, done: Callable[[dict[tuple[float, int], Run]], bool]) -> None:
-    """Block (real time, bounded) until the stored records satisfy `done`: for claims
-    made on the loop's thread after a watch event."""
-    limit = time.monotonic() + 10
-    while not done(stored_runs(store)):
-        assert time.monotonic() < limit, "it was never stored"
-        time.sleep(0.005)
+    """Block until the stored records satisfy `done`, looking again at each write of a
+    record (a watch): for claims made on the loop's thread after a watch event."""
+    written = threading.Event()
+    watch = store.watch(KEYS.runs())
+
+    def follow() -> None:
+        for _ in watch:
+            written.set()
+
+    threading.Thread(target=follow, daemon=True).start()
+    try:
+        while not done(stored_runs(store)):
+            assert written.wait(10), "it was never stored"
+            written.clear()
+    finally:
+        watch.cancel()
 
 
 def seconds_after_start(fire_times: list[float]) -> list[int]:

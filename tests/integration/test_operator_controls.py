@@ -22,6 +22,7 @@ from figures import figure
 from maomao_cli import config, jitter
 from maomao_cli.keys import Keys
 from maomao_cli.models import Run, Schedule
+from maomao_cli.services.coverage import SETTLE
 from maomao_cli.services.records import load_all
 from maomao_cli.store.etcd import EtcdStore
 from observe import stored
@@ -194,8 +195,10 @@ def test_pause_until_ten_seconds_nothing_runs_nothing_caught_up_resumes(
     assert epoch_of(listed["paused_until"]) == int(end)
     # 10 s, less a firing claimed just before the pause landed (its start moves past it).
     assert 8 < end - start <= 10 + 1e-6
+    # Resumed, and late enough that coverage judges every firing of the pause (SETTLE).
     until(
-        lambda: any((r["fire_time"] or 0) >= end + 6 for r in polled(docker_env, "tick")), "resumed"
+        lambda: any((r["fire_time"] or 0) >= end + SETTLE for r in polled(docker_env, "tick")),
+        "resumed",
     )
     [after] = ok(docker_env, "schedule", "list", "--json")
     assert after["paused"] is False, "resumed at its end, by itself"

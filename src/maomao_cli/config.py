@@ -10,16 +10,18 @@ from __future__ import annotations
 import math
 import os
 import socket
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal
 
-from . import gitcredentials, validation
+from . import validation
 from .config_rules import validate
 from .errors import BadInput, ConfigError
-from .gitmodels import HttpsCredential
+
+if TYPE_CHECKING:
+    from .gitmodels import HttpsCredential
 
 DEFAULT_ENDPOINT = "127.0.0.1:2379"
 
@@ -228,14 +230,21 @@ def _labels(where: str, value: Any) -> dict[str, str]:
 _SPECIAL: dict[tuple[str, str], Callable[[str, Any], Any]] = {
     ("etcd", "endpoints"): _endpoints,
     ("worker", "labels"): _labels,
-    ("git", "credentials"): gitcredentials.parse,
+    ("git", "credentials"): lambda where, value: _gitcredentials().parse(where, value),
     ("serve", "allowed_hosts"): _host_names,
 }
 
 # Keys no longer read, and why: refused, so no one believes they still apply.
-_RETIRED: dict[tuple[str, str], str] = {
-    ("git", key): gitcredentials.retired(key) for key in ("https_username", "https_password")
-}
+_RETIRED: frozenset[tuple[str, str]] = frozenset(
+    ("git", key) for key in ("https_username", "https_password")
+)
+
+
+def _gitcredentials() -> ModuleType:
+    # Imported when a config has git credentials: most commands read none.
+    from . import gitcredentials
+
+    return gitcredentials
 
 
 def _whole(value: Any) -> bool:
@@ -284,7 +293,7 @@ def _from_mapping(data: Mapping[str, Any], source: str) -> Settings:
         updates: dict[str, Any] = {}
         for key, value in table.items():
             if (section, key) in _RETIRED:
-                raise ConfigError(f"{source}: {_RETIRED[section, key]}")
+                raise ConfigError(f"{source}: {_gitcredentials().retired(key)}")
             if key not in known:
                 raise ConfigError(
                     f"{source}: unknown key {key!r} in [{section}]",
@@ -341,6 +350,8 @@ def _read_file(path: Path) -> Settings:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    import tomllib  # only with a config file
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -373,7 +384,7 @@ def _environment_overrides(settings: Settings, environ: Mapping[str, str]) -> Se
         settings = replace(settings, **{section: table})
     password = environ.get("MAOMAO_GIT_PASSWORD")
     if password:
-        credentials = gitcredentials.with_password(settings.git.credentials, password)
+        credentials = _gitcredentials().with_password(settings.git.credentials, password)
         settings = replace(settings, git=replace(settings.git, credentials=credentials))
     return settings
 
@@ -406,7 +417,7 @@ def as_dict(settings: Settings, *, mask: bool = True) -> dict[str, Any]:
             if mask and f.name in SECRET_FIELDS and value:
                 value = MASK
             if (section, f.name) == ("git", "credentials"):
-                value = gitcredentials.shown(value, MASK if mask else None)
+                value = _gitcredentials().shown(value, MASK if mask else None)
             if isinstance(value, tuple):
                 value = list(value)
             table[f.name] = value

@@ -37,6 +37,6 @@ say "mypy --strict src tests"
 # compute, so more workers than cores pay (docs/architecture.md, "Tests in parallel").
 # MAOMAO_TEST_WORKERS=0 runs the suite in this one process.
 workers="${MAOMAO_TEST_WORKERS:-4}"
-say "pytest -n $workers --dist loadgroup $* (the whole suite takes about 9 to 11 minutes on 2 cores, longer on a busy machine)"
+say "pytest -n $workers --dist loadgroup $* (the whole suite takes about 7 to 9 minutes on 2 cores, longer on a busy machine)"
 # --durations: the slowest tests in every log, where the suite's time goes (issue 14).
 exec .venv/bin/pytest -n "$workers" --dist loadgroup --durations=25 "$@"

@@ -63,6 +63,16 @@ class Claim:
 ClaimOutcome = Literal["won", "taken", "busy", "changed"]
 
 
+def recognised(claim: Claim, held: bytes, otherwise: ClaimOutcome) -> ClaimOutcome:
+    """The outcome of `claim` when its key holds `held`: ours already (won, or busy if we
+    took it as busy: a claim answered again), else `otherwise`."""
+    if held == claim.value:
+        return "won"
+    if claim.guard is not None and held == claim.busy_value:
+        return "busy"
+    return otherwise
+
+
 @dataclass(frozen=True)
 class Page:
     """One page of a scan: `cursor` continues it (None: this was the last page), and

@@ -12,7 +12,7 @@ from typing import Any
 
 from etcd3 import etcdrpc
 
-from .base import Claim, ClaimOutcome
+from .base import Claim, ClaimOutcome, recognised
 
 
 def claim_request(c: Any, claim: Claim) -> Any:
@@ -59,12 +59,7 @@ def claim_outcome(claim: Claim, response: Any) -> ClaimOutcome:
     if claim.unless_changed is not None:
         first = response.responses[0]
         if not response.succeeded:
-            held = _value(first)
-            if held == claim.value:
-                return "won"
-            if claim.guard is not None and held == claim.busy_value:
-                return "busy"
-            return "changed"
+            return recognised(claim, _value(first), "changed")
         response = first.response_txn
     if response.succeeded:
         return "won"
@@ -74,12 +69,7 @@ def claim_outcome(claim: Claim, response: Any) -> ClaimOutcome:
         if nested.succeeded:
             return "busy"
         first = nested.responses[0]
-    held = _value(first)
-    if held == claim.value:
-        return "won"
-    if claim.guard is not None and held == claim.busy_value:
-        return "busy"
-    return "taken"
+    return recognised(claim, _value(first), "taken")
 
 
 def _value(op: Any) -> bytes:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from ..errors import Compacted, MaomaoError, Unavailable
-from .base import PAGE_SIZE, Claim, ClaimOutcome, Entry, Event, Page, StoreStatus
+from .base import PAGE_SIZE, Claim, ClaimOutcome, Entry, Event, Page, StoreStatus, recognised
 
 
 @dataclass
@@ -65,14 +65,6 @@ class MemoryWatch:
         self._cancelled = True
         self._store._unwatch(self)
         self.queue.put(None)
-
-
-def _held_outcome(value: bytes, claim: Claim) -> ClaimOutcome:
-    if value == claim.value:
-        return "won"
-    if claim.guard is not None and value == claim.busy_value:
-        return "busy"
-    return "taken"
 
 
 class MemoryStore:
@@ -225,7 +217,7 @@ class MemoryStore:
                     outcomes.append(exc)
                     continue
                 held = self._data.get(claim.key)
-                mine = held is not None and _held_outcome(held.value, claim) != "taken"
+                mine = held is not None and recognised(claim, held.value, "taken") != "taken"
                 if claim.unless_changed is not None and not mine:
                     key, revision = claim.unless_changed
                     current = self._data.get(key)
@@ -233,7 +225,7 @@ class MemoryStore:
                         outcomes.append("changed")
                         continue
                 if held is not None:
-                    outcomes.append(_held_outcome(held.value, claim))
+                    outcomes.append(recognised(claim, held.value, "taken"))
                 elif claim.guard is not None and claim.guard in self._data:
                     self._put_locked(claim.key, claim.busy_value, claim.lease)
                     for key, value in claim.with_busy:

@@ -179,6 +179,15 @@ class Host:
                 env=self.env(),
             )
 
+    def freeze_worker(self) -> None:
+        """SIGSTOP: the worker records nothing more, its runs stay as they are."""
+        assert self.worker is not None
+        self.worker.send_signal(signal.SIGSTOP)
+
+    def thaw_worker(self) -> None:
+        assert self.worker is not None
+        self.worker.send_signal(signal.SIGCONT)
+
     def kill_worker(self) -> None:
         assert self.worker is not None
         self.worker.send_signal(signal.SIGKILL)

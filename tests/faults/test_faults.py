@@ -110,8 +110,21 @@ def test_worker_sigkill_during_a_run(rig: Rig) -> None:
     victim = rig.hosts[1]
 
     def inject() -> None:
-        # Wait for a container of this worker, then kill the worker under it.
-        wait_until(lambda: rig.running_on(victim), 30, f"a run on {victim.worker_name}")
+        # Kill the worker while it holds a run it has not finished. A dummy run lasts tens
+        # of milliseconds, so one seen running may be recorded before a kill lands: the
+        # worker is frozen first, and killed only if a run of it is still `running`.
+        def frozen_mid_run() -> bool:
+            if not rig.running_on(victim):
+                return False
+            victim.freeze_worker()
+            if any(
+                r["member"] == victim.worker_name and r["status"] == "running" for r in rig.runs()
+            ):
+                return True
+            victim.thaw_worker()
+            return False
+
+        wait_until(frozen_mid_run, 60, f"a run on {victim.worker_name} to freeze")
         victim.kill_worker()
         time.sleep(rig.profile.worker_dead)
         victim.start_worker()

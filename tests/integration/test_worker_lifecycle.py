@@ -335,14 +335,16 @@ def test_a_worker_whose_clock_is_off_shows_it_and_claims_nothing(docker_env: Env
     ]
     try:
         wait_for_members(docker_env, {"c1", "c2", "c3"}, workers)
-        # Until each member has published an estimate and c3's has settled near its 3 s
-        # (its first ones, from few samples under load, can be lower: 1.75 s in one CI
-        # run); after 60 s the assertion below says how far it got.
+        # Until each member has published an estimate and c3's has settled near its 3 s:
+        # its first ones, from few samples under load, can be off (1.75 s before c3 had
+        # heard from both others, 3.70 s when every heartbeat so far had met 0.7 s of
+        # delay on a loaded CI machine); after 60 s the assertion below says how far it got.
         settle_by = time.monotonic() + 60
         while True:
             offsets = {m["name"]: m["clock_offset"] for m in members(docker_env)}
             published = len(offsets) == 3 and None not in offsets.values()
-            if published and (offsets["c3"] > 2.5 or time.monotonic() > settle_by):
+            settled = published and 2.5 < offsets["c3"] < 3.5
+            if settled or (published and time.monotonic() > settle_by):
                 break
             time.sleep(0.3)
         held_since = time.time()

@@ -409,6 +409,25 @@ def test_clock_offset_is_the_median_of_the_members_least_delayed_samples(
     assert found == (None if expected is None else pytest.approx(expected))
 
 
+def test_a_delay_measured_high_does_not_pull_the_estimate_below_the_offset() -> None:
+    # Our clock is 3 s ahead. A heartbeat met no extra delay just as our round trip was
+    # measured high (0.5 s); later ones met 0.6 s while round trips were back to 0.01 s.
+    offsets = ClockOffsets()
+    for member in ("b", "c"):
+        offsets.observe(member, sent=100.0, received=103.01, delay=0.5, at=1.0)
+        offsets.observe(member, sent=101.0, received=104.61, delay=0.01, at=2.0)
+    assert offsets.estimate(at=3.0) == pytest.approx(3.0)
+
+
+def test_a_fast_heartbeat_is_remembered_through_a_loaded_half_minute() -> None:
+    offsets = ClockOffsets()
+    for member in ("b", "c"):
+        offsets.observe(member, sent=0.0, received=3.01, delay=0.01, at=0.0)
+        for second in range(1, 30):  # one per second, each 0.7 s late
+            offsets.observe(member, sent=second, received=second + 3.71, delay=0.01, at=second)
+    assert offsets.estimate(at=30.0) == pytest.approx(3.0)
+
+
 def test_clock_offset_samples_age_out_and_leave_with_their_member() -> None:
     offsets = ClockOffsets(window=60.0)
     offsets.observe("b", sent=0.0, received=3.0, delay=0.0, at=0.0)

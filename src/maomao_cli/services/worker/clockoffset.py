@@ -2,11 +2,14 @@
 the other members' heartbeats as they arrive.
 
 A heartbeat carries its writer's clock reading; it reaches us through etcd a one-way
-delay later. So `received - sent - delay` is our offset from that member plus whatever
-extra delay the message met: the smallest of a member's recent samples is the best
-estimate (the extra delay is never negative). Our offset from the collaboration is the
-median over every member's estimate and our own 0: with three members or more, the one
-whose clock is wrong is the one outvoted. Pure: the times are given, nothing is read.
+delay later. So `received - sent` is our offset from that member plus that delay, which
+under load (a slow fsync, a busy process) can be far above its usual value, and is never
+below it. The smallest of a member's recent readings, less the smallest delay we measured
+over the same time, is the best estimate: each minimum is taken separately, so one delay
+measured high at the moment of a fast heartbeat does not pull the estimate down. Our
+offset from the collaboration is the median over every member's estimate and our own 0:
+with three members or more, the one whose clock is wrong is the one outvoted. Pure: the
+times are given, nothing is read.
 """
 
 from __future__ import annotations
@@ -19,15 +22,17 @@ from dataclasses import dataclass, field
 from ...errors import RecordError
 from ...models import Member
 
-# Samples kept per member, and how old (monotonic seconds) a sample may be: a clock that
-# was stepped back into line is seen as such within this window.
-SAMPLES_KEPT = 8
+# Samples kept per member (a heartbeat every lease_ttl / 3 s: 32 cover half a minute or
+# more, so a loaded minute still holds a fast one), and how old (monotonic seconds) a
+# sample may be: a clock that was stepped back into line is seen as such within it.
+SAMPLES_KEPT = 32
 SAMPLE_WINDOW = 60.0
 
 
 @dataclass(frozen=True)
 class _Sample:
-    offset: float
+    reading: float  # received - sent: the offset plus the delay the heartbeat met
+    delay: float  # the one-way delay we estimated as it arrived
     at: float  # monotonic time it was taken
 
 
@@ -45,7 +50,7 @@ class ClockOffsets:
         if not (math.isfinite(sent) and math.isfinite(received) and math.isfinite(delay)):
             return  # a record from etcd is untrusted: a NaN must not poison the median
         kept = self._samples.setdefault(member, deque(maxlen=self.samples_kept))
-        kept.append(_Sample(received - sent - max(delay, 0.0), at))
+        kept.append(_Sample(received - sent, max(delay, 0.0), at))
 
     def forget(self, member: str) -> None:
         self._samples.pop(member, None)
@@ -55,9 +60,9 @@ class ClockOffsets:
         while no other member has been heard from within the window."""
         per_member = []
         for kept in self._samples.values():
-            fresh = [s.offset for s in kept if at - s.at <= self.window]
+            fresh = [s for s in kept if at - s.at <= self.window]
             if fresh:
-                per_member.append(min(fresh))
+                per_member.append(min(s.reading for s in fresh) - min(s.delay for s in fresh))
         if not per_member:
             return None
         return float(statistics.median([0.0, *per_member]))

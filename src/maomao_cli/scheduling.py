@@ -72,6 +72,7 @@ def _croniter() -> Any:
     return croniter
 
 
+@lru_cache(maxsize=4096)  # pure; a listing or a worker's start sees each often
 def validate_cron(expr: str) -> str:
     """Normalise whitespace and check the expression; BadInput naming the rule if wrong."""
     normalized = " ".join(expr.split())

@@ -14,16 +14,18 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import timespec, validation
 from ..config import Settings
 from ..keys import Keys
 from ..models import Member, Run, Schedule
-from ..ports import Clock
 from ..scheduling import CronClock, paused_during, zone
 from ..store.base import Store
 from .records import load_all
+
+if TYPE_CHECKING:
+    from ..ports import Clock  # a protocol: annotations only (ports imports the store's types)
 
 # A firing is judged only once this long after its nominal time plus its jitter: until
 # then its run may just not have started.

@@ -18,13 +18,15 @@ import re
 import secrets
 import threading
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import NotFound, Unavailable
 from ..keys import Keys
-from ..ports import Clock
 from ..store.base import Store, Watch
 from ..validation import RUN_ID
+
+if TYPE_CHECKING:
+    from ..ports import Clock  # a protocol: annotations only (ports imports the store's types)
 
 CHUNK = 256 * 1024
 NONCE = re.compile(r"[0-9a-f]{16}")

@@ -4,17 +4,19 @@ from the member that ran it, asked through etcd (services/logrequests.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ..errors import NotFound, Unavailable
 from ..keys import Keys
 from ..models import Member, Run
-from ..ports import Clock
 from ..store.base import Store
 from . import logrequests
 from .fulllogs import FullLogRefused
 from .records import load
 from .runs import RunService
+
+if TYPE_CHECKING:
+    from ..ports import Clock  # a protocol: annotations only (ports imports the store's types)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from .. import timespec, validation
 from ..config import Settings
@@ -16,12 +17,14 @@ from ..errors import BadInput, NotFound
 from ..jitter import offset as jitter_offset
 from ..keys import Keys
 from ..models import FiringRequest, Member, Mode, Run, Schedule
-from ..ports import Clock
 from ..scheduling import CronClock, location_zone, paused_now, validate_cron
 from ..store.base import Store
 from . import backfill as backfills
 from .records import load, load_all
 from .registry import Registry
+
+if TYPE_CHECKING:
+    from ..ports import Clock  # a protocol: annotations only (ports imports the store's types)
 
 PAUSES_KEPT = 100  # earlier pauses kept in a schedule's record (for coverage)
 NEXT_MAX = 1000

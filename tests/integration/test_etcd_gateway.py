@@ -94,7 +94,32 @@ def test_writes_through_it_are_read_back_at_once(etcd: EtcdCluster, prefix: str)
             gateway.put(f"{prefix}/k", str(i).encode())
             entry = gateway.get(f"{prefix}/k")  # linearizable: the write is seen
             assert entry is not None and entry.value == str(i).encode()
-        assert len(grpc.made) == 1
+        gateway.put(f"{prefix}/l", b"x")
+        assert gateway.delete(f"{prefix}/l") is True
+        assert gateway.delete(f"{prefix}/l") is False
+        assert gateway.delete_prefix(f"{prefix}/") == 1
+        assert gateway.scan(f"{prefix}/") == []
+        assert grpc.made == []  # puts, deletes: over the gateway
+        assert gateway.create(f"{prefix}/c", b"1") is True
+        assert gateway.create(f"{prefix}/c", b"2") is False
+        assert len(grpc.made) == 1  # a compare-and-set: over gRPC
+    finally:
+        gateway.close()
+
+
+def test_a_lease_through_it_holds_its_keys_until_revoked(etcd: EtcdCluster, prefix: str) -> None:
+    grpc = Grpc(settings_of(etcd.endpoints))
+    gateway = GatewayStore(settings_of(etcd.endpoints), grpc)
+    try:
+        lease = gateway.grant_lease(30)
+        assert lease.ttl == 30
+        gateway.put(f"{prefix}/held", b"1", lease=lease.id)
+        assert lease.refresh() is True
+        assert gateway.lease_of(lease.id, 30).refresh() is True
+        lease.revoke()
+        assert gateway.get(f"{prefix}/held") is None  # its key went with it
+        assert lease.refresh() is False
+        assert grpc.made == []
     finally:
         gateway.close()
 

@@ -222,10 +222,80 @@ def test_a_refused_endpoint_is_passed_over_for_the_next(make_rig: MakeRig) -> No
     assert rig.grpc.made == 0
 
 
-def test_writes_go_over_grpc(make_rig: MakeRig) -> None:
-    rig = make_rig(json_answer(range_answer()))
+def test_a_put_is_the_json_of_etcds_put(make_rig: MakeRig) -> None:
+    rig = make_rig(json_answer({"header": {"revision": "12"}}))
+    assert rig.store.put("/p/a", b"1", lease=7) == 12
+    assert rig.fake is not None
+    [(path, body)] = rig.fake.requests
+    assert path == "/v3/kv/put"
+    assert json.loads(body) == {"key": b64("/p/a"), "value": b64("1"), "lease": "7"}
+    assert rig.grpc.made == 0
+
+
+@pytest.mark.parametrize(("answer", "deleted"), [({}, 0), ({"deleted": "3"}, 3)])
+def test_a_delete_counts_what_etcd_deleted(
+    make_rig: MakeRig, answer: dict[str, object], deleted: int
+) -> None:
+    rig = make_rig(json_answer({"header": {"revision": "12"}, **answer}))  # 0 is left out
+    assert rig.store.delete("/p/a") is (deleted > 0)
+    assert rig.store.delete_prefix("/p/") == deleted
+    assert rig.fake is not None
+    [(_, one), (_, prefix)] = rig.fake.requests
+    assert json.loads(one) == {"key": b64("/p/a")}
+    assert json.loads(prefix) == {"key": b64("/p/"), "range_end": b64("/p0")}
+    assert rig.grpc.made == 0
+
+
+def test_a_lease_is_granted_kept_alive_and_revoked_over_the_gateway(make_rig: MakeRig) -> None:
+    answers = {
+        "/v3/lease/grant": {"ID": "42", "TTL": "9"},
+        "/v3/lease/keepalive": {"result": {"ID": "42", "TTL": "9"}},
+        "/v3/lease/revoke": {"header": {"revision": "3"}},
+    }
+    rig = make_rig(lambda path, body: http(200, json.dumps(answers[path]).encode()))
+    lease = rig.store.grant_lease(9)
+    assert (lease.id, lease.ttl) == (42, 9)
+    assert lease.refresh() is True
+    answers["/v3/lease/keepalive"] = {"result": {"ID": "42"}}  # TTL left out: it is gone
+    assert lease.refresh() is False
+    lease.revoke()
+    assert rig.fake is not None
+    assert [path for path, _ in rig.fake.requests] == [
+        "/v3/lease/grant",
+        "/v3/lease/keepalive",
+        "/v3/lease/keepalive",
+        "/v3/lease/revoke",
+    ]
+    assert json.loads(rig.fake.requests[1][1]) == {"ID": "42"}
+    assert rig.grpc.made == 0
+
+
+def test_a_write_the_gateway_refused_is_sent_over_grpc_which_names_why(
+    make_rig: MakeRig,
+) -> None:
+    # etcd refused it (nothing was written): gRPC sends it again and says why in its words.
+    rig = make_rig(lambda path, body: http(403, b'{"error": "permission denied", "code": 7}'))
     rig.store.put("/p/a", b"1")
     assert rig.grpc.store.get("/p/a") is not None
+    assert rig.grpc.made == 1
+
+
+def test_a_keep_alive_answered_with_an_error_is_asked_over_grpc(make_rig: MakeRig) -> None:
+    # A stream's error comes with status 200; the lease is not the gateway's to judge.
+    fallback = MemoryStore()
+    lease = fallback.grant_lease(9)
+    rig = make_rig(json_answer({"error": "etcdserver: no leader", "code": 14}), fallback=fallback)
+    assert rig.store.lease_of(lease.id, 9).refresh() is True
+    assert rig.grpc.made == 1
+
+
+def test_compare_and_set_writes_go_over_grpc(make_rig: MakeRig) -> None:
+    # Sent twice, a create would report its own first sending as somebody else's key.
+    rig = make_rig(json_answer(range_answer()))
+    assert rig.store.create("/p/a", b"1") is True
+    entry = rig.grpc.store.get("/p/a")
+    assert entry is not None
+    assert rig.store.replace("/p/a", b"2", mod_revision=entry.mod_revision) is True
     assert rig.grpc.made == 1
     assert rig.fake is not None and rig.fake.requests == []
 

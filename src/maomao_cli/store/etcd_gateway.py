@@ -3,15 +3,21 @@
 Why: a command that only reads (`maomao tools`, `runs`, `status`) spent more time
 importing gRPC, protobuf and python3-etcd3 (about 65 ms) than asking etcd. etcd serves
 the same API as JSON over HTTP on its client port (`/v3/kv/range`, base64 keys and
-values, 64-bit numbers as strings), so reads need only a socket. Writes, leases,
-claims and watches go through EtcdStore, built on first need.
+values, 64-bit numbers as strings), so reads need only a socket. So do the writes
+that `maomao run`, `register` and the other commands make most: a put, a delete, a
+lease (granted, kept alive, revoked). Compare-and-set writes (create, replace,
+delete_if, claims) and watches go through EtcdStore, built on first need.
 
 What the gateway cannot answer is asked again over gRPC, which says what is wrong in
 the words every other request uses (a refused connection, denied access, a full
-database): reads are safe to send twice. The exception is a request sent and not
-answered in time: asking again would double the wait, so it is translated here, as
-python3-etcd3's timeout is, and the quorum is probed the same way. HTTP/1.1 by hand,
-because `http.client` alone costs a third of what gRPC does to import.
+database). That is why only requests that are safe to send twice go over the gateway:
+reads, and writes whose second sending leaves etcd as the first did (a put of the same
+value, a delete, a lease's keep-alive or revocation; a second grant leaves a lease
+nobody keeps alive, which expires). A compare-and-set sent twice could report its own
+first sending as somebody else's. The exception is a request sent and not answered in
+time: asking again would double the wait, so it is translated here, as python3-etcd3's
+timeout is, and the quorum is probed the same way. HTTP/1.1 by hand, because
+`http.client` alone costs a third of what gRPC does to import.
 """
 
 from __future__ import annotations
@@ -126,8 +132,39 @@ class Connection:
             self.sock.close()
 
 
+class GatewayLease:
+    """A lease kept alive and revoked over the gateway (gRPC when it gives no answer)."""
+
+    def __init__(self, store: GatewayStore, lease_id: int, ttl: int) -> None:
+        self._store = store
+        self._id = lease_id
+        self._ttl = ttl
+
+    @property
+    def id(self) -> int:
+        return self._id
+
+    @property
+    def ttl(self) -> int:
+        return self._ttl
+
+    def refresh(self) -> bool:
+        # A stream's one answer: {"result": {...}}, its TTL left out once the lease is gone;
+        # an error is {"error": ...}, also with status 200: asked again over gRPC.
+        answer = self._store._post("/v3/lease/keepalive", {"ID": str(self._id)})
+        if answer is not None and isinstance(answer.get("result"), dict):
+            with contextlib.suppress(*UNREADABLE):
+                return int(answer["result"].get("TTL", 0)) > 0
+        return self._store.grpc.lease_of(self._id, self._ttl).refresh()
+
+    def revoke(self) -> None:
+        if self._store._post("/v3/lease/revoke", {"ID": str(self._id)}) is None:
+            self._store.grpc.lease_of(self._id, self._ttl).revoke()
+
+
 class GatewayStore:
-    """The Store port for commands: reads over the JSON gateway, the rest over gRPC."""
+    """The Store port for commands: reads and the writes safe to send twice over the JSON
+    gateway, the rest over gRPC."""
 
     def __init__(self, settings: EtcdSettings, grpc_store: Callable[[], Store]) -> None:
         self._settings = settings
@@ -252,10 +289,44 @@ class GatewayStore:
             compact_revision=int(compacted) if compacted is not None else None,
         )
 
-    # --- everything else: gRPC ---
+    # --- the writes safe to send twice ---
 
     def put(self, key: str, value: bytes, *, lease: int | None = None) -> int:
+        request = {"key": b64(key), "value": b64(value)}
+        if lease is not None:
+            request["lease"] = str(lease)
+        answer = self._post("/v3/kv/put", request)
+        if answer is not None:
+            with contextlib.suppress(*UNREADABLE):
+                return int(answer["header"]["revision"])
         return self.grpc.put(key, value, lease=lease)
+
+    def delete(self, key: str) -> bool:
+        answer = self._post("/v3/kv/deleterange", {"key": b64(key)})
+        if answer is not None:
+            with contextlib.suppress(*UNREADABLE):
+                return int(answer.get("deleted", 0)) > 0  # left out when 0
+        return self.grpc.delete(key)
+
+    def delete_prefix(self, prefix: str) -> int:
+        bounds = {"key": b64(prefix), "range_end": b64(range_end(prefix))}
+        answer = self._post("/v3/kv/deleterange", bounds)
+        if answer is not None:
+            with contextlib.suppress(*UNREADABLE):
+                return int(answer.get("deleted", 0))
+        return self.grpc.delete_prefix(prefix)
+
+    def grant_lease(self, ttl: int) -> Lease:
+        answer = self._post("/v3/lease/grant", {"TTL": ttl})
+        if answer is not None and not answer.get("error"):
+            with contextlib.suppress(*UNREADABLE):
+                return GatewayLease(self, int(answer["ID"]), int(answer["TTL"]))
+        return self.grpc.grant_lease(ttl)
+
+    def lease_of(self, lease_id: int, ttl: int) -> Lease:
+        return GatewayLease(self, lease_id, ttl)
+
+    # --- everything else: gRPC ---
 
     def create(self, key: str, value: bytes, *, lease: int | None = None) -> bool:
         return self.grpc.create(key, value, lease=lease)
@@ -266,20 +337,8 @@ class GatewayStore:
     def replace(self, key: str, value: bytes, *, mod_revision: int) -> bool:
         return self.grpc.replace(key, value, mod_revision=mod_revision)
 
-    def delete(self, key: str) -> bool:
-        return self.grpc.delete(key)
-
     def delete_if(self, key: str, *, mod_revision: int) -> bool:
         return self.grpc.delete_if(key, mod_revision=mod_revision)
-
-    def delete_prefix(self, prefix: str) -> int:
-        return self.grpc.delete_prefix(prefix)
-
-    def grant_lease(self, ttl: int) -> Lease:
-        return self.grpc.grant_lease(ttl)
-
-    def lease_of(self, lease_id: int, ttl: int) -> Lease:
-        return self.grpc.lease_of(lease_id, ttl)
 
     def watch(self, prefix: str, *, start_revision: int | None = None) -> Watch:
         return self.grpc.watch(prefix, start_revision=start_revision)

@@ -69,8 +69,16 @@ def worker(
         logging.getLogger("maomao.worker").info(
             "metrics on http://%s/metrics", observing.metrics_address
         )
+    # The spike check needs scipy, which takes seconds of CPU to import: a worker loads it
+    # when it wins its first firing, beside the container's run, rather than inside the
+    # run's after-run hook (where it would hold the overlap guard); one that never runs a
+    # tool never loads it.
+    from ..services.worker.observer import Observers
+    from ..services.worker.warmup import WarmDetector
+
+    observers = [o for o in (observing.observer, WarmDetector()) if o is not None]
     worker_service = context.make_worker(
-        labels=member_labels, max_parallel=max_parallel, observer=observing.observer
+        labels=member_labels, max_parallel=max_parallel, observer=Observers(observers)
     )
 
     stop = threading.Event()
@@ -91,9 +99,6 @@ def worker(
         else:
             worker_service.hurry()
 
-    # The spike check needs scipy, which takes seconds to import: load it now, beside the
-    # start-up, rather than inside the first run (where it would hold the overlap guard).
-    threading.Thread(target=_warm_detector, name="warm-up", daemon=True).start()
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
@@ -108,12 +113,6 @@ def worker(
 def _clock(offset: float | None) -> str:
     """How far the member's clock is off the collaboration's, by its own estimate."""
     return "-" if offset is None else f"{offset:+.2f}s"
-
-
-def _warm_detector() -> None:
-    import numpy  # noqa: F401
-    import scipy.ndimage
-    import scipy.signal  # noqa: F401
 
 
 def members(

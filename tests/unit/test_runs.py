@@ -14,7 +14,8 @@ from maomao_cli.errors import BadInput, NotFound
 from maomao_cli.keys import Keys
 from maomao_cli.models import Run, Tool
 from maomao_cli.ports import ContainerResult
-from maomao_cli.services.runrecords import first_writes
+from maomao_cli.services.fulllogs import FullLogs
+from maomao_cli.services.runrecords import RunRecords, first_writes
 from maomao_cli.services.runs import RunService
 from maomao_cli.store.memory import MemoryStore
 
@@ -268,6 +269,32 @@ def test_run_ids_sort_by_time_and_are_valid_key_leaves(tmp_path: Path) -> None:
 
     assert ids == sorted(ids)
     assert all("/" not in i and len(i) == len("20270115T080001Z-ab12cd") for i in ids)
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        [100.0, 100.001, 100.5, 100.999],  # one second: the millisecond orders them
+        [100.999, 101.0, 101.002],  # across a second
+        [1_800_000_000.123, 1_800_000_000.124],  # a millisecond apart, today's magnitude
+    ],
+)
+def test_run_ids_of_one_second_sort_in_the_order_their_runs_started(
+    tmp_path: Path, times: list[float]
+) -> None:
+    now = iter(times)
+    records = RunRecords(
+        MemoryStore(),
+        Keys("/p"),
+        Settings(),
+        clock=lambda: next(now),
+        full_logs=FullLogs(tmp_path, 0, clock=lambda: 0.0),
+    )
+    for _ in range(20):  # the random bits never outweigh the millisecond
+        now = iter(times)
+        ids = [records.new_run_id() for _ in times]
+        assert ids == sorted(ids), ids
+        assert len({i.rpartition("-")[2] for i in ids}) == len(ids)
 
 
 def test_get_unknown_or_invalid_run_id(tmp_path: Path) -> None:

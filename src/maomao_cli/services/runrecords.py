@@ -55,8 +55,14 @@ class RunRecords:
         self._logs_pruned_at: float | None = None
 
     def new_run_id(self) -> str:
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.clock()))
-        return f"{stamp}-{secrets.token_hex(3)}"
+        """<second>-<millisecond, 3 hex digits><12 random bits>: ids of one second sort in
+        the order their runs started. A tool names a manual run's files by the id's tail
+        (examples/dummy-tool), and the control series is read in the files' order, so two
+        runs in one second must not swap (the newer would not be the newest point)."""
+        now = self.clock()
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+        millisecond = min(int(now % 1 * 1000), 999)
+        return f"{stamp}-{millisecond:03x}{secrets.token_hex(2)[:3]}"
 
     def save(self, run: Run) -> None:
         if run.status in ("running", "skipped"):  # a record's first write: index it first

@@ -12,6 +12,7 @@ import functools
 import json
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Self, TypeVar, get_args, get_origin
 
@@ -25,49 +26,88 @@ Mode = Literal["once", "everywhere"]
 Direction = Literal["up", "down"]
 
 
-def _check(value: Any, hint: Any) -> bool:
-    """A small runtime type check for JSON-decoded values against field annotations."""
-    origin = get_origin(hint)
-    if hint is Any:
-        return True
-    if origin is Literal:
-        return value in get_args(hint)
-    if origin in (types.UnionType, typing.Union):
-        return any(_check(value, arg) for arg in get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if origin is dict:
-        key_t, val_t = get_args(hint)
-        return isinstance(value, dict) and all(
-            _check(k, key_t) and _check(v, val_t) for k, v in value.items()
-        )
-    if origin in (list, tuple):
-        args = get_args(hint)
-        item_t = args[0] if args else Any
-        return isinstance(value, list | tuple) and all(_check(v, item_t) for v in value)
-    if isinstance(hint, type):
-        return isinstance(value, hint)
+Check = Callable[[Any], bool]
+
+
+def _any(value: Any) -> bool:
     return True
 
 
+def _is_float(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 @functools.cache
-def _fields(cls: type) -> tuple[tuple[str, Any, bool, bool], ...]:
-    """Each field of a record class: name, type, required, a tuple. Resolving the type
-    hints takes longer than decoding a record, so it is done once per class."""
+def _checker(hint: Any) -> Check:
+    """A runtime type check for JSON-decoded values against a field annotation, built
+    once per annotation: a worker decodes every schedule at start and a run record per
+    firing, and walking the typing objects per value took longer than decoding."""
+    origin = get_origin(hint)
+    if hint is Any:
+        return _any
+    if origin is Literal:
+        allowed = get_args(hint)
+        return lambda value: value in allowed
+    if origin in (types.UnionType, typing.Union):
+        options = tuple(_checker(arg) for arg in get_args(hint))
+        return lambda value: any(check(value) for check in options)
+    if hint is type(None):
+        return lambda value: value is None
+    if hint is float:
+        return _is_float
+    if hint is int:
+        return _is_int
+    if origin is dict:
+        key_check, value_check = (_checker(arg) for arg in get_args(hint))
+        return lambda value: (
+            isinstance(value, dict)
+            and all(key_check(k) and value_check(v) for k, v in value.items())
+        )
+    if origin in (list, tuple):
+        args = get_args(hint)
+        item_check = _checker(args[0]) if args else _any
+        return lambda value: isinstance(value, list | tuple) and all(map(item_check, value))
+    if isinstance(hint, type):
+        return lambda value: isinstance(value, hint)
+    return _any
+
+
+FieldRule = tuple[str, Check, bool, bool]
+_FIELDS: dict[type, tuple[FieldRule, ...]] = {}
+
+
+def _fields(cls: type) -> tuple[FieldRule, ...]:
+    """Each field of a record class: name, its check, required, a tuple. Resolving the
+    type hints takes longer than decoding a record, so it is done once per class."""
+    known = _FIELDS.get(cls)
+    if known is not None:
+        return known
     hints = typing.get_type_hints(cls)
-    return tuple(
+    rules = tuple(
         (
             f.name,
-            hints[f.name],
+            _checker(hints[f.name]),
             f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
             get_origin(hints[f.name]) is tuple,
         )
         for f in dataclasses.fields(cls)
     )
+    _FIELDS[cls] = rules
+    return rules
+
+
+def _plain(value: Any) -> Any:
+    """A field's value with its containers copied (as `dataclasses.asdict` does; records
+    hold JSON values only, so no record is nested in one)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(v) for v in value)
+    return value
 
 
 class Record:
@@ -78,21 +118,23 @@ class Record:
     times: ClassVar[tuple[str, ...]] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload, no-any-return]
+        return {name: _plain(getattr(self, name)) for name, *_ in _fields(type(self))}
 
     def to_json(self) -> bytes:
-        return json.dumps({"v": SCHEMA_VERSION, **self.to_dict()}, sort_keys=True).encode()
+        # Serialised as they are: json.dumps copies nothing, so neither does this.
+        values = {name: getattr(self, name) for name, *_ in _fields(type(self))}
+        return json.dumps({"v": SCHEMA_VERSION, **values}, sort_keys=True).encode()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
         kwargs: dict[str, Any] = {}
-        for name, hint, required, is_tuple in _fields(cls):  # type: ignore[arg-type]
+        for name, check, required, is_tuple in _fields(cls):
             if name not in data:
                 if required:
                     raise RecordError(f"{cls.kind} record lacks field {name!r}")
                 continue
             value = data[name]
-            if not _check(value, hint):
+            if not check(value):
                 raise RecordError(f"{cls.kind} record has a bad value for {name!r}: {value!r}")
             if is_tuple and isinstance(value, list):
                 value = tuple(value)

@@ -92,6 +92,10 @@ def validate_cron(expr: str) -> str:
     return normalized
 
 
+# How many answers of next_after a clock keeps (see CronClock.__post_init__).
+KNOWN_ANSWERS = 4
+
+
 @dataclass
 class CronClock:
     """Next-fire computation for one schedule; cheap to keep one per schedule."""
@@ -103,25 +107,27 @@ class CronClock:
         self.cron = validate_cron(self.cron)
         self._zone = location_zone(self.timezone, "time zone")
         self._seconds = len(self.cron.split(" ")) == 6
-        # The last answer of next_after: the worker asks for the same firing's next one
-        # twice in a row (to queue it, and for the claim's life); croniter is ~0.2 ms.
-        self._last: tuple[float, float] | None = None
+        # The last answers of next_after, newest first: croniter takes ~0.2 ms, and the
+        # worker asks for a firing's next one ahead of time, while it waits (the
+        # timetable's look-ahead), then again to queue it and for the claim's life.
+        self._known: tuple[tuple[float, float], ...] = ()
 
     def _to_epoch(self, naive: datetime) -> float:
         return naive.replace(tzinfo=self._zone, fold=0).timestamp()
 
     def next_after(self, after: float) -> float:
         """The first fire instant strictly after `after` (epoch seconds)."""
-        last = self._last  # one read: another thread may replace it meanwhile
-        if last is not None and last[0] == after:
-            return last[1]
+        known = self._known  # one read: another thread may replace it meanwhile
+        for asked, answer in known:
+            if asked == after:
+                return answer
         local = datetime.fromtimestamp(after, self._zone).replace(tzinfo=None)
         it = _croniter()(self.cron, local, second_at_beginning=self._seconds)
         # In a repeated (fall-back) hour local time runs backwards: skip instants not after.
         for _ in range(10_000):
             candidate = self._to_epoch(it.get_next(datetime))
             if candidate > after:
-                self._last = (after, candidate)
+                self._known = ((after, candidate), *known[: KNOWN_ANSWERS - 1])
                 return candidate
         raise BadInput(f"cron expression {self.cron!r} never fires after {after}")
 

@@ -275,7 +275,7 @@ class EtcdStore:
         try:
             c = self._client
             futures = [
-                self._txn_future(c, batch_request(c, [claims[i] for i in group], marker))
+                self._txn_future(c, batch_request([claims[i] for i in group], marker))
                 for group in groups
             ]
         except (grpc.RpcError, etcd3.exceptions.Etcd3Exception, ValueError) as exc:
@@ -319,7 +319,7 @@ class EtcdStore:
         for claim in claims:
             try:
                 outcomes.append(
-                    claim_outcome(claim, self._txn_future(c, claim_request(c, claim)).result())
+                    claim_outcome(claim, self._txn_future(c, claim_request(claim)).result())
                 )
             except grpc.RpcError as exc:
                 if self._token_expired(exc):

@@ -14,42 +14,59 @@ from etcd3 import etcdrpc
 
 from .base import Claim, ClaimOutcome, recognised
 
+# The messages are built directly (python3-etcd3's transaction helpers cost about four
+# times as much): at 10,000 schedules 167 claims go out in one instant.
+_CREATE, _MOD, _EQUAL = etcdrpc.Compare.CREATE, etcdrpc.Compare.MOD, etcdrpc.Compare.EQUAL
 
-def claim_request(c: Any, claim: Claim) -> Any:
-    """The TxnRequest of one claim, on python3-etcd3's client c."""
-    request = _claim_request(c, claim)
+
+def _absent(key: str) -> Any:
+    return etcdrpc.Compare(key=key.encode(), target=_CREATE, result=_EQUAL, create_revision=0)
+
+
+def _put(key: str, value: bytes, lease: int | None = None) -> Any:
+    return etcdrpc.RequestOp(
+        request_put=etcdrpc.PutRequest(key=key.encode(), value=value, lease=lease or 0)
+    )
+
+
+def _get(key: str) -> Any:
+    return etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(key=key.encode()))
+
+
+def claim_request(claim: Claim) -> Any:
+    """The TxnRequest of one claim."""
+    request = _claim_request(claim)
     if claim.unless_changed is None:
         return request
-    t = c.transactions
     key, revision = claim.unless_changed
+    unchanged = etcdrpc.Compare(key=key.encode(), target=_MOD, result=_EQUAL, mod_revision=revision)
     return etcdrpc.TxnRequest(
-        compare=[(t.mod(key) == revision).build_message()],
+        compare=[unchanged],
         success=[etcdrpc.RequestOp(request_txn=request)],
-        failure=c._ops_to_requests([t.get(claim.key)]),
+        failure=[_get(claim.key)],
     )
 
 
-def _claim_request(c: Any, claim: Claim) -> Any:
-    t = c.transactions
-    compare = [t.create(claim.key) == 0]
-    success = [t.put(claim.key, claim.value, lease=claim.lease)]
+def _claim_request(claim: Claim) -> Any:
+    compare = [_absent(claim.key)]
+    success = [_put(claim.key, claim.value, claim.lease)]
     if claim.guard is not None:
-        compare.append(t.create(claim.guard) == 0)
-        success.append(t.put(claim.guard, claim.guard_value, lease=claim.guard_lease))
-    success += [t.put(key, value) for key, value in claim.with_won]
+        compare.append(_absent(claim.guard))
+        success.append(_put(claim.guard, claim.guard_value, claim.guard_lease))
+    success += [_put(key, value) for key, value in claim.with_won]
+    if claim.guard is None:
+        return etcdrpc.TxnRequest(compare=compare, success=success, failure=[_get(claim.key)])
     # Otherwise: take the key anyway if it is free (guard busy), else read it.
-    take_busy = t.txn(
-        compare=[t.create(claim.key) == 0],
+    take_busy = etcdrpc.TxnRequest(
+        compare=[_absent(claim.key)],
         success=[
-            t.put(claim.key, claim.busy_value, lease=claim.lease),
-            *(t.put(key, value) for key, value in claim.with_busy),
+            _put(claim.key, claim.busy_value, claim.lease),
+            *(_put(key, value) for key, value in claim.with_busy),
         ],
-        failure=[t.get(claim.key)],
+        failure=[_get(claim.key)],
     )
     return etcdrpc.TxnRequest(
-        compare=[cmp.build_message() for cmp in compare],
-        success=c._ops_to_requests(success),
-        failure=c._ops_to_requests([take_busy] if claim.guard else [t.get(claim.key)]),
+        compare=compare, success=success, failure=[etcdrpc.RequestOp(request_txn=take_busy)]
     )
 
 
@@ -103,14 +120,13 @@ def batches(claims: list[Claim], size: int = CLAIMS_PER_TXN) -> list[list[int]]:
     return [members for members, _ in groups]
 
 
-def batch_request(c: Any, claims: list[Claim], marker: str) -> Any:
+def batch_request(claims: list[Claim], marker: str) -> Any:
     """One TxnRequest carrying each claim as a nested transaction (no compare of its own:
     it always succeeds, and each claim's compare decides that claim alone), and a put of
     `marker` (Keys.claim_batch): etcd's space quota weighs only a transaction's own puts,
     so without one a full etcd would take the nested ones."""
-    nested = [etcdrpc.RequestOp(request_txn=claim_request(c, claim)) for claim in claims]
-    marked = c._ops_to_requests([c.transactions.put(marker, b"")])
-    return etcdrpc.TxnRequest(compare=[], success=[*nested, *marked], failure=[])
+    nested = [etcdrpc.RequestOp(request_txn=claim_request(claim)) for claim in claims]
+    return etcdrpc.TxnRequest(compare=[], success=[*nested, _put(marker, b"")], failure=[])
 
 
 def batch_outcomes(claims: list[Claim], response: Any) -> list[ClaimOutcome]:

@@ -138,22 +138,29 @@ class Execution:
             log.warning("stopping the run of %s (shutdown grace over)", name)
             cancel.set()
 
-    def start(self, schedule: Schedule, due: Due) -> None:
-        cancel = threading.Event()
-        token = f"{schedule.name}@{due.fire_time}#{due.attempt}"
-        self.stats.lags.record(self._clock.now() - due.due)
-        self.stats.runs_started += 1
-        with self._running_lock:  # registered before submitting: a quick run must find itself
-            self._running[token] = (cancel, schedule.name)
-        run_id = due.run_id  # chosen with the claim: logs join on it
-        log.info(
-            "claimed %s @ %s%s",
-            schedule.name,
-            hms(due.fire_time),
-            f" ({due.trigger}, attempt {due.attempt})" if due.trigger != "schedule" else "",
-            extra=log_fields("claimed", schedule, due, run_id=run_id),
-        )
-        self._pool.submit(self._execute, schedule, due, cancel, token, run_id)
+    def start_all(self, won: list[tuple[Schedule, Due]]) -> None:
+        """Start the runs of a burst of won claims: each is registered and said first,
+        then all are handed to the pool (a run thread started early would compete with
+        the loop for the interpreter while it registers the others)."""
+        started = []
+        for schedule, due in won:
+            cancel = threading.Event()
+            token = f"{schedule.name}@{due.fire_time}#{due.attempt}"
+            self.stats.lags.record(self._clock.now() - due.due)
+            self.stats.runs_started += 1
+            with self._running_lock:  # registered before submitting: a quick run must find itself
+                self._running[token] = (cancel, schedule.name)
+            run_id = due.run_id  # chosen with the claim: logs join on it
+            log.info(
+                "claimed %s @ %s%s",
+                schedule.name,
+                hms(due.fire_time),
+                f" ({due.trigger}, attempt {due.attempt})" if due.trigger != "schedule" else "",
+                extra=log_fields("claimed", schedule, due, run_id=run_id),
+            )
+            started.append((schedule, due, cancel, token, run_id))
+        for run in started:
+            self._pool.submit(self._execute, *run)
 
     def _execute(
         self,

@@ -53,6 +53,11 @@ RECONNECT_MAX = 2.0
 # again: a claim on one of the firings just before its catch-up says so.
 RESUMED_LOOKBACK = 3
 
+# The timetable's look-ahead (Timetable.look_ahead): this many firings at a time (about
+# 0.2 ms each), and only while the next firing is at least this far off.
+LOOK_AHEAD_BATCH = 16
+LOOK_AHEAD_MIN_WAIT = 0.02
+
 # One due firing on its way: its schedule, what was planned, and the claim sent.
 _Planned = tuple[Due, Schedule, ClaimPlan, Claim]
 
@@ -275,16 +280,24 @@ class Firing:
             raise
         outcomes = self._store().claim([claim for _, _, _, claim in planned])
         unknown: MaomaoError | None = None
+        won: list[tuple[Schedule, Due]] = []
         for (due, schedule, plan, _), outcome in zip(planned, outcomes, strict=True):
-            known = self._act_on(due, schedule, plan, outcome)
+            known = self._act_on(due, schedule, plan, outcome, won)
             if not known and isinstance(outcome, MaomaoError):
                 unknown = unknown or outcome
+        self.execution.start_all(won)
         return unknown
 
     def _act_on(
-        self, due: Due, schedule: Schedule, plan: ClaimPlan, outcome: ClaimOutcome | MaomaoError
+        self,
+        due: Due,
+        schedule: Schedule,
+        plan: ClaimPlan,
+        outcome: ClaimOutcome | MaomaoError,
+        won: list[tuple[Schedule, Due]],
     ) -> bool:
-        """Act on one claim's outcome; False if it is unknown."""
+        """Act on one claim's outcome (a run to start goes on `won`); False if it is
+        unknown."""
         if isinstance(outcome, MaomaoError):
             self._unknown.append(due)  # settled after reconnecting
             return False
@@ -316,7 +329,7 @@ class Firing:
             self._observer.missed(schedule.name, "beyond_grace")
             self.execution.skipped_at_claim(schedule, due, late=True)
         else:
-            self.execution.start(schedule, due)
+            won.append((schedule, due))
         return True
 
     # After a reconnect ---------------------------------------------------------
@@ -352,6 +365,15 @@ class Firing:
         with self._shared.lock:
             now = self._clock.now()
             return self._shared.timetable.pop_due(now), self._shared.timetable.wait_time(now)
+
+    def look_ahead(self, wait: float) -> bool:
+        """With nothing due for `wait` seconds: prepare a few of the firings due soon (the
+        loop then looks again, one may have come due). False when there was nothing to do."""
+        if wait < LOOK_AHEAD_MIN_WAIT or self._held():
+            return False
+        with self._shared.lock:
+            now = self._clock.now()
+            return self._shared.timetable.look_ahead(now, LOOK_AHEAD_BATCH) > 0
 
     def _coalesce(self) -> None:
         with self._shared.lock:

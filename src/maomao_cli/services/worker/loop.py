@@ -365,7 +365,7 @@ class Worker:
                     self._shared.timetable.pass_up(dues, later=self.clock.now() + 1.0)
             elif dues or self._firing.startable():  # due now, or a slot freed for a waiting one
                 self._fire_safely(dues)
-            else:
+            elif not self._firing.look_ahead(wait):
                 self.clock.wait(self._shared.wake, wait)
         self.shutdown()
 

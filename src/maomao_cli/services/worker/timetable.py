@@ -26,6 +26,10 @@ log = logging.getLogger("maomao.worker")
 
 # The longest the loop waits before it looks again, even with nothing due sooner.
 LONGEST_WAIT = 1.0
+# Regular firings due this soon get their successor's time worked out while the loop
+# waits (`look_ahead`), not when they come due: at 10,000 schedules, 167 firings fall due
+# in one instant, and croniter's ~0.2 ms each would come before the first claim is sent.
+LOOK_AHEAD = 2.0
 
 
 @dataclass(order=True)
@@ -79,6 +83,9 @@ class Timetable:
         self._seq = itertools.count()
         self._tracked: dict[str, _Tracked] = {}
         self._generation = itertools.count(1)
+        # Regular firings whose successor is not known yet: (due, seq, schedule,
+        # generation, fire time), earliest first.
+        self._ahead: list[tuple[float, int, str, int, float]] = []
 
     def __len__(self) -> int:
         """How many schedules are followed."""
@@ -183,6 +190,24 @@ class Timetable:
         due = Due(fire + delay, next(self._seq), tracked.schedule.name, fire, tracked.generation)
         due.jitter = delay
         heapq.heappush(self._heap, due)
+        heapq.heappush(self._ahead, (due.due, due.seq, due.schedule, due.generation, fire))
+
+    def look_ahead(self, now: float, limit: int) -> int:
+        """Work out the successor of up to `limit` regular firings due within LOOK_AHEAD
+        of `now` (their schedules' clocks keep it): when they come due, queueing the next
+        one and the claim's life cost nothing. Returns how many it worked out."""
+        done = 0
+        while self._ahead and done < limit and self._ahead[0][0] <= now + LOOK_AHEAD:
+            _, _, name, generation, fire = heapq.heappop(self._ahead)
+            tracked = self._tracked.get(name)
+            if tracked is None or tracked.generation != generation:
+                continue  # changed or dropped since: its new entry has its own
+            try:
+                tracked.cron.next_after(fire)
+            except MaomaoError:
+                continue  # never fires again: said when it comes due
+            done += 1
+        return done
 
     def push_requested(self, due: Due) -> bool:
         """Queue a firing an operator asked for; False if the schedule is not followed."""

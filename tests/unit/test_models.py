@@ -219,3 +219,39 @@ def test_records_are_frozen() -> None:
     tool = Tool(name="t", image="i")
     with pytest.raises(AttributeError):
         tool.name = "u"  # type: ignore[misc]
+
+
+def test_to_dict_copies_containers_and_to_json_keeps_the_stored_form() -> None:
+    run = Run(
+        id="r",
+        tool="t",
+        member="m",
+        status="succeeded",
+        log_tail=["a"],
+        insights={"rows": {"kept": [1, 2]}},
+    )
+    as_dict = run.to_dict()
+    as_dict["log_tail"].append("b")
+    as_dict["insights"]["rows"]["kept"].append(3)
+    assert run.log_tail == ["a"] and run.insights == {"rows": {"kept": [1, 2]}}
+    stored = json.loads(run.to_json())
+    assert stored == {"v": 1, **run.to_dict()}
+    assert list(stored) == sorted(stored)  # keys sorted: one record, one byte string
+    assert Run.from_json(run.to_json()) == run
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("status", "finished"),  # not one of the Literal's values
+        ("attempt", True),  # a bool is not an int
+        ("started", "1.5"),
+        ("log_tail", ["a", 1]),
+        ("outputs", {"a": 1}),
+        ("insights", ["not", "a", "dict"]),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_refused_by_name(field: str, value: object) -> None:
+    data = {"id": "r", "tool": "t", "member": "m", "status": "running", field: value}
+    with pytest.raises(RecordError, match=f"bad value for '{field}'"):
+        Run.from_dict(data)

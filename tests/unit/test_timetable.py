@@ -192,3 +192,61 @@ def test_a_requested_firing_outlives_a_change_of_its_schedule_through_coalescing
     assert table.track(schedule(retries=2), T0, catch_up_grace=None)  # a new generation
     table.coalesce_missed(T0 + 0.5)
     assert firings(table.pop_due(T0 + 0.5)) == [("s", -10.0, "manual", 1)]
+
+
+def croniter_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every croniter the schedules' clocks make from now on, by expression."""
+    from maomao_cli import scheduling
+
+    made: list[str] = []
+    real = scheduling._croniter()
+
+    def counting(expr: str, *args: object, **kwargs: object) -> object:
+        made.append(expr)
+        return real(expr, *args, **kwargs)
+
+    monkeypatch.setattr(scheduling, "_croniter", lambda: counting)
+    return made
+
+
+@pytest.mark.parametrize(
+    ("crons", "until", "limit", "worked_out"),
+    [
+        # Due within LOOK_AHEAD (2 s) of now: worked out, up to the limit.
+        (["* * * * * *", "* * * * * *"], T0, 16, 2),
+        (["* * * * * *", "* * * * * *", "* * * * * *"], T0, 2, 2),
+        # A minutely schedule's next firing is beyond the horizon: left for later.
+        (["0 * * * * *"], T0, 16, 0),
+        (["0 * * * * *"], T0 + 20, 16, 1),
+    ],
+)
+def test_look_ahead_works_out_successors_of_firings_due_soon(
+    crons: list[str], until: float, limit: int, worked_out: int
+) -> None:
+    table = tracking(*(schedule(f"s{i}", cron=cron) for i, cron in enumerate(crons)))
+    assert table.look_ahead(until, limit) == worked_out
+
+
+def test_a_firing_looked_ahead_comes_due_without_croniter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the worker does when a burst comes due (queue each successor, the claim's
+    life) is answered from the look-ahead: no croniter between due and claim."""
+    table = tracking(*(schedule(f"s{i}") for i in range(5)))
+    assert table.look_ahead(T0, 16) == 5
+    made = croniter_calls(monkeypatch)
+    dues = table.pop_due(T0 + 1)
+    for due in dues:
+        table.next_regular(due)
+        cron = table.cron_of(table.schedule(due.schedule))  # type: ignore[arg-type]
+        assert cron is not None and cron.next_after(due.fire_time) == T0 + 2
+    assert len(dues) == 5 and made == []
+    # The successors queued are not looked ahead yet: the next pop would compute them.
+    assert table.look_ahead(T0 + 1, 16) == 5
+
+
+def test_look_ahead_skips_entries_of_a_changed_or_dropped_schedule() -> None:
+    table = tracking(schedule("kept"), schedule("changed"), schedule("dropped"))
+    table.track(schedule("changed", cron="*/2 * * * * *"), T0, catch_up_grace=None)
+    table.untrack("dropped")
+    # kept's entry, and the changed schedule's new one; its old entry and dropped's are not.
+    assert table.look_ahead(T0, 16) == 2
+    assert table.look_ahead(T0, 16) == 0

@@ -14,60 +14,66 @@ from etcd3 import etcdrpc
 
 from .base import Claim, ClaimOutcome, recognised
 
-# The messages are built directly (python3-etcd3's transaction helpers cost about four
-# times as much): at 10,000 schedules 167 claims go out in one instant.
+# The messages are filled in place, top down: python3-etcd3's transaction helpers, or
+# messages built bottom up (each copied into its parent), cost three to four times as
+# much, and at 10,000 schedules 167 claims go out in one instant.
 _CREATE, _MOD, _EQUAL = etcdrpc.Compare.CREATE, etcdrpc.Compare.MOD, etcdrpc.Compare.EQUAL
 
 
-def _absent(key: str) -> Any:
-    return etcdrpc.Compare(key=key.encode(), target=_CREATE, result=_EQUAL, create_revision=0)
+def _absent(txn: Any, key: str) -> None:
+    compare = txn.compare.add()
+    compare.key, compare.target, compare.result = key.encode(), _CREATE, _EQUAL
+    compare.create_revision = 0  # set, even to 0: it is the compare's target value
 
 
-def _put(key: str, value: bytes, lease: int | None = None) -> Any:
-    return etcdrpc.RequestOp(
-        request_put=etcdrpc.PutRequest(key=key.encode(), value=value, lease=lease or 0)
-    )
+def _put(ops: Any, key: str, value: bytes, lease: int | None = None) -> None:
+    put = ops.add().request_put
+    put.key, put.value = key.encode(), value
+    if lease:
+        put.lease = lease
 
 
-def _get(key: str) -> Any:
-    return etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(key=key.encode()))
+def _get(ops: Any, key: str) -> None:
+    ops.add().request_range.key = key.encode()
 
 
 def claim_request(claim: Claim) -> Any:
     """The TxnRequest of one claim."""
-    request = _claim_request(claim)
+    request = etcdrpc.TxnRequest()
+    _fill_claim(request, claim)
+    return request
+
+
+def _fill_claim(txn: Any, claim: Claim) -> None:
     if claim.unless_changed is None:
-        return request
+        _fill_unconditional(txn, claim)
+        return
     key, revision = claim.unless_changed
-    unchanged = etcdrpc.Compare(key=key.encode(), target=_MOD, result=_EQUAL, mod_revision=revision)
-    return etcdrpc.TxnRequest(
-        compare=[unchanged],
-        success=[etcdrpc.RequestOp(request_txn=request)],
-        failure=[_get(claim.key)],
-    )
+    unchanged = txn.compare.add()
+    unchanged.key, unchanged.target, unchanged.result = key.encode(), _MOD, _EQUAL
+    unchanged.mod_revision = revision
+    _fill_unconditional(txn.success.add().request_txn, claim)
+    _get(txn.failure, claim.key)
 
 
-def _claim_request(claim: Claim) -> Any:
-    compare = [_absent(claim.key)]
-    success = [_put(claim.key, claim.value, claim.lease)]
+def _fill_unconditional(txn: Any, claim: Claim) -> None:
+    _absent(txn, claim.key)
+    _put(txn.success, claim.key, claim.value, claim.lease)
     if claim.guard is not None:
-        compare.append(_absent(claim.guard))
-        success.append(_put(claim.guard, claim.guard_value, claim.guard_lease))
-    success += [_put(key, value) for key, value in claim.with_won]
+        _absent(txn, claim.guard)
+        _put(txn.success, claim.guard, claim.guard_value, claim.guard_lease)
+    for key, value in claim.with_won:
+        _put(txn.success, key, value)
     if claim.guard is None:
-        return etcdrpc.TxnRequest(compare=compare, success=success, failure=[_get(claim.key)])
+        _get(txn.failure, claim.key)
+        return
     # Otherwise: take the key anyway if it is free (guard busy), else read it.
-    take_busy = etcdrpc.TxnRequest(
-        compare=[_absent(claim.key)],
-        success=[
-            _put(claim.key, claim.busy_value, claim.lease),
-            *(_put(key, value) for key, value in claim.with_busy),
-        ],
-        failure=[_get(claim.key)],
-    )
-    return etcdrpc.TxnRequest(
-        compare=compare, success=success, failure=[etcdrpc.RequestOp(request_txn=take_busy)]
-    )
+    take_busy = txn.failure.add().request_txn
+    _absent(take_busy, claim.key)
+    _put(take_busy.success, claim.key, claim.busy_value, claim.lease)
+    for key, value in claim.with_busy:
+        _put(take_busy.success, key, value)
+    _get(take_busy.failure, claim.key)
 
 
 def claim_outcome(claim: Claim, response: Any) -> ClaimOutcome:
@@ -125,8 +131,11 @@ def batch_request(claims: list[Claim], marker: str) -> Any:
     it always succeeds, and each claim's compare decides that claim alone), and a put of
     `marker` (Keys.claim_batch): etcd's space quota weighs only a transaction's own puts,
     so without one a full etcd would take the nested ones."""
-    nested = [etcdrpc.RequestOp(request_txn=claim_request(claim)) for claim in claims]
-    return etcdrpc.TxnRequest(compare=[], success=[*nested, _put(marker, b"")], failure=[])
+    batch = etcdrpc.TxnRequest()
+    for claim in claims:
+        _fill_claim(batch.success.add().request_txn, claim)
+    _put(batch.success, marker, b"")
+    return batch
 
 
 def batch_outcomes(claims: list[Claim], response: Any) -> list[ClaimOutcome]:

@@ -197,7 +197,8 @@ def measure_maomao(endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
         return NoopRuns(store)
 
     rss_before = rss_mb()
-    worker = Worker(settings, store_factory=factory, make_runs=make_runs)  # type: ignore[arg-type]
+    # As `maomao worker` makes it (composition.py), in a process of its own.
+    worker = Worker(settings, store_factory=factory, make_runs=make_runs, freeze_after_load=True)  # type: ignore[arg-type]
     stop = threading.Event()
     loaded = time.monotonic()
     failure: list[BaseException] = []

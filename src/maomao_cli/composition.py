@@ -357,6 +357,7 @@ class Services:
                 {"maomao.worker": member}
             ),
             outbox_dir=self.settings.data.state_path,
+            freeze_after_load=True,  # `maomao worker` is a process of its own
         )
 
     def _uses_endpoints_file(self) -> bool:

@@ -96,6 +96,41 @@ def validate_cron(expr: str) -> str:
 KNOWN_ANSWERS = 4
 
 
+def _to_epoch(naive: datetime, tz: ZoneInfo) -> float:
+    return naive.replace(tzinfo=tz, fold=0).timestamp()
+
+
+# Pure, and shared by every clock: schedules often share an expression, and a worker asks
+# about all of them at the same instant (loading them all at `now`; firing those due
+# together), so one croniter answers many. The expression was validated by the clock.
+@lru_cache(maxsize=8192)
+def _next_fire(cron: str, timezone: str, after: float) -> float:
+    tz = location_zone(timezone, "time zone")
+    local = datetime.fromtimestamp(after, tz).replace(tzinfo=None)
+    it = _croniter()(cron, local, second_at_beginning=len(cron.split(" ")) == 6)
+    # In a repeated (fall-back) hour local time runs backwards: skip instants not after.
+    for _ in range(10_000):
+        candidate = _to_epoch(it.get_next(datetime), tz)
+        if candidate > after:
+            return candidate
+    raise BadInput(f"cron expression {cron!r} never fires after {after}")
+
+
+@lru_cache(maxsize=8192)
+def _prev_fire(cron: str, timezone: str, at: float) -> float | None:
+    tz = location_zone(timezone, "time zone")
+    local = datetime.fromtimestamp(math.floor(at) + 1, tz).replace(tzinfo=None)
+    it = _croniter()(cron, local, second_at_beginning=len(cron.split(" ")) == 6)
+    for _ in range(10_000):
+        try:
+            candidate = _to_epoch(it.get_prev(datetime), tz)
+        except Exception:  # croniter gives up far in the past
+            return None
+        if candidate <= at:
+            return candidate
+    return None
+
+
 @dataclass
 class CronClock:
     """Next-fire computation for one schedule; cheap to keep one per schedule."""
@@ -121,28 +156,13 @@ class CronClock:
         for asked, answer in known:
             if asked == after:
                 return answer
-        local = datetime.fromtimestamp(after, self._zone).replace(tzinfo=None)
-        it = _croniter()(self.cron, local, second_at_beginning=self._seconds)
-        # In a repeated (fall-back) hour local time runs backwards: skip instants not after.
-        for _ in range(10_000):
-            candidate = self._to_epoch(it.get_next(datetime))
-            if candidate > after:
-                self._known = ((after, candidate), *known[: KNOWN_ANSWERS - 1])
-                return candidate
-        raise BadInput(f"cron expression {self.cron!r} never fires after {after}")
+        answer = _next_fire(self.cron, self.timezone, after)
+        self._known = ((after, answer), *known[: KNOWN_ANSWERS - 1])
+        return answer
 
     def prev_at_or_before(self, at: float) -> float | None:
         """The newest fire instant at or before `at`, or None if there is none."""
-        local = datetime.fromtimestamp(math.floor(at) + 1, self._zone).replace(tzinfo=None)
-        it = _croniter()(self.cron, local, second_at_beginning=self._seconds)
-        for _ in range(10_000):
-            try:
-                candidate = self._to_epoch(it.get_prev(datetime))
-            except Exception:  # croniter gives up far in the past
-                return None
-            if candidate <= at:
-                return candidate
-        return None
+        return _prev_fire(self.cron, self.timezone, at)
 
     def upcoming(self, after: float, count: int) -> list[float]:
         times: list[float] = []

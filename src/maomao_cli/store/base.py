@@ -139,7 +139,7 @@ class Store(Protocol):
 
     def scan_with_revision(self, prefix: str) -> tuple[list[Entry], int]:
         """Entries under prefix and the store revision they were read at (to watch from).
-        Read in pages of PAGE_SIZE at one revision: no single response grows with the
+        Read in pages at one revision (`paged_scan`): no single response grows with the
         prefix."""
         ...
 
@@ -226,12 +226,28 @@ def scan_pages(
         cursor, revision = page.cursor, page.revision
 
 
+# A whole-prefix read (`paged_scan`) grows its pages while they stay small, up to this
+# many entries: each page makes etcd walk its index to the end of the range, so 32 at a
+# time made loading 100,000 schedules quadratic. Bounded, as entries another member
+# wrote may be large: at most MAX_PAGE of them (etcd's 1.5 MiB each) in one response.
+MAX_PAGE = 128
+PAGE_BYTES = 512 * 1024
+
+
 def paged_scan(store: Store, prefix: str) -> tuple[list[Entry], int]:
-    """`scan_with_revision` from `scan_page`: every page at the first page's revision."""
+    """`scan_with_revision` from `scan_page`: every page at the first page's revision,
+    pages doubling (up to MAX_PAGE) while one holds less than half of PAGE_BYTES, back
+    to PAGE_SIZE after one over it."""
     entries: list[Entry] = []
-    page = store.scan_page(prefix)
-    entries.extend(page.entries)
-    while page.cursor is not None:
-        page = store.scan_page(prefix, cursor=page.cursor, revision=page.revision)
+    limit = PAGE_SIZE
+    page = store.scan_page(prefix, limit=limit)
+    while True:
         entries.extend(page.entries)
-    return entries, page.revision
+        if page.cursor is None:
+            return entries, page.revision
+        size = sum(len(entry.key) + len(entry.value) for entry in page.entries)
+        if size > PAGE_BYTES:
+            limit = PAGE_SIZE
+        elif size * 2 <= PAGE_BYTES:
+            limit = min(limit * 2, MAX_PAGE)
+        page = store.scan_page(prefix, limit=limit, cursor=page.cursor, revision=page.revision)

@@ -221,7 +221,9 @@ class EtcdStore:
             lambda c: c.get_range_response(
                 start,
                 stop,
-                sort_order="descend" if descending else "ascend",
+                # Ascending by key is etcd's own order: asked for, etcd 3.4 reads every
+                # entry to the end of the range to sort it, before the limit (quadratic).
+                sort_order="descend" if descending else None,
                 sort_target="key",
                 limit=max(limit, 1),
                 keys_only=keys_only,

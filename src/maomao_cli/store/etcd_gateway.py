@@ -160,7 +160,8 @@ class GatewayStore:
         request: dict[str, Any] = {
             "key": b64(start),
             "range_end": b64(stop),
-            "sort_order": "DESCEND" if descending else "ASCEND",
+            # Ascending by key is etcd's own order (asked for, etcd sorts the whole range).
+            "sort_order": "DESCEND" if descending else "NONE",
             "sort_target": "KEY",
             "limit": max(limit, 1),
             "keys_only": keys_only,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -170,7 +169,7 @@ MASK = "********"
 
 def default_member_name() -> str:
     """The host name, lowered and cut to a valid name."""
-    raw = socket.gethostname().lower()
+    raw = os.uname().nodename.lower()  # gethostname's answer, without importing socket
     cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in raw).strip("._-")
     return (cleaned or "member")[:63]
 

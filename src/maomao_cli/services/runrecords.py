@@ -5,7 +5,7 @@ a member's full logs pruned with them (services/fulllogs.py)."""
 from __future__ import annotations
 
 import logging
-import secrets
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -62,7 +62,7 @@ class RunRecords:
         now = self.clock()
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
         millisecond = min(int(now % 1 * 1000), 999)
-        return f"{stamp}-{millisecond:03x}{secrets.token_hex(2)[:3]}"
+        return f"{stamp}-{millisecond:03x}{os.urandom(2).hex()[:3]}"  # secrets' source
 
     def save(self, run: Run) -> None:
         if run.status in ("running", "skipped"):  # a record's first write: index it first

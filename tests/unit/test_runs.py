@@ -17,6 +17,7 @@ from maomao_cli.ports import ContainerResult
 from maomao_cli.services.fulllogs import FullLogs
 from maomao_cli.services.runrecords import RunRecords, first_writes
 from maomao_cli.services.runs import RunService
+from maomao_cli.store.base import Page
 from maomao_cli.store.memory import MemoryStore
 
 TOOL = Tool(name="dummy", image="maomao/dummy-tool:test", env={"A": "1"})
@@ -323,3 +324,46 @@ def test_data_dir_never_leaves_the_importdir(tmp_path: Path) -> None:
 
     with pytest.raises(BadInput):
         service.data_dir_for(replace(TOOL, name=".."))
+
+
+class CountedPages(MemoryStore):
+    """A memory store that counts the pages read."""
+
+    pages = 0
+
+    def scan_page(self, prefix: str, **options: object) -> Page:
+        self.pages += 1
+        return super().scan_page(prefix, **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("wanted", "expected", "pages"),
+    [
+        # Both seen in the newest page: the 200 older records are never read.
+        ({"a", "b"}, {"a": "r0299", "b": "r0298"}, 1),
+        ({"a"}, {"a": "r0299"}, 1),
+        # A schedule without a run: every page is read, the others still found.
+        ({"a", "never"}, {"a": "r0299"}, 10),
+        (set(), {}, 0),
+    ],
+)
+def test_the_latest_run_of_each_schedule_reads_only_until_each_is_seen(
+    tmp_path: Path, wanted: set[str], expected: dict[str, str], pages: int
+) -> None:
+    store = CountedPages()
+    keys = Keys("/p")
+    for i in range(300):
+        schedule = "a" if i % 2 else "b"
+        run = Run(id=f"r{i:04d}", tool="t", member="m", status="succeeded", schedule=schedule)
+        store.put(keys.run(run.id), run.to_json())
+    records = RunRecords(
+        store,
+        keys,
+        Settings(),
+        clock=lambda: 0.0,
+        full_logs=FullLogs(tmp_path, 0, clock=lambda: 0.0),
+    )
+    store.pages = 0
+    latest = records.latest_of(wanted)
+    assert {name: run.id for name, run in latest.items()} == expected
+    assert store.pages == pages

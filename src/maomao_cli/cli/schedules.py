@@ -73,15 +73,6 @@ def create_schedule(
     state.out.note("every running `maomao worker` picks it up at once")
 
 
-def _last_runs(state: CliState) -> dict[str, Any]:
-    """The newest run of each schedule."""
-    latest: dict[str, Any] = {}
-    for run in state.services.run_records.list():
-        if run.schedule and run.schedule not in latest:
-            latest[run.schedule] = run
-    return latest
-
-
 @app.command("list")
 def list_(
     ctx: typer.Context,
@@ -92,7 +83,7 @@ def list_(
     state = use(ctx)
     context = state.services
     schedules = sorted(context.schedules.all(), key=lambda s: s.name)
-    last = _last_runs(state)
+    last = context.run_records.latest_of({s.name for s in schedules})
     now = context.schedules.now()
     rows = []
     for s in schedules:

@@ -92,6 +92,19 @@ class RunRecords:
         found.sort(key=lambda r: (r.started or 0.0, r.id), reverse=True)
         return found
 
+    def latest_of(self, schedules: set[str]) -> dict[str, Run]:
+        """The newest run of each of these schedules that has one: read newest first, and
+        only until each has been seen (a listing of schedules need not read every run)."""
+        latest: dict[str, Run] = {}
+        if not schedules:
+            return latest
+        for run in self._newest(None):
+            if run.schedule in schedules and run.schedule not in latest:
+                latest[run.schedule] = run
+                if len(latest) == len(schedules):
+                    break
+        return latest
+
     def count(self, tool: str | None = None) -> int | None:
         """How many run records there are (of a tool: its index entries), counted by etcd
         without reading them; None for a tool whose records predate its index."""

@@ -148,7 +148,7 @@ class CronClock:
         self._known: tuple[tuple[float, float], ...] = ()
 
     def _to_epoch(self, naive: datetime) -> float:
-        return naive.replace(tzinfo=self._zone, fold=0).timestamp()
+        return _to_epoch(naive, self._zone)
 
     def next_after(self, after: float) -> float:
         """The first fire instant strictly after `after` (epoch seconds)."""

@@ -250,3 +250,11 @@ def test_look_ahead_skips_entries_of_a_changed_or_dropped_schedule() -> None:
     # kept's entry, and the changed schedule's new one; its old entry and dropped's are not.
     assert table.look_ahead(T0, 16) == 2
     assert table.look_ahead(T0, 16) == 0
+
+
+def test_firings_left_to_look_ahead_stay_bounded_when_the_loop_never_waits() -> None:
+    table = tracking(*(schedule(f"s{i}") for i in range(3)))
+    for second in range(1, 50):  # every firing popped and followed, no look-ahead
+        for due in table.pop_due(T0 + second):
+            table.next_regular(due)
+    assert table.look_ahead(T0 + 49, 1000) <= 2 * 3 + 1

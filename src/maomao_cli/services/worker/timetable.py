@@ -190,7 +190,9 @@ class Timetable:
         due = Due(fire + delay, next(self._seq), tracked.schedule.name, fire, tracked.generation)
         due.jitter = delay
         heapq.heappush(self._heap, due)
-        heapq.heappush(self._ahead, (due.due, due.seq, due.schedule, due.generation, fire))
+        # A loop with never a moment to spare never looks ahead: then this stays bounded.
+        if len(self._ahead) <= 2 * len(self._tracked):
+            heapq.heappush(self._ahead, (due.due, due.seq, due.schedule, due.generation, fire))
 
     def look_ahead(self, now: float, limit: int) -> int:
         """Work out the successor of up to `limit` regular firings due within LOOK_AHEAD

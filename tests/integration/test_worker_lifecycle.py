@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from typing import Any
@@ -176,7 +177,9 @@ def test_restart_mid_run_starts_one_container_per_firing(
 
 # Starts N workers at once: the heavy imports are made once, then N processes fork from
 # here (before any etcd client exists: gRPC channels do not survive a fork) and run
-# `maomao worker`. It prints their pids, then each one's exit status as it exits.
+# `maomao worker`. It prints their pids, then each one's exit status as it exits, on its
+# stdout; the workers write only to stderr (a line of theirs could otherwise run into
+# one of the launcher's).
 TWINS = """
 import os, sys
 import maomao_cli.cli.main, maomao_cli.store.etcd, maomao_cli.services.worker, docker
@@ -184,6 +187,7 @@ pids = []
 for _ in range(int(sys.argv[1])):
     pid = os.fork()
     if pid == 0:
+        os.dup2(2, 1)
         sys.argv, code = ["maomao", "worker"], 0
         try:
             maomao_cli.cli.main.main()
@@ -223,41 +227,44 @@ def test_of_three_simultaneous_starts_under_one_name_exactly_one_comes_up(env: E
     }
     tally: Counter[str] = Counter()
     for _ in range(trials):
-        launcher = subprocess.Popen(
-            [sys.executable, "-c", TWINS, "3"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=twins_env,
-        )
-        lines: list[str] = []
-        pids = [int(p) for p in read_until(launcher.stdout, "pids", lines)[1:]]
-        exited: dict[int, int] = {}
-        try:
-            for _ in range(2):
-                _, refused, code = read_until(launcher.stdout, "exit", lines)
-                exited[int(refused)] = int(code)
-            [up] = [pid for pid in pids if pid not in exited]
-            [listed] = stored(Env(twins_env, env.home), "members")
-            assert listed["pid"] == up, lines
-            os.kill(up, signal.SIGTERM)
-            _, last, code = read_until(launcher.stdout, "exit", lines)
-            exited[int(last)] = int(code)
-            assert (int(last), int(code)) == (up, 0), lines
-        finally:
-            for pid in pids:
-                if pid not in exited:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGTERM)
-            rest = launcher.communicate(timeout=60)[0]
-        errors = [line for line in lines + rest.splitlines() if line.startswith("error:")]
-        assert sorted(exited.values()) == [0, 1, 1], lines
-        assert len(errors) == 2, lines
-        assert all(
-            f"member 'twin' is already running (host {socket.gethostname()}, pid {up})" in e
-            for e in errors
-        ), errors
-        tally["exactly one up"] += 1
+        with tempfile.TemporaryFile("w+") as workers_output:
+            launcher = subprocess.Popen(
+                [sys.executable, "-c", TWINS, "3"],
+                stdout=subprocess.PIPE,
+                stderr=workers_output,
+                text=True,
+                env=twins_env,
+            )
+            lines: list[str] = []
+            pids = [int(p) for p in read_until(launcher.stdout, "pids", lines)[1:]]
+            exited: dict[int, int] = {}
+            try:
+                for _ in range(2):
+                    _, refused, code = read_until(launcher.stdout, "exit", lines)
+                    exited[int(refused)] = int(code)
+                [up] = [pid for pid in pids if pid not in exited]
+                [listed] = stored(Env(twins_env, env.home), "members")
+                assert listed["pid"] == up, lines
+                os.kill(up, signal.SIGTERM)
+                _, last, code = read_until(launcher.stdout, "exit", lines)
+                exited[int(last)] = int(code)
+                assert (int(last), int(code)) == (up, 0), lines
+            finally:
+                for pid in pids:
+                    if pid not in exited:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGTERM)
+                launcher.communicate(timeout=60)
+                workers_output.seek(0)
+                lines += workers_output.read().splitlines()
+            errors = [line for line in lines if line.startswith("error:")]
+            assert sorted(exited.values()) == [0, 1, 1], lines
+            assert len(errors) == 2, lines
+            assert all(
+                f"member 'twin' is already running (host {socket.gethostname()}, pid {up})" in e
+                for e in errors
+            ), errors
+            tally["exactly one up"] += 1
     figure(f"\nsame name, 3 simultaneous starts: {dict(tally)} of {trials} trials")
     assert tally["exactly one up"] == trials
 

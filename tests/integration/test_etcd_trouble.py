@@ -132,7 +132,12 @@ def test_a_full_etcd_is_named_nospace_and_work_resumes_after_the_fix(
             for i in range(64):  # 1 MiB values until etcd refuses
                 store.put(f"{prefix}/fill/{i}", b"f" * MiB)
                 filled += 1
-        worker.wait_for("NOSPACE alarm", 60)
+        # The loop itself must meet the alarm (a claim refused), not only a run's record
+        # write, which is kept for later without a reconnect: else a quick fix could come
+        # before the loop ever noticed, and there would be nothing to resume from.
+        worker.wait_for("running containers go on; retrying", 60)
+        cut = next(line for line in worker.lines if "running containers go on" in line)
+        assert "NOSPACE alarm" in cut, cut
 
         refused = env.run("register", "u", "img")
         assert refused.code == 1

@@ -35,8 +35,8 @@ with warnings.catch_warnings():
 from conftest import Env, make_env
 from fakes.git import FakeGit
 from maomao_cli import config
+from maomao_cli.adapters.container_defaults import host_config
 from maomao_cli.adapters.containers import ScriptedRunner
-from maomao_cli.adapters.docker_runner import DockerRunner
 from maomao_cli.api.app import create_app
 from maomao_cli.api.guard import guard
 from maomao_cli.cli.app import app as cli_app
@@ -188,13 +188,9 @@ def test_the_limits_config_defaults_and_overrides(tmp_path: Path) -> None:
 
 
 def test_the_host_config_has_log_rotation_and_a_capped_tmp(tmp_path: Path) -> None:
-    import docker
-
-    api = docker.APIClient(base_url="unix:///nonexistent.sock", version="1.41")
-    runner = DockerRunner(DockerSettings())
     spec = ContainerSpec(image="img", name="n", env={}, data_dir=tmp_path, memory="64m")
 
-    host = runner.host_config(api, spec)
+    host = host_config(spec)
 
     assert host["LogConfig"] == {
         "Type": "json-file",

@@ -4,6 +4,7 @@ callback, one spike, the feeds of runs and spikes, the live members."""
 from __future__ import annotations
 
 import logging
+import threading
 from itertools import islice
 from pathlib import Path
 
@@ -59,6 +60,31 @@ def test_on_start_gets_the_saved_running_record_under_the_chosen_id(tmp_path: Pa
     assert started.id == final.id == "20240101T000000Z-abc123"
     assert started.status == "running" and stored == started  # in the store when called
     assert final.status == "succeeded" and service.get(final.id) == final
+
+
+def test_while_running_works_on_its_own_thread_while_the_container_runs(
+    tmp_path: Path,
+) -> None:
+    runner = ScriptedRunner(block=True)
+    service = run_service(tmp_path, MemoryStore(), runner)
+    meanwhile: list[tuple[str, bool]] = []
+
+    def work() -> None:
+        # Let the container start first, then note where this ran and that it had.
+        runner.started.wait(5)
+        meanwhile.append((threading.current_thread().name, runner.started.is_set()))
+        runner.release()  # the container ends only after this work: it overlapped it
+
+    final = service.execute(TOOL, while_running=work)
+    assert final.status == "succeeded"
+    assert meanwhile == [("maomao-meanwhile", True)]
+
+
+def test_while_running_is_not_called_when_no_container_starts(tmp_path: Path) -> None:
+    service = run_service(tmp_path, MemoryStore(), ScriptedRunner(image_error="no such image"))
+    called: list[bool] = []
+    final = service.execute(TOOL, while_running=lambda: called.append(True))
+    assert final.status == "failed" and called == []
 
 
 def test_an_invalid_run_id_writes_nothing(tmp_path: Path) -> None:

@@ -13,18 +13,18 @@ from ..ports import ContainerResult, ContainerSpec, ContainerStatus
 from ..validation import memory_bytes
 
 
-def host_config_kwargs(spec: ContainerSpec) -> dict[str, Any]:
-    """The arguments of docker-py's create_host_config for one run."""
+def host_config(spec: ContainerSpec) -> dict[str, Any]:
+    """The HostConfig of one run's container, as the Engine API takes it (the dict docker-py's
+    create_host_config builds from the same settings: tests/unit/test_engine_api.py)."""
     return {
-        "binds": {str(spec.data_dir): {"bind": spec.mount_point, "mode": "rw"}},
-        "privileged": False,
-        "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges"],
-        "mem_limit": spec.memory,
-        "pids_limit": spec.pids,
-        "network_mode": spec.network,
-        "log_config": log_config(spec),
-        "tmpfs": tmpfs(spec),
+        "Memory": memory_bytes(spec.memory),
+        "NetworkMode": spec.network,
+        "CapDrop": ["ALL"],
+        "SecurityOpt": ["no-new-privileges"],
+        "Binds": [f"{spec.data_dir}:{spec.mount_point}:rw"],
+        "LogConfig": log_config(spec),
+        "Tmpfs": tmpfs(spec),
+        "PidsLimit": spec.pids,
     }
 
 
@@ -32,8 +32,8 @@ def log_config(spec: ContainerSpec) -> dict[str, Any]:
     """Rotated json-file logs whatever the daemon's default driver: a chatty tool cannot
     fill Docker's disk, and the log stream the runner reads stays available."""
     return {
-        "type": "json-file",
-        "config": {"max-size": spec.log_max_size, "max-file": str(spec.log_max_files)},
+        "Type": "json-file",
+        "Config": {"max-size": spec.log_max_size, "max-file": str(spec.log_max_files)},
     }
 
 

@@ -1,4 +1,9 @@
-"""The container port on the Docker Engine API (docker-py). Only this module imports docker.
+"""The container port on the Docker Engine API. Only this module imports docker (docker-py).
+
+The calls of a run go to an engine on a unix socket through engine_api.py (http.client:
+docker-py's imports alone cost a run about 65 ms); pulls, and engines reached over tcp://,
+TLS or ssh://, through docker-py. Both clients take the same calls and give the same
+answers; their failures are told apart in `_call`.
 
 Threads: every thread that calls the runner gets its own API client (thread-local,
 created on first use, and created again after a fork), because a requests session is
@@ -15,23 +20,27 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ..config import DockerSettings
-from ..errors import ContainerError, ImageMissing, Unavailable
+from ..errors import ContainerError, ImageMissing, MaomaoError, Unavailable
 from ..ports import ContainerResult, ContainerSpec, ContainerStatus, PullProgress
-from .container_defaults import container_result, host_config_kwargs
+from .container_defaults import container_result, host_config
 from .docker_errors import BAD_USER, MISSING_IMAGE, explain, one_line, unavailable
-from .loglines import LINE_LIMIT, split_lines
+from .engine_api import EngineAPI, EngineRefused, EngineUnreachable, speaks
+from .loglines import LINE_LIMIT, Outputs, Reading, line_text, split_lines
 
 if TYPE_CHECKING:
     import docker
 
 log = logging.getLogger("maomao.docker")
+
+Client: TypeAlias = Any  # an EngineAPI or a docker.APIClient: the same calls, the same answers
 
 
 class DockerRunner:
@@ -74,7 +83,13 @@ class DockerRunner:
     def _unavailable(self, exc: Exception) -> Unavailable:
         return unavailable(self.host, exc, self.settings.api_timeout)
 
-    def _api(self) -> docker.APIClient:
+    def _api(self) -> Any:
+        """This thread's client: an EngineAPI, or a docker.APIClient (module docstring)."""
+        if speaks(self.host, os.environ):
+            return EngineAPI(self.host, self.settings.api_timeout)  # it keeps nothing open
+        return self._docker_py()
+
+    def _docker_py(self) -> docker.APIClient:
         pid = os.getpid()
         client = getattr(self._local, "client", None)
         if client is None or self._local.pid != pid:
@@ -92,7 +107,9 @@ class DockerRunner:
                 self._clients.append(client)
         return client
 
-    def _stream_client(self, version: str) -> docker.APIClient:
+    def _stream_client(self, version: str) -> Any:
+        if speaks(self.host, os.environ):
+            return EngineAPI(self.host, None)
         import docker
 
         return docker.APIClient(timeout=None, version=version, **self._client_kwargs())
@@ -106,17 +123,30 @@ class DockerRunner:
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
         """Map transport errors to Unavailable and API refusals to ContainerError."""
+        try:
+            return fn()
+        except EngineRefused as exc:
+            raise ContainerError(f"{what}: {one_line(exc.explanation)}") from None
+        except EngineUnreachable as exc:
+            raise self._unavailable(exc) from None
+        except Exception as exc:
+            # docker-py's failures can only come from docker-py, imported once it was used.
+            failure = self._docker_py_failure(what, exc) if "docker" in sys.modules else None
+            if failure is None:
+                raise
+            raise failure from None
+
+    def _docker_py_failure(self, what: str, exc: Exception) -> MaomaoError | None:
         import docker
         import requests
 
-        try:
-            return fn()
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-            raise self._unavailable(exc) from None
-        except docker.errors.APIError as exc:
-            raise ContainerError(f"{what}: {explain(exc)}") from None
-        except docker.errors.DockerException as exc:
-            raise self._unavailable(exc) from None
+        if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
+            return self._unavailable(exc)
+        if isinstance(exc, docker.errors.APIError):
+            return ContainerError(f"{what}: {explain(exc)}")
+        if isinstance(exc, docker.errors.DockerException):
+            return self._unavailable(exc)
+        return None
 
     # The port --------------------------------------------------------------
 
@@ -132,17 +162,16 @@ class DockerRunner:
         except ContainerError:
             info = None
         if info is None:
-            self._pull(api, image, progress)
+            self._pull(image, progress)
             info = self._call(f"cannot inspect image {image}", lambda: api.inspect_image(image))
         digests = info.get("RepoDigests") or []
         # A pulled image has a registry digest anyone can pull again; a local build only an id.
         return str(digests[0] if digests else info["Id"])
 
-    def _pull(
-        self, api: docker.APIClient, image: str, progress: Callable[[PullProgress], None] | None
-    ) -> None:
+    def _pull(self, image: str, progress: Callable[[PullProgress], None] | None) -> None:
         from docker.utils import parse_repository_tag
 
+        api = self._docker_py()  # registry logins and credential helpers are docker-py's
         repository, tag = parse_repository_tag(image)
         # Without a tag docker-py would pull every tag of the repository.
         tag = tag or "latest"
@@ -191,7 +220,7 @@ class DockerRunner:
             self._remove(api, container["Id"])
         return len(found)
 
-    def _remove(self, api: docker.APIClient, container_id: str) -> None:
+    def _remove(self, api: Client, container_id: str) -> None:
         try:
             self._call(
                 "cannot remove container", lambda: api.remove_container(container_id, force=True)
@@ -207,15 +236,11 @@ class DockerRunner:
         with self._left_lock:
             self._left_behind.discard(container_id)
 
-    def _remove_left_behind(self, api: docker.APIClient) -> None:
+    def _remove_left_behind(self, api: Client) -> None:
         with self._left_lock:
             pending = list(self._left_behind)
         for container_id in pending:
             self._remove(api, container_id)
-
-    def host_config(self, api: docker.APIClient, spec: ContainerSpec) -> dict[str, Any]:
-        config: dict[str, Any] = api.create_host_config(**host_config_kwargs(spec))
-        return config
 
     def run(
         self,
@@ -236,7 +261,7 @@ class DockerRunner:
                     environment=dict(spec.env),
                     labels=dict(spec.labels),
                     user=spec.user or "",
-                    host_config=self.host_config(api, spec),
+                    host_config=host_config(spec),
                     detach=True,
                 ),
             )
@@ -250,20 +275,20 @@ class DockerRunner:
             raise
         container_id = str(created["Id"])
         try:
-            outputs = _Outputs(on_output, on_raw)
+            outputs = Outputs(on_output, on_raw)
             return self._supervise(api, container_id, spec, outputs, cancel)
         finally:
             self._remove(api, container_id)
 
     def _supervise(
         self,
-        api: docker.APIClient,
+        api: Client,
         container_id: str,
         spec: ContainerSpec,
-        outputs: _Outputs,
+        outputs: Outputs,
         cancel: threading.Event | None,
     ) -> ContainerResult:
-        reading = _Reading(deque(maxlen=self.log_lines), outputs)
+        reading = Reading(deque(maxlen=self.log_lines), outputs)
         try:
             self._call(f"cannot start {spec.image}", lambda: api.start(container_id))
         except ContainerError as exc:
@@ -293,7 +318,7 @@ class DockerRunner:
         )
         return container_result(spec, stopped, waited, info, list(reading.tail))
 
-    def _complete_output(self, api: docker.APIClient, container_id: str, reading: _Reading) -> None:
+    def _complete_output(self, api: Client, container_id: str, reading: Reading) -> None:
         """A log stream can end before the container's last lines (cut under load, or the
         engine's follow ending early): if the engine's last line is not the last one read,
         the output is read once more and the lines not seen yet are passed on, so the
@@ -321,7 +346,7 @@ class DockerRunner:
             # The engine rotated its log away from under the stream: what it still has
             # cannot be lined up with what was read; the tail at least is its own.
             reading.tail.clear()
-            reading.tail.extend(_text(raw)[:LINE_LIMIT] for raw in lines)
+            reading.tail.extend(line_text(raw)[:LINE_LIMIT] for raw in lines)
             log.warning(
                 "the full output of %s misses lines the engine rotated away", container_id[:12]
             )
@@ -331,7 +356,7 @@ class DockerRunner:
 
     def _wait_for_exit(
         self,
-        api: docker.APIClient,
+        api: Client,
         container_id: str,
         spec: ContainerSpec,
         cancel: threading.Event | None,
@@ -357,7 +382,7 @@ class DockerRunner:
             if time.monotonic() >= deadline:
                 return "timed-out"
 
-    def _running(self, api: docker.APIClient, container_id: str) -> bool:
+    def _running(self, api: Client, container_id: str) -> bool:
         info = self._call(
             "cannot inspect the container", lambda: api.inspect_container(container_id)
         )
@@ -367,7 +392,7 @@ class DockerRunner:
         self,
         version: str,
         container_id: str,
-        reading: _Reading,
+        reading: Reading,
         done: threading.Event,
         failed: list[BaseException],
     ) -> None:
@@ -383,51 +408,3 @@ class DockerRunner:
             if client is not None:
                 client.close()
             done.set()
-
-
-class _Reading:
-    """What has been read of a run's output: its tail, how many lines, the last one."""
-
-    def __init__(self, tail: deque[str], outputs: _Outputs) -> None:
-        self.tail = tail
-        self.outputs = outputs
-        self.count = 0
-        self.first: list[bytes] = []  # the first line, once read
-        self.last: bytes | None = None
-        self.rest: list[bytes] = []  # what followed the last newline, if the stream ended so
-
-    def emit(self, raw: bytes) -> None:
-        line = _text(raw)
-        self.tail.append(line[:LINE_LIMIT])
-        if not self.count:
-            self.first.append(raw)
-        self.count += 1
-        self.last = raw
-        self.outputs.emit(raw, line)
-
-
-def _text(raw: bytes) -> str:
-    return raw.decode("utf-8", errors="replace").rstrip("\r")
-
-
-class _Outputs:
-    """The run's output callbacks: the line's bytes as received, then its text."""
-
-    def __init__(
-        self, on_output: Callable[[str], None] | None, on_raw: Callable[[bytes], None] | None
-    ) -> None:
-        self.on_output = on_output
-        self.on_raw = on_raw
-
-    def emit(self, raw: bytes, line: str) -> None:
-        # A broken log file or display must not lose the run.
-        if self.on_raw is not None:
-            try:
-                self.on_raw(raw)
-            except Exception:
-                log.exception("output callback failed")
-        if self.on_output is not None:
-            try:
-                self.on_output(line)
-            except Exception:
-                log.exception("output callback failed")

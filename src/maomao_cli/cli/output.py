@@ -105,6 +105,12 @@ class Output:
 
         return Console(stderr=True, highlight=False)
 
+    @staticmethod
+    def prepare() -> None:
+        """Import what printing needs (on a thread that waits for something else)."""
+        import rich.console
+        import rich.markup  # noqa: F401
+
     def fit(self, wide: bool) -> int | None:
         """The width tables fit (None with --wide: every column, wrapped as needed)."""
         return None if wide else self.console.width

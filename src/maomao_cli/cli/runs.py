@@ -95,6 +95,7 @@ def run_now(state: CliState, name: str) -> None:
                 on_output=_Printer(pull_display, state.out),
                 cancel=cancel,
                 progress=pull_display,
+                while_running=state.out.prepare,
             )
         finally:
             pull_display.close()

@@ -113,6 +113,7 @@ class RunService(RunRecords):
         run_id: str | None = None,
         on_start: Callable[[Run], None] | None = None,
         started: float | None = None,
+        while_running: Callable[[], None] | None = None,
     ) -> Run:
         """Run tool now and return its final record (never raises for a failed run;
         raises Unavailable only when the store itself cannot be written).
@@ -122,7 +123,10 @@ class RunService(RunRecords):
         writes it in its own transaction): not written again, and the run keeps its one
         entry in the tool's run index.
         on_start: called with the first `running` record once it is saved, so a caller
-        in another thread can answer before the run ends (`maomao serve` does)."""
+        in another thread can answer before the run ends (`maomao serve` does).
+        while_running: called on a thread of its own as the container starts: a caller's
+        work for after the run (`maomao run` imports its output's library) is done while
+        this thread only waits for the engine."""
         if run_id is not None:
             validation.run_id(run_id)
         run = Run(
@@ -145,7 +149,7 @@ class RunService(RunRecords):
             try:
                 if on_start is not None:
                     on_start(run)
-                run, data_dir = self._execute(run, tool, on_output, cancel, progress)
+                run, data_dir = self._execute(run, tool, on_output, cancel, progress, while_running)
             except BaseException as exc:
                 # Ctrl-C or a bug: the record must not stay `running` forever.
                 error = "interrupted" if isinstance(exc, KeyboardInterrupt) else _one_line(exc)
@@ -169,6 +173,7 @@ class RunService(RunRecords):
         on_output: Callable[[str], None] | None,
         cancel: threading.Event | None,
         progress: Callable[[PullProgress], None] | None,
+        while_running: Callable[[], None] | None = None,
     ) -> tuple[Run, Path | None]:
         """The run's record once its container is done, and its data directory (None when
         it never got one). The data directory is resolved once: the hooks get that one."""
@@ -203,6 +208,7 @@ class RunService(RunRecords):
             return failed(str(exc), retryable=False)
         before = snapshots.listing(data_dir)
         full_log = self._open_full_log(run)
+        _meanwhile(while_running)
         try:
             result, over = self._contain(
                 spec, limit, on_output, cancel, None if full_log is None else full_log.write
@@ -342,3 +348,10 @@ class RunService(RunRecords):
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _meanwhile(work: Callable[[], None] | None) -> None:
+    """Start `work` on a thread of its own (execute's `while_running`); not a daemon, so
+    the process never exits in the middle of it."""
+    if work is not None:
+        threading.Thread(target=work, name="maomao-meanwhile").start()

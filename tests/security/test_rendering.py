@@ -45,7 +45,8 @@ C1_CSI = "\x9b31m"  # CSI as one C1 character
 BIDI = "\u202egnp.exe"  # right-to-left override
 CR = "looks fine\rREWRITTEN"
 MARKUP = "[link=https://evil.example/]click[/link] [/]"  # Rich markup is an OSC 8 link too
-HOSTILE = f"{OSC_TITLE}{CSI_CLEAR}{OSC8_LINK}{C1_CSI}{BIDI}{CR}{MARKUP}"
+EMOJI = ":warning: :white_check_mark:"  # Rich would print other symbols than were written
+HOSTILE = f"{OSC_TITLE}{CSI_CLEAR}{OSC8_LINK}{C1_CSI}{BIDI}{CR}{MARKUP}{EMOJI}"
 
 # What must never reach the output when a hostile string is shown.
 RAW = ("\x1b", "\x07", "\x9b", "\u202e", "\r")
@@ -184,6 +185,9 @@ def test_json_output_escapes_too(services: Services, command: tuple[str, ...]) -
 def test_markup_from_etcd_is_shown_as_text(services: Services) -> None:
     shown = invoke(services, "tools")
     assert "[link=https://evil.example/]click[/link] [/]" in shown.out  # not a link, no crash
+    # Fields printed inside maomao's own markup: emoji codes too print as written.
+    detail = invoke(services, "dataset", "show", "obs")
+    assert detail.code == 0 and EMOJI in detail.out.replace("\n", ""), detail.out
 
 
 def test_logs_raw_prints_the_tail_as_the_container_wrote_it(services: Services) -> None:

@@ -93,17 +93,19 @@ class Output:
         self.json_mode = json_mode
 
     # Rich is imported on first output, not at start-up: `maomao --help` must stay fast.
+    # No emoji codes: maomao writes none, a name from etcd must print as it is, and their
+    # table costs every command 5 ms to import.
     @cached_property
     def console(self) -> Console:
         from rich.console import Console
 
-        return Console(highlight=False)
+        return Console(highlight=False, emoji=False)
 
     @cached_property
     def err_console(self) -> Console:
         from rich.console import Console
 
-        return Console(stderr=True, highlight=False)
+        return Console(stderr=True, highlight=False, emoji=False)
 
     @staticmethod
     def prepare() -> None:

@@ -243,7 +243,7 @@ class Services:
         spikes = SpikeService(store, self.keys, self.settings, self.settings.member)
         if on_spike is not None:
             spikes.on_stored = lambda spike: on_spike(spike.tool)
-        runs.add_hook(spikes.check_after_run)
+        runs.add_hook(spikes.check_after_run, prepare=spikes.prepare)
         datasets = self.make_dataset_service(store)
         runs.set_data_dir_resolver(datasets.data_dir)
         runs.set_run_guard(datasets.run_lock)

@@ -80,6 +80,16 @@ def test_while_running_works_on_its_own_thread_while_the_container_runs(
     assert meanwhile == [("maomao-meanwhile", True)]
 
 
+def test_prepare_hooks_readies_each_hook_that_named_a_preparation(tmp_path: Path) -> None:
+    service = run_service(tmp_path, MemoryStore(), ScriptedRunner())
+    readied: list[str] = []
+    service.add_hook(lambda tool, run, data_dir: None, prepare=lambda: readied.append("a"))
+    service.add_hook(lambda tool, run, data_dir: None)
+    service.add_hook(lambda tool, run, data_dir: None, prepare=lambda: readied.append("c"))
+    service.prepare_hooks()
+    assert readied == ["a", "c"]
+
+
 def test_while_running_is_not_called_when_no_container_starts(tmp_path: Path) -> None:
     service = run_service(tmp_path, MemoryStore(), ScriptedRunner(image_error="no such image"))
     called: list[bool] = []

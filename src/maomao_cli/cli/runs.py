@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -95,7 +96,7 @@ def run_now(state: CliState, name: str) -> None:
                 on_output=_Printer(pull_display, state.out),
                 cancel=cancel,
                 progress=pull_display,
-                while_running=state.out.prepare,
+                while_running=partial(_prepare_after_run, state),
             )
         finally:
             pull_display.close()
@@ -107,6 +108,12 @@ def run_now(state: CliState, name: str) -> None:
     state.out.success(output.safe_markup(summary))
     if record.warning:
         state.out.note(f"warning: {record.warning}")
+
+
+def _prepare_after_run(state: CliState) -> None:
+    """What the end of a run needs, imported while its container starts."""
+    state.out.prepare()
+    state.services.runs.prepare_hooks()
 
 
 def _summary(record: Run, elapsed: float) -> str:

@@ -67,16 +67,26 @@ class RunService(RunRecords):
         # worker's runs live on its member lease instead.
         self.hold_runs = hold_runs
         self._hooks: list[AfterRunHook] = []
+        self._preparers: list[Callable[[], None]] = []
         self._resolver: DataDirResolver | None = None
         self._guard: RunGuard = lambda tool: nullcontext()
         self.chown: ownership.Chown = os.chown  # tests pass a failing one
 
     # Extension points ------------------------------------------------------
 
-    def add_hook(self, hook: AfterRunHook) -> None:
+    def add_hook(self, hook: AfterRunHook, *, prepare: Callable[[], None] | None = None) -> None:
         """Call hook(tool, run, data_dir) after each successful run, in the order added.
-        A hook may return an updated Run (e.g. with a warning), which is saved."""
+        A hook may return an updated Run (e.g. with a warning), which is saved.
+        `prepare` readies it ahead (imports its libraries): see prepare_hooks."""
         self._hooks.append(hook)
+        if prepare is not None:
+            self._preparers.append(prepare)
+
+    def prepare_hooks(self) -> None:
+        """Ready the after-run hooks now (a caller's `while_running`: so a short run does
+        not wait for their imports after its container)."""
+        for prepare in self._preparers:
+            prepare()
 
     def set_data_dir_resolver(self, resolver: DataDirResolver | None) -> None:
         """Let another service prepare a tool's data directory (a dataset tool's staging

@@ -107,6 +107,11 @@ class SpikeService:
         root = importdir if importdir in data_dir.parents else data_dir
         return read_control_dir(data_dir, root)
 
+    @staticmethod
+    def prepare() -> None:
+        """Import the detector (not numpy or scipy: those only when something is seen)."""
+        from ..detect import detector  # noqa: F401
+
     def check_after_run(self, tool: Tool, run: Run, data_dir: Path) -> Run | None:
         """The after-run hook: if the newest control point is a spike, store it once; if
         the run's data looks wrong (datawarnings.py), record and notify a data warning."""

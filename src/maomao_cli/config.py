@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import field, fields, replace
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from . import validation
 from .config_rules import validate
 from .errors import BadInput, ConfigError
+from .frozen import frozen
 
 if TYPE_CHECKING:
     from .gitmodels import HttpsCredential
@@ -33,7 +34,7 @@ def _config_home() -> Path:
     return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
 
 
-@dataclass(frozen=True)
+@frozen
 class EtcdSettings:
     endpoints: tuple[str, ...] = (DEFAULT_ENDPOINT,)
     prefix: str = "/maomao"
@@ -48,7 +49,7 @@ class EtcdSettings:
     endpoints_file: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class DataSettings:
     importdir: str = str(_data_home() / "maomao" / "data")
     # Local etcd data, dataset keys, worker health: beside the importdir by default.
@@ -67,7 +68,7 @@ class DataSettings:
         return self.import_path.parent / "state"
 
 
-@dataclass(frozen=True)
+@frozen
 class DockerSettings:
     host: str | None = None  # None: DOCKER_HOST or the local socket
     network: str = "bridge"
@@ -81,7 +82,7 @@ class DockerSettings:
     log_max_files: int = 3
 
 
-@dataclass(frozen=True)
+@frozen
 class WorkerSettings:
     member: str | None = None  # None: the host name
     labels: dict[str, str] = field(default_factory=dict)
@@ -111,7 +112,7 @@ class WorkerSettings:
         return validation.size(self.full_log_max, "[worker] full_log_max", minimum=0)
 
 
-@dataclass(frozen=True)
+@frozen
 class SpikeSettings:
     method: Literal["robust", "seed"] = "robust"
     sensitivity: float = 1.0
@@ -123,7 +124,7 @@ class SpikeSettings:
     hook_timeout: float = 10.0
 
 
-@dataclass(frozen=True)
+@frozen
 class GitSettings:
     timeout: float = 60.0
     known_hosts: str | None = None
@@ -136,7 +137,7 @@ class GitSettings:
     allow_local: bool = False
 
 
-@dataclass(frozen=True)
+@frozen
 class ServeSettings:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -147,7 +148,7 @@ class ServeSettings:
     allowed_hosts: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@frozen
 class Settings:
     etcd: EtcdSettings = field(default_factory=EtcdSettings)
     data: DataSettings = field(default_factory=DataSettings)

@@ -4,10 +4,10 @@ services and the adapter share them without the services importing gRPC."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from .frozen import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class Member:
     id: int
     name: str
@@ -16,7 +16,7 @@ class Member:
     is_learner: bool
 
 
-@dataclass(frozen=True)
+@frozen
 class EndpointStatus:
     endpoint: str
     member_id: int
@@ -30,7 +30,7 @@ class EndpointStatus:
     is_learner: bool
 
 
-@dataclass(frozen=True)
+@frozen
 class Tls:
     """PEM bytes: the CA that signed the servers, and this client's certificate."""
 

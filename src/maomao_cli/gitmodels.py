@@ -6,14 +6,16 @@ Services and front ends use them without importing the git adapter (or dulwich).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Literal
+
+from .frozen import frozen
 
 Progress = Callable[[str], None]  # one git progress line at a time
 
 
-@dataclass(frozen=True)
+@frozen
 class HttpsCredential:
     """A username and password for one https host, from the member's own config. The
     password never appears in repr, logs or errors."""
@@ -22,7 +24,7 @@ class HttpsCredential:
     password: str = field(default="", repr=False)
 
 
-@dataclass(frozen=True)
+@frozen
 class GitAuth:
     """What this member allows and holds for one dataset's remote.
 
@@ -39,7 +41,7 @@ class GitAuth:
     allow_local: bool = False
 
 
-@dataclass(frozen=True)
+@frozen
 class PullResult:
     """What a pull did. `conflict` leaves HEAD, the index and the work tree untouched."""
 
@@ -53,7 +55,7 @@ class PullResult:
         return self.outcome == "conflict"
 
 
-@dataclass(frozen=True)
+@frozen
 class RepoStatus:
     branch: str
     ahead: int  # local commits not on the remote-tracking ref (i.e. not pushed)

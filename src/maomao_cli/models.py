@@ -13,10 +13,11 @@ import json
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, ClassVar, Literal, Self, TypeVar, get_args, get_origin
 
 from .errors import RecordError
+from .frozen import frozen
 
 SCHEMA_VERSION = 1
 
@@ -158,7 +159,7 @@ class Record:
 R = TypeVar("R", bound=Record)
 
 
-@dataclass(frozen=True)
+@frozen
 class Tool(Record):
     kind: ClassVar[str] = "tool"
     times: ClassVar[tuple[str, ...]] = ("created", "updated")
@@ -190,7 +191,7 @@ class Tool(Record):
     updated: float = 0.0
 
 
-@dataclass(frozen=True)
+@frozen
 class Dataset(Record):
     kind: ClassVar[str] = "dataset"
     times: ClassVar[tuple[str, ...]] = ("created",)
@@ -202,7 +203,7 @@ class Dataset(Record):
     created: float = 0.0
 
 
-@dataclass(frozen=True)
+@frozen
 class Schedule(Record):
     kind: ClassVar[str] = "schedule"
     times: ClassVar[tuple[str, ...]] = ("created", "paused_until", "paused_at")
@@ -228,7 +229,7 @@ class Schedule(Record):
     pauses: list[list[float]] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@frozen
 class FiringRequest(Record):
     """An operator's request for one firing of a schedule at a nominal time (`schedule
     trigger`, `schedule backfill`): the workers claim it like any firing of that time."""
@@ -273,7 +274,7 @@ def cap_tail(lines: list[str], limit: int = TAIL_BYTES) -> list[str]:
     return kept
 
 
-@dataclass(frozen=True)
+@frozen
 class Run(Record):
     kind: ClassVar[str] = "run"
     times: ClassVar[tuple[str, ...]] = ("fire_time", "started", "finished")
@@ -316,7 +317,7 @@ class Run(Record):
         return self.finished - self.started
 
 
-@dataclass(frozen=True)
+@frozen
 class Member(Record):
     kind: ClassVar[str] = "member"
     times: ClassVar[tuple[str, ...]] = ("started", "heartbeat")
@@ -333,7 +334,7 @@ class Member(Record):
     clock_offset: float | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Spike(Record):
     kind: ClassVar[str] = "spike"
     times: ClassVar[tuple[str, ...]] = ("found",)
@@ -352,7 +353,7 @@ class Spike(Record):
     found: float = 0.0
 
 
-@dataclass(frozen=True)
+@frozen
 class Divergence(Record):
     """A member whose control value at one --everywhere firing is off the majority's by
     more than the tool's audit tolerance (`maomao audit`)."""

@@ -11,10 +11,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from .frozen import frozen
 from .gitmodels import GitAuth, Progress, PullResult, RepoStatus
 from .store.base import Claim, Entry, Event, Lease, Store, StoreStatus, Watch
 
@@ -47,7 +48,7 @@ ContainerStatus = Literal["succeeded", "failed", "timed-out", "interrupted"]
 MOUNT_POINT = "/usr/src/app/data"
 
 
-@dataclass(frozen=True)
+@frozen
 class ContainerSpec:
     """One container to run: the image, the tool's data directory and the limits."""
 
@@ -67,7 +68,7 @@ class ContainerSpec:
     log_max_files: int = 3
 
 
-@dataclass(frozen=True)
+@frozen
 class ContainerResult:
     exit_code: int | None
     status: ContainerStatus
@@ -79,7 +80,7 @@ class ContainerResult:
     retryable: bool = True
 
 
-@dataclass(frozen=True)
+@frozen
 class PullProgress:
     """One step of an image pull. `layer` is None for messages about the whole image;
     `complete` is True once, at the end of a pull, so a display can close."""

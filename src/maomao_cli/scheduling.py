@@ -21,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import BadInput
+from .frozen import frozen
 from .models import Schedule
 
 SHORTHANDS = {
@@ -221,7 +222,7 @@ class CronClock:
         return None
 
 
-@dataclass(frozen=True)
+@frozen
 class Planned:
     """One upcoming firing: the wall time the cron expression named, the instant it fires
     (None: a DST change merged it into an earlier firing) and the DST mark, if any."""

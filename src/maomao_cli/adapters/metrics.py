@@ -13,7 +13,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -22,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from .. import __version__
 from ..errors import BadInput, Unavailable
+from ..frozen import frozen
 from ..models import Run
 from ..scheduling import CronClock
 
@@ -38,7 +38,7 @@ LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30
 DURATION_BUCKETS = (1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
 
-@dataclass(frozen=True)
+@frozen
 class ListenAddress:
     host: str
     port: int

@@ -21,7 +21,6 @@ import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from functools import partial
 
 import anyio
@@ -32,6 +31,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..composition import Services
 from ..errors import MaomaoError
+from ..frozen import frozen
 from ..models import Run, Spike
 from ..services.feeds import Feed
 from .deps import ServicesDep
@@ -117,7 +117,7 @@ async def stream_events(request: Request, services: ServicesDep) -> StreamingRes
         raise
 
 
-@dataclass(frozen=True)
+@frozen
 class Feeds:
     runs: Feed[Run]
     spikes: Feed[Spike]

@@ -11,16 +11,16 @@ from __future__ import annotations
 import os
 import secrets
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BadInput
+from ..frozen import frozen
 
 TOKEN_FILE = "api-token"
 _MAX_TOKEN = 4096
 
 
-@dataclass(frozen=True)
+@frozen
 class KeptToken:
     token: str
     path: Path

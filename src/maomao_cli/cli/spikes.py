@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from ..errors import BadInput
+from ..frozen import frozen
 from . import completion, output
 from .state import CliState, use
 
@@ -261,7 +261,7 @@ def _recompute(
         state.out.note("same as what is stored")
 
 
-@dataclass(frozen=True)
+@frozen
 class _Options:
     method: str | None
     sensitivity: float | None

@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..frozen import frozen
 from .judge import BASE_THRESHOLD
 from .series import Point
 
@@ -51,7 +52,7 @@ Rule = Literal["seed", "robust", "seasonal"]
 MAX_WINDOW = 10_000
 
 
-@dataclass(frozen=True)
+@frozen
 class DetectorParams:
     """How to detect. `sensitivity` divides the threshold of either rule: for "robust"
     the |z| a spike needs (BASE_THRESHOLD / sensitivity), for "seed" the relative gain
@@ -107,7 +108,7 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-@dataclass(frozen=True)
+@frozen
 class Detection:
     index: int  # position in the points given to detect (non-finite points included)
     sortable: str
@@ -123,7 +124,7 @@ class Detection:
         return asdict(self)
 
 
-@dataclass(frozen=True)
+@frozen
 class Verdict:
     """Why the newest point is or is not a spike."""
 
@@ -138,7 +139,7 @@ class Verdict:
         return asdict(self)
 
 
-@dataclass(frozen=True)
+@frozen
 class _Found:
     positions: list[int]  # indices into the values given
     baselines: list[float]
@@ -253,7 +254,7 @@ def _analyse(
     return found, _robust_verdict(chosen, len(x), len(values) - 1, params.threshold)
 
 
-@dataclass(frozen=True)
+@frozen
 class _Channel:
     """One way of judging: where its scores sit in the values, and its verdicts. `keep`
     says which of its spikes count (the seasonal choice), `owns_newest` whether its

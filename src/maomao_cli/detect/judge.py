@@ -24,9 +24,9 @@ Every verdict reads the point and the points before it only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..frozen import frozen
 from .robust import Scores
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ BLOCK = 4  # samples per point in the isolated array: 0, a_i, |z_i|, 0
 PEAK_OFFSET = 2  # where |z_i| sits in its block
 
 
-@dataclass(frozen=True)
+@frozen
 class Judged:
     """The spikes among the scores, and why the last point is or is not one."""
 

@@ -21,8 +21,9 @@ Everything about entry i reads values[:i] and values[i] only.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from ..frozen import frozen
 
 if TYPE_CHECKING:
     import numpy as np
@@ -40,7 +41,7 @@ SCALE_FLOOR_ABSOLUTE = 1e-12
 SHORT_HISTORY_PENALTY = 8.0  # z is divided by 1 + 8 (1/n - 1/window) for n < window points
 
 
-@dataclass(frozen=True)
+@frozen
 class Scores:
     """Per-point scores of finite values; entries 0 and 1 have no scale yet (z = 0)."""
 

@@ -17,9 +17,11 @@ import math
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from pathlib import Path
+
+from ..frozen import frozen
 
 CONTROL_PREFIX = "control-"
 CONTROL_SUFFIX = ".csv"
@@ -33,13 +35,13 @@ class SeriesError(ValueError):
     """A series that cannot be read at all: a missing folder, a CSV without its columns."""
 
 
-@dataclass(frozen=True)
+@frozen
 class Point:
     sortable: str
     value: float
 
 
-@dataclass(frozen=True)
+@frozen
 class SeriesRead:
     points: list[Point] = field(default_factory=list)
     # (file name, or "<file>:<line>" for a CSV row; the reason it was skipped)

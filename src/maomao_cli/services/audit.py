@@ -20,10 +20,11 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any
 
 from ..errors import BadInput, NotFound
+from ..frozen import frozen
 from ..keys import Keys
 from ..models import FINAL_STATUSES, Divergence, Run, Schedule, Tool
 from ..store.base import Store
@@ -37,7 +38,7 @@ _CLAIM = re.compile(r"(\d+)@(.+?)(?:\.r\d+)?")
 Notify = Callable[[dict[str, object]], None]
 
 
-@dataclass(frozen=True)
+@frozen
 class MemberSnapshot:
     member: str
     run_id: str
@@ -45,7 +46,7 @@ class MemberSnapshot:
     control: float | None
 
 
-@dataclass(frozen=True)
+@frozen
 class Audit:
     tool: str
     schedule: str

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 
+from ..frozen import frozen
 from ..models import Run
 from ..scheduling import CronClock
 
@@ -25,7 +25,7 @@ _FIRING_LEAF = re.compile(r"(\d+)(?:@[^.]+)?(?:\.r(\d+))?")
 _REQUEST_LEAF = re.compile(r"(\d+)-a(\d+)")
 
 
-@dataclass(frozen=True)
+@frozen
 class Planned:
     fire_time: float
     attempt: int

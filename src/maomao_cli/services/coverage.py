@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import timespec, validation
 from ..config import Settings
+from ..frozen import frozen
 from ..keys import Keys
 from ..models import Member, Run, Schedule
 from ..scheduling import CronClock, paused_during, zone
@@ -40,7 +41,7 @@ COUNTER_FIRINGS = 2_000
 _RANK = {"succeeded": 0, "running": 1, "failed": 2, "timed-out": 2, "lost": 3, "skipped": 4}
 
 
-@dataclass(frozen=True)
+@frozen
 class Slot:
     """One expected firing (of one member, in mode `everywhere`) and what became of it."""
 
@@ -51,7 +52,7 @@ class Slot:
     run_id: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Gap:
     """Consecutive expected firings that did not succeed, for one reason."""
 

@@ -21,9 +21,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
+from ..frozen import frozen
 from ..validation import size_text
 
 # Marks the error of a run that a retry would not help: the directory must shrink first.
@@ -110,7 +110,7 @@ def _file_bytes(entry: os.DirEntry[str]) -> int:
     return max(info.st_size, info.st_blocks * 512)
 
 
-@dataclass(frozen=True)
+@frozen
 class Excess:
     """Why a data directory is over its limit, as one line for the run's record."""
 

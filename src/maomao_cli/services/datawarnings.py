@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Literal
 
 from ..detect.series import CONTROL_PREFIX, CONTROL_SUFFIX, SeriesRead
+from ..frozen import frozen
 
 WarningKind = Literal["missing-control", "bad-control", "no-new-data"]
 # File times lag the clock by up to a kernel tick (a few ms): what changed this close
@@ -32,7 +33,7 @@ SLACK = 0.05
 MAX_ENTRIES = 50_000
 
 
-@dataclass(frozen=True)
+@frozen
 class DataWarning:
     kind: WarningKind
     message: str
@@ -42,7 +43,7 @@ class DataWarning:
         return f"{self.kind}: {self.message}"
 
 
-@dataclass(frozen=True)
+@frozen
 class Assessment:
     warning: DataWarning | None = None
     # The control entries of this run that were skipped, with why: reported once.
@@ -52,7 +53,7 @@ class Assessment:
 State = tuple[int, int, int, int]  # inode, size, mtime and ctime (ns) of one entry
 
 
-@dataclass(frozen=True)
+@frozen
 class Snapshot:
     """What a data directory held after a check: compared with the next run's."""
 

@@ -11,14 +11,14 @@ import shutil
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MaomaoError, Unavailable
+from ..frozen import frozen
 from ..processes import pid_alive, terminate
 
 
-@dataclass(frozen=True)
+@frozen
 class EtcdFiles:
     """Where one etcd keeps its data, its pid and its log."""
 
@@ -27,7 +27,7 @@ class EtcdFiles:
     log: Path
 
 
-@dataclass(frozen=True)
+@frozen
 class ServerTls:
     """The certificates an etcd serves and dials its peers with, and the CA it trusts."""
 
@@ -38,7 +38,7 @@ class ServerTls:
     peer_key: Path
 
 
-@dataclass(frozen=True)
+@frozen
 class EtcdSpec:
     """What one etcd server is: its name, URLs and cluster bootstrap."""
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..frozen import frozen
 
 NAME = "insights.json"
 MAX_BYTES = 8 * 1024
@@ -21,7 +22,7 @@ MAX_BYTES = 8 * 1024
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
 
-@dataclass(frozen=True)
+@frozen
 class Insights:
     value: dict[str, Any] | None  # None: absent or refused
     warning: str | None = None

@@ -6,18 +6,18 @@ beside it. It listens on the first configured endpoint, which must be loopback.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Settings
 from ..errors import BadInput
+from ..frozen import frozen
 from . import etcdprocess
 from .etcdprocess import EtcdFiles, EtcdSpec
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
-@dataclass(frozen=True)
+@frozen
 class LocalEtcd:
     endpoint: str
     data_dir: Path

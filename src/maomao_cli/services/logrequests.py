@@ -17,10 +17,10 @@ import json
 import re
 import secrets
 import threading
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import NotFound, Unavailable
+from ..frozen import frozen
 from ..keys import Keys
 from ..store.base import Store, Watch
 from ..validation import RUN_ID
@@ -43,7 +43,7 @@ _STATUSES = ("ok", "missing", "refused", "busy")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-@dataclass(frozen=True)
+@frozen
 class LogRequest:
     run_id: str
     nonce: str
@@ -70,7 +70,7 @@ class LogRequest:
         return cls(run_id, key_nonce)
 
 
-@dataclass(frozen=True)
+@frozen
 class Marker:
     status: Status
     chunks: int = 0
@@ -125,7 +125,7 @@ def chunks_of(data: bytes) -> list[bytes]:
     return [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]
 
 
-@dataclass(frozen=True)
+@frozen
 class Asked:
     """Who is asked: the member that ran the run, and its host when it is known."""
 

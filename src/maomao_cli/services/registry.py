@@ -11,20 +11,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 from functools import cache, partial
 from typing import Any
 
 from .. import validation
 from ..config_rules import SPIKE_METHODS, SPIKE_WINDOW_MAX
 from ..errors import BadInput, NotFound
+from ..frozen import frozen
 from ..keys import Keys
 from ..models import Dataset, Tool
 from ..store.base import Store
 from .records import load, load_all
 
 
-@dataclass(frozen=True)
+@frozen
 class ToolSpec:
     """A tool to register, as asked. On an update, a field left None keeps the value the
     registered tool has."""
@@ -50,7 +51,7 @@ class ToolSpec:
     audit_tolerance: float | None = None  # `maomao audit`: control values this far agree
 
 
-@dataclass(frozen=True)
+@frozen
 class DatasetSpec:
     """A dataset to add; an update replaces every field (None: the remote's default)."""
 

@@ -3,10 +3,10 @@ from the member that ran it, asked through etcd (services/logrequests.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from ..errors import NotFound, Unavailable
+from ..frozen import frozen
 from ..keys import Keys
 from ..models import Member, Run
 from ..store.base import Store
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ..ports import Clock  # a protocol: annotations only (ports imports the store's types)
 
 
-@dataclass(frozen=True)
+@frozen
 class FullLog:
     run: Run
     data: bytes

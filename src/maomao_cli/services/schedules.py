@@ -8,12 +8,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .. import timespec, validation
 from ..config import Settings
 from ..errors import BadInput, NotFound
+from ..frozen import frozen
 from ..jitter import offset as jitter_offset
 from ..keys import Keys
 from ..models import FiringRequest, Member, Mode, Run, Schedule
@@ -32,13 +33,13 @@ MAX_PARALLEL = 100
 NOTE_MAX = 500
 
 
-@dataclass(frozen=True)
+@frozen
 class ScheduleView:
     schedule: Schedule
     next_fire: float | None
 
 
-@dataclass(frozen=True)
+@frozen
 class NextFiring:
     """One upcoming firing for `schedule show --next`: its wall time in the schedule's
     zone, its instant (None: a DST change merged it away), the DST mark, and each
@@ -50,7 +51,7 @@ class NextFiring:
     jitter: dict[str, float]
 
 
-@dataclass(frozen=True)
+@frozen
 class BackfillPlan:
     schedule: Schedule
     start: float

@@ -14,10 +14,11 @@ import contextlib
 import hashlib
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 from ..detect.series import CONTROL_PREFIX, CONTROL_SUFFIX, parse_control_text
+from ..frozen import frozen
 from . import insights
 
 MAX_FILES = 100  # files per snapshot: a record stays small
@@ -29,7 +30,7 @@ _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, 
 Listing = dict[str, tuple[int, int]]  # relative path -> (size, mtime_ns)
 
 
-@dataclass(frozen=True)
+@frozen
 class Snapshot:
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256 hex
     control: float | None = None

@@ -12,13 +12,14 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from .. import validation
 from ..config import Settings, SpikeSettings
 from ..errors import BadInput, NotFound
+from ..frozen import frozen
 from ..keys import Keys
 from ..models import Run, Spike, Tool
 from ..store.base import Store
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("maomao.spikes")
 
 
-@dataclass(frozen=True)
+@frozen
 class Recomputed:
     found: list[Spike]
     new: list[str]  # sortables found now but not stored
@@ -330,7 +331,7 @@ def detector_params(
         raise BadInput(f"invalid detector setting: {exc}") from None
 
 
-@dataclass(frozen=True)
+@frozen
 class PathDetection:
     found: list[Detection]
     skipped: list[tuple[str, str]]

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from .. import validation
 from ..errors import BadInput
+from ..frozen import frozen
 
 log = logging.getLogger("maomao.staging")
 
@@ -129,7 +130,7 @@ def subdir_parts(data_subdir: str | None) -> list[str]:
 # The copies ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class Manifest:
     """What `mirror` put in a staging folder: each file's (size, mtime_ns), each folder."""
 

@@ -8,13 +8,13 @@ MemoryStore, for pure tests and benchmarks.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from ..errors import MaomaoError
+from ..frozen import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class Entry:
     key: str
     value: bytes
@@ -23,7 +23,7 @@ class Entry:
     lease: int = 0
 
 
-@dataclass(frozen=True)
+@frozen
 class Event:
     type: Literal["put", "delete"]
     key: str
@@ -31,7 +31,7 @@ class Event:
     revision: int
 
 
-@dataclass(frozen=True)
+@frozen
 class Claim:
     """Create `key` only if absent; with a guard, also create `guard` (only if absent) in
     the same transaction. Claiming again with the same value counts as won, so a claim
@@ -73,7 +73,7 @@ def recognised(claim: Claim, held: bytes, otherwise: ClaimOutcome) -> ClaimOutco
     return otherwise
 
 
-@dataclass(frozen=True)
+@frozen
 class Page:
     """One page of a scan: `cursor` continues it (None: this was the last page), and
     `revision` is the store revision it was read at (pass it on to read the next pages at
@@ -90,7 +90,7 @@ class Page:
 PAGE_SIZE = 32
 
 
-@dataclass(frozen=True)
+@frozen
 class StoreStatus:
     endpoint: str
     version: str

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from maomao_cli.errors import GitError
 
+from ...frozen import frozen
 
-@dataclass(frozen=True)
+
+@frozen
 class Remote:
     kind: Literal["local", "git", "http", "ssh"]
     url: str  # as given, credentials included: never shown

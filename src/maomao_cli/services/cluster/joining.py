@@ -11,7 +11,7 @@ import shutil
 import socket
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from ...errors import (
     UnhealthyCluster,
 )
 from ...etcdvalues import Member
+from ...frozen import frozen
 from ...ports import ConnectAdmin, EtcdAdmin
 from .membership import check_host, kill, member_health, netlocs, refuse_if_member, spawn
 from .pki import install_ca, issue_member_certs
@@ -54,7 +55,7 @@ class _Conflict(BadInput):
     """Another member already holds this one's name or peer URL: nothing of ours to undo."""
 
 
-@dataclass(frozen=True)
+@frozen
 class Joined:
     member: MemberConfig
     pid: int

@@ -9,13 +9,14 @@ import ipaddress
 import secrets
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from pathlib import Path
 
 from ... import validation
 from ...config import Settings
 from ...errors import BadInput, NotFound, Unavailable
 from ...etcdvalues import Member, netloc
+from ...frozen import frozen
 from ...ports import ConnectAdmin, EtcdAdmin
 from .. import etcdprocess
 from .pki import install_ca, issue_member_certs
@@ -101,7 +102,7 @@ def wait_healthy(admin: EtcdAdmin, endpoint: str, wait: float, clock: Clock) -> 
 # ---------------------------------------------------------------- found
 
 
-@dataclass(frozen=True)
+@frozen
 class Founded:
     member: MemberConfig
     pid: int
@@ -169,7 +170,7 @@ def init(
 # ---------------------------------------------------------------- leave
 
 
-@dataclass(frozen=True)
+@frozen
 class Left:
     name: str
     member_id: int

@@ -6,7 +6,8 @@ Pure functions of what the members look like, no I/O, so they are tested as tabl
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+from ...frozen import frozen
 
 
 def quorum(voters: int) -> int:
@@ -46,7 +47,7 @@ def tolerance_warning(voters: int) -> str | None:
     )
 
 
-@dataclass(frozen=True)
+@frozen
 class MemberHealth:
     """What the rules need to know about one member."""
 

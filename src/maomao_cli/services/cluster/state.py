@@ -12,13 +12,14 @@ import json
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from ...config import Settings
 from ...errors import BadInput, MaomaoError
 from ...etcdvalues import Tls
+from ...frozen import frozen
 from ..etcdprocess import EtcdFiles, EtcdSpec, ServerTls
 
 MEMBER_FILE = "member.json"
@@ -31,7 +32,7 @@ def url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-@dataclass(frozen=True)
+@frozen
 class MemberConfig:
     name: str
     host: str
@@ -60,7 +61,7 @@ class MemberConfig:
         return f"{url_host(self.host)}:{self.client_port}"
 
 
-@dataclass(frozen=True)
+@frozen
 class ClusterPaths:
     root: Path
 

@@ -3,19 +3,20 @@ the quorum and how many more failures it tolerates."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from typing import Any
 
 from ...config import Settings
 from ...errors import MaomaoError
 from ...etcdvalues import EndpointStatus, Member, netloc
+from ...frozen import frozen
 from ...ports import ConnectAdmin, EtcdAdmin
 from .membership import member_pid
 from .rules import fault_tolerance, quorum
 from .state import ClusterPaths, load_member, member_tls, read_endpoints, settings_tls
 
 
-@dataclass(frozen=True)
+@frozen
 class MemberStatus:
     id: int
     name: str
@@ -41,7 +42,7 @@ class MemberStatus:
         return data
 
 
-@dataclass(frozen=True)
+@frozen
 class ClusterStatus:
     members: list[MemberStatus]
     leader: int
@@ -99,7 +100,7 @@ def status(settings: Settings, connect_admin: ConnectAdmin) -> ClusterStatus:
     )
 
 
-@dataclass(frozen=True)
+@frozen
 class _Probed:
     status: MemberStatus
     leader: int  # the leader this member knows of, 0 when it did not answer

@@ -8,8 +8,8 @@ here, one type each, and nowhere else.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
+from ...frozen import frozen
 from ...keys import Keys
 from ...models import Schedule
 from ...scheduling import paused_during, paused_now
@@ -19,7 +19,7 @@ from .timetable import Due
 Writes = tuple[tuple[str, bytes], ...]  # keys and values put with a claim's outcome
 
 
-@dataclass(frozen=True)
+@frozen
 class ClaimValue:
     """The firing key's value when this member took the firing. Retried with the same
     value, a claim whose answer was lost is still recognised as ours."""
@@ -34,7 +34,7 @@ class ClaimValue:
         ).encode()
 
 
-@dataclass(frozen=True)
+@frozen
 class BusyValue:
     """The firing key's value when the overlap guard was held: the firing is still taken
     once, and its taker records it as skipped."""
@@ -48,7 +48,7 @@ class BusyValue:
         ).encode()
 
 
-@dataclass(frozen=True)
+@frozen
 class GuardValue:
     """The overlap guard's value: which member runs which firing of the schedule."""
 
@@ -83,7 +83,7 @@ def guard_key(keys: Keys, schedule: Schedule, member: str) -> str:
     return keys.active(schedule.name, claim_owner(schedule, member))
 
 
-@dataclass(frozen=True)
+@frozen
 class ClaimPlan:
     key: str
     value: ClaimValue

@@ -20,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ...errors import RecordError
+from ...frozen import frozen
 from ...models import Member
 
 # Samples kept per member (a heartbeat every lease_ttl / 3 s: 32 cover half a minute or
@@ -29,7 +30,7 @@ SAMPLES_KEPT = 32
 SAMPLE_WINDOW = 60.0
 
 
-@dataclass(frozen=True)
+@frozen
 class _Sample:
     reading: float  # received - sent: the offset plus the delay the heartbeat met
     delay: float  # the one-way delay we estimated as it arrived

@@ -14,8 +14,8 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from ...frozen import frozen
 from ...keys import Keys
 from ...models import Schedule
 from ...store.base import Store
@@ -27,7 +27,7 @@ log = logging.getLogger("maomao.worker")
 Queue = Callable[[str, float, int, float], object]
 
 
-@dataclass(frozen=True)
+@frozen
 class PendingRetry:
     member: str
     process: float  # when the queuing process of the member started

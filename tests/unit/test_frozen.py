@@ -4,6 +4,8 @@ compared on equality, hashing, repr, immutability and dataclasses' own helpers."
 from __future__ import annotations
 
 import dataclasses
+import inspect
+from collections.abc import Callable
 from dataclasses import FrozenInstanceError, dataclass, field
 from typing import Any
 
@@ -94,3 +96,58 @@ def test_records_compare_and_print_as_before() -> None:
     assert repr(tool).startswith("Tool(name='t', image='img'")
     run = Run(id="20240101T000000Z-abc", tool="t", member="m", status="running")
     assert run == dataclasses.replace(run) and run != dataclasses.replace(run, status="failed")
+
+
+def both(body: Callable[[], type[Any]]) -> tuple[type[Any], type[Any]]:
+    return frozen(body()), dataclass(frozen=True)(body())
+
+
+def with_defaults() -> type[Any]:
+    class Made:
+        name: str
+        count: int = 3
+        tags: list[str] = field(default_factory=list)
+        seen: list[str] = field(default_factory=list, init=False)
+
+        def __post_init__(self) -> None:
+            object.__setattr__(self, "seen", [self.name])
+
+    return Made
+
+
+def test_the_init_takes_and_fills_what_dataclass_s_does() -> None:
+    ours, theirs = both(with_defaults)
+    assert str(inspect.signature(ours)) == str(inspect.signature(theirs))
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+        (("a",), {}),
+        (("a", 5), {"tags": ["x"]}),
+        ((), {"name": "b"}),
+    ]
+    for args, kwargs in calls:
+        mine, its = ours(*args, **kwargs), theirs(*args, **kwargs)
+        assert dataclasses.asdict(mine) == dataclasses.asdict(its)
+    assert ours("a").tags is not ours("a").tags  # a fresh list each time
+    refused: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+        ((), {}),
+        (("a",), {"nope": 1}),
+        (("a", 1, [], 2), {}),
+    ]
+    for bad_args, bad_kwargs in refused:
+        with pytest.raises(TypeError):
+            theirs(*bad_args, **bad_kwargs)
+        with pytest.raises(TypeError):
+            ours(*bad_args, **bad_kwargs)
+
+
+def test_a_field_without_default_after_one_with_is_refused_as_dataclass_does() -> None:
+    def body() -> type[Any]:
+        class Bad:
+            first: int = 1
+            second: int
+
+        return Bad
+
+    with pytest.raises(TypeError, match="non-default argument 'second' follows default"):
+        dataclass(frozen=True)(body())
+    with pytest.raises(TypeError, match="non-default argument 'second' follows default"):
+        frozen(body())

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args, get_origin
 
@@ -31,8 +32,6 @@ import typer.core as typer_core
 from typer._coercion import RuntimeParam, TypeDescriptor
 from typer._coercion import build_runtime_param as typers_build_runtime_param
 from typer._param_types import coerce_cli_path
-
-from ..frozen import frozen
 
 if TYPE_CHECKING:
     from typer.models import ParameterInfo
@@ -86,7 +85,7 @@ def plain_annotation(descriptor: TypeDescriptor) -> tuple[type, bool] | None:
     return annotation, is_list
 
 
-@frozen
+@dataclass(frozen=True)  # Typer's own frozen dataclass as its base: not @frozen
 class PlainRuntimeParam(RuntimeParam):
     leaf: type
     is_list: bool

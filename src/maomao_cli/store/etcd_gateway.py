@@ -46,7 +46,7 @@ from .base import (
 )
 from .deadlines import call_deadline
 from .etcd_paging import page_bounds, range_end
-from .etcd_status import COMPACTED, QUOTA, gauges
+from .etcd_status import COMPACTED, QUOTA, gauges, wanted_lines
 from .gateway_http import Connection, NoAnswer
 
 # What a malformed answer raises as it is read (binascii.Error is a ValueError).
@@ -323,7 +323,7 @@ class GatewayStore:
         except (OSError, ValueError, NoAnswer):
             self._drop()
             return {}
-        return gauges(data.decode("ascii", "replace").splitlines()) if status == 200 else {}
+        return gauges(wanted_lines(data)) if status == 200 else {}
 
     def _send(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
         token = self._auth_token() if path != "/v3/auth/authenticate" else None

@@ -99,11 +99,20 @@ def api(daemon: DockerDaemon) -> Any:
     return docker_py.APIClient(base_url=daemon.host, timeout=30)
 
 
-@pytest.fixture(params=["scripted", pytest.param("docker", marks=pytest.mark.docker)])
-def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
+@pytest.fixture(
+    params=[
+        "scripted",
+        pytest.param("docker", marks=pytest.mark.docker),
+        # The runner's calls through docker-py, as for an engine on tcp://, TLS or ssh://.
+        pytest.param("docker-py", marks=pytest.mark.docker),
+    ]
+)
+def rig(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
     if request.param == "scripted":
         yield ScriptedRig()
         return
+    if request.param == "docker-py":
+        monkeypatch.setattr("maomao_cli.adapters.docker_runner.speaks", lambda host, env: False)
     docker_rig = DockerRig(request.getfixturevalue("docker"))
     yield docker_rig
     docker_rig.close()
@@ -312,11 +321,17 @@ def test_a_running_container_is_locked_down(docker: DockerDaemon, tmp_path: Path
     ],
     ids=["ping", "ensure_image", "remove_containers"],
 )
+@pytest.mark.parametrize("client", ["engine_api", "docker-py"])
 def test_an_engine_that_is_not_there_is_one_unavailable(
-    tmp_path: Path, call: Callable[[ContainerRunner], object]
+    tmp_path: Path,
+    call: Callable[[ContainerRunner], object],
+    client: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from maomao_cli.adapters.docker_runner import DockerRunner
 
+    if client == "docker-py":
+        monkeypatch.setattr("maomao_cli.adapters.docker_runner.speaks", lambda host, env: False)
     runner = DockerRunner(DockerSettings(host=f"unix://{tmp_path}/no-such-docker.sock"))
     try:
         with pytest.raises(Unavailable) as info:
@@ -326,5 +341,7 @@ def test_an_engine_that_is_not_there_is_one_unavailable(
     finally:
         runner.close()
         gc.collect()  # collected here, under the filter above
-    assert message.startswith(f"cannot reach Docker at unix://{tmp_path}")
+    assert (
+        message == f"cannot reach Docker at unix://{tmp_path}/no-such-docker.sock: no such socket"
+    )
     assert hint is not None

@@ -108,11 +108,14 @@ class ContainerRunner(Protocol):
         on_output: Callable[[str], None] | None = None,
         cancel: threading.Event | None = None,
         on_raw: Callable[[bytes], None] | None = None,
+        on_starting: Callable[[], None] | None = None,
     ) -> ContainerResult:
         """Run to completion and always remove the container. Past spec.timeout the
         container is stopped (timed-out); when cancel is set it is stopped (interrupted).
         on_output gets each output line as it comes, from another thread; on_raw gets the
-        same line's bytes as the container wrote them (no newline), just before."""
+        same line's bytes as the container wrote them (no newline), just before.
+        on_starting is called once the container exists, just before it starts (work to
+        overlap with the start), and never for a container that could not be made."""
         ...
 
     def remove_containers(self, labels: dict[str, str]) -> int:

@@ -198,6 +198,23 @@ def test_on_raw_gets_each_line_as_bytes_before_its_text(rig: Rig, tmp_path: Path
     assert events[0] == ("raw", raws[0]) and events[1] == ("text", texts[0])
 
 
+def test_on_starting_is_called_once_before_the_container_says_anything(
+    rig: Rig, tmp_path: Path
+) -> None:
+    runner = rig.runner(Behaviour())
+    runner.ensure_image(rig.image)
+    events: list[str] = []
+
+    runner.run(
+        spec_for(rig, tmp_path / "data", Behaviour()),
+        on_output=lambda line: events.append("line"),
+        on_starting=lambda: events.append("starting"),
+    )
+
+    assert events[0] == "starting" and events.count("starting") == 1
+    assert "line" in events
+
+
 def test_a_non_zero_exit_is_failed_with_its_code(rig: Rig, tmp_path: Path) -> None:
     behaviour = Behaviour(exit_code=3)
     runner = rig.runner(behaviour)

@@ -36,7 +36,10 @@ class NullRunner:
         on_output: Callable[[str], None] | None = None,
         cancel: threading.Event | None = None,
         on_raw: Callable[[bytes], None] | None = None,
+        on_starting: Callable[[], None] | None = None,
     ) -> ContainerResult:
+        if on_starting is not None:
+            on_starting()
         return ContainerResult(0, "succeeded", NULL_DIGEST, [], None)
 
     def remove_containers(self, labels: dict[str, str]) -> int:
@@ -110,7 +113,10 @@ class ScriptedRunner:
         on_output: Callable[[str], None] | None = None,
         cancel: threading.Event | None = None,
         on_raw: Callable[[bytes], None] | None = None,
+        on_starting: Callable[[], None] | None = None,
     ) -> ContainerResult:
+        if on_starting is not None:
+            on_starting()
         with self._lock:
             self.specs.append(spec)
             self.running += 1

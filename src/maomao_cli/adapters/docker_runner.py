@@ -249,6 +249,7 @@ class DockerRunner:
         on_output: Callable[[str], None] | None = None,
         cancel: threading.Event | None = None,
         on_raw: Callable[[bytes], None] | None = None,
+        on_starting: Callable[[], None] | None = None,
     ) -> ContainerResult:
         api = self._api()
         self._remove_left_behind(api)
@@ -276,6 +277,8 @@ class DockerRunner:
         container_id = str(created["Id"])
         try:
             outputs = Outputs(on_output, on_raw)
+            if on_starting is not None:
+                on_starting()
             return self._supervise(api, container_id, spec, outputs, cancel)
         finally:
             self._remove(api, container_id)

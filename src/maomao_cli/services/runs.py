@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -218,10 +219,14 @@ class RunService(RunRecords):
             return failed(str(exc), retryable=False)
         before = snapshots.listing(data_dir)
         full_log = self._open_full_log(run)
-        _meanwhile(while_running)
         try:
             result, over = self._contain(
-                spec, limit, on_output, cancel, None if full_log is None else full_log.write
+                spec,
+                limit,
+                on_output,
+                cancel,
+                None if full_log is None else full_log.write,
+                _meanwhile(while_running),
             )
         except (ContainerError, Unavailable) as exc:
             return failed(exc.message)
@@ -280,14 +285,16 @@ class RunService(RunRecords):
         on_output: Callable[[str], None] | None,
         cancel: threading.Event | None,
         on_raw: Callable[[bytes], None] | None = None,
+        on_starting: Callable[[], None] | None = None,
     ) -> tuple[ContainerResult, str | None]:
         """Run the container, its data directory watched while it runs and measured after;
         the second item is the data-limit error, if it went over."""
+        run = partial(self.runner.run, spec, on_output=on_output, on_raw=on_raw)
         if limit is None:
-            return self.runner.run(spec, on_output=on_output, cancel=cancel, on_raw=on_raw), None
+            return run(cancel=cancel, on_starting=on_starting), None
         watch = datalimit.watching(spec.data_dir, limit, cancel, self.data_watch_interval)
         with watch as (stop, tripped):
-            result = self.runner.run(spec, on_output=on_output, cancel=stop, on_raw=on_raw)
+            result = run(cancel=stop, on_starting=on_starting)
         found = tripped()
         if found is not None:  # it was interrupted by the watch, not by a Ctrl-C
             stopped = replace(result, error=None)
@@ -360,8 +367,9 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _meanwhile(work: Callable[[], None] | None) -> None:
-    """Start `work` on a thread of its own (execute's `while_running`); not a daemon, so
-    the process never exits in the middle of it."""
-    if work is not None:
-        threading.Thread(target=work, name="maomao-meanwhile").start()
+def _meanwhile(work: Callable[[], None] | None) -> Callable[[], None] | None:
+    """What starts `work` on a thread of its own as the container starts (execute's
+    `while_running`); not a daemon, so the process never exits in the middle of it."""
+    if work is None:
+        return None
+    return threading.Thread(target=work, name="maomao-meanwhile").start

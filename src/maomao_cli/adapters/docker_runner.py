@@ -1,6 +1,6 @@
 """The container port on the Docker Engine API. Only this module imports docker (docker-py).
 
-The calls of a run go to an engine on a unix socket through engine_api.py (http.client:
+The calls of a run go to an engine on a unix socket through engine_api.py (HTTP by hand:
 docker-py's imports alone cost a run about 65 ms); pulls, and engines reached over tcp://,
 TLS or ssh://, through docker-py. Both clients take the same calls and give the same
 answers; their failures are told apart in `_call`.
@@ -83,7 +83,7 @@ class DockerRunner:
     def _unavailable(self, exc: Exception) -> Unavailable:
         return unavailable(self.host, exc, self.settings.api_timeout)
 
-    def _api(self) -> Any:
+    def _api(self) -> Client:
         """This thread's client: an EngineAPI, or a docker.APIClient (module docstring)."""
         if speaks(self.host, os.environ):
             return EngineAPI(self.host, self.settings.api_timeout)  # it keeps nothing open
@@ -107,7 +107,7 @@ class DockerRunner:
                 self._clients.append(client)
         return client
 
-    def _stream_client(self, version: str) -> Any:
+    def _stream_client(self, version: str) -> Client:
         if speaks(self.host, os.environ):
             return EngineAPI(self.host, None)
         import docker
